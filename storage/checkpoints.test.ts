@@ -1,0 +1,183 @@
+// The checkpoint protocol on a directory store: layout, validity reasons, fallback, retention, names.
+import { mkdtemp, readFile, rm, writeFile, truncate, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { patternBytes, sha256 } from '../test/blob-store-suite.js';
+import {
+  applyRetention,
+  checkpointPrefix,
+  commitCheckpoint,
+  latestCheckpoint,
+  listCheckpoints,
+  loadCheckpoint,
+  type CheckpointManifest,
+} from './checkpoints.js';
+import { DirectoryBlobStore } from './dir-store.js';
+
+const roots: string[] = [];
+afterAll(async () => {
+  for (const root of roots) await rm(root, { recursive: true, force: true });
+});
+
+let store: DirectoryBlobStore;
+beforeEach(async () => {
+  const root = await mkdtemp(join(tmpdir(), 'dro-ckpt-'));
+  roots.push(root);
+  store = new DirectoryBlobStore(root);
+});
+
+const files = (seed: number): Record<string, Uint8Array> => ({
+  'model.safetensors': patternBytes(4096 + seed, seed),
+  'optimizer.safetensors': patternBytes(8192 + seed, seed + 100),
+});
+const fileOnDisk = (step: number, name: string): string => join(store.root, ...checkpointPrefix('run-1', step).split('/'), name);
+
+describe('commitCheckpoint and loadCheckpoint', () => {
+  it('writes the DESIGN.md §5 layout with a manifest of every file, and loads it back verified', async () => {
+    const f = files(1);
+    const state = { step: 12, cursor: { epoch: 0, index: 7 }, config: { lr: 1e-5 } };
+    const ref = await commitCheckpoint(store, 'run-1', 12, f, state);
+    expect(ref.prefix).toBe('run-1/checkpoints/00000012/');
+    expect((await store.list('run-1/')).map((b) => b.key)).toEqual([
+      'run-1/checkpoints/00000012/manifest.json',
+      'run-1/checkpoints/00000012/model.safetensors',
+      'run-1/checkpoints/00000012/optimizer.safetensors',
+      'run-1/checkpoints/00000012/state.json',
+    ]);
+    const manifest = JSON.parse(await readFile(fileOnDisk(12, 'manifest.json'), 'utf8')) as CheckpointManifest;
+    expect(manifest.formatVersion).toBe(1);
+    expect(manifest.runId).toBe('run-1');
+    expect(manifest.step).toBe(12);
+    expect(Number.isNaN(Date.parse(manifest.createdAt))).toBe(false);
+    expect(manifest.files['model.safetensors']).toEqual({ sha256: sha256(f['model.safetensors']!), bytes: 4097 });
+    const stateBytes = await readFile(fileOnDisk(12, 'state.json'));
+    expect(manifest.files['state.json']).toEqual({ sha256: sha256(stateBytes), bytes: stateBytes.byteLength });
+
+    const loaded = await loadCheckpoint(store, 'run-1', 12);
+    expect(loaded.state).toEqual(state);
+    expect(Object.keys(loaded.files).sort()).toEqual(['model.safetensors', 'optimizer.safetensors']);
+    expect(sha256(loaded.files['optimizer.safetensors']!)).toBe(sha256(f['optimizer.safetensors']!));
+  });
+
+  it('is idempotent for the same content and refuses different content for a committed step', async () => {
+    const first = await commitCheckpoint(store, 'run-1', 3, files(1), { a: 1 });
+    const again = await commitCheckpoint(store, 'run-1', 3, files(1), { a: 1 });
+    expect(again.files).toEqual(first.files);
+    await expect(commitCheckpoint(store, 'run-1', 3, files(2), { a: 1 })).rejects.toThrow(/already committed with different content/);
+    expect(sha256((await loadCheckpoint(store, 'run-1', 3)).files['model.safetensors']!)).toBe(sha256(files(1)['model.safetensors']!));
+  });
+
+  it('replaces the leftovers of an interrupted commit, including stray files', async () => {
+    await store.put('run-1/checkpoints/00000004/model.safetensors', patternBytes(10, 9));
+    await store.put('run-1/checkpoints/00000004/stray.bin', patternBytes(10, 9));
+    await commitCheckpoint(store, 'run-1', 4, files(4), { s: 4 });
+    expect((await store.list('run-1/checkpoints/00000004/')).map((b) => b.key.split('/').pop())).toEqual([
+      'manifest.json',
+      'model.safetensors',
+      'optimizer.safetensors',
+      'state.json',
+    ]);
+    expect((await listCheckpoints(store, 'run-1'))[0]).toMatchObject({ step: 4, valid: true });
+  });
+
+  it('rejects bad run ids, file names, steps and states before writing anything', async () => {
+    for (const runId of ['', '..', 'a/b', '../x', 'a..b', '.hidden', 'x'.repeat(129), 'sp ace']) {
+      await expect(commitCheckpoint(store, runId, 1, files(1), {}), runId).rejects.toThrow(/invalid run id/);
+    }
+    for (const name of ['a/b', '..', '../x', '', 'x'.repeat(129)]) {
+      await expect(commitCheckpoint(store, 'run-1', 1, { [name]: new Uint8Array(1) }, {}), name).rejects.toThrow(/invalid checkpoint file name/);
+    }
+    await expect(commitCheckpoint(store, 'run-1', 1, { 'manifest.json': new Uint8Array(1) }, {})).rejects.toThrow(/reserved/);
+    await expect(commitCheckpoint(store, 'run-1', 1, { 'state.json': new Uint8Array(1) }, {})).rejects.toThrow(/reserved/);
+    for (const step of [-1, 1.5, 100_000_000, Number.NaN]) {
+      await expect(commitCheckpoint(store, 'run-1', step, files(1), {}), String(step)).rejects.toThrow(/invalid checkpoint step/);
+    }
+    await expect(commitCheckpoint(store, 'run-1', 1, files(1), { big: 10n })).rejects.toThrow(/cannot be written as JSON/);
+    expect(await store.list('')).toEqual([]);
+  });
+});
+
+describe('validity, latestCheckpoint and listCheckpoints', () => {
+  beforeEach(async () => {
+    for (const step of [1, 2, 3]) await commitCheckpoint(store, 'run-1', step, files(step), { step });
+  });
+
+  it('lists every step as valid and returns the highest as latest', async () => {
+    expect(await listCheckpoints(store, 'run-1')).toEqual([1, 2, 3].map((step) => ({ step, prefix: checkpointPrefix('run-1', step), valid: true })));
+    expect((await latestCheckpoint(store, 'run-1'))?.step).toBe(3);
+    expect(await latestCheckpoint(store, 'other-run')).toBeUndefined();
+  });
+
+  it('a flipped byte makes the step invalid with the reason, and latest falls back', async () => {
+    const path = fileOnDisk(3, 'model.safetensors');
+    const bytes = await readFile(path);
+    bytes[100] = bytes[100]! ^ 0x01;
+    await writeFile(path, bytes);
+    const listing = await listCheckpoints(store, 'run-1');
+    expect(listing[2]).toMatchObject({ step: 3, valid: false });
+    expect(listing[2]!.reason).toMatch(/^sha256 mismatch for model\.safetensors/);
+    // Sizes still match: only the sha256 check can see this.
+    expect((await listCheckpoints(store, 'run-1', { verify: 'size' }))[2]!.valid).toBe(true);
+    expect((await latestCheckpoint(store, 'run-1'))?.step).toBe(2);
+    await expect(loadCheckpoint(store, 'run-1', 3)).rejects.toThrow(/sha256 mismatch for model\.safetensors/);
+  });
+
+  it('names each kind of damage: missing manifest, missing file, size mismatch, unreadable JSON', async () => {
+    await unlink(fileOnDisk(3, 'manifest.json'));
+    await unlink(fileOnDisk(2, 'optimizer.safetensors'));
+    await truncate(fileOnDisk(1, 'model.safetensors'), 10);
+    const reasons = (await listCheckpoints(store, 'run-1')).map((c) => c.reason);
+    expect(reasons[2]).toBe('missing manifest');
+    expect(reasons[1]).toBe('missing file optimizer.safetensors');
+    expect(reasons[0]).toBe('size mismatch for model.safetensors: 10 bytes, manifest says 4097');
+    expect(await latestCheckpoint(store, 'run-1')).toBeUndefined();
+    await expect(loadCheckpoint(store, 'run-1', 2)).rejects.toThrow(/missing file optimizer\.safetensors/);
+    await expect(loadCheckpoint(store, 'run-1', 3)).rejects.toThrow(/missing manifest/);
+
+    await commitCheckpoint(store, 'run-1', 5, files(5), { step: 5 });
+    await writeFile(fileOnDisk(5, 'manifest.json'), '{"formatVersion": 1, "files": {');
+    const five = (await listCheckpoints(store, 'run-1')).find((c) => c.step === 5);
+    expect(five?.reason).toMatch(/^unreadable manifest JSON/);
+  });
+
+  it('rejects a manifest copied from another step or run', async () => {
+    await writeFile(fileOnDisk(3, 'manifest.json'), await readFile(fileOnDisk(2, 'manifest.json')));
+    expect((await listCheckpoints(store, 'run-1'))[2]!.reason).toMatch(/manifest step 2 does not match folder step 3/);
+    expect((await latestCheckpoint(store, 'run-1'))?.step).toBe(2);
+  });
+
+  it('a damaged state.json is caught by its sha256 like any other file', async () => {
+    await writeFile(fileOnDisk(3, 'state.json'), '{"step": 4}\n   ');
+    const three = (await listCheckpoints(store, 'run-1'))[2]!;
+    expect(three.valid).toBe(false);
+    expect(three.reason).toMatch(/state\.json/);
+  });
+});
+
+describe('applyRetention', () => {
+  it('keeps the last N and every K-th, deletes the rest below the newest valid step', async () => {
+    for (let step = 1; step <= 10; step++) await commitCheckpoint(store, 'run-1', step, files(step), { step });
+    const result = await applyRetention(store, 'run-1', { keepLast: 2, keepEvery: 4 });
+    expect(result.deleted).toEqual([1, 2, 3, 5, 6, 7]);
+    expect((await listCheckpoints(store, 'run-1')).map((c) => c.step)).toEqual([4, 8, 9, 10]);
+    expect((await listCheckpoints(store, 'run-1')).every((c) => c.valid)).toBe(true);
+  });
+
+  it('never deletes the newest valid checkpoint, even when newer ones are damaged', async () => {
+    for (let step = 1; step <= 4; step++) await commitCheckpoint(store, 'run-1', step, files(step), { step });
+    await unlink(fileOnDisk(4, 'model.safetensors'));
+    await store.put('run-1/checkpoints/00000005/model.safetensors', patternBytes(5, 5)); // a commit in progress
+    const result = await applyRetention(store, 'run-1', { keepLast: 1 });
+    expect(result.deleted).toEqual([1, 2]);
+    expect((await latestCheckpoint(store, 'run-1'))?.step).toBe(3);
+    expect((await listCheckpoints(store, 'run-1')).map((c) => c.step)).toEqual([3, 4, 5]);
+  });
+
+  it('deletes nothing when there is no valid checkpoint, and validates the policy', async () => {
+    await store.put('run-1/checkpoints/00000001/model.safetensors', patternBytes(5, 5));
+    expect(await applyRetention(store, 'run-1', { keepLast: 1 })).toEqual({ kept: [1], deleted: [] });
+    await expect(applyRetention(store, 'run-1', { keepLast: 0 })).rejects.toThrow(/keepLast/);
+    await expect(applyRetention(store, 'run-1', { keepLast: 1, keepEvery: -2 })).rejects.toThrow(/keepEvery/);
+  });
+});

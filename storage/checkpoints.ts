@@ -1,0 +1,357 @@
+// The checkpoint protocol (DESIGN.md §5): `<runId>/checkpoints/<step, 8 digits>/` holds named files and
+// state.json; manifest.json, written last, lists every file's sha256 and size. A checkpoint exists only
+// when its manifest exists and every file matches it, so a crash mid-commit can never yield a "latest".
+import { createHash } from 'node:crypto';
+import { BlobNotFoundError, type BlobStore, type OpOptions } from './blob-store.js';
+
+export const CHECKPOINT_FORMAT_VERSION = 1;
+export const MANIFEST_FILE = 'manifest.json';
+export const STATE_FILE = 'state.json';
+export const MAX_STEP = 99_999_999;
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export interface ManifestEntry {
+  sha256: string;
+  bytes: number;
+}
+
+export interface CheckpointManifest {
+  formatVersion: number;
+  runId: string;
+  step: number;
+  createdAt: string;
+  files: Record<string, ManifestEntry>;
+}
+
+/** A committed checkpoint, small enough to pass between Temporal activities. */
+export interface CheckpointRef {
+  runId: string;
+  step: number;
+  prefix: string;
+  manifestKey: string;
+  files: Record<string, ManifestEntry>;
+}
+
+export interface CheckpointListing {
+  step: number;
+  prefix: string;
+  valid: boolean;
+  /** Why the checkpoint is not usable; absent when valid. */
+  reason?: string;
+}
+
+export interface LoadedCheckpoint {
+  ref: CheckpointRef;
+  files: Record<string, Uint8Array>;
+  state: unknown;
+}
+
+export type Verification = 'sha256' | 'size';
+
+export class CheckpointError extends Error {
+  override readonly name = 'CheckpointError';
+}
+
+export function validateRunId(runId: string): void {
+  validateName(runId, 'run id');
+}
+
+function validateName(name: string, what: string): void {
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name) || name.includes('..')) {
+    throw new CheckpointError(
+      `invalid ${what} ${JSON.stringify(name)}: 1-128 characters of letters, digits, '.', '_' and '-', starting with a letter or digit, without '..' or '/'`,
+    );
+  }
+}
+
+function validateStep(step: number): void {
+  if (!Number.isSafeInteger(step) || step < 0 || step > MAX_STEP) {
+    throw new CheckpointError(`invalid checkpoint step ${String(step)}: an integer from 0 to ${MAX_STEP}`);
+  }
+}
+
+export function checkpointPrefix(runId: string, step: number): string {
+  validateRunId(runId);
+  validateStep(step);
+  return `${runId}/checkpoints/${String(step).padStart(8, '0')}/`;
+}
+
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * Writes `files` and `state` as checkpoint `step`, then the manifest. Committing the same content to a
+ * step that is already committed returns the existing reference (an activity retry is harmless);
+ * different content for a committed step is an error, never a silent overwrite.
+ */
+export async function commitCheckpoint(
+  store: BlobStore,
+  runId: string,
+  step: number,
+  files: Record<string, Uint8Array>,
+  state: object,
+  opts: OpOptions = {},
+): Promise<CheckpointRef> {
+  const prefix = checkpointPrefix(runId, step);
+  const stateBytes = encodeJson(state, 'checkpoint state');
+  const all: Record<string, Uint8Array> = {};
+  for (const [name, data] of Object.entries(files)) {
+    validateName(name, 'checkpoint file name');
+    if (name === MANIFEST_FILE || name === STATE_FILE) throw new CheckpointError(`checkpoint file name ${name} is reserved`);
+    if (!(data instanceof Uint8Array)) throw new CheckpointError(`checkpoint file ${name} must be a Uint8Array`);
+    all[name] = data;
+  }
+  all[STATE_FILE] = stateBytes;
+  const entries: Record<string, ManifestEntry> = {};
+  for (const name of Object.keys(all).sort()) entries[name] = { sha256: sha256Hex(all[name]!), bytes: all[name]!.byteLength };
+
+  const manifestKey = prefix + MANIFEST_FILE;
+  const existing = await readManifestIfValidJson(store, manifestKey, opts);
+  if (existing) {
+    if (sameFiles(existing.files, entries)) {
+      const check = await verifyCheckpoint(store, prefix, existing, 'sha256', opts);
+      if (check === undefined) return { runId, step, prefix, manifestKey, files: existing.files };
+    } else if ((await verifyCheckpoint(store, prefix, existing, 'sha256', opts)) === undefined) {
+      throw new CheckpointError(`checkpoint ${prefix} is already committed with different content; refusing to overwrite it`);
+    }
+  }
+  // Whatever is there is not a valid checkpoint of this content: take its manifest away first, so
+  // the step cannot look committed while its files are being replaced.
+  await store.delete(manifestKey, opts);
+  for (const info of await store.list(prefix, opts)) {
+    if (!(info.key.slice(prefix.length) in all)) await store.delete(info.key, opts);
+  }
+  for (const [name, data] of Object.entries(all)) await store.put(prefix + name, data, opts);
+  const manifest: CheckpointManifest = {
+    formatVersion: CHECKPOINT_FORMAT_VERSION,
+    runId,
+    step,
+    createdAt: new Date().toISOString(),
+    files: entries,
+  };
+  await store.put(manifestKey, encodeJson(manifest, 'manifest'), opts);
+  return { runId, step, prefix, manifestKey, files: entries };
+}
+
+/**
+ * Every checkpoint step found under the run, ascending, each marked valid or invalid with the reason.
+ * `verify: 'sha256'` (default) reads every file; `'size'` trusts sizes from the listing (cheap).
+ */
+export async function listCheckpoints(
+  store: BlobStore,
+  runId: string,
+  options: OpOptions & { verify?: Verification } = {},
+): Promise<CheckpointListing[]> {
+  const steps = await findSteps(store, runId, options);
+  const out: CheckpointListing[] = [];
+  for (const step of steps) out.push(await inspect(store, runId, step, options.verify ?? 'sha256', options));
+  return out;
+}
+
+/** The highest step whose checkpoint is fully valid (every sha256 checked), or undefined. */
+export async function latestCheckpoint(store: BlobStore, runId: string, opts: OpOptions = {}): Promise<CheckpointRef | undefined> {
+  const steps = await findSteps(store, runId, opts);
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const step = steps[i]!;
+    const prefix = checkpointPrefix(runId, step);
+    const manifest = await readManifestIfValidJson(store, prefix + MANIFEST_FILE, opts);
+    if (!manifest || validateManifestShape(manifest, runId, step) !== undefined) continue;
+    if ((await verifyCheckpoint(store, prefix, manifest, 'sha256', opts)) === undefined) {
+      return { runId, step, prefix, manifestKey: prefix + MANIFEST_FILE, files: manifest.files };
+    }
+  }
+  return undefined;
+}
+
+/** Reads every file of a checkpoint and its state, verifying each against the manifest. */
+export async function loadCheckpoint(store: BlobStore, runId: string, step: number, opts: OpOptions = {}): Promise<LoadedCheckpoint> {
+  const prefix = checkpointPrefix(runId, step);
+  const manifestKey = prefix + MANIFEST_FILE;
+  let manifest: CheckpointManifest;
+  try {
+    manifest = await readManifest(store, manifestKey, opts);
+  } catch (err) {
+    throw new CheckpointError(`cannot load checkpoint ${prefix} in ${store.location}: ${(err as Error).message}`);
+  }
+  const shapeProblem = validateManifestShape(manifest, runId, step);
+  if (shapeProblem) throw new CheckpointError(`cannot load checkpoint ${prefix} in ${store.location}: ${shapeProblem}`);
+  const files: Record<string, Uint8Array> = {};
+  let state: unknown;
+  for (const [name, entry] of Object.entries(manifest.files)) {
+    let data: Uint8Array;
+    try {
+      data = await store.get(prefix + name, opts);
+    } catch (err) {
+      if (err instanceof BlobNotFoundError) throw new CheckpointError(`checkpoint ${prefix} in ${store.location} is missing file ${name}`);
+      throw err;
+    }
+    if (data.byteLength !== entry.bytes) {
+      throw new CheckpointError(`checkpoint ${prefix} in ${store.location}: ${name} has ${data.byteLength} bytes, manifest says ${entry.bytes}`);
+    }
+    const digest = sha256Hex(data);
+    if (digest !== entry.sha256) {
+      throw new CheckpointError(`checkpoint ${prefix} in ${store.location}: sha256 mismatch for ${name} (manifest ${entry.sha256}, file ${digest})`);
+    }
+    if (name === STATE_FILE) {
+      try {
+        state = JSON.parse(new TextDecoder().decode(data));
+      } catch (err) {
+        throw new CheckpointError(`checkpoint ${prefix} in ${store.location}: ${STATE_FILE} is not valid JSON (${(err as Error).message})`);
+      }
+    } else {
+      files[name] = data;
+    }
+  }
+  return { ref: { runId, step, prefix, manifestKey, files: manifest.files }, files, state };
+}
+
+export interface RetentionPolicy {
+  /** Keep this many of the newest committed checkpoints. */
+  keepLast: number;
+  /** Also keep every checkpoint whose step is a multiple of this (0 = none). */
+  keepEvery?: number;
+}
+
+/**
+ * Deletes checkpoints the policy does not keep. Only steps below the newest valid checkpoint are
+ * touched: that one is always kept, and anything newer may still be in the middle of a commit.
+ */
+export async function applyRetention(
+  store: BlobStore,
+  runId: string,
+  policy: RetentionPolicy,
+  opts: OpOptions = {},
+): Promise<{ kept: number[]; deleted: number[] }> {
+  if (!Number.isInteger(policy.keepLast) || policy.keepLast < 1) throw new CheckpointError(`retention keepLast must be an integer >= 1, got ${policy.keepLast}`);
+  const keepEvery = policy.keepEvery ?? 0;
+  if (!Number.isInteger(keepEvery) || keepEvery < 0) throw new CheckpointError(`retention keepEvery must be an integer >= 0, got ${keepEvery}`);
+  const latest = await latestCheckpoint(store, runId, opts);
+  const listing = await listCheckpoints(store, runId, { ...opts, verify: 'size' });
+  if (!latest) return { kept: listing.map((c) => c.step), deleted: [] };
+  const committed = listing.filter((c) => c.valid && c.step <= latest.step).map((c) => c.step);
+  const keep = new Set<number>([latest.step, ...committed.slice(-policy.keepLast)]);
+  if (keepEvery > 0) for (const step of committed) if (step % keepEvery === 0) keep.add(step);
+  const deleted: number[] = [];
+  for (const { step, prefix } of listing) {
+    if (keep.has(step) || step > latest.step) continue;
+    // Manifest first: a half-deleted checkpoint must read as invalid, not as a damaged valid one.
+    await store.delete(prefix + MANIFEST_FILE, opts);
+    for (const info of await store.list(prefix, opts)) await store.delete(info.key, opts);
+    deleted.push(step);
+  }
+  return { kept: listing.map((c) => c.step).filter((s) => !deleted.includes(s)), deleted };
+}
+
+async function findSteps(store: BlobStore, runId: string, opts: OpOptions): Promise<number[]> {
+  validateRunId(runId);
+  const root = `${runId}/checkpoints/`;
+  const steps = new Set<number>();
+  for (const { key } of await store.list(root, opts)) {
+    const match = /^(\d{8})\//.exec(key.slice(root.length));
+    if (match) steps.add(Number(match[1]));
+  }
+  return [...steps].sort((a, b) => a - b);
+}
+
+async function inspect(store: BlobStore, runId: string, step: number, verify: Verification, opts: OpOptions): Promise<CheckpointListing> {
+  const prefix = checkpointPrefix(runId, step);
+  let manifest: CheckpointManifest;
+  try {
+    manifest = await readManifest(store, prefix + MANIFEST_FILE, opts);
+  } catch (err) {
+    return { step, prefix, valid: false, reason: (err as Error).message };
+  }
+  const reason = validateManifestShape(manifest, runId, step) ?? (await verifyCheckpoint(store, prefix, manifest, verify, opts));
+  return reason === undefined ? { step, prefix, valid: true } : { step, prefix, valid: false, reason };
+}
+
+async function readManifest(store: BlobStore, key: string, opts: OpOptions): Promise<CheckpointManifest> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await store.get(key, opts);
+  } catch (err) {
+    if (err instanceof BlobNotFoundError) throw new CheckpointError('missing manifest');
+    throw err;
+  }
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes)) as CheckpointManifest;
+  } catch (err) {
+    throw new CheckpointError(`unreadable manifest JSON: ${(err as Error).message}`);
+  }
+}
+
+/** The manifest, or undefined when it is missing or not JSON; storage failures still throw, so an
+ * outage can never make an older checkpoint look like the latest. */
+async function readManifestIfValidJson(store: BlobStore, key: string, opts: OpOptions): Promise<CheckpointManifest | undefined> {
+  try {
+    return await readManifest(store, key, opts);
+  } catch (err) {
+    if (err instanceof CheckpointError) return undefined;
+    throw err;
+  }
+}
+
+function validateManifestShape(manifest: CheckpointManifest, runId: string, step: number): string | undefined {
+  if (typeof manifest !== 'object' || manifest === null) return 'manifest is not a JSON object';
+  if (manifest.formatVersion !== CHECKPOINT_FORMAT_VERSION) return `unsupported manifest formatVersion ${String(manifest.formatVersion)}`;
+  if (manifest.runId !== runId) return `manifest runId ${JSON.stringify(manifest.runId)} does not match ${JSON.stringify(runId)}`;
+  if (manifest.step !== step) return `manifest step ${String(manifest.step)} does not match folder step ${step}`;
+  if (typeof manifest.files !== 'object' || manifest.files === null) return 'manifest has no files table';
+  if (!(STATE_FILE in manifest.files)) return `manifest does not list ${STATE_FILE}`;
+  for (const [name, entry] of Object.entries(manifest.files)) {
+    if (!NAME_PATTERN.test(name) || name.includes('..') || name === MANIFEST_FILE) return `manifest lists an invalid file name ${JSON.stringify(name)}`;
+    if (typeof entry?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(entry.sha256) || !Number.isSafeInteger(entry.bytes) || entry.bytes < 0) {
+      return `manifest entry for ${name} is malformed`;
+    }
+  }
+  return undefined;
+}
+
+/** undefined when every file matches the manifest; otherwise the first problem found. */
+async function verifyCheckpoint(
+  store: BlobStore,
+  prefix: string,
+  manifest: CheckpointManifest,
+  verify: Verification,
+  opts: OpOptions,
+): Promise<string | undefined> {
+  const present = new Map((await store.list(prefix, opts)).map((b) => [b.key.slice(prefix.length), b.bytes]));
+  for (const [name, entry] of Object.entries(manifest.files)) {
+    const bytes = present.get(name);
+    if (bytes === undefined) return `missing file ${name}`;
+    if (bytes !== entry.bytes) return `size mismatch for ${name}: ${bytes} bytes, manifest says ${entry.bytes}`;
+  }
+  if (verify === 'size') return undefined;
+  for (const [name, entry] of Object.entries(manifest.files)) {
+    const hash = createHash('sha256');
+    let stream;
+    try {
+      stream = await store.getStream(prefix + name, opts);
+    } catch (err) {
+      if (err instanceof BlobNotFoundError) return `missing file ${name}`;
+      throw err;
+    }
+    for await (const chunk of stream) hash.update(chunk as Uint8Array);
+    const digest = hash.digest('hex');
+    if (digest !== entry.sha256) return `sha256 mismatch for ${name}: manifest ${entry.sha256}, file ${digest}`;
+  }
+  return undefined;
+}
+
+function sameFiles(a: Record<string, ManifestEntry>, b: Record<string, ManifestEntry>): boolean {
+  const ak = Object.keys(a).sort();
+  const bk = Object.keys(b).sort();
+  return ak.length === bk.length && ak.every((k, i) => k === bk[i] && a[k]!.sha256 === b[k]!.sha256 && a[k]!.bytes === b[k]!.bytes);
+}
+
+function encodeJson(value: unknown, what: string): Uint8Array {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value, null, 2);
+  } catch (err) {
+    throw new CheckpointError(`${what} cannot be written as JSON: ${(err as Error).message}`);
+  }
+  if (text === undefined || typeof value !== 'object' || value === null) throw new CheckpointError(`${what} must be a JSON object`);
+  return new TextEncoder().encode(text + '\n');
+}
