@@ -33,8 +33,8 @@ export interface S3StoreOptions {
   partSize?: number;
   /** TCP connect timeout per attempt (ms): a server that does not answer must not hang a run. */
   connectTimeoutMs?: number;
-  /** Socket idle timeout per attempt (ms). */
-  requestTimeoutMs?: number;
+  /** A request whose socket stays silent this long fails (and is retried): a stalled server never hangs a run (ms). */
+  idleTimeoutMs?: number;
   /** Endpoint override; by default AWS_ENDPOINT_URL_S3, then AWS_ENDPOINT_URL, then AWS itself. */
   endpoint?: string;
   region?: string;
@@ -65,7 +65,7 @@ function resolveOptions(options: S3StoreOptions): Required<Omit<S3StoreOptions, 
     multipartThreshold: options.multipartThreshold ?? 16 * MiB,
     partSize: options.partSize ?? 8 * MiB,
     connectTimeoutMs: options.connectTimeoutMs ?? 5_000,
-    requestTimeoutMs: options.requestTimeoutMs ?? 120_000,
+    idleTimeoutMs: options.idleTimeoutMs ?? 30_000,
     endpoint,
     region,
   };
@@ -108,7 +108,8 @@ export class S3BlobStore implements BlobStore {
       region: this.opts.region,
       ...(this.opts.endpoint ? { endpoint: this.opts.endpoint, forcePathStyle: true } : {}),
       ...(options.credentials ? { credentials: options.credentials } : {}),
-      requestHandler: { connectionTimeout: this.opts.connectTimeoutMs, requestTimeout: this.opts.requestTimeoutMs },
+      // No whole-request timeout: a 256 MiB part may legitimately take long; silence is what we bound.
+      requestHandler: { connectionTimeout: this.opts.connectTimeoutMs, socketTimeout: this.opts.idleTimeoutMs },
     };
     this.client = new S3Client({ ...base, maxAttempts: 1 });
     this.uploadClient = new S3Client({ ...base, maxAttempts: 6, retryMode: 'standard' });

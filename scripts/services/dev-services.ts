@@ -110,6 +110,8 @@ function s3Spec(cfg: ServicesConfig, credentials: S3Credentials): ServiceSpec {
       '-filer', `-filer.port=${s.filerPort}`, `-filer.port.grpc=${grpc(s.filerPort)}`,
       '-s3', `-s3.port=${s.port}`, `-s3.port.grpc=${grpc(s.port)}`,
       '-s3.port.iceberg=0', '-s3.port.lance=0',
+      // Real S3 never creates a bucket on upload; a dev server that did would hide a wrong bucket name.
+      '-s3.autoCreateBucket=false',
       // Identities come from a 0600 file, so the secret never shows in `ps`.
       `-s3.config=${configFile}`,
     ],
@@ -194,7 +196,7 @@ async function probeS3(cfg: ServicesConfig, c: S3Credentials): Promise<boolean> 
     credentials: c,
     retryForMs: 1,
     connectTimeoutMs: 1000,
-    requestTimeoutMs: 5000,
+    idleTimeoutMs: 5000,
   });
   try {
     // A write round trip, not just an open port: the S3 gateway accepts before volumes can take data.
