@@ -1,0 +1,64 @@
+// The lint rules that guard the workflow sandbox and floating promises really fire (and only there).
+import { mkdir, rm, rmdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { ESLint } from 'eslint';
+import { describe, expect, it } from 'vitest';
+
+const root = join(import.meta.dirname, '..');
+const eslint = new ESLint({ cwd: root });
+
+/**
+ * Lints `code` as if it were `file`. The type-aware rules need the file on disk inside the project,
+ * so it is written under a unique name and removed again (with its folder, if the folder was new).
+ */
+async function ruleIds(code: string, file: string): Promise<string[]> {
+  const path = join(root, file.replace(/\.ts$/, `-${process.pid}-${Math.random().toString(36).slice(2, 8)}.ts`));
+  const madeDir = await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, code);
+  try {
+    const [result] = await eslint.lintFiles([path]);
+    return (result?.messages ?? []).map((m) => m.ruleId ?? `fatal: ${m.message}`);
+  } finally {
+    await rm(path, { force: true });
+    if (madeDir) await rmdir(madeDir).catch(() => undefined);
+  }
+}
+
+describe('workflow sandbox imports', () => {
+  const forbidden = [
+    "import { readFile } from 'node:fs/promises';",
+    "import fs from 'fs';",
+    "import { Worker } from 'worker_threads';",
+    "import * as ort from 'onnxruntime-node';",
+    "import { S3Client } from '@aws-sdk/client-s3';",
+    "import { commitCheckpoint } from '../storage/checkpoints.js';",
+  ];
+  for (const line of forbidden) {
+    it(`rejects in workflows/: ${line}`, async () => {
+      const ids = await ruleIds(`${line}\nexport const x = 1;\n`, 'workflows/lint-probe.ts');
+      expect(ids).toContain('@typescript-eslint/no-restricted-imports');
+    });
+  }
+
+  it('allows the workflow SDK and type-only imports of our modules', async () => {
+    const code = [
+      "import { proxyActivities } from '@temporalio/workflow';",
+      "import type { BlobStore } from '../storage/blob-store.js';",
+      'export type Store = BlobStore;',
+      'export const acts = proxyActivities<{ ping(): Promise<void> }>({ startToCloseTimeout: 1000 });',
+      '',
+    ].join('\n');
+    expect(await ruleIds(code, 'workflows/lint-probe.ts')).toEqual([]);
+  });
+
+  it('does not apply the sandbox rules outside workflows/', async () => {
+    expect(await ruleIds("import { readFile } from 'node:fs/promises';\nexport const r = readFile;\n", 'storage/lint-probe.ts')).toEqual([]);
+  });
+});
+
+describe('floating promises', () => {
+  it('are errors anywhere', async () => {
+    const code = 'async function work(): Promise<number> {\n  return 1;\n}\nexport function run(): void {\n  work();\n}\n';
+    expect(await ruleIds(code, 'storage/lint-probe.ts')).toContain('@typescript-eslint/no-floating-promises');
+  });
+});
