@@ -146,6 +146,7 @@ export class S3BlobStore implements BlobStore {
       opts.signal?.throwIfAborted();
       await this.upload(Key, Readable.from(counted()), opts.signal, this.uploadClient);
     } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason ?? err;
       throw await this.failure('putStream', key, err, 1, 0);
     }
     return { bytes };
