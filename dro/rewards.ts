@@ -1,0 +1,119 @@
+// Rewards around R3: the length penalty on the policy's own answer and how it combines with R3 (DRO §3.3),
+// and the baselines of the paper's comparisons: answer correctness (FinQA) and ROUGE-1 F1 (ParaRev).
+// Our choices: R3 is divided by the reference length so rewards of long and short references are
+// comparable; numeric answers match within a 2% relative tolerance, and "12%" also matches 0.12.
+import { assertFiniteVector, assertKnownKeys, assertNumberIn, DroInputError } from './stats.js';
+
+/** 1 − β·|ref − ans| / ref: 1 for an answer as long as the reference, less as the lengths diverge. */
+export function lengthPenalty(referenceLength: number, answerLength: number, beta: number): number {
+  assertNumberIn(referenceLength, 'referenceLength', 0, Infinity, { minExclusive: true });
+  assertNumberIn(answerLength, 'answerLength', 0, Infinity);
+  assertNumberIn(beta, 'beta', 0, Infinity);
+  return 1 - (beta * Math.abs(referenceLength - answerLength)) / referenceLength;
+}
+
+export interface CombineOptions {
+  /** Reference length in tokens, L: R3 is a sum over L tokens, so it is divided by L. */
+  referenceLength: number;
+  /** Weight of the length penalty next to the per-token R3. */
+  lengthWeight: number;
+}
+
+/** r3_i / L + lengthWeight · lengthPenalty_i for every chain. */
+export function combineRewards(r3: readonly number[], lengthPenalties: readonly number[], options: CombineOptions): number[] {
+  assertKnownKeys(options, ['referenceLength', 'lengthWeight'], 'combineRewards');
+  assertNumberIn(options.referenceLength, 'combineRewards option referenceLength', 0, Infinity, { minExclusive: true });
+  assertNumberIn(options.lengthWeight, 'combineRewards option lengthWeight', -Infinity, Infinity);
+  assertFiniteVector(r3, 'r3');
+  assertFiniteVector(lengthPenalties, 'lengthPenalties');
+  if (r3.length !== lengthPenalties.length) throw new DroInputError(`r3 has ${r3.length} entries but lengthPenalties has ${lengthPenalties.length}`);
+  return r3.map((r, i) => r / options.referenceLength + options.lengthWeight * lengthPenalties[i]!);
+}
+
+export interface CorrectnessOptions {
+  /** Numeric answers match when |predicted − reference| ≤ this · |reference|. */
+  relativeTolerance: number;
+}
+
+/** Lower-cased, whitespace collapsed, surrounding quotes and a final period removed. */
+function normaliseText(text: string): string {
+  return text
+    .trim()
+    .toLowerCase()
+    .replace(/\s+/g, ' ')
+    .replace(/^["'`]+|["'`]+$/g, '')
+    .replace(/\.$/, '')
+    .trim();
+}
+
+/**
+ * The number an answer states, or undefined: accepts "1,234.5", "$12", "-3", "(3.2)" (accounting
+ * negative), "1e-3" and "12.5%". `percent` says whether a % sign was present.
+ */
+export function parseNumericAnswer(text: string): { value: number; percent: boolean } | undefined {
+  let t = text.trim().replace(/\.$/, '').trim();
+  let negative = false;
+  const paren = /^\((.*)\)$/.exec(t);
+  if (paren) {
+    negative = true;
+    t = paren[1]!.trim();
+  }
+  const percent = t.endsWith('%');
+  if (percent) t = t.slice(0, -1).trim();
+  t = t.replace(/^([-+]?)\s*[$€£]\s*/, '$1').replace(/,(?=\d{3}(\D|$))/g, '');
+  if (!/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(t)) return undefined;
+  const value = Number(t);
+  return { value: negative ? -value : value, percent };
+}
+
+function numbersMatch(predicted: number, reference: number, tolerance: number): boolean {
+  if (reference === 0) return Math.abs(predicted) <= 1e-12;
+  return Math.abs(predicted - reference) <= tolerance * Math.abs(reference);
+}
+
+/**
+ * 1 when the predicted answer matches the reference, else 0. Numbers match within the relative
+ * tolerance (a percentage on either side also matches its value divided by 100); yes/no and other text
+ * answers must match exactly after normalisation (case, spacing, quotes, final period).
+ */
+export function correctnessReward(predicted: string, reference: string, options: Partial<CorrectnessOptions> = {}): 0 | 1 {
+  assertKnownKeys(options, ['relativeTolerance'], 'correctness');
+  const tolerance = options.relativeTolerance ?? 0.02;
+  assertNumberIn(tolerance, 'correctness option relativeTolerance', 0, Infinity);
+  if (typeof predicted !== 'string' || typeof reference !== 'string') throw new DroInputError('correctnessReward takes two strings');
+  const ref = parseNumericAnswer(reference);
+  const pred = parseNumericAnswer(predicted);
+  if (ref && pred) {
+    const refValues = ref.percent ? [ref.value, ref.value / 100] : [ref.value];
+    const predValues = pred.percent ? [pred.value, pred.value / 100] : [pred.value];
+    return refValues.some((r) => predValues.some((p) => numbersMatch(p, r, tolerance))) ? 1 : 0;
+  }
+  if (ref || pred) return 0;
+  return normaliseText(predicted) === normaliseText(reference) && normaliseText(reference) !== '' ? 1 : 0;
+}
+
+/** Lower-cased tokens split on anything that is not a letter or digit. */
+export function rougeTokens(text: string): string[] {
+  return text.toLowerCase().split(/[^\p{L}\p{N}]+/u).filter((t) => t !== '');
+}
+
+/** ROUGE-1 F1: unigram overlap (clipped counts) between prediction and reference; 0 if either is empty. */
+export function rouge1F1(predicted: string, reference: string): number {
+  const pred = rougeTokens(predicted);
+  const ref = rougeTokens(reference);
+  if (pred.length === 0 || ref.length === 0) return 0;
+  const counts = new Map<string, number>();
+  for (const t of ref) counts.set(t, (counts.get(t) ?? 0) + 1);
+  let overlap = 0;
+  for (const t of pred) {
+    const left = counts.get(t) ?? 0;
+    if (left > 0) {
+      overlap++;
+      counts.set(t, left - 1);
+    }
+  }
+  if (overlap === 0) return 0;
+  const precision = overlap / pred.length;
+  const recall = overlap / ref.length;
+  return (2 * precision * recall) / (precision + recall);
+}
