@@ -80,9 +80,8 @@ function resolveOptions(options: Partial<DataFilterOptions>): DataFilterOptions 
   const o: DataFilterOptions = { ...DEFAULT_DATA_FILTER_OPTIONS, ...options };
   assertNumberIn(o.worstTokenShare, 'data filter option worstTokenShare', 0, 1, { minExclusive: true });
   assertNumberIn(o.maxRank, 'data filter option maxRank', 0, Infinity, { minExclusive: true });
-  // assertNumberIn has no exclusive upper bound; dropShare 1 would empty every round, so it is refused.
-  if (o.dropShare === 1) throw new DroInputError('data filter option dropShare must be a number in [0, 1), got 1');
-  assertNumberIn(o.dropShare, 'data filter option dropShare', 0, 1);
+  // dropShare 1 would empty every round.
+  assertNumberIn(o.dropShare, 'data filter option dropShare', 0, 1, { maxExclusive: true });
   assertNumberIn(o.carryShare, 'data filter option carryShare', 0, 1);
   assertNumberIn(o.round, 'data filter option round', 0, Infinity, { integer: true });
   const seedOk = typeof o.seed === 'string' || (typeof o.seed === 'number' && Number.isFinite(o.seed));
@@ -126,8 +125,11 @@ export function dataFilterRound(
   options: Partial<DataFilterOptions> = {},
 ): DataFilterResult {
   const o = resolveOptions(options);
-  if (!Array.isArray(candidates)) throw new DroInputError('candidates must be an array');
-  if (!Array.isArray(previousTrainingSet)) throw new DroInputError('previousTrainingSet must be an array of exampleIds');
+  // Checked through unknown copies: Array.isArray would narrow a readonly array to any[].
+  const rawCandidates: unknown = candidates;
+  const rawPrevious: unknown = previousTrainingSet;
+  if (!Array.isArray(rawCandidates)) throw new DroInputError('candidates must be an array');
+  if (!Array.isArray(rawPrevious)) throw new DroInputError('previousTrainingSet must be an array of exampleIds');
   const seen = new Map<string, number>();
   candidates.forEach((c, i) => {
     validateCandidate(c, i);

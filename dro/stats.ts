@@ -36,19 +36,23 @@ export function quantile(values: readonly number[], q: number): number {
 }
 
 export function assertFiniteVector(values: readonly number[], what: string, opts: { nonEmpty?: boolean } = {}): void {
-  if (!Array.isArray(values)) throw new DroInputError(`${what} must be an array of numbers`);
+  if (!isArray(values)) throw new DroInputError(`${what} must be an array of numbers`);
   if (opts.nonEmpty && values.length === 0) throw new DroInputError(`${what} is empty`);
   values.forEach((v, i) => {
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new DroInputError(`${what}[${i}] is not a finite number (${String(v)})`);
   });
 }
 
+// Array.isArray would narrow a readonly number[][] to any[]; this keeps the element type honest.
+const isArray = (value: unknown): value is readonly unknown[] => Array.isArray(value);
+
 /** Checks a non-empty rectangular matrix of finite numbers; returns [rows, columns]. */
 export function assertFiniteMatrix(rows: readonly (readonly number[])[], what: string): [number, number] {
-  if (!Array.isArray(rows) || rows.length === 0) throw new DroInputError(`${what} has no rows`);
-  const width = rows[0]?.length ?? 0;
+  if (!isArray(rows) || rows.length === 0) throw new DroInputError(`${what} has no rows`);
+  const first: unknown = rows[0];
+  const width = isArray(first) ? first.length : 0;
   rows.forEach((row, i) => {
-    if (!Array.isArray(row)) throw new DroInputError(`${what}[${i}] is not an array`);
+    if (!isArray(row)) throw new DroInputError(`${what}[${i}] is not an array`);
     if (row.length !== width) throw new DroInputError(`${what} is ragged: row 0 has ${width} entries, row ${i} has ${row.length}`);
     assertFiniteVector(row, `${what}[${i}]`);
   });
@@ -67,15 +71,21 @@ export function assertOneOf<T extends string>(value: unknown, allowed: readonly 
   if (!allowed.includes(value as T)) throw new DroInputError(`${what} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(value)}`);
 }
 
-export function assertNumberIn(value: unknown, what: string, min: number, max: number, opts: { minExclusive?: boolean; integer?: boolean } = {}): asserts value is number {
+export function assertNumberIn(
+  value: unknown,
+  what: string,
+  min: number,
+  max: number,
+  opts: { minExclusive?: boolean; maxExclusive?: boolean; integer?: boolean } = {},
+): asserts value is number {
   const ok =
     typeof value === 'number' &&
     Number.isFinite(value) &&
     (opts.minExclusive ? value > min : value >= min) &&
-    value <= max &&
+    (opts.maxExclusive ? value < max : value <= max) &&
     (!opts.integer || Number.isInteger(value));
   if (!ok) {
-    const range = `${opts.minExclusive ? '(' : '['}${min}, ${max === Infinity ? '∞)' : `${max}]`}`;
+    const range = `${opts.minExclusive ? '(' : '['}${min}, ${max === Infinity ? '∞)' : `${max}${opts.maxExclusive ? ')' : ']'}`}`;
     throw new DroInputError(`${what} must be ${opts.integer ? 'an integer' : 'a number'} in ${range}, got ${JSON.stringify(value)}`);
   }
 }

@@ -239,12 +239,7 @@ function runningPid(cfg: ServicesConfig, spec: Pick<ServiceSpec, 'name' | 'binar
   const file = pidFile(cfg, spec.name);
   if (!existsSync(file)) return undefined;
   const pid = Number(readFileSync(file, 'utf8').trim());
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return undefined;
-  }
+  if (!pidAlive(pid)) return undefined;
   // A PID can be reused after a reboot or crash: only claim it if it runs our binary on our data.
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
@@ -336,19 +331,62 @@ export async function servicesUp(
   log: (line: string) => void = console.log,
   timeoutMs = 120_000,
 ): Promise<Record<string, string>> {
-  mkdirSync(cfg.dataDir, { recursive: true });
+  mkdirSync(join(cfg.dataDir, 'run'), { recursive: true });
   mkdirSync(dirname(cfg.temporal.dbFile), { recursive: true });
   mkdirSync(cfg.s3.dir, { recursive: true });
-  const credentials = devCredentials(cfg);
-  const vars = servicesEnv(cfg, credentials);
-  // Written first so the credentials the server is started with are the ones clients will read.
-  writeEnvFile(cfg, vars);
-  for (const spec of specs(cfg, which)) {
-    const started = Date.now();
-    await startService(cfg, spec, log, timeoutMs);
-    log(`${spec.name}: ready in ${((Date.now() - started) / 1000).toFixed(1)}s on 127.0.0.1:${spec.ports[0]!.port}`);
+  const release = await acquireStartLock(cfg, timeoutMs);
+  try {
+    const credentials = devCredentials(cfg);
+    const vars = servicesEnv(cfg, credentials);
+    // Written first so the credentials the server is started with are the ones clients will read.
+    writeEnvFile(cfg, vars);
+    for (const spec of specs(cfg, which)) {
+      const started = Date.now();
+      await startService(cfg, spec, log, timeoutMs);
+      log(`${spec.name}: ready in ${((Date.now() - started) / 1000).toFixed(1)}s on 127.0.0.1:${spec.ports[0]!.port}`);
+    }
+    return vars;
+  } finally {
+    release();
   }
-  return vars;
+}
+
+/**
+ * Serialises `up` across processes (two test runs starting at once): the second waits, then finds the
+ * services running. A lock left by a dead process is taken over.
+ */
+async function acquireStartLock(cfg: ServicesConfig, timeoutMs: number): Promise<() => void> {
+  const lock = join(cfg.dataDir, 'run', 'up.lock');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const fd = openSync(lock, 'wx');
+      writeFileSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return () => {
+        if (existsSync(lock)) unlinkSync(lock);
+      };
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'EEXIST') throw err;
+    }
+    const holder = Number(readFileSync(lock, 'utf8').trim());
+    if (!pidAlive(holder)) {
+      unlinkSync(lock);
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`another \`services up\` (pid ${holder}) still holds ${lock}`);
+    await sleep(250);
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Stops the chosen services, only processes this script started (by PID file). */

@@ -1,0 +1,129 @@
+// The run config: defaults, nesting, every error naming its field, docs for every field, canonical JSON.
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_ADVANTAGE_OPTIONS } from './advantages.js';
+import { canonicalJson, DEFAULT_INIT_MODEL, parseRunConfig, RunConfigError, runConfigFieldDocs, runConfigMarkdownTable } from './config.js';
+import { DEFAULT_DATA_FILTER_OPTIONS } from './data-filter.js';
+import { DEFAULT_GRPO_LOSS_OPTIONS } from './grpo.js';
+import { DEFAULT_R3_OPTIONS, resolveR3Options } from './r3.js';
+
+function problems(input: unknown): string[] {
+  try {
+    parseRunConfig(input);
+  } catch (err) {
+    expect(err).toBeInstanceOf(RunConfigError);
+    return (err as RunConfigError).problems;
+  }
+  throw new Error('expected the config to be rejected');
+}
+
+describe('parseRunConfig defaults', () => {
+  it('fills every section from nothing, with the same defaults the functions use', () => {
+    const c = parseRunConfig({});
+    expect(parseRunConfig(undefined)).toEqual(c);
+    expect(c.seed).toBe(0);
+    expect(c.model).toEqual({ path: null, init: { ...DEFAULT_INIT_MODEL }, tokenizer: 'auto', executionProvider: 'cpu', intraOpThreads: 2, loraRank: 0, loraAlpha: 32 });
+    expect(c.dro.r3).toEqual({ ...DEFAULT_R3_OPTIONS });
+    expect(resolveR3Options(c.dro.r3)).toEqual(c.dro.r3);
+    expect(c.dro.advantageScale).toBe(DEFAULT_ADVANTAGE_OPTIONS.scale);
+    expect([c.dro.epsilonLow, c.dro.epsilonHigh, c.dro.klBeta, c.dro.aggregation, c.dro.maskTruncated]).toEqual([
+      DEFAULT_GRPO_LOSS_OPTIONS.epsilonLow,
+      DEFAULT_GRPO_LOSS_OPTIONS.epsilonHigh,
+      DEFAULT_GRPO_LOSS_OPTIONS.klBeta,
+      DEFAULT_GRPO_LOSS_OPTIONS.aggregation,
+      DEFAULT_GRPO_LOSS_OPTIONS.maskTruncated,
+    ]);
+    expect(c.filtering).toMatchObject({
+      worstTokenShare: DEFAULT_DATA_FILTER_OPTIONS.worstTokenShare,
+      maxRank: DEFAULT_DATA_FILTER_OPTIONS.maxRank,
+      dropShare: DEFAULT_DATA_FILTER_OPTIONS.dropShare,
+      carryShare: DEFAULT_DATA_FILTER_OPTIONS.carryShare,
+    });
+    expect(c.checkpoint).toEqual({ store: 'runs', every: 10, keepLast: 3, keepEvery: 0 });
+  });
+
+  it('keeps the defaults beside a partial override, at any depth', () => {
+    const c = parseRunConfig({ seed: 7, dro: { r3: { weighting: 'softmax', temperature: 0.5 } }, model: { path: '/models/smol' } });
+    expect(c.seed).toBe(7);
+    expect(c.dro.r3).toEqual({ ...DEFAULT_R3_OPTIONS, weighting: 'softmax', temperature: 0.5 });
+    expect(c.dro.reward).toBe('r3');
+    expect(c.model.path).toBe('/models/smol');
+    expect(c.model.intraOpThreads).toBe(2);
+  });
+});
+
+describe('parseRunConfig errors', () => {
+  it('names every bad field at once: unknown, wrong type, out of range', () => {
+    const found = problems({
+      epochs: 3,
+      model: { intraOpThreads: 0, colour: 'red' },
+      rollout: { groupSize: 2.5, topP: 0 },
+      dro: { r3: { weighting: 'cubic' }, klBeta: -1 },
+      optimizer: { learningRate: '1e-5' },
+      filtering: { dropShare: 1 },
+    });
+    expect(found).toEqual(
+      expect.arrayContaining([
+        'epochs: unknown field',
+        'model.colour: unknown field',
+        expect.stringMatching(/^model\.intraOpThreads: .*>=1/),
+        expect.stringMatching(/^rollout\.groupSize: .*int/i),
+        expect.stringMatching(/^rollout\.topP: .*>0/),
+        expect.stringMatching(/^dro\.r3\.weighting: .*"uniform"\|"linear"\|"softmax"\|"topk"/),
+        expect.stringMatching(/^dro\.klBeta: .*>=0/),
+        expect.stringMatching(/^optimizer\.learningRate: .*expected number, received string/),
+        expect.stringMatching(/^filtering\.dropShare: .*<1/),
+      ]),
+    );
+    expect(found).toHaveLength(9);
+  });
+
+  it('checks rules that span fields', () => {
+    expect(problems({ schedule: { totalSteps: 5, warmupSteps: 10 } })).toEqual(['schedule.warmupSteps: is 10, more than schedule.totalSteps (5)']);
+    expect(problems({ model: { tokenizer: 'model' } })).toEqual([
+      "model.tokenizer: is 'model' but model.path is null: a new model has no tokenizer.json; use 'byte' or 'auto'",
+    ]);
+    expect(problems({ data: { task: 'pararev' }, dro: { reward: 'correctness' } })[0]).toMatch(/^dro\.reward: 'correctness' needs short verifiable answers/);
+    expect(parseRunConfig({ model: { path: 'm', tokenizer: 'model' } }).model.tokenizer).toBe('model');
+  });
+
+  it('rejects a config that is not an object, and says so', () => {
+    expect(problems('train fast')[0]).toMatch(/^\(config\): .*expected object/);
+    expect(problems([1])[0]).toMatch(/^\(config\): /);
+    expect(new RunConfigError(['a: b']).message).toBe('invalid run configuration:\n  - a: b');
+  });
+});
+
+describe('config documentation', () => {
+  it('every field has a description and a default', () => {
+    const docs = runConfigFieldDocs();
+    expect(docs.length).toBeGreaterThan(50);
+    for (const field of docs) {
+      expect(field.description, field.path).not.toBe('');
+      expect(field.default, field.path).not.toBe(undefined);
+      expect(field.allowed, field.path).not.toBe('');
+    }
+    expect(docs.find((f) => f.path === 'dro.r3.weighting')).toEqual({
+      path: 'dro.r3.weighting',
+      default: '"linear"',
+      allowed: "'uniform' | 'linear' | 'softmax' | 'topk'",
+      description: 'w_Δ: how σ_j becomes a token weight (ours: linear)',
+    });
+    expect(docs.find((f) => f.path === 'rollout.topP')?.allowed).toBe('number > 0 ≤ 1');
+    expect(docs.find((f) => f.path === 'optimizer.beta1')?.allowed).toBe('number ≥ 0 < 1');
+  });
+
+  it('renders a Markdown table with one row per field', () => {
+    const table = runConfigMarkdownTable().split('\n');
+    expect(table[0]).toBe('| field | default | allowed | meaning |');
+    expect(table).toHaveLength(runConfigFieldDocs().length + 2);
+    expect(table).toContain("| `dro.aggregation` | `\"dr-grpo\"` | 'dr-grpo' \\| 'sequence-mean' \\| 'token-mean' | Token aggregation of the loss |");
+  });
+});
+
+describe('canonicalJson', () => {
+  it('sorts keys at every depth, keeps array order, drops undefined', () => {
+    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null }, e: undefined })).toBe('{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}');
+    expect(canonicalJson(parseRunConfig({ seed: 1 }))).toBe(canonicalJson(JSON.parse(JSON.stringify(parseRunConfig({ seed: 1 })))));
+    expect(canonicalJson('x')).toBe('"x"');
+  });
+});

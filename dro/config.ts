@@ -1,0 +1,263 @@
+// The whole run configuration as one schema: every field has a default and a one-line description, and
+// `parseRunConfig` is the single place a config is validated. Defaults the paper does not give are ours
+// (README, "Our choices"): they are marked "(ours)" in the descriptions.
+import { z } from 'zod';
+import { AGGREGATIONS } from './grpo.js';
+import { CONTRASTS, DEFAULT_R3_OPTIONS, WEIGHTINGS } from './r3.js';
+import { DEFAULT_DATA_FILTER_OPTIONS } from './data-filter.js';
+import { DEFAULT_ADVANTAGE_OPTIONS } from './advantages.js';
+import { DEFAULT_GROUP_FILTER_OPTIONS } from './group-filter.js';
+import { DEFAULT_GRPO_LOSS_OPTIONS } from './grpo.js';
+
+const int = (min: number) => z.number().int().min(min);
+const share = () => z.number().min(0).max(1);
+const positive = () => z.number().positive();
+// Every field of a section has a default, so an absent section is parsed as {} (prefault runs the
+// defaults; a plain default would skip them). TypeScript cannot see that through the generic.
+const section = <T extends z.ZodRawShape>(shape: T, description: string) =>
+  z.object(shape).strict().prefault({} as never).describe(description);
+
+/** A tiny Llama-style policy for runs that start from scratch (Hugging Face LlamaConfig names). */
+export const DEFAULT_INIT_MODEL: Readonly<Record<string, number | boolean>> = Object.freeze({
+  vocab_size: 260,
+  hidden_size: 64,
+  intermediate_size: 176,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  rms_norm_eps: 1e-5,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+  max_position_embeddings: 1024,
+  attention_bias: false,
+});
+
+export const RunConfigSchema = z
+  .object({
+    seed: int(0).default(0).describe('Run seed: every random draw is keyed by (seed, step, example, sample, purpose)'),
+    model: section(
+      {
+        path: z.string().min(1).nullable().default(null).describe('Model directory (config.json, model.safetensors, tokenizer.json) or .gguf file; null = initialise a new model from `init`'),
+        init: z
+          .record(z.string(), z.union([z.number(), z.boolean()]))
+          .default({ ...DEFAULT_INIT_MODEL })
+          .describe('Architecture of a model initialised from scratch, in Hugging Face LlamaConfig field names (ours: a 2-layer, 64-wide model)'),
+        tokenizer: z.enum(['auto', 'byte', 'model']).default('auto').describe("'byte' tokenizer, the model's tokenizer.json ('model'), or 'auto': byte for new models, the model's otherwise"),
+        executionProvider: z.enum(['cpu', 'cuda']).default('cpu').describe('ONNX Runtime execution provider; cuda needs the CUDA provider installed'),
+        intraOpThreads: int(1).default(2).describe('ONNX Runtime intra-op threads per session (fixed, so results are reproducible)'),
+        loraRank: int(0).default(0).describe('LoRA adapter rank; 0 trains all weights'),
+        loraAlpha: positive().default(32).describe('LoRA scaling numerator (scale = alpha / rank)'),
+      },
+      'The policy: where it comes from and how it runs',
+    ),
+    data: section(
+      {
+        task: z.enum(['synthetic', 'finqa', 'pararev']).default('synthetic').describe('Task: prompt format, answer extraction and metrics'),
+        trainPath: z.string().min(1).nullable().default(null).describe("Training examples file; null = the task's default (synthetic: generated from the seed)"),
+        evalPath: z.string().min(1).nullable().default(null).describe("Held-out examples file; null = the task's default"),
+        maxPromptTokens: int(1).default(512).describe('Prompts longer than this are rejected when the data is loaded'),
+        maxReferenceTokens: int(1).default(256).describe('References longer than this are rejected when the data is loaded'),
+      },
+      'Training and evaluation data',
+    ),
+    rollout: section(
+      {
+        promptsPerStep: int(1).default(4).describe('Prompts per training step (ours)'),
+        groupSize: int(1).default(8).describe('G: reasoning chains sampled per prompt (ours)'),
+        temperature: z.number().min(0).default(1).describe('Sampling temperature; 0 = greedy'),
+        topP: z.number().gt(0).max(1).default(1).describe('Nucleus sampling mass'),
+        maxNewTokens: int(1).default(256).describe('Token budget per chain; chains that hit it are truncated'),
+      },
+      'Sampling reasoning chains from the policy',
+    ),
+    dro: section(
+      {
+        reward: z
+          .enum(['r3', 'aggregate', 'correctness', 'rouge1'])
+          .default('r3')
+          .describe("Reward: R3, the plain sum of reference log-probs ('aggregate'), or a baseline ('correctness', 'rouge1')"),
+        r3: section(
+          {
+            weighting: z.enum(WEIGHTINGS).default(DEFAULT_R3_OPTIONS.weighting).describe('w_Δ: how σ_j becomes a token weight (ours: linear)'),
+            delta: z.number().default(DEFAULT_R3_OPTIONS.delta).describe("Δ for 'linear': tokens with σ_j ≤ Δ get no weight (ours: 0)"),
+            temperature: positive().default(DEFAULT_R3_OPTIONS.temperature).describe("τ for 'softmax' (ours: 1)"),
+            topK: int(1).default(DEFAULT_R3_OPTIONS.topK).describe("Tokens weighted by 'topk' (ours: 8)"),
+            contrast: z.enum(CONTRASTS).default(DEFAULT_R3_OPTIONS.contrast).describe("Correction for rescuing reference tokens: 'none', 'masked' chain contrast, certainty 'propagation'"),
+            reflectiveQuantile: share().default(DEFAULT_R3_OPTIONS.reflectiveQuantile).describe("'propagation': σ quantile at or above which a token is reflective (ours: 0.9)"),
+            gamma: z.number().min(0).default(DEFAULT_R3_OPTIONS.gamma).describe("'propagation': certainty decay γ per token of distance (ours: 0.5)"),
+          },
+          'The Reasoning Reflection Reward',
+        ),
+        lengthBeta: z.number().min(0).default(0.5).describe('β_len of the length penalty 1 − β·|ref − ans|/ref (ours: 0.5)'),
+        lengthWeight: z.number().min(0).default(0.1).describe('Weight of the length penalty next to the per-token R3 (ours: 0.1)'),
+        advantageScale: z.enum(['std', 'none']).default(DEFAULT_ADVANTAGE_OPTIONS.scale).describe("Divide group-centred rewards by their std ('std') or not ('none')"),
+        advantageEpsilon: z.number().min(0).default(DEFAULT_ADVANTAGE_OPTIONS.epsilon).describe('ε added to the group std'),
+        minRewardStd: z.number().min(0).default(DEFAULT_GROUP_FILTER_OPTIONS.minRewardStd).describe('Groups whose reward std is below this are skipped (ours: 1e-6)'),
+        epsilonLow: z.number().min(0).max(1).default(DEFAULT_GRPO_LOSS_OPTIONS.epsilonLow).describe('Lower clip range of the probability ratio'),
+        epsilonHigh: z.number().min(0).default(DEFAULT_GRPO_LOSS_OPTIONS.epsilonHigh).describe('Upper clip range of the probability ratio'),
+        klBeta: z.number().min(0).default(DEFAULT_GRPO_LOSS_OPTIONS.klBeta).describe('Weight of the KL penalty to the reference policy'),
+        aggregation: z.enum(AGGREGATIONS).default(DEFAULT_GRPO_LOSS_OPTIONS.aggregation).describe('Token aggregation of the loss'),
+        maskTruncated: z.boolean().default(DEFAULT_GRPO_LOSS_OPTIONS.maskTruncated).describe('Truncated completions contribute no loss'),
+      },
+      'Rewards, advantages and the GRPO loss',
+    ),
+    optimizer: section(
+      {
+        learningRate: positive().default(1e-5).describe('Peak AdamW learning rate (ours)'),
+        beta1: z.number().min(0).lt(1).default(0.9).describe('AdamW first-moment decay'),
+        beta2: z.number().min(0).lt(1).default(0.999).describe('AdamW second-moment decay'),
+        epsilon: positive().default(1e-8).describe('AdamW denominator ε'),
+        weightDecay: z.number().min(0).default(0).describe('Decoupled weight decay'),
+        maxGradNorm: z.number().min(0).default(1).describe('Global gradient-norm clip; 0 = off'),
+        updatesPerStep: int(1).default(1).describe('Optimizer updates per batch of rollouts (ratio clipping matters from the second on)'),
+      },
+      'AdamW',
+    ),
+    schedule: section(
+      {
+        totalSteps: int(1).default(100).describe('Training steps in the run'),
+        warmupSteps: int(0).default(0).describe('Linear learning-rate warm-up steps'),
+        lrSchedule: z.enum(['constant', 'linear', 'cosine']).default('constant').describe('Learning-rate decay after warm-up'),
+        minLrRatio: share().default(0).describe('Final learning rate as a share of the peak, for linear and cosine'),
+      },
+      'Run length and learning-rate schedule',
+    ),
+    checkpoint: section(
+      {
+        store: z.string().min(1).default('runs').describe('Blob store URI: a directory path, file:///path or s3://bucket/prefix'),
+        every: int(1).default(10).describe('Steps between committed checkpoints'),
+        keepLast: int(1).default(3).describe('Newest checkpoints kept by retention'),
+        keepEvery: int(0).default(0).describe('Also keep every checkpoint whose step is a multiple of this; 0 = none'),
+      },
+      'Checkpoints and retention',
+    ),
+    evaluation: section(
+      {
+        every: int(0).default(0).describe('Steps between evaluations of the newest checkpoint; 0 = off'),
+        examples: int(1).default(64).describe('Held-out examples per evaluation'),
+        temperature: z.number().min(0).default(0).describe('Sampling temperature for evaluation; 0 = greedy'),
+        maxNewTokens: int(1).default(256).describe('Token budget per evaluation answer'),
+      },
+      'Evaluation of checkpoints',
+    ),
+    filtering: section(
+      {
+        enabled: z.boolean().default(true).describe('Run R3-based dynamic data filtering before training and every `every` steps'),
+        every: int(1).default(50).describe('K: steps between filtering rounds (ours: 50)'),
+        chainsPerPrompt: int(1).default(8).describe('N: chains sampled per candidate prompt (ours: 8)'),
+        worstTokenShare: z.number().gt(0).max(1).default(DEFAULT_DATA_FILTER_OPTIONS.worstTokenShare).describe('ρ: share of worst-ranked reference tokens averaged in stage 1 (ours: 0.1)'),
+        maxRank: positive().default(DEFAULT_DATA_FILTER_OPTIONS.maxRank).describe('k: a prompt is too hard when every chain\'s mean worst-token rank is above this (ours: 20)'),
+        dropShare: z.number().min(0).lt(1).default(DEFAULT_DATA_FILTER_OPTIONS.dropShare).describe('Share of survivors with the lowest max σ dropped in stage 2 (ours: 0.25)'),
+        carryShare: share().default(DEFAULT_DATA_FILTER_OPTIONS.carryShare).describe('Share of the previous training set carried into each round'),
+      },
+      'Dynamic data filtering',
+    ),
+  })
+  .strict()
+  .superRefine((config, ctx) => {
+    if (config.schedule.warmupSteps > config.schedule.totalSteps) {
+      ctx.addIssue({ code: 'custom', path: ['schedule', 'warmupSteps'], message: `is ${config.schedule.warmupSteps}, more than schedule.totalSteps (${config.schedule.totalSteps})` });
+    }
+    if (config.model.path === null && config.model.tokenizer === 'model') {
+      ctx.addIssue({ code: 'custom', path: ['model', 'tokenizer'], message: "is 'model' but model.path is null: a new model has no tokenizer.json; use 'byte' or 'auto'" });
+    }
+    if (config.dro.reward === 'correctness' && config.data.task === 'pararev') {
+      ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: "'correctness' needs short verifiable answers; ParaRev is open-ended (use 'r3', 'aggregate' or 'rouge1')" });
+    }
+  });
+
+export type RunConfig = z.output<typeof RunConfigSchema>;
+export type RunConfigInput = z.input<typeof RunConfigSchema>;
+
+export class RunConfigError extends Error {
+  override readonly name = 'RunConfigError';
+  constructor(readonly problems: string[]) {
+    super(`invalid run configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** Validates a config (parsed JSON) and fills every default; throws RunConfigError naming every bad field. */
+export function parseRunConfig(input: unknown): RunConfig {
+  const result = RunConfigSchema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  throw new RunConfigError(result.error.issues.map(describeIssue));
+}
+
+function describeIssue(issue: z.core.$ZodIssue): string {
+  const where = issue.path.map(String).join('.');
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => `${where ? `${where}.` : ''}${key}: unknown field`).join('; ');
+  }
+  return `${where || '(config)'}: ${issue.message}`;
+}
+
+/** Canonical JSON (keys sorted at every level): equal configs give equal text, so their hashes agree. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export interface ConfigFieldDoc {
+  /** Dotted path, e.g. "dro.r3.weighting". */
+  path: string;
+  /** JSON of the default value. */
+  default: string;
+  /** Allowed values or range, e.g. "'cpu' | 'cuda'" or "integer ≥ 1". */
+  allowed: string;
+  description: string;
+}
+
+interface JsonSchemaNode {
+  type?: string | string[];
+  properties?: Record<string, JsonSchemaNode>;
+  additionalProperties?: unknown;
+  default?: unknown;
+  description?: string;
+  enum?: unknown[];
+  anyOf?: JsonSchemaNode[];
+  minimum?: number;
+  maximum?: number;
+  exclusiveMinimum?: number;
+  exclusiveMaximum?: number;
+}
+
+/** Every leaf field of the run config with its default, allowed values and description (for docs and --help). */
+export function runConfigFieldDocs(): ConfigFieldDoc[] {
+  const schema = z.toJSONSchema(RunConfigSchema, { io: 'input', unrepresentable: 'any' }) as JsonSchemaNode;
+  const out: ConfigFieldDoc[] = [];
+  const walk = (node: JsonSchemaNode, path: string[]): void => {
+    if (node.type === 'object' && node.properties) {
+      for (const [key, child] of Object.entries(node.properties)) walk(child, [...path, key]);
+      return;
+    }
+    out.push({ path: path.join('.'), default: JSON.stringify(node.default), allowed: allowedValues(node), description: node.description ?? '' });
+  };
+  walk(schema, []);
+  return out;
+}
+
+function allowedValues(node: JsonSchemaNode): string {
+  if (node.anyOf) return node.anyOf.map(allowedValues).join(' | ');
+  if (node.enum) return node.enum.map((v) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v))).join(' | ');
+  if (node.type === 'null') return 'null';
+  if (node.type === 'object') return 'object';
+  const kind = node.type === 'integer' ? 'integer' : node.type === 'number' ? 'number' : String(node.type);
+  const bounds: string[] = [];
+  if (node.minimum !== undefined && node.minimum > -Number.MAX_SAFE_INTEGER) bounds.push(`≥ ${node.minimum}`);
+  if (node.exclusiveMinimum !== undefined) bounds.push(`> ${node.exclusiveMinimum}`);
+  if (node.maximum !== undefined && node.maximum < Number.MAX_SAFE_INTEGER) bounds.push(`≤ ${node.maximum}`);
+  if (node.exclusiveMaximum !== undefined) bounds.push(`< ${node.exclusiveMaximum}`);
+  return [kind, ...bounds].join(' ');
+}
+
+/** The config reference as a Markdown table (README section "Run configuration"). */
+export function runConfigMarkdownTable(): string {
+  const rows = runConfigFieldDocs().map((f) => `| \`${f.path}\` | \`${f.default}\` | ${f.allowed.replace(/\|/g, '\\|')} | ${f.description.replace(/\|/g, '\\|')} |`);
+  return ['| field | default | allowed | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}

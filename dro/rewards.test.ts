@@ -1,0 +1,107 @@
+// Length penalty, reward combination, and the baseline rewards (correctness, ROUGE-1 F1): tables.
+import { describe, expect, it } from 'vitest';
+import { combineRewards, correctnessReward, lengthPenalty, parseNumericAnswer, rouge1F1, rougeTokens } from './rewards.js';
+
+describe('lengthPenalty', () => {
+  it('is 1 − β·|ref − ans|/ref', () => {
+    expect(lengthPenalty(10, 10, 0.5)).toBe(1);
+    expect(lengthPenalty(10, 5, 0.5)).toBe(0.75); // 1 − 0.5·5/10
+    expect(lengthPenalty(10, 20, 0.5)).toBe(0.5); // 1 − 0.5·10/10
+    expect(lengthPenalty(4, 0, 1)).toBe(0); // 1 − 1·4/4
+    expect(lengthPenalty(4, 12, 1)).toBe(-1); // 1 − 8/4: a long ramble is penalised below zero
+    expect(lengthPenalty(7, 3, 0)).toBe(1);
+  });
+
+  it('rejects a zero reference length and negative inputs', () => {
+    expect(() => lengthPenalty(0, 1, 1)).toThrow('referenceLength must be a number in (0, ∞), got 0');
+    expect(() => lengthPenalty(3, -1, 1)).toThrow('answerLength');
+    expect(() => lengthPenalty(3, 1, -0.1)).toThrow('beta');
+    expect(() => lengthPenalty(3, Number.NaN, 1)).toThrow('answerLength');
+  });
+});
+
+describe('combineRewards', () => {
+  it('is r3_i / L + lengthWeight · penalty_i', () => {
+    // (−8/4 + 0.5·1, −4/4 + 0.5·0.5) = (−1.5, −0.75)
+    expect(combineRewards([-8, -4], [1, 0.5], { referenceLength: 4, lengthWeight: 0.5 })).toEqual([-1.5, -0.75]);
+    expect(combineRewards([], [], { referenceLength: 1, lengthWeight: 1 })).toEqual([]);
+  });
+
+  it('rejects mismatched lengths and bad options', () => {
+    expect(() => combineRewards([1, 2], [1], { referenceLength: 4, lengthWeight: 1 })).toThrow('r3 has 2 entries but lengthPenalties has 1');
+    expect(() => combineRewards([1], [1], { referenceLength: 0, lengthWeight: 1 })).toThrow('referenceLength');
+    expect(() => combineRewards([1], [Number.NaN], { referenceLength: 1, lengthWeight: 1 })).toThrow('lengthPenalties[0] is not a finite number');
+    expect(() => combineRewards([1], [1], { referenceLength: 1, lengthWeight: 1, extra: 1 } as never)).toThrow('unknown combineRewards option "extra"');
+  });
+});
+
+describe('parseNumericAnswer', () => {
+  const table: [string, { value: number; percent: boolean } | undefined][] = [
+    ['42', { value: 42, percent: false }],
+    ['-3.5', { value: -3.5, percent: false }],
+    ['1,234.5', { value: 1234.5, percent: false }],
+    ['1,234,567', { value: 1234567, percent: false }],
+    ['$12', { value: 12, percent: false }],
+    ['-$1,000', { value: -1000, percent: false }],
+    ['(3.2)', { value: -3.2, percent: false }],
+    ['12.5%', { value: 12.5, percent: true }],
+    ['.5', { value: 0.5, percent: false }],
+    ['1e-3', { value: 0.001, percent: false }],
+    ['7.', { value: 7, percent: false }],
+    ['1,23', undefined],
+    ['yes', undefined],
+    ['12 apples', undefined],
+    ['', undefined],
+  ];
+  for (const [text, expected] of table) it(JSON.stringify(text), () => expect(parseNumericAnswer(text)).toEqual(expected));
+});
+
+describe('correctnessReward', () => {
+  const table: [string, string, 0 | 1][] = [
+    ['100', '100', 1],
+    ['101.9', '100', 1], // within 2%
+    ['102.1', '100', 0], // outside 2%
+    ['-98', '-100', 1],
+    ['98', '-100', 0],
+    ['12.5%', '0.125', 1], // a percentage also matches its value / 100
+    ['0.125', '12.5%', 1],
+    ['12.5%', '12.5', 1],
+    ['12.5', '12.5%', 1],
+    ['0', '0', 1],
+    ['0.0001', '0', 0],
+    ['$1,234', '1234', 1],
+    ['Yes', 'yes', 1],
+    [' no. ', 'No', 1],
+    ['yes', 'no', 0],
+    ['"Net income"', 'net   income', 1],
+    ['net income rose', 'net income', 0],
+    ['42', 'forty-two', 0], // a number never equals a text answer
+    ['', '', 0], // an empty answer is never correct
+  ];
+  for (const [predicted, reference, expected] of table) {
+    it(`${JSON.stringify(predicted)} vs ${JSON.stringify(reference)} → ${expected}`, () => expect(correctnessReward(predicted, reference)).toBe(expected));
+  }
+
+  it('uses the configured tolerance and rejects bad input', () => {
+    expect(correctnessReward('105', '100', { relativeTolerance: 0.05 })).toBe(1);
+    expect(correctnessReward('100.5', '100', { relativeTolerance: 0 })).toBe(0);
+    expect(() => correctnessReward('1', '1', { relativeTolerance: -1 })).toThrow('relativeTolerance');
+    expect(() => correctnessReward('1', '1', { tol: 1 } as never)).toThrow('unknown correctness option "tol"');
+    expect(() => correctnessReward(1 as never, '1')).toThrow('correctnessReward takes two strings');
+  });
+});
+
+describe('rouge1F1', () => {
+  it('is the F1 of clipped unigram overlap on lower-cased word tokens', () => {
+    expect(rougeTokens("The cat's hat, the BAT!")).toEqual(['the', 'cat', 's', 'hat', 'the', 'bat']);
+    expect(rouge1F1('the cat sat', 'the cat sat')).toBe(1);
+    // pred (the, cat, sat, down), ref (the, cat, sat): overlap 3, P 3/4, R 1 → 2·0.75/1.75 = 6/7
+    expect(rouge1F1('The cat sat down', 'the cat sat')).toBeCloseTo(6 / 7, 14);
+    // pred (the, the, the), ref (the, cat): clipped overlap 1, P 1/3, R 1/2 → 2·(1/6)/(5/6) = 0.4
+    expect(rouge1F1('the the the', 'the cat')).toBeCloseTo(0.4, 14);
+    expect(rouge1F1('dog', 'cat')).toBe(0);
+    expect(rouge1F1('', 'cat')).toBe(0);
+    expect(rouge1F1('...', '')).toBe(0);
+    expect(rouge1F1('Überprüfung 2024', 'überprüfung')).toBeCloseTo(2 / 3, 14); // P 1/2, R 1
+  });
+});
