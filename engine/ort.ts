@@ -1,0 +1,53 @@
+// The one module that imports onnxruntime-node: sessions with fixed thread counts (so results are
+// reproducible) and plain typed arrays in and out, so the rest of the engine never sees ORT types.
+import * as ort from 'onnxruntime-node';
+import type { DType } from './onnx/graph.js';
+
+export interface SessionOptions {
+  /** Intra-op threads; fixed per session because results must not depend on the machine's core count. */
+  intraOpThreads?: number;
+  executionProvider?: 'cpu' | 'cuda';
+}
+
+export type ArrayData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
+
+export interface TensorData {
+  dtype: DType;
+  dims: number[];
+  data: ArrayData;
+}
+
+const ORT_TYPE: Record<DType, ort.Tensor.Type> = { float32: 'float32', float64: 'float64', int64: 'int64', int32: 'int32', bool: 'bool' };
+
+export class OrtSession {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly outputNames: readonly string[],
+  ) {}
+
+  static async create(modelBytes: Uint8Array, options: SessionOptions = {}): Promise<OrtSession> {
+    const session = await ort.InferenceSession.create(modelBytes, {
+      intraOpNumThreads: options.intraOpThreads ?? 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      executionProviders: [options.executionProvider ?? 'cpu'],
+    });
+    return new OrtSession(session, session.outputNames);
+  }
+
+  async run(feeds: Record<string, TensorData>, fetch?: string[]): Promise<Record<string, TensorData>> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(ORT_TYPE[t.dtype], t.data, t.dims);
+    const results = fetch ? await this.session.run(ortFeeds, fetch) : await this.session.run(ortFeeds);
+    const out: Record<string, TensorData> = {};
+    for (const [name, t] of Object.entries(results)) {
+      out[name] = { dtype: t.type as DType, dims: [...t.dims], data: t.data as ArrayData };
+    }
+    return out;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
