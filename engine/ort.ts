@@ -7,6 +7,11 @@ export interface SessionOptions {
   /** Intra-op threads; fixed per session because results must not depend on the machine's core count. */
   intraOpThreads?: number;
   executionProvider?: 'cpu' | 'cuda';
+  /**
+   * 'all' lets ONNX Runtime fuse operators into its contrib kernels; several of those exist only for
+   * float32, so float64 graphs (gradient checks) use 'basic'.
+   */
+  optimization?: 'basic' | 'all';
 }
 
 export type ArrayData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
@@ -30,7 +35,7 @@ export class OrtSession {
       intraOpNumThreads: options.intraOpThreads ?? 1,
       interOpNumThreads: 1,
       executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: options.optimization ?? 'all',
       executionProviders: [options.executionProvider ?? 'cpu'],
     });
     return new OrtSession(session, session.outputNames);

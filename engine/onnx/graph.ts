@@ -326,9 +326,11 @@ export class Graph {
     const a = normAxis(axis, x.rank);
     if (start < 0) throw new GraphError('Slice: start must be ≥ 0');
     const dim = x.shape[a]!;
+    // A symbolic result is named by its expression ("seq-1"), so two slices of the same length agree.
+    const shorter = (by: number): Dim => (typeof dim === 'number' ? dim - by : by === 0 ? dim : `${dim}-${by}`);
     let size: Dim;
-    if (end === Infinity) size = typeof dim === 'number' ? dim - start : this.fresh('dim');
-    else if (end < 0) size = typeof dim === 'number' ? dim + end - start : this.fresh('dim');
+    if (end === Infinity) size = shorter(start);
+    else if (end < 0) size = shorter(start - end);
     else size = end - start;
     const onnxEnd = end === Infinity ? Number.MAX_SAFE_INTEGER : end;
     const shape = x.shape.map((d, i) => (i === a ? size : d));

@@ -1,0 +1,62 @@
+// A model directory in the Hugging Face layout: config.json (LlamaConfig names) and model.safetensors
+// (Hugging Face tensor names), so directories written here load in other tools and vice versa.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeSafetensors, toFloat32 } from '../weights/safetensors.js';
+import { modelConfigToJson, parseModelConfig, type ModelConfig } from './config.js';
+import { parameterSpecs } from './params.js';
+
+export const CONFIG_FILE = 'config.json';
+export const WEIGHTS_FILE = 'model.safetensors';
+
+export interface LoadedModel {
+  config: ModelConfig;
+  params: Map<string, Float32Array>;
+}
+
+async function writeAtomically(path: string, data: Uint8Array | string): Promise<void> {
+  const temp = `${path}.partial-${process.pid}`;
+  await writeFile(temp, data);
+  await rename(temp, path);
+}
+
+export async function saveModelDir(dir: string, config: ModelConfig, weights: Uint8Array): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  await writeAtomically(join(dir, WEIGHTS_FILE), weights);
+  await writeAtomically(join(dir, CONFIG_FILE), JSON.stringify(modelConfigToJson(config), null, 2) + '\n');
+}
+
+export async function loadModelDir(dir: string): Promise<LoadedModel> {
+  const configPath = join(dir, CONFIG_FILE);
+  const weightsPath = join(dir, WEIGHTS_FILE);
+  let configText: string;
+  try {
+    configText = await readFile(configPath, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(configText);
+  } catch (err) {
+    throw new Error(`${configPath} is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const config = parseModelConfig(json, configPath);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(weightsPath);
+  } catch (err) {
+    throw new Error(`cannot read ${weightsPath}: ${(err as Error).message}`, { cause: err });
+  }
+  const file = decodeSafetensors(bytes, weightsPath);
+  const params = new Map<string, Float32Array>();
+  for (const spec of parameterSpecs(config)) {
+    const t = file.tensors.get(spec.name);
+    if (!t) throw new Error(`${weightsPath}: tensor ${spec.name} is missing`);
+    if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
+      throw new Error(`${weightsPath}: tensor ${spec.name} has shape [${t.shape.join(', ')}], config.json implies [${spec.shape.join(', ')}]`);
+    }
+    params.set(spec.name, toFloat32(t));
+  }
+  return { config, params };
+}

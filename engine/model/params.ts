@@ -1,0 +1,157 @@
+// Every parameter of the model in Hugging Face names and shapes (so weights interchange with
+// transformers checkpoints), and a deterministic initialisation keyed by (seed, name, element index).
+import { uniform } from '../../dro/random.js';
+import type { ModelConfig } from './config.js';
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+}
+
+/** Every parameter in HF Llama names and HF shapes (Linear weights are [out, in]), in a fixed order. */
+export function parameterSpecs(config: ModelConfig): ParamSpec[] {
+  const { vocab_size: vocab, hidden_size: hidden, intermediate_size: inter, head_dim: headDim } = config;
+  const qOut = config.num_attention_heads * headDim;
+  const kvOut = config.num_key_value_heads * headDim;
+  const specs: ParamSpec[] = [{ name: 'model.embed_tokens.weight', shape: [vocab, hidden] }];
+  for (let i = 0; i < config.num_hidden_layers; i++) {
+    const p = `model.layers.${i}`;
+    specs.push(
+      { name: `${p}.input_layernorm.weight`, shape: [hidden] },
+      { name: `${p}.self_attn.q_proj.weight`, shape: [qOut, hidden] },
+      { name: `${p}.self_attn.k_proj.weight`, shape: [kvOut, hidden] },
+      { name: `${p}.self_attn.v_proj.weight`, shape: [kvOut, hidden] },
+    );
+    if (config.attention_bias) {
+      specs.push(
+        { name: `${p}.self_attn.q_proj.bias`, shape: [qOut] },
+        { name: `${p}.self_attn.k_proj.bias`, shape: [kvOut] },
+        { name: `${p}.self_attn.v_proj.bias`, shape: [kvOut] },
+      );
+    }
+    specs.push(
+      { name: `${p}.self_attn.o_proj.weight`, shape: [hidden, qOut] },
+      { name: `${p}.post_attention_layernorm.weight`, shape: [hidden] },
+      { name: `${p}.mlp.gate_proj.weight`, shape: [inter, hidden] },
+      { name: `${p}.mlp.up_proj.weight`, shape: [inter, hidden] },
+      { name: `${p}.mlp.down_proj.weight`, shape: [hidden, inter] },
+    );
+  }
+  specs.push({ name: 'model.norm.weight', shape: [hidden] });
+  if (!config.tie_word_embeddings) specs.push({ name: 'lm_head.weight', shape: [vocab, hidden] });
+  return specs;
+}
+
+export function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+export function parameterCount(config: ModelConfig): number {
+  return parameterSpecs(config).reduce((sum, spec) => sum + elementCount(spec.shape), 0);
+}
+
+// The per-element draw hashes 32-bit words with murmur3 instead of calling uniform() per element:
+// uniform() JSON-encodes its key, which is far too slow for tens of millions of weights. uniform() is
+// still what keys each tensor, so the whole scheme remains a pure function of (seed, name, index).
+
+function fmix32(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+function mixWord(h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, 0x1b873593);
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
+/** murmur3 (x86, 32-bit) of the two words (index, stream) under a per-tensor seed word. */
+function hashIndex(seedWord: number, index: number, stream: number): number {
+  return fmix32(mixWord(mixWord(seedWord, index), stream) ^ 8);
+}
+
+interface TensorKey {
+  hiWord: number;
+  loWord: number;
+}
+
+function tensorKey(seed: number, name: string): TensorKey {
+  return {
+    hiWord: Math.floor(uniform([seed, name, 'init-hi']) * 4294967296),
+    loWord: Math.floor(uniform([seed, name, 'init-lo']) * 4294967296),
+  };
+}
+
+/** A uniform in [0, 1) with 53 random bits for (tensor, index, stream), like uniform() builds its result. */
+function uniformAt(key: TensorKey, index: number, stream: number): number {
+  const hi = hashIndex(key.hiWord, index, stream) >>> 5;
+  const lo = hashIndex(key.loWord, index, stream) >>> 6;
+  return (hi * 67108864 + lo) / 9007199254740992;
+}
+
+/**
+ * Box–Muller turns one pair of uniforms into two independent normals; elements 2j and 2j + 1 share the
+ * pair keyed by j (cosine and sine branch), which halves the hashing. 1 − u1 lies in (0, 1], so the
+ * logarithm is finite.
+ */
+function normalAt(key: TensorKey, index: number): number {
+  const pair = Math.floor(index / 2);
+  const radius = Math.sqrt(-2 * Math.log(1 - uniformAt(key, pair, 1)));
+  const angle = 2 * Math.PI * uniformAt(key, pair, 2);
+  return radius * (index % 2 === 0 ? Math.cos(angle) : Math.sin(angle));
+}
+
+/** The standard-normal draw behind element `index` of tensor `name`: a pure function of its arguments. */
+export function standardNormalAt(seed: number, name: string, index: number): number {
+  checkSeed(seed);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= 4294967296) throw new Error(`index must be an integer in [0, 2^32), got ${index}`);
+  return normalAt(tensorKey(seed, name), index);
+}
+
+function checkSeed(seed: number): void {
+  if (!Number.isSafeInteger(seed)) throw new Error(`seed must be a safe integer, got ${seed}`);
+}
+
+/** As HF's LlamaPreTrainedModel._init_weights: Linear and Embedding weights normal, RMSNorm weights one, biases zero. */
+function initKind(name: string): 'normal' | 'one' | 'zero' {
+  if (name.endsWith('.bias')) return 'zero';
+  if (name.endsWith('norm.weight')) return 'one';
+  return 'normal';
+}
+
+/**
+ * Deterministic init from a seed: Linear and embedding weights ~ N(0, initializer_range²) (Box–Muller on
+ * per-element uniforms keyed by (seed, name, index)), norm weights 1, biases 0. Each element depends only
+ * on (seed, name, index), so the result does not depend on iteration order, on which other tensors exist,
+ * or on the number of layers.
+ */
+export function initParameters(config: ModelConfig, seed: number): Map<string, Float32Array> {
+  checkSeed(seed);
+  const params = new Map<string, Float32Array>();
+  for (const spec of parameterSpecs(config)) {
+    const data = new Float32Array(elementCount(spec.shape));
+    const kind = initKind(spec.name);
+    if (kind === 'one') data.fill(1);
+    if (kind === 'normal') {
+      const key = tensorKey(seed, spec.name);
+      const std = config.initializer_range;
+      // The pairwise loop is normalAt unrolled: each pair of uniforms is drawn once, not twice.
+      for (let i = 0; i < data.length; i += 2) {
+        const pair = i / 2;
+        const radius = Math.sqrt(-2 * Math.log(1 - uniformAt(key, pair, 1)));
+        const angle = 2 * Math.PI * uniformAt(key, pair, 2);
+        data[i] = std * (radius * Math.cos(angle));
+        if (i + 1 < data.length) data[i + 1] = std * (radius * Math.sin(angle));
+      }
+    }
+    params.set(spec.name, data);
+  }
+  return params;
+}

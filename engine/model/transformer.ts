@@ -1,0 +1,144 @@
+// The decoder-only Llama-family forward pass as an ONNX graph (RMSNorm, rotary embeddings in the Hugging
+// Face "rotate half" convention, grouped-query attention with causal and padding masks, SwiGLU MLP,
+// optional QKV bias, optional tied embeddings), plus the per-token log-prob and rank outputs R3 needs.
+// Attention keeps the query heads grouped by their key/value head ([B, kvHeads, group, T, d]) so grouped-
+// query attention is a broadcast MatMul, never a copy of the keys and values.
+import type { DType, Graph, Tensor } from '../onnx/graph.js';
+import type { ModelConfig } from './config.js';
+import { parameterSpecs } from './params.js';
+
+/** A large negative bias for masked attention scores: exp() of it is exactly 0 in float32 and float64. */
+const MASKED = -1e9;
+
+export interface ModelInputs {
+  /** Token ids [B, T]. */
+  ids: Tensor;
+  /** 1 for real tokens, 0 for padding [B, T] (float, the model dtype). Padding keys are never attended. */
+  keyMask: Tensor;
+  /** Rotary position of each token [B, T] (int64); 0..n−1 over the real tokens of a row. */
+  positions: Tensor;
+}
+
+/** Declares the graph inputs of the model's token batch, with symbolic batch and sequence sizes. */
+export function declareModelInputs(g: Graph, dtype: DType): ModelInputs {
+  return {
+    ids: g.input('ids', 'int64', ['batch', 'seq']),
+    keyMask: g.input('key_mask', dtype, ['batch', 'seq']),
+    positions: g.input('positions', 'int64', ['batch', 'seq']),
+  };
+}
+
+/** Declares one graph input per parameter (HF names), so one session serves every parameter version. */
+export function declareParameters(g: Graph, config: ModelConfig, dtype: DType): Map<string, Tensor> {
+  const params = new Map<string, Tensor>();
+  for (const spec of parameterSpecs(config)) params.set(spec.name, g.input(spec.name, dtype, spec.shape));
+  return params;
+}
+
+function param(params: Map<string, Tensor>, name: string): Tensor {
+  const t = params.get(name);
+  if (!t) throw new Error(`model parameter ${name} is missing`);
+  return t;
+}
+
+function rmsNorm(g: Graph, x: Tensor, weight: Tensor, eps: number): Tensor {
+  const meanSquare = g.reduceMean(g.mul(x, x), [-1], true);
+  return g.mul(g.mul(x, g.pow(g.add(meanSquare, eps), -0.5)), weight);
+}
+
+/** x · Wᵀ (+ b) for a Hugging Face Linear weight W [out, in]. */
+function linear(g: Graph, x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
+  const y = g.matmul(x, g.transpose(weight, [1, 0]));
+  return bias ? g.add(y, bias) : y;
+}
+
+/** cos and sin of the rotary angles, [B, 1, 1, T, d], in the layout of grouped attention heads. */
+function rotaryTables(g: Graph, positions: Tensor, config: ModelConfig, dtype: DType): { cos: Tensor; sin: Tensor } {
+  const half = config.head_dim / 2;
+  const invFreq = Array.from({ length: half }, (_, i) => Math.pow(config.rope_theta, (-2 * i) / config.head_dim));
+  const angles = g.mul(g.unsqueeze(g.cast(positions, dtype), [-1]), g.constant(invFreq, dtype, [half]));
+  const full = g.unsqueeze(g.concat([angles, angles], -1), [1, 2]);
+  return { cos: unaryNode(g, 'Cos', full), sin: unaryNode(g, 'Sin', full) };
+}
+
+function unaryNode(g: Graph, opType: string, x: Tensor): Tensor {
+  return g.node(opType, [x], [{ dtype: x.dtype, shape: [...x.shape] }])[0]!;
+}
+
+function applyRotary(g: Graph, x: Tensor, cos: Tensor, sin: Tensor, headDim: number): Tensor {
+  const half = headDim / 2;
+  const rotated = g.concat([g.neg(g.slice(x, -1, half, headDim)), g.slice(x, -1, 0, half)], -1);
+  return g.add(g.mul(x, cos), g.mul(rotated, sin));
+}
+
+/** Additive attention bias [B, 1, 1, T, T]: 0 where query t may see key s (s ≤ t and s is real). */
+function attentionBias(g: Graph, keyMask: Tensor, dtype: DType): Tensor {
+  // A [T, T] lower-triangular matrix of ones, built at run time from the sequence length.
+  const seqLen = g.node('Gather', [g.shapeOf(keyMask), g.constant([1], 'int64')], [{ dtype: 'int64', shape: [1] }], { axis: 0 })[0]!;
+  const square = g.concat([seqLen, seqLen], 0);
+  const ones = g.node('Expand', [g.scalar(1, dtype), square], [{ dtype, shape: ['seq', 'seq'] }])[0]!;
+  const causal = g.node('Trilu', [ones], [{ dtype, shape: ['seq', 'seq'] }], { upper: 0 })[0]!;
+  const keys = g.unsqueeze(keyMask, [1, 2, 3]);
+  const allowed = g.mul(causal, keys);
+  return g.mul(g.sub(1, allowed), MASKED);
+}
+
+/** Logits [B, T, vocab] of the model for the token batch. */
+export function transformerLogits(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs): Tensor {
+  const dtype = param(params, 'model.embed_tokens.weight').dtype;
+  const d = config.head_dim;
+  const kvHeads = config.num_key_value_heads;
+  const group = config.num_attention_heads / kvHeads;
+  const { cos, sin } = rotaryTables(g, inputs.positions, config, dtype);
+  const bias = attentionBias(g, inputs.keyMask, dtype);
+  const scale = 1 / Math.sqrt(d);
+
+  let x = g.gather(param(params, 'model.embed_tokens.weight'), inputs.ids);
+  for (let layer = 0; layer < config.num_hidden_layers; layer++) {
+    const p = (name: string): Tensor => param(params, `model.layers.${layer}.${name}`);
+    const optional = (name: string): Tensor | undefined => (config.attention_bias ? p(name) : undefined);
+    const n = rmsNorm(g, x, p('input_layernorm.weight'), config.rms_norm_eps);
+    // [B, T, heads·d] → [B, kvHeads, group, T, d]; keys and values have group 1 and broadcast.
+    const heads = (t: Tensor, perGroup: number): Tensor => g.transpose(g.reshape(t, ['batch', 'seq', kvHeads, perGroup, d]), [0, 2, 3, 1, 4]);
+    const q = applyRotary(g, heads(linear(g, n, p('self_attn.q_proj.weight'), optional('self_attn.q_proj.bias')), group), cos, sin, d);
+    const k = applyRotary(g, heads(linear(g, n, p('self_attn.k_proj.weight'), optional('self_attn.k_proj.bias')), 1), cos, sin, d);
+    const v = heads(linear(g, n, p('self_attn.v_proj.weight'), optional('self_attn.v_proj.bias')), 1);
+    const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 2, 4, 3])), scale), bias);
+    const context = g.matmul(g.softmax(scores, -1), v);
+    const merged = g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), ['batch', 'seq', config.num_attention_heads * d]);
+    x = g.add(x, linear(g, merged, p('self_attn.o_proj.weight')));
+
+    const n2 = rmsNorm(g, x, p('post_attention_layernorm.weight'), config.rms_norm_eps);
+    const gate = linear(g, n2, p('mlp.gate_proj.weight'));
+    const up = linear(g, n2, p('mlp.up_proj.weight'));
+    x = g.add(x, linear(g, g.mul(g.mul(gate, g.sigmoid(gate)), up), p('mlp.down_proj.weight')));
+  }
+  const final = rmsNorm(g, x, param(params, 'model.norm.weight'), config.rms_norm_eps);
+  const head = config.tie_word_embeddings ? param(params, 'model.embed_tokens.weight') : param(params, 'lm_head.weight');
+  return linear(g, final, head);
+}
+
+export interface NextTokenScores {
+  /** log π(ids[t+1] | ids[..t]) [B, T−1]. */
+  logprobs: Tensor;
+  /** Logits [B, T−1, vocab] at the positions that predict a next token. */
+  logits: Tensor;
+  /** The target ids [B, T−1]. */
+  targets: Tensor;
+}
+
+/** Log-prob of each next token under the model: entry t is for ids[t+1] given ids[0..t]. */
+export function nextTokenLogprobs(g: Graph, logits: Tensor, ids: Tensor): NextTokenScores {
+  const predicting = g.slice(logits, 1, 0, -1);
+  const targets = g.slice(ids, 1, 1, Infinity);
+  const logp = g.logSoftmax(predicting, -1);
+  const picked = g.gatherElements(logp, g.unsqueeze(targets, [-1]), -1);
+  return { logprobs: g.reduceSum(picked, [-1]), logits: predicting, targets };
+}
+
+/** Rank of each next token among the vocabulary: 1 + the number of tokens with a strictly greater logit. */
+export function nextTokenRanks(g: Graph, scores: NextTokenScores): Tensor {
+  const targetLogit = g.gatherElements(scores.logits, g.unsqueeze(scores.targets, [-1]), -1);
+  const above = g.cast(g.greater(scores.logits, targetLogit), 'int64');
+  return g.add(g.reduceSum(above, [-1]), g.constant(1, 'int64'));
+}
