@@ -136,6 +136,40 @@ describe('gradient rules vs central finite differences (float64)', () => {
     });
   }
 
+  it('elementwise rules on random broadcasting shapes', async () => {
+    // Draw an output shape of rank 1-3 with dims 2-3, then derive each operand by dropping leading axes
+    // and turning random axes into 1: every broadcasting pattern NumPy allows shows up across trials.
+    const ops: [string, (g: Graph, a: Tensor, b: Tensor) => Tensor, [number, number]][] = [
+      ['Add', (g, a, b) => g.add(a, b), [-2, 2]],
+      ['Sub', (g, a, b) => g.sub(a, b), [-2, 2]],
+      ['Mul', (g, a, b) => g.mul(a, b), [-2, 2]],
+      ['Div', (g, a, b) => g.div(a, b), [0.5, 2]],
+      ['Max', (g, a, b) => g.max(a, b), [-2, 2]],
+      ['Where', (g, a, b) => g.where(g.less(a, b), g.mul(a, a), b), [-2, 2]],
+    ];
+    let trials = 0;
+    for (let trial = 0; trial < 18; trial++) {
+      const r = (k: string): number => uniform(['shapes', trial, k]);
+      const rank = 1 + Math.floor(r('rank') * 3);
+      const out = Array.from({ length: rank }, (_, i) => 2 + Math.floor(r(`dim${i}`) * 2));
+      const operand = (which: string): number[] => {
+        const drop = Math.floor(r(`${which}-drop`) * rank);
+        return out.slice(drop).map((d, i) => (r(`${which}-one${i}`) < 0.35 ? 1 : d));
+      };
+      const [name, build, range] = ops[trial % ops.length]!;
+      const a = operand('a');
+      const b = operand('b');
+      const full = out.map((d, i) => {
+        const ai = a[a.length - rank + i];
+        const bi = b[b.length - rank + i];
+        return (ai ?? 1) === 1 && (bi ?? 1) === 1 ? 1 : d;
+      });
+      await checkGradients(`${name} [${a.join(',')}] with [${b.join(',')}]`, [{ shape: a, range }, { shape: b, range }], (g, [x, y]) => build(g, x!, y!), full);
+      trials++;
+    }
+    expect(trials).toBe(18);
+  });
+
   it('gives zeros for a parameter the loss does not depend on', async () => {
     const g = new Graph();
     const a = g.input('a', 'float64', [2]);
