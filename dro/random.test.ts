@@ -1,6 +1,6 @@
 // Counter-based randomness and the shared statistics helpers.
 import { describe, expect, it } from 'vitest';
-import { chooseDeterministic, uniform } from './random.js';
+import { chooseDeterministic, uniform, uniformStream } from './random.js';
 import { allEqual, assertFiniteMatrix, assertFiniteVector, mean, populationStd, quantile } from './stats.js';
 
 describe('uniform', () => {
@@ -28,6 +28,29 @@ describe('uniform', () => {
   it('rejects non-finite and non-primitive key parts', () => {
     expect(() => uniform([Number.NaN])).toThrow('random key part must be finite');
     expect(() => uniform([{} as never])).toThrow('random key parts must be strings or numbers');
+  });
+});
+
+describe('uniformStream', () => {
+  it('is a pure function of (key, index, lane), separates keys and lanes, and is close to uniform', () => {
+    const a = uniformStream(['init', 3, 'w']);
+    const again = uniformStream(['init', 3, 'w']);
+    expect(a(17, 1)).toBe(again(17, 1));
+    expect(a(17, 1)).not.toBe(a(17, 2));
+    expect(a(17, 1)).not.toBe(a(18, 1));
+    expect(a(5)).toBe(a(5, 0));
+    expect(uniformStream(['init', 4, 'w'])(17, 1)).not.toBe(a(17, 1));
+    let sum = 0;
+    let low = 0;
+    const n = 50_000;
+    for (let i = 0; i < n; i++) {
+      const u = a(i, 1);
+      expect(u >= 0 && u < 1).toBe(true);
+      sum += u;
+      if (u < 0.1) low++;
+    }
+    expect(sum / n).toBeCloseTo(0.5, 2);
+    expect(Math.abs(low / n - 0.1)).toBeLessThan(0.005);
   });
 });
 

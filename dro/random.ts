@@ -14,22 +14,25 @@ function fmix32(h: number): number {
   return h >>> 0;
 }
 
+/** One murmur3 (x86, 32-bit) round: mixes the word k into the state h. */
+function mixWord(h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51);
+  k = (k << 15) | (k >>> 17);
+  k = Math.imul(k, 0x1b873593);
+  h ^= k;
+  h = (h << 13) | (h >>> 19);
+  return (Math.imul(h, 5) + 0xe6546b64) | 0;
+}
+
 /** murmur3 (x86, 32-bit) over the UTF-16 code units of `text`. */
 function murmur32(text: string, seed: number): number {
   let h = seed >>> 0;
-  const c1 = 0xcc9e2d51;
-  const c2 = 0x1b873593;
-  for (let i = 0; i < text.length; i++) {
-    let k = text.charCodeAt(i);
-    k = Math.imul(k, c1);
-    k = (k << 15) | (k >>> 17);
-    k = Math.imul(k, c2);
-    h ^= k;
-    h = (h << 13) | (h >>> 19);
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0;
-  }
+  for (let i = 0; i < text.length; i++) h = mixWord(h, text.charCodeAt(i));
   return fmix32(h ^ text.length);
 }
+
+/** 53 random bits from two 32-bit hashes, as a number in [0, 1). */
+const toUnit = (hi: number, lo: number): number => ((hi >>> 5) * 67108864 + (lo >>> 6)) / 9007199254740992;
 
 function encodeKey(key: RandomKey): string {
   for (const part of key) {
@@ -43,9 +46,18 @@ function encodeKey(key: RandomKey): string {
 /** A uniform number in [0, 1) with 53 random bits, determined by `key` alone. */
 export function uniform(key: RandomKey): number {
   const text = encodeKey(key);
-  const hi = murmur32(text, 0x9e3779b9);
-  const lo = murmur32(text, 0x7f4a7c15);
-  return ((hi >>> 5) * 67108864 + (lo >>> 6)) / 9007199254740992;
+  return toUnit(murmur32(text, 0x9e3779b9), murmur32(text, 0x7f4a7c15));
+}
+
+/**
+ * A fast keyed stream for bulk draws (weight init, per-token sampling): `key` is hashed once, and
+ * `at(index, lane)` hashes only two 32-bit words, yet is still a pure function of (key, index, lane).
+ * Index and lane must be integers in [0, 2^32).
+ */
+export function uniformStream(key: RandomKey): (index: number, lane?: number) => number {
+  const hiSeed = murmur32(encodeKey([...key, 'stream-hi']), 0x9e3779b9);
+  const loSeed = murmur32(encodeKey([...key, 'stream-lo']), 0x7f4a7c15);
+  return (index, lane = 0) => toUnit(fmix32(mixWord(mixWord(hiSeed, index), lane) ^ 8), fmix32(mixWord(mixWord(loSeed, index), lane) ^ 8));
 }
 
 /**

@@ -1,6 +1,6 @@
 // Every parameter of the model in Hugging Face names and shapes (so weights interchange with
 // transformers checkpoints), and a deterministic initialisation keyed by (seed, name, element index).
-import { uniform } from '../../dro/random.js';
+import { uniformStream } from '../../dro/random.js';
 import type { ModelConfig } from './config.js';
 
 export interface ParamSpec {
@@ -50,50 +50,12 @@ export function parameterCount(config: ModelConfig): number {
   return parameterSpecs(config).reduce((sum, spec) => sum + elementCount(spec.shape), 0);
 }
 
-// The per-element draw hashes 32-bit words with murmur3 instead of calling uniform() per element:
-// uniform() JSON-encodes its key, which is far too slow for tens of millions of weights. uniform() is
-// still what keys each tensor, so the whole scheme remains a pure function of (seed, name, index).
-
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
-
-function mixWord(h: number, k: number): number {
-  k = Math.imul(k, 0xcc9e2d51);
-  k = (k << 15) | (k >>> 17);
-  k = Math.imul(k, 0x1b873593);
-  h ^= k;
-  h = (h << 13) | (h >>> 19);
-  return (Math.imul(h, 5) + 0xe6546b64) | 0;
-}
-
-/** murmur3 (x86, 32-bit) of the two words (index, stream) under a per-tensor seed word. */
-function hashIndex(seedWord: number, index: number, stream: number): number {
-  return fmix32(mixWord(mixWord(seedWord, index), stream) ^ 8);
-}
-
-interface TensorKey {
-  hiWord: number;
-  loWord: number;
-}
+// Per-element draws come from dro/random.ts's keyed stream: the tensor's key (seed, name) is hashed once,
+// each element only hashes its index, so tens of millions of weights initialise in about a second.
+type TensorKey = (index: number, lane?: number) => number;
 
 function tensorKey(seed: number, name: string): TensorKey {
-  return {
-    hiWord: Math.floor(uniform([seed, name, 'init-hi']) * 4294967296),
-    loWord: Math.floor(uniform([seed, name, 'init-lo']) * 4294967296),
-  };
-}
-
-/** A uniform in [0, 1) with 53 random bits for (tensor, index, stream), like uniform() builds its result. */
-function uniformAt(key: TensorKey, index: number, stream: number): number {
-  const hi = hashIndex(key.hiWord, index, stream) >>> 5;
-  const lo = hashIndex(key.loWord, index, stream) >>> 6;
-  return (hi * 67108864 + lo) / 9007199254740992;
+  return uniformStream([seed, name, 'init']);
 }
 
 /**
@@ -103,8 +65,8 @@ function uniformAt(key: TensorKey, index: number, stream: number): number {
  */
 function normalAt(key: TensorKey, index: number): number {
   const pair = Math.floor(index / 2);
-  const radius = Math.sqrt(-2 * Math.log(1 - uniformAt(key, pair, 1)));
-  const angle = 2 * Math.PI * uniformAt(key, pair, 2);
+  const radius = Math.sqrt(-2 * Math.log(1 - key(pair, 1)));
+  const angle = 2 * Math.PI * key(pair, 2);
   return radius * (index % 2 === 0 ? Math.cos(angle) : Math.sin(angle));
 }
 
@@ -145,8 +107,8 @@ export function initParameters(config: ModelConfig, seed: number): Map<string, F
       // The pairwise loop is normalAt unrolled: each pair of uniforms is drawn once, not twice.
       for (let i = 0; i < data.length; i += 2) {
         const pair = i / 2;
-        const radius = Math.sqrt(-2 * Math.log(1 - uniformAt(key, pair, 1)));
-        const angle = 2 * Math.PI * uniformAt(key, pair, 2);
+        const radius = Math.sqrt(-2 * Math.log(1 - key(pair, 1)));
+        const angle = 2 * Math.PI * key(pair, 2);
         data[i] = std * (radius * Math.cos(angle));
         if (i + 1 < data.length) data[i + 1] = std * (radius * Math.sin(angle));
       }
