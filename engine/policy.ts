@@ -7,6 +7,8 @@ import type { DType } from './onnx/graph.js';
 import type { ModelConfig } from './model/config.js';
 import { elementCount, initParameters, parameterSpecs } from './model/params.js';
 import { buildScoreGraph, buildTrainGraph, TRAIN_IO, type TrainGraphOptions } from './model/train-graph.js';
+import { buildDecodeGraph, buildPrefillGraph, GENERATE_IO } from './model/generate-graph.js';
+import { resolveSamplingOptions, SequenceSampler, type SampleKey, type SamplingOptions } from './sampling.js';
 import { decodeSafetensors, encodeSafetensors, tensorFrom, toFloat32, toFloat64, type SafeTensor } from './weights/safetensors.js';
 
 export type FloatArray = Float32Array | Float64Array;
@@ -63,12 +65,38 @@ export interface TrainStepResult {
   tokens: number;
 }
 
+export interface GenerateRequest {
+  promptIds: number[];
+  /** Keys every random draw of this sequence: its tokens depend on nothing else. */
+  key: SampleKey;
+}
+
+export interface GenerateResult {
+  ids: number[];
+  /** Log-probability of each generated token under the sampling distribution. */
+  logprobs: number[];
+  truncated: boolean;
+  stopReason: 'stop-token' | 'stop-sequence' | 'max-new-tokens' | null;
+}
+
+export interface GenerateOptions {
+  /** false: recompute the whole sequence every step (the slow reference path). Default true. */
+  useCache?: boolean;
+  /** Checked before every decode step: an aborted call rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Called after every decode step with the number of tokens generated so far over the batch. */
+  onProgress?: (generated: number) => void;
+}
+
 export const OPTIMIZER_STEP_TENSOR = 'optimizer.step';
 const M_PREFIX = 'optimizer.adam_m.';
 const V_PREFIX = 'optimizer.adam_v.';
 
 export class PolicyEngine {
   private scoreSession?: Promise<OrtSession>;
+  private prefillSession?: Promise<OrtSession>;
+  private recomputeSession?: Promise<OrtSession>;
+  private decodeSession?: Promise<OrtSession>;
   private readonly trainSessions = new Map<string, Promise<OrtSession>>();
   private readonly m = new Map<string, FloatArray>();
   private readonly v = new Map<string, FloatArray>();
@@ -171,6 +199,111 @@ export class PolicyEngine {
       const to = b * width + r.ids.length - 1;
       return { logprobs: Array.from(logprobs.subarray(from, to)), ranks: Array.from(ranks.subarray(from, to), Number) };
     });
+  }
+
+  /** Left-pads rows so every row's newest token is last; pads are masked and get position 0. */
+  private leftPaddedFeeds(rows: readonly number[][]): Record<string, TensorData> {
+    const T = Math.max(...rows.map((r) => r.length));
+    const B = rows.length;
+    const ids = new BigInt64Array(B * T);
+    const positions = new BigInt64Array(B * T);
+    const mask = this.zeros(B * T);
+    rows.forEach((row, b) => {
+      const pad = T - row.length;
+      row.forEach((id, i) => {
+        ids[b * T + pad + i] = BigInt(id);
+        positions[b * T + pad + i] = BigInt(i);
+        mask[b * T + pad + i] = 1;
+      });
+    });
+    return {
+      ids: { dtype: 'int64', dims: [B, T], data: ids },
+      key_mask: { dtype: this.dtype, dims: [B, T], data: mask },
+      positions: { dtype: 'int64', dims: [B, T], data: positions },
+    };
+  }
+
+  /**
+   * Samples a continuation of every prompt. Each sequence's draws are keyed by its own SampleKey, so
+   * its tokens do not depend on the rest of the batch, on batch size, or on retries.
+   */
+  async generate(requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: GenerateOptions = {}): Promise<GenerateResult[]> {
+    const o = resolveSamplingOptions(sampling);
+    if (requests.length === 0) return [];
+    requests.forEach((r, b) => {
+      if (r.promptIds.length === 0) throw new Error(`generate request ${b}: the prompt is empty`);
+      r.promptIds.forEach((id, t) => {
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocab_size) throw new Error(`token id ${id} at sequence ${b}, position ${t} is outside the vocabulary (0..${this.config.vocab_size - 1})`);
+      });
+      if (r.promptIds.length + o.maxNewTokens > this.config.max_position_embeddings) {
+        throw new Error(`generate request ${b}: ${r.promptIds.length} prompt tokens + ${o.maxNewTokens} new tokens exceed max_position_embeddings ${this.config.max_position_embeddings}`);
+      }
+    });
+    const samplers = requests.map((r) => new SequenceSampler(r.key, o));
+    const rows = requests.map((r) => [...r.promptIds]);
+    const B = requests.length;
+    const V = this.config.vocab_size;
+    const useCache = options.useCache ?? true;
+    const params = this.paramFeeds();
+    let generated = 0;
+
+    // Samples one token for every unfinished row from logits [B, V]. Returns the token each row feeds
+    // next, or undefined for a row that had already finished (it feeds a masked pad).
+    const sampleStep = (logits: FloatArray): (number | undefined)[] =>
+      samplers.map((sampler, b) => {
+        if (sampler.done) return undefined;
+        const { token } = sampler.next(logits.subarray(b * V, (b + 1) * V));
+        rows[b]!.push(token);
+        generated++;
+        return token;
+      });
+
+    if (!useCache) {
+      this.recomputeSession ??= OrtSession.create(buildPrefillGraph(this.config, this.dtype, false).toModelBytes(), this.sessionOptions);
+      const session = await this.recomputeSession;
+      while (!samplers.every((s) => s.done)) {
+        options.signal?.throwIfAborted();
+        const out = await session.run({ ...params, ...this.leftPaddedFeeds(rows) });
+        sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
+        options.onProgress?.(generated);
+      }
+      return samplers.map((s) => s.result());
+    }
+
+    this.prefillSession ??= OrtSession.create(buildPrefillGraph(this.config, this.dtype).toModelBytes(), this.sessionOptions);
+    this.decodeSession ??= OrtSession.create(buildDecodeGraph(this.config, this.dtype).toModelBytes(), this.sessionOptions);
+    const [prefill, decode] = await Promise.all([this.prefillSession, this.decodeSession]);
+    options.signal?.throwIfAborted();
+    const first = this.leftPaddedFeeds(rows);
+    let out = await prefill.run({ ...params, ...first });
+    let keyMask = first.key_mask!.data as FloatArray;
+    let width = first.ids!.dims[1]!;
+    for (;;) {
+      const tokens = sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
+      options.onProgress?.(generated);
+      if (samplers.every((s) => s.done)) break;
+      options.signal?.throwIfAborted();
+      // The new token's key is visible only for rows that just sampled one; finished rows feed a masked pad.
+      const nextMask = this.zeros(B * (width + 1));
+      for (let b = 0; b < B; b++) {
+        nextMask.set(keyMask.subarray(b * width, (b + 1) * width), b * (width + 1));
+        nextMask[b * (width + 1) + width] = tokens[b] === undefined ? 0 : 1;
+      }
+      const feeds: Record<string, TensorData> = {
+        ...params,
+        ids: { dtype: 'int64', dims: [B, 1], data: BigInt64Array.from(tokens, (t) => BigInt(t ?? 0)) },
+        positions: { dtype: 'int64', dims: [B, 1], data: BigInt64Array.from(rows, (r, b) => BigInt(tokens[b] === undefined ? 0 : r.length - 1)) },
+        key_mask: { dtype: this.dtype, dims: [B, width + 1], data: nextMask },
+      };
+      for (let layer = 0; layer < this.config.num_hidden_layers; layer++) {
+        feeds[GENERATE_IO.pastKey(layer)] = out[GENERATE_IO.presentKey(layer)]!;
+        feeds[GENERATE_IO.pastValue(layer)] = out[GENERATE_IO.presentValue(layer)]!;
+      }
+      out = await decode.run(feeds);
+      keyMask = nextMask;
+      width += 1;
+    }
+    return samplers.map((s) => s.result());
   }
 
   /** One optimizer step on the batch; returns the loss before the update. */
@@ -300,9 +433,9 @@ export class PolicyEngine {
   }
 
   async release(): Promise<void> {
-    const sessions = [this.scoreSession, ...this.trainSessions.values()].filter((s): s is Promise<OrtSession> => s !== undefined);
+    const sessions = [this.scoreSession, this.prefillSession, this.recomputeSession, this.decodeSession, ...this.trainSessions.values()].filter((s): s is Promise<OrtSession> => s !== undefined);
     for (const s of sessions) await (await s).release();
-    this.scoreSession = undefined;
+    this.scoreSession = this.prefillSession = this.recomputeSession = this.decodeSession = undefined;
     this.trainSessions.clear();
   }
 }

@@ -83,15 +83,35 @@ function attentionBias(g: Graph, keyMask: Tensor, dtype: DType): Tensor {
   return g.mul(g.sub(1, allowed), MASKED);
 }
 
-/** Logits [B, T, vocab] of the model for the token batch. */
-export function transformerLogits(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs): Tensor {
+/** Keys and values of one layer in the grouped layout [B, kvHeads, 1, T, d]. */
+export interface LayerCache {
+  key: Tensor;
+  value: Tensor;
+}
+
+export interface ForwardResult {
+  /** Logits [B, T, vocab]. */
+  logits: Tensor;
+  /** Each layer's keys and values over all positions seen (the past, if any, then these tokens). */
+  present: LayerCache[];
+}
+
+/**
+ * The forward pass. Without `past`, the T tokens attend causally among themselves. With `past` (one
+ * new token per row: T = 1), the token attends to the cached keys and to itself; `keyMask` then covers
+ * past and new positions ([B, P + 1]).
+ */
+export function transformerForward(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs, past?: LayerCache[]): ForwardResult {
   const dtype = param(params, 'model.embed_tokens.weight').dtype;
   const d = config.head_dim;
   const kvHeads = config.num_key_value_heads;
   const group = config.num_attention_heads / kvHeads;
   const { cos, sin } = rotaryTables(g, inputs.positions, config, dtype);
-  const bias = attentionBias(g, inputs.keyMask, dtype);
+  // A single new token may see every unmasked cached key, so only the padding mask applies.
+  const bias = past ? g.mul(g.sub(1, g.unsqueeze(inputs.keyMask, [1, 2, 3])), MASKED) : attentionBias(g, inputs.keyMask, dtype);
   const scale = 1 / Math.sqrt(d);
+  const present: LayerCache[] = [];
+  const seq = inputs.ids.shape[1]!;
 
   let x = g.gather(param(params, 'model.embed_tokens.weight'), inputs.ids);
   for (let layer = 0; layer < config.num_hidden_layers; layer++) {
@@ -99,13 +119,19 @@ export function transformerLogits(g: Graph, config: ModelConfig, params: Map<str
     const optional = (name: string): Tensor | undefined => (config.attention_bias ? p(name) : undefined);
     const n = rmsNorm(g, x, p('input_layernorm.weight'), config.rms_norm_eps);
     // [B, T, heads·d] → [B, kvHeads, group, T, d]; keys and values have group 1 and broadcast.
-    const heads = (t: Tensor, perGroup: number): Tensor => g.transpose(g.reshape(t, ['batch', 'seq', kvHeads, perGroup, d]), [0, 2, 3, 1, 4]);
+    const heads = (t: Tensor, perGroup: number): Tensor => g.transpose(g.reshape(t, ['batch', seq, kvHeads, perGroup, d]), [0, 2, 3, 1, 4]);
     const q = applyRotary(g, heads(linear(g, n, p('self_attn.q_proj.weight'), optional('self_attn.q_proj.bias')), group), cos, sin, d);
-    const k = applyRotary(g, heads(linear(g, n, p('self_attn.k_proj.weight'), optional('self_attn.k_proj.bias')), 1), cos, sin, d);
-    const v = heads(linear(g, n, p('self_attn.v_proj.weight'), optional('self_attn.v_proj.bias')), 1);
+    let k = applyRotary(g, heads(linear(g, n, p('self_attn.k_proj.weight'), optional('self_attn.k_proj.bias')), 1), cos, sin, d);
+    let v = heads(linear(g, n, p('self_attn.v_proj.weight'), optional('self_attn.v_proj.bias')), 1);
+    const cached = past?.[layer];
+    if (cached) {
+      k = g.concat([cached.key, k], 3);
+      v = g.concat([cached.value, v], 3);
+    }
+    present.push({ key: k, value: v });
     const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 2, 4, 3])), scale), bias);
     const context = g.matmul(g.softmax(scores, -1), v);
-    const merged = g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), ['batch', 'seq', config.num_attention_heads * d]);
+    const merged = g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), ['batch', seq, config.num_attention_heads * d]);
     x = g.add(x, linear(g, merged, p('self_attn.o_proj.weight')));
 
     const n2 = rmsNorm(g, x, p('post_attention_layernorm.weight'), config.rms_norm_eps);
@@ -115,7 +141,12 @@ export function transformerLogits(g: Graph, config: ModelConfig, params: Map<str
   }
   const final = rmsNorm(g, x, param(params, 'model.norm.weight'), config.rms_norm_eps);
   const head = config.tie_word_embeddings ? param(params, 'model.embed_tokens.weight') : param(params, 'lm_head.weight');
-  return linear(g, final, head);
+  return { logits: linear(g, final, head), present };
+}
+
+/** Logits [B, T, vocab] of the model for the token batch. */
+export function transformerLogits(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs): Tensor {
+  return transformerForward(g, config, params, inputs).logits;
 }
 
 export interface NextTokenScores {

@@ -144,6 +144,10 @@ const RULES: Record<string, Vjp> = {
     const start = n.info.start as number;
     const end = n.info.end as number;
     const dim = x.shape[axis]!;
+    if (start < 0) {
+      if (typeof dim !== 'number') throw new GraphError(`Slice gradient: a start counted from the end on the symbolic axis ${dim} is not supported`);
+      return [g.padAxis(grad, axis, dim + start, 0, x), undefined, undefined, undefined];
+    }
     let after: number;
     if (end === Infinity) after = 0;
     else if (end < 0) after = -end;

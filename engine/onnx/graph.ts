@@ -324,12 +324,13 @@ export class Graph {
   /** Static slice with step 1. `end` may be Infinity (to the end) or negative (from the end). */
   slice(x: Tensor, axis: number, start: number, end: number): Tensor {
     const a = normAxis(axis, x.rank);
-    if (start < 0) throw new GraphError('Slice: start must be ≥ 0');
+    if (start < 0 && end !== Infinity) throw new GraphError('Slice: a negative start (counted from the end) needs end = Infinity');
     const dim = x.shape[a]!;
     // A symbolic result is named by its expression ("seq-1"), so two slices of the same length agree.
     const shorter = (by: number): Dim => (typeof dim === 'number' ? dim - by : by === 0 ? dim : `${dim}-${by}`);
     let size: Dim;
-    if (end === Infinity) size = shorter(start);
+    if (start < 0) size = -start;
+    else if (end === Infinity) size = shorter(start);
     else if (end < 0) size = shorter(start - end);
     else size = end - start;
     const onnxEnd = end === Infinity ? Number.MAX_SAFE_INTEGER : end;
@@ -341,7 +342,9 @@ export class Graph {
     if (!first) throw new GraphError('Concat: no inputs');
     const a = normAxis(axis, first.rank);
     const sizes = xs.map((x) => x.shape[a]!);
-    const size: Dim = sizes.every((s) => typeof s === 'number') ? (sizes).reduce((p, q) => p + q, 0) : this.fresh('dim');
+    // A symbolic result is named by its expression ("past+1"), so equal sizes agree by name.
+    const numeric = sizes.filter((s): s is number => typeof s === 'number');
+    const size: Dim = numeric.length === sizes.length ? numeric.reduce((p, q) => p + q, 0) : sizes.map(String).join('+');
     return this.one('Concat', xs, first.dtype, first.shape.map((d, i) => (i === a ? size : d)), { axis: a }, { axis: a });
   }
   unsqueeze(x: Tensor, axes: number[]): Tensor {

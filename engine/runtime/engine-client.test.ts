@@ -1,0 +1,115 @@
+// The engine thread: same results as the in-process engine, a main event loop that keeps running during
+// long generations, prompt cancellation, and clear errors when the thread cannot start or dies.
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseModelConfig } from '../model/config.js';
+import { PolicyEngine, type GenerateRequest } from '../policy.js';
+import { EngineClient, EngineThreadError } from './engine-client.js';
+
+const small = parseModelConfig({ vocab_size: 50, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 }, 'thread test');
+// Big enough that a generation takes seconds on two cores.
+const slow = parseModelConfig({ vocab_size: 260, hidden_size: 256, intermediate_size: 704, num_hidden_layers: 6, num_attention_heads: 8, num_key_value_heads: 4, max_position_embeddings: 1024 }, 'slow thread test');
+
+const clients: EngineClient[] = [];
+async function start(config = small, seed = 1): Promise<EngineClient> {
+  const c = await EngineClient.start({ kind: 'init', config, seed }, { intraOpThreads: 1 });
+  clients.push(c);
+  return c;
+}
+afterAll(async () => {
+  for (const c of clients) await c.dispose();
+});
+
+const requests = (n: number, length = 5): GenerateRequest[] =>
+  Array.from({ length: n }, (_, i) => ({ promptIds: Array.from({ length: length + (i % 3) }, (_, t) => (i * 7 + t * 3) % 50), key: { seed: 1, step: 0, exampleId: `e${i}`, sampleIndex: 0 } }));
+
+describe('engine thread', () => {
+  it('gives the same results as the engine in the calling thread, and trains and exports through messages', async () => {
+    const client = await start();
+    const local = PolicyEngine.initialise(small, 1, { intraOpThreads: 1 });
+    const options = { temperature: 1, maxNewTokens: 6 };
+    expect(await client.generate(requests(3), options)).toEqual(await local.generate(requests(3), options));
+    const scoreRequest = [{ ids: [1, 2, 3, 4], targetStart: 1 }];
+    expect(await client.score(scoreRequest)).toEqual(await local.score(scoreRequest));
+    const batch = [{ ids: [1, 2, 3, 4, 5], completionStart: 2 }];
+    const trained = await client.trainStep(batch, { loss: 'sft', learningRate: 1e-2 });
+    expect(trained).toEqual(await local.trainStep(batch, { loss: 'sft', learningRate: 1e-2 }));
+    expect(await client.step()).toBe(1);
+    const exported = await client.exportParameters();
+    expect(Buffer.from(exported).equals(Buffer.from(local.exportParameters()))).toBe(true);
+    const other = await start(small, 9);
+    await other.importParameters(exported);
+    await other.importOptimizer(await client.exportOptimizer());
+    expect(await other.step()).toBe(1);
+    expect(await other.score(scoreRequest)).toEqual(await client.score(scoreRequest));
+    await local.release();
+  });
+
+  it('keeps the main event loop responsive during a multi-second generation', async () => {
+    const client = await start(slow, 2);
+    let ticks = 0;
+    let longestGap = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      longestGap = Math.max(longestGap, now - last);
+      last = now;
+      ticks++;
+    }, 10);
+    const started = performance.now();
+    let progress = 0;
+    await client.generate(requests(4, 16), { temperature: 1, maxNewTokens: 300 }, { onProgress: (n) => (progress = n) });
+    clearInterval(timer);
+    const seconds = (performance.now() - started) / 1000;
+    console.log(`generation took ${seconds.toFixed(1)} s; ${ticks} timer ticks, longest gap ${longestGap.toFixed(1)} ms; progress reached ${progress}`);
+    expect(progress).toBe(4 * 300);
+    expect(ticks).toBeGreaterThan(20);
+    expect(longestGap).toBeLessThan(100);
+  });
+
+  it('cancels a long generation within a second and stays usable', async () => {
+    const client = await start(slow, 3);
+    const controller = new AbortController();
+    let abortedAt = 0;
+    const run = client.generate(requests(4, 16), { temperature: 1, maxNewTokens: 600 }, {
+      signal: controller.signal,
+      onProgress: (n) => {
+        if (n >= 40 && !controller.signal.aborted) {
+          abortedAt = performance.now();
+          controller.abort(new Error('user cancelled'));
+        }
+      },
+    });
+    await expect(run).rejects.toThrow('user cancelled');
+    const latency = performance.now() - abortedAt;
+    console.log(`cancellation returned ${latency.toFixed(0)} ms after the abort`);
+    expect(latency).toBeLessThan(1000);
+    const after = await client.generate(requests(1), { temperature: 0, maxNewTokens: 3 });
+    expect(after[0]!.ids).toHaveLength(3);
+  });
+
+  it('rejects every pending and later call with a clear error when the thread dies', async () => {
+    const client = await start(slow, 4);
+    let crashed = false;
+    const pending = client.generate(requests(2, 16), { maxNewTokens: 500 }, {
+      onProgress: (n) => {
+        if (n >= 10 && !crashed) {
+          crashed = true;
+          client.crashForTesting(70);
+        }
+      },
+    });
+    await expect(pending).rejects.toThrow(EngineThreadError);
+    await expect(pending).rejects.toThrow('engine thread exited (code 70)');
+    await expect(client.score([{ ids: [1, 2], targetStart: 1 }])).rejects.toThrow('engine thread exited (code 70)');
+  });
+
+  it('reports a model that cannot be loaded', async () => {
+    await expect(EngineClient.start({ kind: 'dir', dir: '/nonexistent/model' })).rejects.toThrow('engine thread could not start: cannot read /nonexistent/model/config.json');
+  });
+
+  it('passes engine errors back with their message', async () => {
+    const client = await start();
+    await expect(client.score([{ ids: [1, 999], targetStart: 1 }])).rejects.toThrow('token id 999 at sequence 0, position 1 is outside the vocabulary');
+    expect((await client.score([{ ids: [1, 2], targetStart: 1 }]))[0]!.ranks).toHaveLength(1);
+  });
+});

@@ -1,0 +1,149 @@
+// The main thread's handle on an engine thread: typed calls that return promises, cancellation by
+// AbortSignal, progress callbacks, and a clear error for every pending call if the thread dies.
+import { Worker } from 'node:worker_threads';
+import type { ModelConfig } from '../model/config.js';
+import type { EngineOptions, GenerateRequest, GenerateResult, ScoreRequest, ScoreResult, TrainSequence, TrainStepOptions, TrainStepResult } from '../policy.js';
+import type { SamplingOptions } from '../sampling.js';
+import type { EngineSource, FromEngine, StartMessage, ToEngine } from './protocol.js';
+
+export interface CallOptions {
+  signal?: AbortSignal;
+  onProgress?: (value: number) => void;
+}
+
+interface Pending {
+  resolve: (value: unknown) => void;
+  reject: (err: Error) => void;
+  onProgress?: (value: number) => void;
+}
+
+export class EngineThreadError extends Error {
+  override readonly name = 'EngineThreadError';
+}
+
+const TSX_API = new URL('../../node_modules/tsx/dist/esm/api/index.mjs', import.meta.url).href;
+const THREAD_MAIN = new URL('./engine-thread.ts', import.meta.url).href;
+// The thread runs our TypeScript through tsx, registered inside the thread (loader hooks of the main
+// thread do not reach worker threads on Node 20).
+const BOOTSTRAP = `import(${JSON.stringify(TSX_API)}).then(({ register }) => { register(); return import(${JSON.stringify(THREAD_MAIN)}); })`;
+
+export class EngineClient {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private dead?: EngineThreadError;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly config: ModelConfig,
+  ) {
+    worker.on('message', (message: FromEngine) => this.onMessage(message));
+    worker.on('error', (err) => this.die(`engine thread crashed: ${err.message}`));
+    worker.on('exit', (code) => this.die(`engine thread exited (code ${code})`));
+  }
+
+  /** Starts an engine thread and waits until its model is ready. */
+  static start(source: EngineSource, options: EngineOptions = {}): Promise<EngineClient> {
+    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { source, options } satisfies StartMessage });
+    return new Promise((resolve, reject) => {
+      const onMessage = (message: FromEngine): void => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        if (message.type === 'ready') resolve(new EngineClient(worker, message.config));
+        else {
+          reject(new EngineThreadError(`engine thread could not start: ${message.type === 'fatal' ? message.message : 'unexpected message'}`));
+          void worker.terminate();
+        }
+      };
+      const onError = (err: Error): void => reject(new EngineThreadError(`engine thread could not start: ${err.message}`));
+      worker.on('message', onMessage);
+      worker.once('error', onError);
+    });
+  }
+
+  private onMessage(message: FromEngine): void {
+    if (message.type === 'ready') return;
+    if (message.type === 'fatal') return this.die(`engine thread failed: ${message.message}`);
+    const call = this.pending.get(message.id);
+    if (!call) return;
+    if (message.type === 'progress') return call.onProgress?.(message.value);
+    this.pending.delete(message.id);
+    if (message.type === 'result') call.resolve(message.value);
+    else {
+      const err = new Error(message.message);
+      err.name = message.name;
+      call.reject(err);
+    }
+  }
+
+  private die(reason: string): void {
+    if (this.dead) return;
+    this.dead = new EngineThreadError(reason);
+    for (const call of this.pending.values()) call.reject(this.dead);
+    this.pending.clear();
+  }
+
+  private call<T>(method: string, args: unknown[], options: CallOptions = {}, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.dead) return Promise.reject(this.dead);
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted'));
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = (): void => this.worker.postMessage({ type: 'cancel', id } satisfies ToEngine);
+      options.signal?.addEventListener('abort', onAbort, { once: true });
+      const done = (): void => options.signal?.removeEventListener('abort', onAbort);
+      this.pending.set(id, {
+        resolve: (v) => {
+          done();
+          resolve(v as T);
+        },
+        reject: (e) => {
+          done();
+          reject(options.signal?.aborted && options.signal.reason instanceof Error ? options.signal.reason : e);
+        },
+        onProgress: options.onProgress,
+      });
+      this.worker.postMessage({ type: 'call', id, method, args } satisfies ToEngine, transfer);
+    });
+  }
+
+  generate(requests: GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: CallOptions = {}): Promise<GenerateResult[]> {
+    return this.call('generate', [requests, sampling], options);
+  }
+  score(requests: ScoreRequest[], options: CallOptions = {}): Promise<ScoreResult[]> {
+    return this.call('score', [requests], options);
+  }
+  trainStep(sequences: TrainSequence[], stepOptions: TrainStepOptions, options: CallOptions = {}): Promise<TrainStepResult> {
+    return this.call('trainStep', [sequences, stepOptions], options);
+  }
+  exportParameters(): Promise<Uint8Array> {
+    return this.call('exportParameters', []);
+  }
+  exportOptimizer(): Promise<Uint8Array> {
+    return this.call('exportOptimizer', []);
+  }
+  /** Sends the bytes to the engine thread; the caller's buffer is transferred (detached). */
+  importParameters(bytes: Uint8Array, source?: string): Promise<void> {
+    return this.call('importParameters', [bytes, source], {}, [bytes.buffer as ArrayBuffer]);
+  }
+  importOptimizer(bytes: Uint8Array, source?: string): Promise<void> {
+    return this.call('importOptimizer', [bytes, source], {}, [bytes.buffer as ArrayBuffer]);
+  }
+  step(): Promise<number> {
+    return this.call('step', []);
+  }
+
+  /** Releases the sessions and stops the thread. */
+  async dispose(): Promise<void> {
+    if (!this.dead) await this.call('dispose', []).catch(() => undefined);
+    this.dead ??= new EngineThreadError('engine thread disposed');
+    await this.worker.terminate();
+  }
+
+  /**
+   * Fault injection for tests: the thread exits between two engine operations, as a crashed thread
+   * would. (Terminating a worker in the middle of a native ONNX Runtime call aborts the whole process,
+   * so there is deliberately no way to do that.)
+   */
+  crashForTesting(code = 70): void {
+    this.worker.postMessage({ type: 'crash', code } satisfies ToEngine);
+  }
+}

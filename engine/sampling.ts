@@ -1,0 +1,288 @@
+// The token sampler for rollouts: turns one logits row per decode step into the next token and its
+// log-probability, drawing from a counter-based key per sequence so a chain never depends on its batch.
+//
+// Semantics (all arithmetic in float64):
+// - temperature 0: greedy. The token with the largest logit, ties to the lowest id; top-k and top-p are
+//   ignored and no random number is drawn. The log-prob is the log-softmax of the raw logits there.
+// - temperature t > 0: weights w_i = exp((logit_i − max) / t); a −Infinity logit has weight 0 and is
+//   never kept. Then, in this order:
+//   · top-k (k > 0): keep the k largest logits, ties to the lower id.
+//   · top-p (p < 1): rank the kept tokens by weight descending (ties to the lower id) and keep the
+//     shortest prefix whose share of the kept mass (after top-k) reaches p, at least one token. A share
+//     within 1e-12 of p counts as reaching it, so a boundary exact in real arithmetic survives rounding.
+//   · renormalise: q_i = w_i / Σ_kept w.
+//   · draw u = uniformStream([seed, step, exampleId, sampleIndex, 'sample'])(position), and choose the
+//     first kept token in ASCENDING ID order whose cumulative q exceeds u (inverse CDF). The CDF is
+//     taken in id order, not rank order, so the choice cannot depend on how a sort orders ties. Should
+//     rounding leave the total just below u, the last kept token with positive weight is chosen.
+//   The log-prob is log q_chosen, computed as (logit − max) / t − log Σ_kept w.
+// - Inputs: NaN or +Infinity logits, a row of only −Infinity, or an empty row are errors naming the
+//   position (and token). A sequence's rows must all have the vocabulary size of its first row.
+// - Ending: a stop token ends the sequence first, then a stop sequence (generated ids ending with it),
+//   then maxNewTokens; the ending token is kept. `truncated` is true only for the maxNewTokens ending.
+import { uniformStream } from '../dro/random.js';
+import { assertKnownKeys, assertNumberIn, DroInputError } from '../dro/stats.js';
+
+export type LogitsRow = Float32Array | Float64Array | readonly number[];
+
+export interface SamplingOptions {
+  /** 0 = greedy (argmax, ties → lowest id). */
+  temperature: number;
+  /** Nucleus mass in (0, 1]; 1 = off. */
+  topP: number;
+  /** Keep only the k most likely tokens; 0 = off. */
+  topK: number;
+  maxNewTokens: number;
+  /** Token ids that end a sequence (the end token is kept in the output). */
+  stopTokenIds: number[];
+  /** Token-id sequences that end a sequence when the generated ids end with one of them (kept in the output). */
+  stopSequences: number[][];
+}
+
+const defaults: SamplingOptions = { temperature: 1, topP: 1, topK: 0, maxNewTokens: 256, stopTokenIds: [], stopSequences: [] };
+// Frozen in place so nobody can push a stop token into every later caller's defaults.
+Object.freeze(defaults.stopTokenIds);
+Object.freeze(defaults.stopSequences);
+export const DEFAULT_SAMPLING_OPTIONS: Readonly<SamplingOptions> = Object.freeze(defaults);
+
+const OPTION_KEYS = Object.keys(DEFAULT_SAMPLING_OPTIONS);
+/** uniformStream takes indices in [0, 2^32), and the position is the index. */
+const MAX_POSITION = 2 ** 32 - 1;
+const TOP_P_SLACK = 1e-12;
+
+// Array.isArray would narrow unknown to any[]; this keeps the element type honest.
+const isArray = (value: unknown): value is readonly unknown[] => Array.isArray(value);
+
+function tokenIds(value: unknown, what: string, opts: { nonEmpty?: boolean } = {}): number[] {
+  if (!isArray(value)) throw new DroInputError(`${what} must be an array of token ids, got ${JSON.stringify(value)}`);
+  if (opts.nonEmpty && value.length === 0) throw new DroInputError(`${what} is empty`);
+  return value.map((id, i) => {
+    assertNumberIn(id, `${what}[${i}]`, 0, Number.MAX_SAFE_INTEGER, { integer: true });
+    return id;
+  });
+}
+
+/** Fills unset fields from DEFAULT_SAMPLING_OPTIONS (undefined counts as unset) and validates every field. */
+export function resolveSamplingOptions(o: Partial<SamplingOptions> = {}): SamplingOptions {
+  const raw: unknown = o;
+  if (typeof raw !== 'object' || raw === null || isArray(raw)) throw new DroInputError('sampling options must be an object');
+  assertKnownKeys(o, OPTION_KEYS, 'sampling');
+  const temperature = o.temperature === undefined ? DEFAULT_SAMPLING_OPTIONS.temperature : o.temperature;
+  const topP = o.topP === undefined ? DEFAULT_SAMPLING_OPTIONS.topP : o.topP;
+  const topK = o.topK === undefined ? DEFAULT_SAMPLING_OPTIONS.topK : o.topK;
+  const maxNewTokens = o.maxNewTokens === undefined ? DEFAULT_SAMPLING_OPTIONS.maxNewTokens : o.maxNewTokens;
+  assertNumberIn(temperature, 'sampling option temperature', 0, Infinity);
+  assertNumberIn(topP, 'sampling option topP', 0, 1, { minExclusive: true });
+  assertNumberIn(topK, 'sampling option topK', 0, Number.MAX_SAFE_INTEGER, { integer: true });
+  assertNumberIn(maxNewTokens, 'sampling option maxNewTokens', 1, MAX_POSITION + 1, { integer: true });
+  // Copies, so a caller mutating its arrays later cannot change a running sampler.
+  const stopTokenIds = tokenIds(o.stopTokenIds === undefined ? [] : o.stopTokenIds, 'sampling option stopTokenIds');
+  const rawSequences: unknown = o.stopSequences === undefined ? [] : o.stopSequences;
+  if (!isArray(rawSequences)) throw new DroInputError(`sampling option stopSequences must be an array of token-id arrays, got ${JSON.stringify(rawSequences)}`);
+  const stopSequences = rawSequences.map((s, i) => tokenIds(s, `sampling option stopSequences[${i}]`, { nonEmpty: true }));
+  return { temperature, topP, topK, maxNewTokens, stopTokenIds, stopSequences };
+}
+
+export interface SampleKey {
+  seed: number | string;
+  step: number;
+  exampleId: string;
+  sampleIndex: number;
+}
+
+type Draw = (index: number) => number;
+
+function keyStream(key: SampleKey): Draw {
+  const raw: unknown = key;
+  if (typeof raw !== 'object' || raw === null) throw new DroInputError('sample key must be an object');
+  const { seed, step, exampleId, sampleIndex } = key;
+  const seedOk = typeof seed === 'string' || (typeof seed === 'number' && Number.isFinite(seed));
+  if (!seedOk) throw new DroInputError(`sample key seed must be a string or a finite number, got ${JSON.stringify(seed)}`);
+  assertNumberIn(step, 'sample key step', 0, Number.MAX_SAFE_INTEGER, { integer: true });
+  if (typeof exampleId !== 'string') throw new DroInputError(`sample key exampleId must be a string, got ${JSON.stringify(exampleId)}`);
+  assertNumberIn(sampleIndex, 'sample key sampleIndex', 0, Number.MAX_SAFE_INTEGER, { integer: true });
+  const stream = uniformStream([seed, step, exampleId, sampleIndex, 'sample']);
+  return (position) => stream(position);
+}
+
+/** `values` of the given ids, as a scratch array the selection below may reorder. */
+function gather(ids: readonly number[], values: Float64Array): Float64Array {
+  const out = new Float64Array(ids.length);
+  for (let i = 0; i < ids.length; i++) out[i] = values[ids[i]!]!;
+  return out;
+}
+
+/**
+ * The m-th largest (1-based) of `scratch`, by three-way quickselect: expected linear time, so top-k
+ * costs a few passes over the vocabulary instead of a sort. Reorders `scratch`.
+ */
+function mthLargest(scratch: Float64Array, m: number): number {
+  const target = scratch.length - m;
+  let lo = 0;
+  let hi = scratch.length - 1;
+  const swap = (i: number, j: number): void => {
+    const t = scratch[i]!;
+    scratch[i] = scratch[j]!;
+    scratch[j] = t;
+  };
+  for (;;) {
+    const a = scratch[lo]!;
+    const b = scratch[(lo + hi) >>> 1]!;
+    const c = scratch[hi]!;
+    // Median of three, so sorted or reversed rows do not degrade to quadratic time.
+    const pivot = Math.max(Math.min(a, b), Math.min(Math.max(a, b), c));
+    let lt = lo;
+    let gt = hi;
+    let i = lo;
+    while (i <= gt) {
+      const v = scratch[i]!;
+      if (v < pivot) swap(lt++, i++);
+      else if (v > pivot) swap(i, gt--);
+      else i++;
+    }
+    // Now [lo, lt) < pivot, [lt, gt] = pivot, (gt, hi] > pivot; the pivot is in the range, so it shrinks.
+    if (target < lt) hi = lt - 1;
+    else if (target > gt) lo = gt + 1;
+    else return pivot;
+  }
+}
+
+/**
+ * Of `ids` (ascending), the first `m` in the order (key descending, id ascending), returned in ascending
+ * id order, given the m-th largest key: everything above it, then ties at it by ascending id.
+ */
+function rankPrefix(ids: readonly number[], key: Float64Array, m: number, threshold: number): number[] {
+  let above = 0;
+  for (const id of ids) if (key[id]! > threshold) above++;
+  let ties = m - above;
+  const out: number[] = [];
+  for (const id of ids) {
+    const k = key[id]!;
+    if (k > threshold || (k === threshold && ties-- > 0)) out.push(id);
+  }
+  return out;
+}
+
+function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: Draw): { token: number; logprob: number } {
+  const n = logits.length;
+  if (n === 0) throw new DroInputError(`logits at position ${position} are empty`);
+  const values = new Float64Array(n);
+  let max = -Infinity;
+  let argmax = -1;
+  for (let i = 0; i < n; i++) {
+    const v: unknown = logits[i];
+    if (typeof v !== 'number') throw new DroInputError(`logit at position ${position}, token ${i} is not a number (${String(v)})`);
+    if (Number.isNaN(v) || v === Infinity) throw new DroInputError(`logit at position ${position}, token ${i} is ${v}; only finite values and -Infinity (masked) are allowed`);
+    values[i] = v;
+    if (v > max) {
+      max = v;
+      argmax = i;
+    }
+  }
+  if (argmax < 0) throw new DroInputError(`every logit at position ${position} is -Infinity: no token can be sampled`);
+
+  if (o.temperature === 0) {
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += Math.exp(values[i]! - max);
+    return { token: argmax, logprob: -Math.log(sum) };
+  }
+
+  const t = o.temperature;
+  let kept: number[] = [];
+  for (let i = 0; i < n; i++) if (values[i]! > -Infinity) kept.push(i);
+  if (o.topK > 0 && o.topK < kept.length) kept = rankPrefix(kept, values, o.topK, mthLargest(gather(kept, values), o.topK));
+  const weights = new Float64Array(n);
+  for (const id of kept) weights[id] = Math.exp((values[id]! - max) / t);
+  if (o.topP < 1) {
+    let total = 0;
+    for (const id of kept) total += weights[id]!;
+    const sorted = gather(kept, weights).sort();
+    const target = (o.topP - TOP_P_SLACK) * total;
+    let mass = 0;
+    let m = 0;
+    while (m < sorted.length && mass < target) {
+      mass += sorted[sorted.length - 1 - m]!;
+      m++;
+    }
+    m = Math.max(m, 1);
+    if (m < kept.length) kept = rankPrefix(kept, weights, m, sorted[sorted.length - m]!);
+  }
+  // The renormalising total is summed in id order, the same order as the CDF walk below.
+  let total = 0;
+  for (const id of kept) total += weights[id]!;
+  const target = draw(position) * total;
+  let chosen = -1;
+  let cumulative = 0;
+  for (const id of kept) {
+    const w = weights[id]!;
+    if (w > 0) chosen = id;
+    cumulative += w;
+    if (cumulative > target) break;
+  }
+  // chosen ≥ 0: the kept set contains the argmax, whose weight is exp(0) = 1.
+  return { token: chosen, logprob: (values[chosen]! - max) / t - Math.log(total) };
+}
+
+function checkPosition(position: number): void {
+  assertNumberIn(position, 'sampling position', 0, MAX_POSITION, { integer: true });
+}
+
+export type StopReason = 'stop-token' | 'stop-sequence' | 'max-new-tokens';
+
+/** A sequence's sampling state: feed it one logits row per step. */
+export class SequenceSampler {
+  readonly #options: SamplingOptions;
+  readonly #draw: Draw;
+  readonly #ids: number[] = [];
+  readonly #logprobs: number[] = [];
+  #stopReason: StopReason | null = null;
+  #vocabSize: number | undefined;
+
+  constructor(key: SampleKey, options: SamplingOptions) {
+    this.#options = resolveSamplingOptions(options);
+    this.#draw = keyStream(key);
+  }
+
+  /**
+   * Chooses the next token from the full-vocabulary logits at the next generated position (the count of
+   * tokens generated so far). Returns the token and its log-probability under the sampling distribution.
+   */
+  next(logits: LogitsRow): { token: number; logprob: number } {
+    if (this.#stopReason !== null) throw new DroInputError(`the sequence has ended (${this.#stopReason}); no further token can be sampled`);
+    const position = this.#ids.length;
+    if (this.#vocabSize !== undefined && logits.length !== this.#vocabSize) {
+      throw new DroInputError(`logits at position ${position} have ${logits.length} entries, earlier rows had ${this.#vocabSize}`);
+    }
+    const choice = choose(logits, position, this.#options, this.#draw);
+    this.#vocabSize = logits.length;
+    this.#ids.push(choice.token);
+    this.#logprobs.push(choice.logprob);
+    this.#stopReason = this.#ending(choice.token);
+    return choice;
+  }
+
+  #ending(token: number): StopReason | null {
+    const ids = this.#ids;
+    if (this.#options.stopTokenIds.includes(token)) return 'stop-token';
+    const endsWith = (s: readonly number[]): boolean => s.length <= ids.length && s.every((id, i) => ids[ids.length - s.length + i] === id);
+    if (this.#options.stopSequences.some(endsWith)) return 'stop-sequence';
+    if (ids.length >= this.#options.maxNewTokens) return 'max-new-tokens';
+    return null;
+  }
+
+  /** Has the sequence ended (stop token, stop sequence, or maxNewTokens reached)? */
+  get done(): boolean {
+    return this.#stopReason !== null;
+  }
+
+  /** Tokens generated so far, their log-probs, and why the sequence ended (null while it runs). */
+  result(): { ids: number[]; logprobs: number[]; truncated: boolean; stopReason: StopReason | null } {
+    return { ids: [...this.#ids], logprobs: [...this.#logprobs], truncated: this.#stopReason === 'max-new-tokens', stopReason: this.#stopReason };
+  }
+}
+
+/** Convenience: the same choice as SequenceSampler for one row, given the generated position. */
+export function sampleToken(logits: LogitsRow, key: SampleKey, position: number, options: SamplingOptions): { token: number; logprob: number } {
+  checkPosition(position);
+  return choose(logits, position, resolveSamplingOptions(options), keyStream(key));
+}
