@@ -116,8 +116,6 @@ export class PolicyEngine {
       if (!p) throw new Error(`parameter ${spec.name} is missing`);
       if (p.length !== elementCount(spec.shape)) throw new Error(`parameter ${spec.name} has ${p.length} values, expected shape [${spec.shape.join(', ')}]`);
       params.set(spec.name, this.convert(p));
-      this.m.set(spec.name, this.zeros(p.length));
-      this.v.set(spec.name, this.zeros(p.length));
     }
   }
 
@@ -137,6 +135,16 @@ export class PolicyEngine {
 
   private zeros(n: number): FloatArray {
     return this.dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+  }
+
+  /** An AdamW moment, created as zeros on first use: engines that only sample never pay for them. */
+  private moment(store: Map<string, FloatArray>, name: string): FloatArray {
+    let m = store.get(name);
+    if (!m) {
+      m = this.zeros(this.params.get(name)!.length);
+      store.set(name, m);
+    }
+    return m;
   }
 
   get step(): number {
@@ -374,8 +382,8 @@ export class PolicyEngine {
       run[TRAIN_IO.refLogprobs] = { dtype: this.dtype, dims: [B, width], data: refLogp };
     }
     for (const spec of parameterSpecs(this.config)) {
-      run[TRAIN_IO.m(spec.name)] = { dtype: this.dtype, dims: spec.shape, data: this.m.get(spec.name)! };
-      run[TRAIN_IO.v(spec.name)] = { dtype: this.dtype, dims: spec.shape, data: this.v.get(spec.name)! };
+      run[TRAIN_IO.m(spec.name)] = { dtype: this.dtype, dims: spec.shape, data: this.moment(this.m, spec.name) };
+      run[TRAIN_IO.v(spec.name)] = { dtype: this.dtype, dims: spec.shape, data: this.moment(this.v, spec.name) };
     }
     const out = await session.run(run);
     for (const spec of parameterSpecs(this.config)) {
@@ -398,8 +406,8 @@ export class PolicyEngine {
   exportOptimizer(): Uint8Array {
     const tensors = new Map<string, SafeTensor>();
     for (const spec of parameterSpecs(this.config)) {
-      tensors.set(M_PREFIX + spec.name, tensorFrom(this.m.get(spec.name)!, spec.shape));
-      tensors.set(V_PREFIX + spec.name, tensorFrom(this.v.get(spec.name)!, spec.shape));
+      tensors.set(M_PREFIX + spec.name, tensorFrom(this.moment(this.m, spec.name), spec.shape));
+      tensors.set(V_PREFIX + spec.name, tensorFrom(this.moment(this.v, spec.name), spec.shape));
     }
     tensors.set(OPTIMIZER_STEP_TENSOR, tensorFrom(BigInt64Array.of(BigInt(this.optimizerStep)), []));
     return encodeSafetensors(tensors, { optimizer: 'adamw' });

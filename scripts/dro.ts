@@ -16,6 +16,10 @@ commands:
   model score --model <dir> --ids <id,id,...> [--json] [--threads <n>]
       Score a token sequence: entry t is the log-probability and rank (1 = most likely) of ids[t+1]
       given ids[0..t].
+  model generate --model <dir> --ids <prompt ids> --max-new-tokens <n> [--temperature <t>] [--top-p <p>]
+                 [--top-k <k>] [--seed <s>] [--stop <id,id,...>] [--json] [--threads <n>]
+      Sample a continuation (KV cache; temperature 0 is greedy). Prints the new token ids, their
+      log-probabilities under the sampling distribution, and whether the token budget cut it off.
 
 options:
   -h, --help   show this text`;
@@ -53,13 +57,7 @@ async function modelInit(argv: string[]): Promise<void> {
 async function modelScore(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, ids: { type: 'string' }, json: { type: 'boolean', default: false }, threads: { type: 'string' } } });
   const dir = required(values.model, '--model');
-  const ids = required(values.ids, '--ids')
-    .split(',')
-    .map((s, i) => {
-      const n = Number(s.trim());
-      if (s.trim() === '' || !Number.isInteger(n) || n < 0) throw new UsageError(`--ids entry ${i} (${JSON.stringify(s)}) is not a token id`);
-      return n;
-    });
+  const ids = parseIds(required(values.ids, '--ids'), '--ids');
   if (ids.length < 2) throw new UsageError('--ids needs at least two token ids (the first one is only context)');
   const threads = values.threads ? integer(values.threads, '--threads', 1) : 1;
   const { config, params } = await loadModelDir(dir);
@@ -68,6 +66,61 @@ async function modelScore(argv: string[]): Promise<void> {
     const [result] = await engine.score([{ ids, targetStart: 1 }]);
     if (values.json) console.log(JSON.stringify({ logprobs: result!.logprobs, ranks: result!.ranks }));
     else result!.logprobs.forEach((lp, t) => console.log(`${String(t).padStart(4)}  id ${String(ids[t + 1]).padStart(6)}  logprob ${lp.toFixed(6).padStart(11)}  rank ${result!.ranks[t]}`));
+  } finally {
+    await engine.release();
+  }
+}
+
+function parseIds(text: string, flag: string): number[] {
+  return text.split(',').map((s, i) => {
+    const n = Number(s.trim());
+    if (s.trim() === '' || !Number.isInteger(n) || n < 0) throw new UsageError(`${flag} entry ${i} (${JSON.stringify(s)}) is not a token id`);
+    return n;
+  });
+}
+
+function number(value: string | undefined, flag: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+async function modelGenerate(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: 'string' },
+      ids: { type: 'string' },
+      'max-new-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      'top-k': { type: 'string' },
+      seed: { type: 'string' },
+      stop: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      threads: { type: 'string' },
+    },
+  });
+  const dir = required(values.model, '--model');
+  const promptIds = parseIds(required(values.ids, '--ids'), '--ids');
+  const maxNewTokens = integer(required(values['max-new-tokens'], '--max-new-tokens'), '--max-new-tokens', 1);
+  const seed = values.seed ? integer(values.seed, '--seed', 0) : 0;
+  const threads = values.threads ? integer(values.threads, '--threads', 1) : 1;
+  const sampling = {
+    maxNewTokens,
+    temperature: number(values.temperature, '--temperature', 1),
+    topP: number(values['top-p'], '--top-p', 1),
+    topK: values['top-k'] ? integer(values['top-k'], '--top-k', 0) : 0,
+    stopTokenIds: values.stop ? parseIds(values.stop, '--stop') : [],
+  };
+  const { config, params } = await loadModelDir(dir);
+  const engine = PolicyEngine.fromParameters(config, params, { intraOpThreads: threads });
+  try {
+    const [result] = await engine.generate([{ promptIds, key: { seed, step: 0, exampleId: 'cli', sampleIndex: 0 } }], sampling);
+    const { ids, logprobs, truncated } = result!;
+    if (values.json) console.log(JSON.stringify({ ids, logprobs, truncated }));
+    else console.log(`${ids.join(',')}\n${ids.length} tokens${truncated ? ' (cut off by --max-new-tokens)' : ''}, mean log-prob ${(logprobs.reduce((a, b) => a + b, 0) / Math.max(1, logprobs.length)).toFixed(4)}`);
   } finally {
     await engine.release();
   }
@@ -82,6 +135,7 @@ async function main(argv: string[]): Promise<void> {
   }
   if (group === 'model' && command === 'init') return modelInit(rest);
   if (group === 'model' && command === 'score') return modelScore(rest);
+  if (group === 'model' && command === 'generate') return modelGenerate(rest);
   throw new UsageError(`unknown command "${[group, command].filter(Boolean).join(' ')}"`);
 }
 

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { loadModelDir } from '../engine/model/model-dir.js';
+import { PolicyEngine } from '../engine/policy.js';
 import { referenceLogprobsAndRanks } from './reference/llama-forward.js';
 
 const dro = join(import.meta.dirname, '..', 'bin', 'dro');
@@ -36,6 +37,18 @@ it('model init writes config.json and model.safetensors; model score matches the
   const reference = referenceLogprobsAndRanks(model.config, model.params, ids, 1);
   expect(printed.ranks).toEqual(reference.ranks);
   printed.logprobs.forEach((lp, i) => expect(Math.abs(lp - reference.logprobs[i]!)).toBeLessThanOrEqual(1e-4));
+
+  // generate: greedy output equals the engine's, with the documented JSON shape.
+  const gen = run('model', 'generate', '--model', join(dir, 'model'), '--ids', '3,17,4', '--max-new-tokens', '5', '--temperature', '0', '--json');
+  expect(gen.status).toBe(0);
+  const generated = JSON.parse(gen.stdout) as { ids: number[]; logprobs: number[]; truncated: boolean };
+  const engine = PolicyEngine.fromParameters(model.config, model.params);
+  const [expected] = await engine.generate([{ promptIds: [3, 17, 4], key: { seed: 0, step: 0, exampleId: 'cli', sampleIndex: 0 } }], { temperature: 0, maxNewTokens: 5 });
+  await engine.release();
+  expect(generated).toEqual({ ids: expected!.ids, logprobs: expected!.logprobs, truncated: true });
+  const sampled = (seed: string) => run('model', 'generate', '--model', join(dir, 'model'), '--ids', '3,17,4', '--max-new-tokens', '8', '--seed', seed, '--json').stdout;
+  expect(sampled('11')).toBe(sampled('11'));
+  expect(run('model', 'generate', '--model', join(dir, 'model'), '--ids', '3', '--max-new-tokens', '0').stderr).toContain('--max-new-tokens must be an integer ≥ 1');
 
   // The same seed writes the same bytes.
   run('model', 'init', '--config', join(dir, 'config.json'), '--seed', '5', '--out', join(dir, 'again'));
