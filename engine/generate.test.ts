@@ -67,6 +67,21 @@ describe('KV-cache decode vs full recompute', () => {
   });
 });
 
+describe('sessions with baked-in weights', () => {
+  it('follow the weights: after a training step the cached path still equals the recompute path', async () => {
+    const e = engine(8);
+    const batch = requests(3);
+    const before = await e.generate(batch, { temperature: 0, maxNewTokens: 6 });
+    for (let i = 0; i < 5; i++) await e.trainStep([{ ids: [1, 2, 3, 4, 5, 6, 7, 8], completionStart: 1 }], { loss: 'sft', learningRate: 5e-2 });
+    const fast = await e.generate(batch, { temperature: 0, maxNewTokens: 6 });
+    const slow = await e.generate(batch, { temperature: 0, maxNewTokens: 6 }, { useCache: false });
+    expect(fast.map((r) => r.ids)).toEqual(slow.map((r) => r.ids));
+    fast.forEach((r, b) => r.logprobs.forEach((lp, t) => expect(Math.abs(lp - slow[b]!.logprobs[t]!)).toBeLessThanOrEqual(1e-4)));
+    // The training moved the model, so the stale sessions would have answered differently.
+    expect(fast.map((r) => r.logprobs)).not.toEqual(before.map((r) => r.logprobs));
+  });
+});
+
 describe('a sequence depends only on its own key', () => {
   it('the same (seed, exampleId, sampleIndex) gives the same sample alone, in a batch of 16, and after a retry', async () => {
     const options = { temperature: 1, maxNewTokens: 8 };

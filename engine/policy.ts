@@ -101,6 +101,9 @@ export class PolicyEngine {
   private readonly m = new Map<string, FloatArray>();
   private readonly v = new Map<string, FloatArray>();
   private optimizerStep = 0;
+  /** Bumped whenever the parameters change, so sessions with baked-in weights know they are stale. */
+  private paramsVersion = 0;
+  private generationVersion = -1;
   readonly dtype: DType;
   private readonly sessionOptions: SessionOptions;
 
@@ -252,7 +255,6 @@ export class PolicyEngine {
     const B = requests.length;
     const V = this.config.vocab_size;
     const useCache = options.useCache ?? true;
-    const params = this.paramFeeds();
     let generated = 0;
 
     // Samples one token for every unfinished row from logits [B, V]. Returns the token each row feeds
@@ -271,19 +273,23 @@ export class PolicyEngine {
       const session = await this.recomputeSession;
       while (!samplers.every((s) => s.done)) {
         options.signal?.throwIfAborted();
-        const out = await session.run({ ...params, ...this.leftPaddedFeeds(rows) });
+        const out = await session.run({ ...this.paramFeeds(), ...this.leftPaddedFeeds(rows) });
         sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
         options.onProgress?.(generated);
       }
       return samplers.map((s) => s.result());
     }
 
-    this.prefillSession ??= OrtSession.create(buildPrefillGraph(this.config, this.dtype).toModelBytes(), this.sessionOptions);
-    this.decodeSession ??= OrtSession.create(buildDecodeGraph(this.config, this.dtype).toModelBytes(), this.sessionOptions);
+    // The cached path bakes the weights into its sessions (pre-packed by ONNX Runtime); they are rebuilt
+    // after the weights change.
+    if (this.generationVersion !== this.paramsVersion) await this.releaseGenerationSessions();
+    this.generationVersion = this.paramsVersion;
+    this.prefillSession ??= OrtSession.create(buildPrefillGraph(this.config, this.dtype, true, this.params).toModelBytes(), this.sessionOptions);
+    this.decodeSession ??= OrtSession.create(buildDecodeGraph(this.config, this.dtype, this.params).toModelBytes(), this.sessionOptions);
     const [prefill, decode] = await Promise.all([this.prefillSession, this.decodeSession]);
     options.signal?.throwIfAborted();
     const first = this.leftPaddedFeeds(rows);
-    let out = await prefill.run({ ...params, ...first });
+    let out = await prefill.run(first);
     let keyMask = first.key_mask!.data as FloatArray;
     let width = first.ids!.dims[1]!;
     for (;;) {
@@ -298,7 +304,6 @@ export class PolicyEngine {
         nextMask[b * (width + 1) + width] = tokens[b] === undefined ? 0 : 1;
       }
       const feeds: Record<string, TensorData> = {
-        ...params,
         ids: { dtype: 'int64', dims: [B, 1], data: BigInt64Array.from(tokens, (t) => BigInt(t ?? 0)) },
         positions: { dtype: 'int64', dims: [B, 1], data: BigInt64Array.from(rows, (r, b) => BigInt(tokens[b] === undefined ? 0 : r.length - 1)) },
         key_mask: { dtype: this.dtype, dims: [B, width + 1], data: nextMask },
@@ -392,6 +397,7 @@ export class PolicyEngine {
       this.v.set(spec.name, out[TRAIN_IO.newV(spec.name)]!.data as FloatArray);
     }
     this.optimizerStep = step;
+    this.paramsVersion++;
     return { loss: first(out[TRAIN_IO.loss]!.data), gradNorm: first(out[TRAIN_IO.gradNorm]!.data), step, tokens };
   }
 
@@ -419,6 +425,7 @@ export class PolicyEngine {
     const next = new Map<string, FloatArray>();
     for (const spec of parameterSpecs(this.config)) next.set(spec.name, this.readTensor(file.tensors.get(spec.name), spec.name, spec.shape, source));
     this.params = next;
+    this.paramsVersion++;
   }
 
   importOptimizer(bytes: Uint8Array, source = 'optimizer.safetensors'): void {
@@ -438,6 +445,12 @@ export class PolicyEngine {
       throw new Error(`${source}: tensor ${name} has shape [${t.shape.join(', ')}], the model needs [${shape.join(', ')}]`);
     }
     return this.dtype === 'float64' ? toFloat64(t) : toFloat32(t);
+  }
+
+  private async releaseGenerationSessions(): Promise<void> {
+    const sessions = [this.prefillSession, this.decodeSession];
+    this.prefillSession = this.decodeSession = undefined;
+    for (const s of sessions) if (s) await (await s).release();
   }
 
   async release(): Promise<void> {

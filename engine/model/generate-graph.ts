@@ -18,10 +18,13 @@ function lastLogitsOutput(g: Graph, logits: Tensor, vocab: number): void {
   g.output(g.reshape(g.slice(logits, 1, -1, Infinity), ['batch', vocab]), GENERATE_IO.lastLogits);
 }
 
-/** Prompts [B, T] → logits of position T − 1 [B, vocab] and the cache. Also the slow path's full recompute. */
-export function buildPrefillGraph(config: ModelConfig, dtype: DType, withCache = true): Graph {
+/**
+ * Prompts [B, T] → logits of position T − 1 [B, vocab] and the cache. Also the slow path's full
+ * recompute. With `weights`, the parameters are baked in (see declareParameters).
+ */
+export function buildPrefillGraph(config: ModelConfig, dtype: DType, withCache = true, weights?: ReadonlyMap<string, Float32Array | Float64Array>): Graph {
   const g = new Graph('prefill');
-  const params = declareParameters(g, config, dtype);
+  const params = declareParameters(g, config, dtype, weights);
   const inputs = declareModelInputs(g, dtype);
   const { logits, present } = transformerForward(g, config, params, inputs);
   lastLogitsOutput(g, logits, config.vocab_size);
@@ -30,9 +33,9 @@ export function buildPrefillGraph(config: ModelConfig, dtype: DType, withCache =
 }
 
 /** One token per row [B, 1] + cache [B, kvHeads, 1, P, d] per layer → next logits and the cache grown by one. */
-export function buildDecodeGraph(config: ModelConfig, dtype: DType): Graph {
+export function buildDecodeGraph(config: ModelConfig, dtype: DType, weights?: ReadonlyMap<string, Float32Array | Float64Array>): Graph {
   const g = new Graph('decode');
-  const params = declareParameters(g, config, dtype);
+  const params = declareParameters(g, config, dtype, weights);
   const inputs = {
     ids: g.input('ids', 'int64', ['batch', 1]),
     keyMask: g.input('key_mask', dtype, ['batch', 'past+1']),

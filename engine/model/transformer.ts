@@ -28,10 +28,18 @@ export function declareModelInputs(g: Graph, dtype: DType): ModelInputs {
   };
 }
 
-/** Declares one graph input per parameter (HF names), so one session serves every parameter version. */
-export function declareParameters(g: Graph, config: ModelConfig, dtype: DType): Map<string, Tensor> {
+/**
+ * The parameters as graph inputs (one session serves every parameter version: training, scoring), or,
+ * given `values`, baked in as initializers, which ONNX Runtime pre-packs once: about 1.5× faster for
+ * small-batch decoding, at the price of a new session whenever the weights change.
+ */
+export function declareParameters(g: Graph, config: ModelConfig, dtype: DType, values?: ReadonlyMap<string, Float32Array | Float64Array>): Map<string, Tensor> {
   const params = new Map<string, Tensor>();
-  for (const spec of parameterSpecs(config)) params.set(spec.name, g.input(spec.name, dtype, spec.shape));
+  for (const spec of parameterSpecs(config)) {
+    const value = values?.get(spec.name);
+    if (values && !value) throw new Error(`model parameter ${spec.name} is missing`);
+    params.set(spec.name, value ? g.initializer(spec.name, dtype, spec.shape, value) : g.input(spec.name, dtype, spec.shape));
+  }
   return params;
 }
 
