@@ -164,23 +164,37 @@ export class PolicyEngine {
     return feeds;
   }
 
-  /** Right-pads a batch; returns ids, key mask and positions feeds and the padded length. */
-  private batchFeeds(sequences: readonly number[][]): { feeds: Record<string, TensorData>; length: number } {
-    if (sequences.length === 0) throw new Error('empty batch');
-    const length = Math.max(...sequences.map((s) => s.length));
-    const B = sequences.length;
+  /** Throws unless every id is inside the vocabulary, naming the first bad one. */
+  private checkIds(rows: readonly (readonly number[])[]): void {
+    rows.forEach((row, b) =>
+      row.forEach((id, t) => {
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocab_size) throw new Error(`token id ${id} at sequence ${b}, position ${t} is outside the vocabulary (0..${this.config.vocab_size - 1})`);
+      }),
+    );
+  }
+
+  /**
+   * Pads a batch to its longest row and returns the ids, key-mask and position feeds. Right padding
+   * keeps every row's tokens at their natural indices (scoring, training); left padding puts every
+   * row's newest token last (generation). Pads are masked and get position 0.
+   */
+  private paddedFeeds(rows: readonly number[][], side: 'left' | 'right'): { feeds: Record<string, TensorData>; length: number } {
+    if (rows.length === 0) throw new Error('empty batch');
+    this.checkIds(rows);
+    const length = Math.max(...rows.map((s) => s.length));
+    if (length > this.config.max_position_embeddings) throw new Error(`sequence of ${length} tokens exceeds max_position_embeddings ${this.config.max_position_embeddings}`);
+    const B = rows.length;
     const ids = new BigInt64Array(B * length);
     const positions = new BigInt64Array(B * length);
     const mask = this.zeros(B * length);
-    sequences.forEach((seq, b) => {
-      seq.forEach((id, t) => {
-        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocab_size) throw new Error(`token id ${id} at sequence ${b}, position ${t} is outside the vocabulary (0..${this.config.vocab_size - 1})`);
-        ids[b * length + t] = BigInt(id);
-        positions[b * length + t] = BigInt(t);
-        mask[b * length + t] = 1;
+    rows.forEach((row, b) => {
+      const offset = b * length + (side === 'left' ? length - row.length : 0);
+      row.forEach((id, t) => {
+        ids[offset + t] = BigInt(id);
+        positions[offset + t] = BigInt(t);
+        mask[offset + t] = 1;
       });
     });
-    if (length > this.config.max_position_embeddings) throw new Error(`sequence of ${length} tokens exceeds max_position_embeddings ${this.config.max_position_embeddings}`);
     return {
       length,
       feeds: {
@@ -200,7 +214,7 @@ export class PolicyEngine {
     }
     this.scoreSession ??= OrtSession.create(buildScoreGraph(this.config, this.dtype).toModelBytes(), this.sessionOptions);
     const session = await this.scoreSession;
-    const { feeds, length } = this.batchFeeds(requests.map((r) => r.ids));
+    const { feeds, length } = this.paddedFeeds(requests.map((r) => r.ids), 'right');
     const out = await session.run({ ...this.paramFeeds(), ...feeds });
     const logprobs = out.logprobs!.data as FloatArray;
     const ranks = out.ranks!.data as BigInt64Array;
@@ -212,28 +226,6 @@ export class PolicyEngine {
     });
   }
 
-  /** Left-pads rows so every row's newest token is last; pads are masked and get position 0. */
-  private leftPaddedFeeds(rows: readonly number[][]): Record<string, TensorData> {
-    const T = Math.max(...rows.map((r) => r.length));
-    const B = rows.length;
-    const ids = new BigInt64Array(B * T);
-    const positions = new BigInt64Array(B * T);
-    const mask = this.zeros(B * T);
-    rows.forEach((row, b) => {
-      const pad = T - row.length;
-      row.forEach((id, i) => {
-        ids[b * T + pad + i] = BigInt(id);
-        positions[b * T + pad + i] = BigInt(i);
-        mask[b * T + pad + i] = 1;
-      });
-    });
-    return {
-      ids: { dtype: 'int64', dims: [B, T], data: ids },
-      key_mask: { dtype: this.dtype, dims: [B, T], data: mask },
-      positions: { dtype: 'int64', dims: [B, T], data: positions },
-    };
-  }
-
   /**
    * Samples a continuation of every prompt. Each sequence's draws are keyed by its own SampleKey, so
    * its tokens do not depend on the rest of the batch, on batch size, or on retries.
@@ -241,11 +233,9 @@ export class PolicyEngine {
   async generate(requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: GenerateOptions = {}): Promise<GenerateResult[]> {
     const o = resolveSamplingOptions(sampling);
     if (requests.length === 0) return [];
+    this.checkIds(requests.map((r) => r.promptIds));
     requests.forEach((r, b) => {
       if (r.promptIds.length === 0) throw new Error(`generate request ${b}: the prompt is empty`);
-      r.promptIds.forEach((id, t) => {
-        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocab_size) throw new Error(`token id ${id} at sequence ${b}, position ${t} is outside the vocabulary (0..${this.config.vocab_size - 1})`);
-      });
       if (r.promptIds.length + o.maxNewTokens > this.config.max_position_embeddings) {
         throw new Error(`generate request ${b}: ${r.promptIds.length} prompt tokens + ${o.maxNewTokens} new tokens exceed max_position_embeddings ${this.config.max_position_embeddings}`);
       }
@@ -273,7 +263,7 @@ export class PolicyEngine {
       const session = await this.recomputeSession;
       while (!samplers.every((s) => s.done)) {
         options.signal?.throwIfAborted();
-        const out = await session.run({ ...this.paramFeeds(), ...this.leftPaddedFeeds(rows) });
+        const out = await session.run({ ...this.paramFeeds(), ...this.paddedFeeds(rows, 'left').feeds });
         sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
         options.onProgress?.(generated);
       }
@@ -288,7 +278,7 @@ export class PolicyEngine {
     this.decodeSession ??= OrtSession.create(buildDecodeGraph(this.config, this.dtype, this.params).toModelBytes(), this.sessionOptions);
     const [prefill, decode] = await Promise.all([this.prefillSession, this.decodeSession]);
     options.signal?.throwIfAborted();
-    const first = this.leftPaddedFeeds(rows);
+    const first = this.paddedFeeds(rows, 'left').feeds;
     let out = await prefill.run(first);
     let keyMask = first.key_mask!.data as FloatArray;
     let width = first.ids!.dims[1]!;
@@ -342,7 +332,7 @@ export class PolicyEngine {
       this.trainSessions.set(key, sessionPromise);
     }
     const session = await sessionPromise;
-    const { feeds, length } = this.batchFeeds(sequences.map((s) => s.ids));
+    const { feeds, length } = this.paddedFeeds(sequences.map((s) => s.ids), 'right');
     const B = sequences.length;
     const width = length - 1;
     const completionMask = this.zeros(B * width);

@@ -4,9 +4,8 @@
 import { parseArgs } from 'node:util';
 import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { parameterCount } from '../engine/model/params.js';
-import { Graph } from '../engine/onnx/graph.js';
-import { OrtSession } from '../engine/ort.js';
 import { PolicyEngine, type GenerateRequest } from '../engine/policy.js';
+import { copyBandwidth, matmulPeak, secondsSince } from './bench/machine.js';
 
 const HELP = `usage: npm run bench:generate -- [--threads 2] [--prompt 32] [--new-tokens 32] [--only reference|smollm2-135m]
 
@@ -16,45 +15,11 @@ greedy sampling. Bounds per configuration and batch B:
   compute bound = MatMul peak / (2 × parameters) FLOP per token
 Both bounds are measured first on this machine.`;
 
-const seconds = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9;
-
-/** Large-buffer copy bandwidth in bytes/s (read + write counted once each: a copy moves 2× its size). */
-function copyBandwidth(): number {
-  const n = 64 * 1024 * 1024;
-  const a = new Float32Array(n).fill(1);
-  const b = new Float32Array(n);
-  b.set(a);
-  const runs = 5;
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < runs; i++) b.set(a);
-  return (2 * 4 * n * runs) / seconds(start);
-}
-
-async function matmulPeak(threads: number): Promise<number> {
-  let best = 0;
-  for (const [m, k, n] of [[1024, 1024, 1024], [4096, 512, 512]] as const) {
-    const g = new Graph('peak');
-    g.output(g.matmul(g.input('a', 'float32', [m, k]), g.input('b', 'float32', [k, n])), 'c');
-    const session = await OrtSession.create(g.toModelBytes(), { intraOpThreads: threads });
-    const feeds = {
-      a: { dtype: 'float32' as const, dims: [m, k], data: new Float32Array(m * k).fill(0.5) },
-      b: { dtype: 'float32' as const, dims: [k, n], data: new Float32Array(k * n).fill(0.25) },
-    };
-    await session.run(feeds);
-    const runs = 6;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < runs; i++) await session.run(feeds);
-    await session.release();
-    best = Math.max(best, (2 * m * k * n * runs) / seconds(start));
-  }
-  return best;
-}
-
 async function bench(name: string, config: ModelConfig, threads: number, promptLength: number, newTokens: number, bandwidth: number, peak: number): Promise<void> {
   const params = parameterCount(config);
   const init = process.hrtime.bigint();
   const engine = PolicyEngine.initialise(config, 1, { intraOpThreads: threads });
-  const initSeconds = seconds(init);
+  const initSeconds = secondsSince(init);
   for (const batch of [1, 16]) {
     const requests: GenerateRequest[] = Array.from({ length: batch }, (_, b) => ({
       promptIds: Array.from({ length: promptLength }, (_, t) => (b * 131 + t * 17) % config.vocab_size),
@@ -107,7 +72,7 @@ async function main(): Promise<void> {
   const promptLength = positive(values.prompt, '--prompt');
   const newTokens = positive(values['new-tokens'], '--new-tokens');
   const bandwidth = copyBandwidth();
-  const peak = await matmulPeak(threads);
+  const peak = (await matmulPeak(threads)).flops;
   console.log(`copy bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s; float32 MatMul peak ${(peak / 1e9).toFixed(1)} GFLOP/s (${threads} threads)`);
   const configs: [string, ModelConfig][] = [
     ['reference', parseModelConfig({ vocab_size: 260, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 1024 }, 'reference')],

@@ -5,38 +5,13 @@ import { parseArgs } from 'node:util';
 import { uniform } from '../dro/random.js';
 import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { parameterCount } from '../engine/model/params.js';
-import { Graph } from '../engine/onnx/graph.js';
-import { OrtSession } from '../engine/ort.js';
 import { PolicyEngine, type TrainSequence } from '../engine/policy.js';
+import { matmulPeak, secondsSince } from './bench/machine.js';
 
 const HELP = `usage: npm run bench:train -- [--threads 2] [--steps 3] [--only small|reference]
 
 FLOPs per step are counted as 6 × parameters × tokens (forward and backward of every weight) plus
 attention: 12 × layers × hidden × T per token for QKᵀ and AV, forward and backward (no causal discount).`;
-
-const seconds = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9;
-
-/** The best float32 MatMul rate over a few large shapes: the ceiling the training graph is measured against. */
-async function matmulPeak(threads: number): Promise<{ gflops: number; shape: string }> {
-  let best = { gflops: 0, shape: '' };
-  for (const [m, k, n] of [[1024, 1024, 1024], [2048, 1024, 2048], [4096, 512, 512], [2048, 512, 1376]] as const) {
-    const g = new Graph('peak');
-    g.output(g.matmul(g.input('a', 'float32', [m, k]), g.input('b', 'float32', [k, n])), 'c');
-    const session = await OrtSession.create(g.toModelBytes(), { intraOpThreads: threads });
-    const feeds = {
-      a: { dtype: 'float32' as const, dims: [m, k], data: Float32Array.from({ length: m * k }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5) },
-      b: { dtype: 'float32' as const, dims: [k, n], data: Float32Array.from({ length: k * n }, (_, i) => ((i * 104729) % 1000) / 1000 - 0.5) },
-    };
-    for (let i = 0; i < 2; i++) await session.run(feeds);
-    const runs = 6;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < runs; i++) await session.run(feeds);
-    await session.release();
-    const gflops = (2 * m * k * n * runs) / seconds(start) / 1e9;
-    if (gflops > best.gflops) best = { gflops, shape: `${m}×${k} · ${k}×${n}` };
-  }
-  return best;
-}
 
 function batch(config: ModelConfig, size: number, length: number, step: number): TrainSequence[] {
   const prompt = Math.floor(length / 4);
@@ -61,10 +36,10 @@ async function benchConfig(name: string, config: ModelConfig, batchSize: number,
   const options = { loss: 'grpo' as const, learningRate: 1e-5 };
   const warm = process.hrtime.bigint();
   await engine.trainStep(batch(config, batchSize, length, 0), options);
-  const firstStep = seconds(warm);
+  const firstStep = secondsSince(warm);
   const start = process.hrtime.bigint();
   for (let s = 1; s <= steps; s++) await engine.trainStep(batch(config, batchSize, length, s), options);
-  const perStep = seconds(start) / steps;
+  const perStep = secondsSince(start) / steps;
   await engine.release();
   const gflops = flopsPerStep / perStep / 1e9;
   console.log(
@@ -85,7 +60,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads must be a positive integer, got ${values.threads}`);
   if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be a positive integer, got ${values.steps}`);
   const best = await matmulPeak(threads);
-  const peak = best.gflops;
+  const peak = best.flops / 1e9;
   console.log(`float32 MatMul peak (best of four shapes: ${best.shape}, ${threads} threads): ${peak.toFixed(1)} GFLOP/s`);
   const configs: [string, ModelConfig, number, number][] = [
     ['small', parseModelConfig({ vocab_size: 260, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512 }, 'small'), 8, 128],
