@@ -1,6 +1,6 @@
 // Length penalty, reward combination, and the baseline rewards (correctness, ROUGE-1 F1): tables.
 import { describe, expect, it } from 'vitest';
-import { combineRewards, correctnessReward, lengthPenalty, parseNumericAnswer, rouge1F1, rougeTokens } from './rewards.js';
+import { combineRewards, correctnessReward, lengthPenalty, parseNumericAnswer, rouge1F1, rougeLF1, rougeTokens } from './rewards.js';
 
 describe('lengthPenalty', () => {
   it('is 1 − β·|ref − ans|/ref', () => {
@@ -103,5 +103,26 @@ describe('rouge1F1', () => {
     expect(rouge1F1('', 'cat')).toBe(0);
     expect(rouge1F1('...', '')).toBe(0);
     expect(rouge1F1('Überprüfung 2024', 'überprüfung')).toBeCloseTo(2 / 3, 14); // P 1/2, R 1
+  });
+});
+
+describe('rougeLF1', () => {
+  it('is the F1 of the longest common subsequence of the tokens', () => {
+    expect(rougeLF1('the cat sat', 'The cat sat.')).toBe(1);
+    // LCS("a b c d e", "a c e x") = a c e = 3: P 3/5, R 3/4, F1 = 2·(3/5)(3/4)/(3/5+3/4) = 2/3
+    expect(rougeLF1('a b c d e', 'a c e x')).toBeCloseTo(2 / 3, 14);
+    // Same words, reversed order: ROUGE-1 is 1, but the LCS is 1 token: P = R = 1/3
+    expect(rouge1F1('c b a', 'a b c')).toBe(1);
+    expect(rougeLF1('c b a', 'a b c')).toBeCloseTo(1 / 3, 14);
+    // LCS("x a y b", "a b") = 2: P 2/4, R 2/2, F1 = 2/3
+    expect(rougeLF1('x a y b', 'a b')).toBeCloseTo(2 / 3, 14);
+    // Repeats are matched once each: LCS("the the the", "the cat") = 1: P 1/3, R 1/2, F1 = 0.4
+    expect(rougeLF1('the the the', 'the cat')).toBeCloseTo(0.4, 14);
+  });
+
+  it('is 0 without a common token or with an empty side', () => {
+    expect(rougeLF1('dog', 'cat')).toBe(0);
+    expect(rougeLF1('', 'cat')).toBe(0);
+    expect(rougeLF1('cat', '?!')).toBe(0);
   });
 });

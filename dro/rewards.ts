@@ -1,5 +1,5 @@
 // Rewards around R3: the length penalty on the policy's own answer and how it combines with R3 (DRO §3.3),
-// and the baselines of the paper's comparisons: answer correctness (FinQA) and ROUGE-1 F1 (ParaRev).
+// and the baselines of the paper's comparisons: answer correctness (FinQA) and ROUGE-1 / ROUGE-L F1 (ParaRev).
 // Our choices: R3 is divided by the reference length so rewards of long and short references are
 // comparable; numeric answers match within a 2% relative tolerance, and "12%" also matches 0.12.
 import { assertFiniteVector, assertKnownKeys, assertNumberIn, DroInputError } from './stats.js';
@@ -115,5 +115,29 @@ export function rouge1F1(predicted: string, reference: string): number {
   if (overlap === 0) return 0;
   const precision = overlap / pred.length;
   const recall = overlap / ref.length;
+  return (2 * precision * recall) / (precision + recall);
+}
+
+/**
+ * ROUGE-L F1: from the longest common subsequence of the two token lists (P = LCS/|pred|,
+ * R = LCS/|ref|); 0 if either is empty. Unlike ROUGE-1 it rewards keeping the reference's word order.
+ */
+export function rougeLF1(predicted: string, reference: string): number {
+  const pred = rougeTokens(predicted);
+  const ref = rougeTokens(reference);
+  if (pred.length === 0 || ref.length === 0) return 0;
+  // One DP row at a time: paragraphs are a few hundred tokens, so O(|pred|·|ref|) time and O(|ref|) memory.
+  let prev = new Array<number>(ref.length + 1).fill(0);
+  for (const p of pred) {
+    const row = new Array<number>(ref.length + 1).fill(0);
+    for (let j = 1; j <= ref.length; j++) {
+      row[j] = p === ref[j - 1] ? prev[j - 1]! + 1 : Math.max(prev[j]!, row[j - 1]!);
+    }
+    prev = row;
+  }
+  const lcs = prev[ref.length]!;
+  if (lcs === 0) return 0;
+  const precision = lcs / pred.length;
+  const recall = lcs / ref.length;
   return (2 * precision * recall) / (precision + recall);
 }
