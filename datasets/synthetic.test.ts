@@ -258,6 +258,19 @@ describe('reference outcome and answerSpan', () => {
     }
   });
 
+  it('maps the span to exactly the answer tokens of the byte tokenizer, the tokens R3 should single out', async () => {
+    const { ByteTokenizer } = await import('../engine/tokenizer/byte-tokenizer.js');
+    const tokenizer = new ByteTokenizer();
+    const { examples } = await syntheticTask.load({ kind: 'generated', seed: 5, count: 20, digits: 5, fillerWords: 12 });
+    for (const e of examples) {
+      const ids = tokenizer.encode(syntheticTask.referenceOutcome(e));
+      const { start, end } = answerSpan(e);
+      // The outcome is ASCII, so character offsets are byte-token offsets.
+      expect(tokenizer.decode(ids.slice(start, end))).toBe(String(e.answer));
+      expect(ids.length - (end - start)).toBeGreaterThan(5 * (end - start)); // the answer is a small part of the reference
+    }
+  });
+
   it('reads as the documented sentence', () => {
     expect(syntheticTask.referenceOutcome(example(4738, 3847, '+', 'I hope this helps, have a wonderful day!'))).toBe(
       'The result is 8585. I hope this helps, have a wonderful day!',
