@@ -6,6 +6,7 @@ import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { parameterCount } from '../engine/model/params.js';
 import { PolicyEngine, type GenerateRequest } from '../engine/policy.js';
 import { copyBandwidth, matmulPeak, secondsSince } from './bench/machine.js';
+import { positiveIntegerFlag } from './bench/flags.js';
 
 const HELP = `usage: npm run bench:generate -- [--threads 2] [--prompt 32] [--new-tokens 32] [--only reference|smollm2-135m]
 
@@ -63,14 +64,9 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const positive = (v: string | undefined, flag: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer, got ${v}`);
-    return n;
-  };
-  const threads = positive(values.threads, '--threads');
-  const promptLength = positive(values.prompt, '--prompt');
-  const newTokens = positive(values['new-tokens'], '--new-tokens');
+  const threads = positiveIntegerFlag(values.threads, '--threads');
+  const promptLength = positiveIntegerFlag(values.prompt, '--prompt');
+  const newTokens = positiveIntegerFlag(values['new-tokens'], '--new-tokens');
   const bandwidth = copyBandwidth();
   const peak = (await matmulPeak(threads)).flops;
   console.log(`copy bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s; float32 MatMul peak ${(peak / 1e9).toFixed(1)} GFLOP/s (${threads} threads)`);

@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import type { BlobStore } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/open.js';
+import { positiveIntegerFlag } from './bench/flags.js';
 import { REPO_ROOT } from './services/dev-services.js';
 import { loadServicesEnv } from './services/env-file.js';
 
@@ -72,10 +73,8 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const mib = Number(values.mib);
-  const repeats = Number(values.repeats);
-  if (!Number.isInteger(mib) || mib < 1) throw new Error(`--mib must be a positive integer, got ${values.mib}`);
-  if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`--repeats must be a positive integer, got ${values.repeats}`);
+  const mib = positiveIntegerFlag(values.mib, '--mib');
+  const repeats = positiveIntegerFlag(values.repeats, '--repeats');
 
   const data = new Uint8Array(randomBytes(mib * MiB));
   const digest = createHash('sha256').update(data).digest('hex');

@@ -7,6 +7,7 @@ import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { parameterCount } from '../engine/model/params.js';
 import { PolicyEngine, type TrainSequence } from '../engine/policy.js';
 import { matmulPeak, secondsSince } from './bench/machine.js';
+import { positiveIntegerFlag } from './bench/flags.js';
 
 const HELP = `usage: npm run bench:train -- [--threads 2] [--steps 3] [--only small|reference]
 
@@ -55,10 +56,8 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const threads = Number(values.threads);
-  const steps = Number(values.steps);
-  if (!Number.isInteger(threads) || threads < 1) throw new Error(`--threads must be a positive integer, got ${values.threads}`);
-  if (!Number.isInteger(steps) || steps < 1) throw new Error(`--steps must be a positive integer, got ${values.steps}`);
+  const threads = positiveIntegerFlag(values.threads, '--threads');
+  const steps = positiveIntegerFlag(values.steps, '--steps');
   const best = await matmulPeak(threads);
   const peak = best.flops / 1e9;
   console.log(`float32 MatMul peak (best of four shapes: ${best.shape}, ${threads} threads): ${peak.toFixed(1)} GFLOP/s`);

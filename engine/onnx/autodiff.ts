@@ -158,10 +158,6 @@ const RULES: Record<string, Vjp> = {
   Concat: (g, n, grad) => g.splitLike(grad, n.info.axis as number, n.inputs),
 };
 
-export function hasGradientRule(opType: string): boolean {
-  return opType in RULES;
-}
-
 /**
  * Gradients of the scalar `loss` with respect to each tensor in `wrt`, added to `loss`'s graph.
  * A parameter the loss does not depend on gets zeros.
