@@ -1,5 +1,6 @@
 // Tests for the FinQA task: loading both schemas from the shared files and temp files, skip reporting,
-// the prompt, the reference outcome, lenient answer matching on real gold answers, and the metrics.
+// the prompt, the reference outcome, lenient answer matching on real gold answers, the task's answer check
+// against its metrics, and the metrics.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -324,6 +325,45 @@ describe('FinQA loader on temp files', () => {
     const missing = join(tmp, 'missing.json');
     await expect(loadFinqa(missing)).rejects.toThrow(DatasetError);
     await expect(finqaTask.load({ kind: 'generated', seed: 1, count: 2 })).rejects.toThrow(DatasetError);
+  });
+});
+
+describe('FinQA answer check', () => {
+  const example = (id: string, answer: number | string): FinqaExample => ({ id, question: 'q?', preText: [], postText: [], table: [], answer });
+  const ratio = example('A/1', 0.1446);
+  const verdict = example('A/2', 'yes');
+  const amount = example('A/3', 127.4);
+  const examples = [ratio, verdict, amount];
+  const answerCorrect = (answer: string, e: FinqaExample): boolean => finqaTask.answerCorrect!(answer, e);
+
+  it('accepts a ratio written as a percentage, which the reward must count as correct too', () => {
+    expect(answerCorrect('14.46', ratio)).toBe(true);
+    expect(answerCorrect('14.46%', ratio)).toBe(true);
+    expect(answerCorrect('0.15', ratio)).toBe(false);
+    expect(answerCorrect('No.', verdict)).toBe(false);
+  });
+
+  it('is what the metrics count, for first completions and for pass@1 over all of them', () => {
+    const completions: Record<string, string[]> = {
+      [ratio.id]: [think('14.46'), think('0.1446'), think('0.15'), '14.46%', think('1446')],
+      [verdict.id]: [think('no'), think('Yes, it did'), think('yes'), think(''), 'yes'],
+      [amount.id]: [think('$127.40'), think('127'), think('130.1'), think('124.9'), think('about 127.4 dollars')],
+    };
+    const accepted = (e: FinqaExample, texts: readonly string[]): number => texts.filter((t) => answerCorrect(finqaTask.parseCompletion(t).answer, e)).length;
+
+    // One completion per example, rotated so every completion is the first one once.
+    for (let k = 0; k < 5; k++) {
+      const firsts = examples.map((e) => completions[e.id]![k]!);
+      const m = finqaTask.metrics(examples.map((e, i) => ({ exampleId: e.id, completions: [firsts[i]!] })), examples);
+      const expected = examples.filter((e, i) => accepted(e, [firsts[i]!]) === 1).length;
+      expect(m.accuracy! * examples.length, `completion ${k}`).toBeCloseTo(expected, 9);
+      expect(m['pass@1']! * examples.length, `completion ${k}`).toBeCloseTo(expected, 9);
+    }
+
+    const m = finqaTask.metrics(examples.map((e) => ({ exampleId: e.id, completions: completions[e.id]! })), examples);
+    const perExample = examples.map((e) => accepted(e, completions[e.id]!));
+    expect(perExample).toEqual([3, 3, 4]);
+    expect(m['pass@1']! * examples.length * 5).toBeCloseTo(perExample.reduce((a, b) => a + b, 0), 9);
   });
 });
 

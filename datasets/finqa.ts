@@ -258,8 +258,13 @@ function referenceOutcome(example: FinqaExample): string {
   return typeof example.answer === 'number' ? formatNumber(example.answer) : example.answer;
 }
 
+/** The FinQA answer check, shared by the correctness reward and the metrics: finqaAnswerCorrect against the gold. */
+function answerCorrect(answer: string, example: FinqaExample): boolean {
+  return finqaAnswerCorrect(answer, example.answer);
+}
+
 /**
- * accuracy and exactMatch score each example's first completion; pass@k uses all of them, with k = n
+ * accuracy (answerCorrect) and exactMatch score each example's first completion; pass@k uses all of them, with k = n
  * taken as the smallest n over the predictions so every example can supply k samples. A malformed
  * completion is still scored on its best-effort answer; `malformed` reports how often that happened.
  */
@@ -280,7 +285,7 @@ function metrics(predictions: readonly Prediction[], examples: readonly FinqaExa
       const parsed = parseThinkAnswer(text);
       completions++;
       if (!parsed.wellFormed) malformed++;
-      const correct = finqaAnswerCorrect(parsed.answer, example.answer);
+      const correct = answerCorrect(parsed.answer, example);
       if (correct) c++;
       if (i === 0) {
         if (correct) correctFirst++;
@@ -311,5 +316,6 @@ export const finqaTask: Task<FinqaExample> = {
   parseCompletion(text: string): ParsedCompletion {
     return parseThinkAnswer(text);
   },
+  answerCorrect,
   metrics,
 };

@@ -208,6 +208,7 @@ describe('pararevTask prompt and parsing', () => {
   it('uses the authors’ revision as the reference and the think/answer format', () => {
     expect(pararevTask.name).toBe('pararev');
     expect(pararevTask.referenceOutcome(example)).toBe('We did a short experiment.');
+    expect('answerCorrect' in pararevTask).toBe(false); // open-ended: no answer to check, so no correctness reward
     expect(pararevTask.parseCompletion('<think>cut words</think> We did a short experiment.')).toEqual({ reasoning: 'cut words', answer: 'We did a short experiment.', wellFormed: true });
   });
 });

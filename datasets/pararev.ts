@@ -1,8 +1,9 @@
 // The ParaRev task (Jourdan et al., 2025): revise a scientific paragraph following an annotator's
 // instruction; loads the ParaRev test paragraphs that ship inside ParaReval and scores revisions.
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { rouge1F1, rougeLF1 } from '../dro/rewards.js';
+import { BadRecord, readJsonlRecords } from './jsonl.js';
 import type { JudgeItem } from './llm-judge.js';
 import { sharedDatasetFile } from './paths.js';
 import { DatasetError, FORMAT_INSTRUCTION, parseThinkAnswer } from './task.js';
@@ -44,17 +45,6 @@ export interface PararevLoadOptions extends LoadOptions {
   warn?: (message: string) => void;
 }
 
-/** A record that was read but cannot be used; carries what a SkippedRecord needs. */
-class BadRecord extends Error {
-  constructor(
-    message: string,
-    readonly field?: string,
-    readonly recordId?: string,
-  ) {
-    super(message);
-  }
-}
-
 interface ParsedRecord {
   example: Omit<PararevExample, 'modelRevisions'>;
   modelRevisions: Record<string, string>;
@@ -74,15 +64,7 @@ function optionalText(record: Record<string, unknown>, field: string, recordId: 
   return value;
 }
 
-function parseRecord(line: string): ParsedRecord {
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch (error) {
-    throw new BadRecord(`not JSON: ${(error as Error).message}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new BadRecord('not a JSON object');
-  const record = value as Record<string, unknown>;
+function parseRecord(record: Record<string, unknown>): ParsedRecord {
   const paragraphId = requireText(record, 'id_paragraph', undefined);
   const annotation = optionalText(record, 'pararev_annot', paragraphId);
   const id = annotation === undefined ? paragraphId : `${paragraphId}#${annotation}`;
@@ -134,36 +116,18 @@ export async function loadPararev(source: TaskSource, options: PararevLoadOption
   const byId = new Map<string, PararevExample>();
   const skipped: SkippedRecord[] = [];
   for (const file of files) {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (error) {
-      throw new DatasetError(`cannot read ${file}: ${(error as Error).message}`);
-    }
-    const lines = text.split('\n');
-    for (let i = 0; i < lines.length; i++) {
-      const line = lines[i]!;
-      if (line.trim() === '') continue;
-      try {
-        const { example, modelRevisions } = parseRecord(line);
-        const known = byId.get(example.id);
-        if (known === undefined) {
-          byId.set(example.id, { ...example, modelRevisions });
-          continue;
-        }
-        const conflict = (['instruction', 'original', 'revised'] as const).find((f) => known[f] !== example[f]);
-        if (conflict !== undefined) throw new BadRecord(`${conflict} disagrees with an earlier record of the same id`, conflict, example.id);
-        Object.assign(known.modelRevisions, modelRevisions);
-      } catch (error) {
-        if (!(error instanceof BadRecord)) throw error;
-        const record: SkippedRecord = { file, line: i + 1, message: error.message };
-        if (error.recordId !== undefined) record.recordId = error.recordId;
-        if (error.field !== undefined) record.field = error.field;
-        const where = `${file}:${i + 1}${error.recordId === undefined ? '' : ` (${error.recordId})`}`;
-        if (options.strict) throw new DatasetError(`${where}: ${error.message}`);
-        skipped.push(record);
+    const bad = await readJsonlRecords(file, options, (record) => {
+      const { example, modelRevisions } = parseRecord(record);
+      const known = byId.get(example.id);
+      if (known === undefined) {
+        byId.set(example.id, { ...example, modelRevisions });
+        return;
       }
-    }
+      const conflict = (['instruction', 'original', 'revised'] as const).find((f) => known[f] !== example[f]);
+      if (conflict !== undefined) throw new BadRecord(`${conflict} disagrees with an earlier record of the same id`, conflict, example.id);
+      Object.assign(known.modelRevisions, modelRevisions);
+    });
+    skipped.push(...bad);
   }
   if (skipped.length > 0) {
     const names = [...new Set(skipped.map((s) => basename(s.file)))].join(', ');

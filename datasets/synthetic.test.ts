@@ -332,6 +332,25 @@ describe('metrics', () => {
     expect(m).toEqual({ accuracy: completions.filter((c) => c.correct).length / examples.length, malformed: 0 });
   });
 
+  it('counts as correct exactly the completions answerCorrect accepts', () => {
+    const answerCorrect = (answer: string, e: SyntheticExample): boolean => syntheticTask.answerCorrect!(answer, e);
+    const examples = generateSyntheticExamples(source({ count: 120 }));
+    const texts = examples.map((e, i) => {
+      const variants = [sftCompletion(e, { seed: 9, errorRate: 0.4 }).text, `<think>x</think> ${e.answer}`, `${e.answer + 1}`, `<think>x</think> about ${e.answer}.5`, 'no idea'];
+      return variants[i % variants.length]!;
+    });
+    const accepted = examples.filter((e, i) => answerCorrect(syntheticTask.parseCompletion(texts[i]!).answer, e)).length;
+    expect(accepted).toBeGreaterThan(0);
+    expect(accepted).toBeLessThan(examples.length);
+    const m = syntheticTask.metrics(
+      examples.map((e, i) => ({ exampleId: e.id, completions: [texts[i]!] })),
+      examples,
+    );
+    expect(m.accuracy! * examples.length).toBeCloseTo(accepted, 9);
+    expect(answerCorrect('The result is 8,585.', e1)).toBe(true);
+    expect(answerCorrect('8585 or 8586', e1)).toBe(false);
+  });
+
   it('rejects predictions for unknown examples or without completions', () => {
     expect(() => syntheticTask.metrics([{ exampleId: 'nope', completions: ['1'] }], [e1])).toThrow(DatasetError);
     expect(() => syntheticTask.metrics([{ exampleId: e1.id, completions: [] }], [e1])).toThrow(/no completions/);

@@ -250,9 +250,14 @@ export function lastInteger(text: string): number | undefined {
   return value !== undefined && Number.isInteger(value) ? value : undefined;
 }
 
+/** The synthetic answer check: the last integer of the answer equals the gold result. */
+function syntheticAnswerCorrect(answer: string, example: SyntheticExample): boolean {
+  return lastInteger(answer) === example.answer;
+}
+
 /**
- * Metrics over the first completion of each prediction: accuracy = the last integer of the parsed answer equals
- * the gold answer; malformed = the completion does not follow the <think> format. Both are 0 with no predictions.
+ * Metrics over the first completion of each prediction: accuracy = syntheticAnswerCorrect on the parsed answer;
+ * malformed = the completion does not follow the <think> format. Both are 0 with no predictions.
  * A prediction for an unknown example, or with no completions, is a DatasetError.
  */
 function syntheticMetrics(predictions: readonly Prediction[], examples: readonly SyntheticExample[]): Record<string, number> {
@@ -266,7 +271,7 @@ function syntheticMetrics(predictions: readonly Prediction[], examples: readonly
     if (first === undefined) throw new DatasetError(`prediction for ${prediction.exampleId} has no completions`);
     const parsed = parseThinkAnswer(first);
     if (!parsed.wellFormed) malformed++;
-    if (lastInteger(parsed.answer) === example.answer) correct++;
+    if (syntheticAnswerCorrect(parsed.answer, example)) correct++;
   }
   const n = predictions.length;
   return { accuracy: n === 0 ? 0 : correct / n, malformed: n === 0 ? 0 : malformed / n };
@@ -287,5 +292,6 @@ export const syntheticTask: Task<SyntheticExample> = {
   parseCompletion(text: string): ParsedCompletion {
     return parseThinkAnswer(text);
   },
+  answerCorrect: syntheticAnswerCorrect,
   metrics: syntheticMetrics,
 };

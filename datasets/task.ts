@@ -1,6 +1,6 @@
 // The task interface every dataset implements (synthetic arithmetic, FinQA, ParaRev): loading with
 // stable ids and per-record error reports, the prompt, the reference outcome R3 teacher-forces, how a
-// completion splits into reasoning and answer, and the task's metrics.
+// completion splits into reasoning and answer, the answer check (where a task has one), and the task's metrics.
 
 export interface Example {
   /** Stable across loads: the dataset's own id, or one derived from the record's content. */
@@ -57,6 +57,11 @@ export interface Task<E extends Example = Example> {
   /** The reference outcome y that R3 scores after each chain. */
   referenceOutcome(example: E): string;
   parseCompletion(text: string): ParsedCompletion;
+  /**
+   * The task's own check of a final answer (the text after </think>), used by the correctness reward and by
+   * the accuracy metric alike; undefined for open-ended tasks (ParaRev).
+   */
+  answerCorrect?(answer: string, example: E): boolean;
   /** Named metrics in [0, 1] unless the name says otherwise (e.g. lengthRatio). */
   metrics(predictions: readonly Prediction[], examples: readonly E[]): Record<string, number>;
 }

@@ -57,6 +57,16 @@ export const RunConfigSchema = z
         evalPath: z.string().min(1).nullable().default(null).describe("Held-out examples file; null = the task's default"),
         maxPromptTokens: int(1).default(512).describe('Prompts longer than this are rejected when the data is loaded'),
         maxReferenceTokens: int(1).default(256).describe('References longer than this are rejected when the data is loaded'),
+        synthetic: section(
+          {
+            digits: int(1).max(15).default(2).describe('Synthetic task: digits per operand (ours: 2)'),
+            op: z.enum(['+', '*']).default('+').describe("Synthetic task: '+' (n-digit addition) or '*' (n digits times one digit)"),
+            fillerWords: int(0).max(1000).default(0).describe('Synthetic task: chain-independent filler words after the answer in the reference outcome'),
+            trainCount: int(1).default(512).describe('Synthetic task: generated training examples'),
+            evalCount: int(1).default(64).describe('Synthetic task: generated held-out examples (a disjoint stream)'),
+          },
+          'The generated synthetic arithmetic task (data.task = synthetic)',
+        ),
       },
       'Training and evaluation data',
     ),
@@ -66,7 +76,8 @@ export const RunConfigSchema = z
         groupSize: int(1).default(8).describe('G: reasoning chains sampled per prompt (ours)'),
         temperature: z.number().min(0).default(1).describe('Sampling temperature; 0 = greedy'),
         topP: z.number().gt(0).max(1).default(1).describe('Nucleus sampling mass'),
-        maxNewTokens: int(1).default(256).describe('Token budget per chain; chains that hit it are truncated'),
+        maxNewTokens: int(1).default(256).describe('Token budget per chain; chains that hit it are truncated; also the Dr. GRPO length constant'),
+        batchSequences: int(1).default(32).describe('Sequences per engine call when generating and scoring: part of the batch plan, so results never depend on how many workers exist'),
       },
       'Sampling reasoning chains from the policy',
     ),
@@ -100,6 +111,21 @@ export const RunConfigSchema = z
         maskTruncated: z.boolean().default(DEFAULT_GRPO_LOSS_OPTIONS.maskTruncated).describe('Truncated completions contribute no loss'),
       },
       'Rewards, advantages and the GRPO loss',
+    ),
+    sft: section(
+      {
+        steps: int(0).default(0).describe('Supervised warm-start optimizer steps before DRO; 0 = no warm start'),
+        batchSize: int(1).default(16).describe('Demonstrations per warm-start step'),
+        learningRate: positive().default(3e-3).describe('Constant AdamW learning rate of the warm start (ours, for the small models trained here)'),
+        demonstrations: z
+          .string()
+          .min(1)
+          .nullable()
+          .default(null)
+          .describe("JSONL of demonstrations ({\"prompt\", \"completion\"} per line); null = the task's own (synthetic: worked solutions with slips)"),
+        slipRate: share().default(0.3).describe("Synthetic demonstrations: share with one realistic slip (so the warm-started policy is imperfect)"),
+      },
+      'Supervised warm start (SFT) before the DRO loop',
     ),
     optimizer: section(
       {
@@ -137,6 +163,7 @@ export const RunConfigSchema = z
         examples: int(1).default(64).describe('Held-out examples per evaluation'),
         temperature: z.number().min(0).default(0).describe('Sampling temperature for evaluation; 0 = greedy'),
         maxNewTokens: int(1).default(256).describe('Token budget per evaluation answer'),
+        baseAndFinal: z.boolean().default(true).describe('Evaluate the warm-started base (step 0) and the final checkpoint, so the run reports before/after'),
       },
       'Evaluation of checkpoints',
     ),
@@ -145,12 +172,21 @@ export const RunConfigSchema = z
         enabled: z.boolean().default(true).describe('Run R3-based dynamic data filtering before training and every `every` steps'),
         every: int(1).default(50).describe('K: steps between filtering rounds (ours: 50)'),
         chainsPerPrompt: int(1).default(8).describe('N: chains sampled per candidate prompt (ours: 8)'),
+        candidatesPerRound: int(0).default(0).describe('Prompts scored per round, drawn by keyed randomness from the training pool; 0 = the whole pool'),
         worstTokenShare: z.number().gt(0).max(1).default(DEFAULT_DATA_FILTER_OPTIONS.worstTokenShare).describe('ρ: share of worst-ranked reference tokens averaged in stage 1 (ours: 0.1)'),
         maxRank: positive().default(DEFAULT_DATA_FILTER_OPTIONS.maxRank).describe('k: a prompt is too hard when every chain\'s mean worst-token rank is above this (ours: 20)'),
         dropShare: z.number().min(0).lt(1).default(DEFAULT_DATA_FILTER_OPTIONS.dropShare).describe('Share of survivors with the lowest max σ dropped in stage 2 (ours: 0.25)'),
         carryShare: share().default(DEFAULT_DATA_FILTER_OPTIONS.carryShare).describe('Share of the previous training set carried into each round'),
       },
       'Dynamic data filtering',
+    ),
+    orchestration: section(
+      {
+        stepsPerExecution: int(1).default(50).describe('Training steps per workflow execution before continue-as-new (keeps histories short)'),
+        heartbeatSeconds: positive().default(10).describe('Heartbeat timeout of policy-worker activities: a silent worker is declared dead after this'),
+        pinnedStartSeconds: positive().default(20).describe("How long pinned work waits for its policy worker to pick it up before the run pins another"),
+      },
+      'How the run is orchestrated on Temporal',
     ),
   })
   .strict()
@@ -160,6 +196,22 @@ export const RunConfigSchema = z
     }
     if (config.model.path === null && config.model.tokenizer === 'model') {
       ctx.addIssue({ code: 'custom', path: ['model', 'tokenizer'], message: "is 'model' but model.path is null: a new model has no tokenizer.json; use 'byte' or 'auto'" });
+    }
+    // Fields whose feature does not exist yet are refused rather than silently ignored.
+    if (config.model.loraRank > 0) {
+      ctx.addIssue({ code: 'custom', path: ['model', 'loraRank'], message: `is ${config.model.loraRank}: LoRA is not implemented yet; use 0 (train all weights)` });
+    }
+    if (config.model.path !== null && /\.gguf$/i.test(config.model.path)) {
+      ctx.addIssue({ code: 'custom', path: ['model', 'path'], message: 'names a .gguf file: GGUF import is not implemented yet; use a model directory (config.json, model.safetensors)' });
+    }
+    if (config.evaluation.every > 0) {
+      ctx.addIssue({ code: 'custom', path: ['evaluation', 'every'], message: `is ${config.evaluation.every}: periodic evaluation during training is not implemented yet; use 0 (evaluation.baseAndFinal still evaluates before and after)` });
+    }
+    if (config.sft.steps > 0 && config.sft.demonstrations === null && config.data.task !== 'synthetic') {
+      ctx.addIssue({ code: 'custom', path: ['sft', 'demonstrations'], message: `is null but task ${config.data.task} has no built-in demonstrations: give a JSONL file or set sft.steps to 0` });
+    }
+    if (config.data.task === 'synthetic' && (config.data.trainPath !== null || config.data.evalPath !== null)) {
+      ctx.addIssue({ code: 'custom', path: ['data', config.data.trainPath !== null ? 'trainPath' : 'evalPath'], message: 'must be null for the synthetic task: its examples are generated (see data.synthetic)' });
     }
     if (config.dro.reward === 'correctness' && config.data.task === 'pararev') {
       ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: "'correctness' needs short verifiable answers; ParaRev is open-ended (use 'r3', 'aggregate' or 'rouge1')" });

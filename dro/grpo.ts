@@ -35,7 +35,7 @@ export interface GrpoSequence {
   /** log π_θ_old of the same tokens, under the policy that sampled them. */
   oldLogprobs: readonly number[];
   /** log π_ref of the same tokens, under the frozen reference policy. */
-  refLogprobs: readonly number[];
+  referencePolicyLogprobs: readonly number[];
   advantage: number;
   /** 1 for completion tokens that count, 0 for padding; default all 1. */
   mask?: readonly number[];
@@ -89,7 +89,7 @@ export function grpoLoss(sequences: readonly GrpoSequence[], options: Partial<Gr
       const unclipped = ratio * s.advantage;
       const clippedTerm = Math.min(Math.max(ratio, 1 - o.epsilonLow), 1 + o.epsilonHigh) * s.advantage;
       if (clippedTerm < unclipped) clipped++;
-      const logRatioRef = s.refLogprobs[t]! - s.newLogprobs[t]!;
+      const logRatioRef = s.referencePolicyLogprobs[t]! - s.newLogprobs[t]!;
       policyRow.push(-Math.min(unclipped, clippedTerm));
       klRow.push(o.klBeta * (Math.exp(logRatioRef) - logRatioRef - 1));
       tokenCount++;
@@ -137,9 +137,9 @@ function validateSequence(s: GrpoSequence, i: number, maskTruncated: boolean): n
   const T = s.newLogprobs?.length;
   assertFiniteVector(s.newLogprobs, `${what}.newLogprobs`);
   assertFiniteVector(s.oldLogprobs, `${what}.oldLogprobs`);
-  assertFiniteVector(s.refLogprobs, `${what}.refLogprobs`);
-  if (s.oldLogprobs.length !== T || s.refLogprobs.length !== T) {
-    throw new DroInputError(`${what}: newLogprobs, oldLogprobs and refLogprobs must have the same length (${T}, ${s.oldLogprobs.length}, ${s.refLogprobs.length})`);
+  assertFiniteVector(s.referencePolicyLogprobs, `${what}.referencePolicyLogprobs`);
+  if (s.oldLogprobs.length !== T || s.referencePolicyLogprobs.length !== T) {
+    throw new DroInputError(`${what}: newLogprobs, oldLogprobs and referencePolicyLogprobs must have the same length (${T}, ${s.oldLogprobs.length}, ${s.referencePolicyLogprobs.length})`);
   }
   assertNumberIn(s.advantage, `${what}.advantage`, -Infinity, Infinity);
   const mask = s.mask ?? s.newLogprobs.map(() => 1);

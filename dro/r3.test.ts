@@ -130,11 +130,11 @@ describe('edge cases', () => {
   });
 
   it('rejects bad input with a message naming the problem', () => {
-    expect(() => reasoningReflectionReward([])).toThrow('refLogprobs has no rows');
-    expect(() => reasoningReflectionReward([[], []])).toThrow('refLogprobs has no columns');
-    expect(() => reasoningReflectionReward([[-1, -2], [-1]])).toThrow('refLogprobs is ragged: row 0 has 2 entries, row 1 has 1');
-    expect(() => reasoningReflectionReward([[-1, Number.NaN]])).toThrow('refLogprobs[0][1] is not a finite number (NaN)');
-    expect(() => reasoningReflectionReward([[-1, -Infinity]])).toThrow('refLogprobs[0][1] is not a finite number (-Infinity)');
+    expect(() => reasoningReflectionReward([])).toThrow('outcomeLogprobs has no rows');
+    expect(() => reasoningReflectionReward([[], []])).toThrow('outcomeLogprobs has no columns');
+    expect(() => reasoningReflectionReward([[-1, -2], [-1]])).toThrow('outcomeLogprobs is ragged: row 0 has 2 entries, row 1 has 1');
+    expect(() => reasoningReflectionReward([[-1, Number.NaN]])).toThrow('outcomeLogprobs[0][1] is not a finite number (NaN)');
+    expect(() => reasoningReflectionReward([[-1, -Infinity]])).toThrow('outcomeLogprobs[0][1] is not a finite number (-Infinity)');
     expect(() => reasoningReflectionReward(LP, { contrast: 'masked' })).toThrow("contrast 'masked' needs maskedLogprobs");
     expect(() => reasoningReflectionReward(LP, { contrast: 'masked' }, [-1])).toThrow('maskedLogprobs has 1 entries, the reference has 2 tokens');
     expect(() => reasoningReflectionReward(LP, { contrast: 'masked' }, [-1, Number.NaN])).toThrow('maskedLogprobs[1] is not a finite number');

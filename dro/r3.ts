@@ -67,10 +67,10 @@ export function resolveR3Options(options: Partial<R3Options> = {}): R3Options {
 }
 
 /** σ_j: population std over chains of each reference token's log-prob. */
-export function tokenStd(refLogprobs: readonly (readonly number[])[]): number[] {
-  const [, L] = assertFiniteMatrix(refLogprobs, 'refLogprobs');
+export function tokenStd(outcomeLogprobs: readonly (readonly number[])[]): number[] {
+  const [, L] = assertFiniteMatrix(outcomeLogprobs, 'outcomeLogprobs');
   const out: number[] = [];
-  for (let j = 0; j < L; j++) out.push(populationStd(refLogprobs.map((row) => row[j]!)));
+  for (let j = 0; j < L; j++) out.push(populationStd(outcomeLogprobs.map((row) => row[j]!)));
   return out;
 }
 
@@ -110,7 +110,7 @@ export function reflectiveTokenWeights(sigma: readonly number[], options: Partia
  * Exported for tests and for diagnostics that want the per-token terms.
  */
 export function contrastedLogprobs(
-  refLogprobs: readonly (readonly number[])[],
+  outcomeLogprobs: readonly (readonly number[])[],
   sigma: readonly number[],
   options: R3Options,
   maskedLogprobs?: readonly number[],
@@ -118,17 +118,17 @@ export function contrastedLogprobs(
   const L = sigma.length;
   switch (options.contrast) {
     case 'none':
-      return refLogprobs.map((row) => [...row]);
+      return outcomeLogprobs.map((row) => [...row]);
     case 'masked': {
       if (maskedLogprobs === undefined) throw new DroInputError("contrast 'masked' needs maskedLogprobs (the reference scored with the chain removed)");
       assertFiniteVector(maskedLogprobs, 'maskedLogprobs');
       if (maskedLogprobs.length !== L) throw new DroInputError(`maskedLogprobs has ${maskedLogprobs.length} entries, the reference has ${L} tokens`);
-      return refLogprobs.map((row) => row.map((lp, j) => lp - maskedLogprobs[j]!));
+      return outcomeLogprobs.map((row) => row.map((lp, j) => lp - maskedLogprobs[j]!));
     }
     case 'propagation': {
       const threshold = quantile(sigma, options.reflectiveQuantile);
       const reflective = sigma.flatMap((s, k) => (s >= threshold ? [k] : []));
-      return refLogprobs.map((row) =>
+      return outcomeLogprobs.map((row) =>
         row.map((lp, j) => {
           let x = lp;
           for (const k of reflective) {
@@ -145,18 +145,18 @@ export function contrastedLogprobs(
 }
 
 /**
- * R3_i = Σ_j w_j · x[i][j] for `refLogprobs[i][j]` = log π(y_j | q, c_i, y_<j) (G chains × L tokens).
+ * R3_i = Σ_j w_j · x[i][j] for `outcomeLogprobs[i][j]` = log π(y_j | q, c_i, y_<j) (G chains × L tokens).
  * `maskedLogprobs[j]` = log π(y_j | q, y_<j) without any chain, required for contrast 'masked'.
  */
 export function reasoningReflectionReward(
-  refLogprobs: readonly (readonly number[])[],
+  outcomeLogprobs: readonly (readonly number[])[],
   options: Partial<R3Options> = {},
   maskedLogprobs?: readonly number[],
 ): R3Result {
   const o = resolveR3Options(options);
-  const sigma = tokenStd(refLogprobs);
+  const sigma = tokenStd(outcomeLogprobs);
   const weights = reflectiveTokenWeights(sigma, o);
-  const x = contrastedLogprobs(refLogprobs, sigma, o, maskedLogprobs);
+  const x = contrastedLogprobs(outcomeLogprobs, sigma, o, maskedLogprobs);
   const rewards = x.map((row) => row.reduce((acc, v, j) => acc + weights[j]! * v, 0));
   return { rewards, tokenStd: sigma, tokenWeights: weights };
 }

@@ -1,6 +1,6 @@
-// Length penalty, reward combination, and the baseline rewards (correctness, ROUGE-1 F1): tables.
+// Length penalty, reward combination, numeric answer parsing and the ROUGE baseline rewards: tables.
 import { describe, expect, it } from 'vitest';
-import { combineRewards, correctnessReward, lengthPenalty, parseNumericAnswer, rouge1F1, rougeLF1, rougeTokens } from './rewards.js';
+import { combineRewards, lengthPenalty, parseNumericAnswer, rouge1F1, rougeLF1, rougeTokens } from './rewards.js';
 
 describe('lengthPenalty', () => {
   it('is 1 − β·|ref − ans|/ref', () => {
@@ -54,41 +54,6 @@ describe('parseNumericAnswer', () => {
     ['', undefined],
   ];
   for (const [text, expected] of table) it(JSON.stringify(text), () => expect(parseNumericAnswer(text)).toEqual(expected));
-});
-
-describe('correctnessReward', () => {
-  const table: [string, string, 0 | 1][] = [
-    ['100', '100', 1],
-    ['101.9', '100', 1], // within 2%
-    ['102.1', '100', 0], // outside 2%
-    ['-98', '-100', 1],
-    ['98', '-100', 0],
-    ['12.5%', '0.125', 1], // a percentage also matches its value / 100
-    ['0.125', '12.5%', 1],
-    ['12.5%', '12.5', 1],
-    ['12.5', '12.5%', 1],
-    ['0', '0', 1],
-    ['0.0001', '0', 0],
-    ['$1,234', '1234', 1],
-    ['Yes', 'yes', 1],
-    [' no. ', 'No', 1],
-    ['yes', 'no', 0],
-    ['"Net income"', 'net   income', 1],
-    ['net income rose', 'net income', 0],
-    ['42', 'forty-two', 0], // a number never equals a text answer
-    ['', '', 0], // an empty answer is never correct
-  ];
-  for (const [predicted, reference, expected] of table) {
-    it(`${JSON.stringify(predicted)} vs ${JSON.stringify(reference)} → ${expected}`, () => expect(correctnessReward(predicted, reference)).toBe(expected));
-  }
-
-  it('uses the configured tolerance and rejects bad input', () => {
-    expect(correctnessReward('105', '100', { relativeTolerance: 0.05 })).toBe(1);
-    expect(correctnessReward('100.5', '100', { relativeTolerance: 0 })).toBe(0);
-    expect(() => correctnessReward('1', '1', { relativeTolerance: -1 })).toThrow('relativeTolerance');
-    expect(() => correctnessReward('1', '1', { tol: 1 } as never)).toThrow('unknown correctness option "tol"');
-    expect(() => correctnessReward(1 as never, '1')).toThrow('correctnessReward takes two strings');
-  });
 });
 
 describe('rouge1F1', () => {

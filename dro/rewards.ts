@@ -1,7 +1,7 @@
 // Rewards around R3: the length penalty on the policy's own answer and how it combines with R3 (DRO §3.3),
-// and the baselines of the paper's comparisons: answer correctness (FinQA) and ROUGE-1 / ROUGE-L F1 (ParaRev).
-// Our choices: R3 is divided by the reference length so rewards of long and short references are
-// comparable; numeric answers match within a 2% relative tolerance, and "12%" also matches 0.12.
+// and the ROUGE-1 / ROUGE-L F1 baselines of the paper's ParaRev comparison. The correctness baseline is each
+// task's own answerCorrect (datasets/task.ts), so reward and accuracy metric can never disagree.
+// Our choice: R3 is divided by the reference length so rewards of long and short references are comparable.
 import { assertFiniteVector, assertKnownKeys, assertNumberIn, DroInputError } from './stats.js';
 
 /** 1 − β·|ref − ans| / ref: 1 for an answer as long as the reference, less as the lengths diverge. */
@@ -30,22 +30,6 @@ export function combineRewards(r3: readonly number[], lengthPenalties: readonly 
   return r3.map((r, i) => r / options.referenceLength + options.lengthWeight * lengthPenalties[i]!);
 }
 
-export interface CorrectnessOptions {
-  /** Numeric answers match when |predicted − reference| ≤ this · |reference|. */
-  relativeTolerance: number;
-}
-
-/** Lower-cased, whitespace collapsed, surrounding quotes and a final period removed. */
-function normaliseText(text: string): string {
-  return text
-    .trim()
-    .toLowerCase()
-    .replace(/\s+/g, ' ')
-    .replace(/^["'`]+|["'`]+$/g, '')
-    .replace(/\.$/, '')
-    .trim();
-}
-
 /**
  * The number an answer states, or undefined: accepts "1,234.5", "$12", "-3", "(3.2)" (accounting
  * negative), "1e-3" and "12.5%". `percent` says whether a % sign was present.
@@ -64,32 +48,6 @@ export function parseNumericAnswer(text: string): { value: number; percent: bool
   if (!/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/i.test(t)) return undefined;
   const value = Number(t);
   return { value: negative ? -value : value, percent };
-}
-
-function numbersMatch(predicted: number, reference: number, tolerance: number): boolean {
-  if (reference === 0) return Math.abs(predicted) <= 1e-12;
-  return Math.abs(predicted - reference) <= tolerance * Math.abs(reference);
-}
-
-/**
- * 1 when the predicted answer matches the reference, else 0. Numbers match within the relative
- * tolerance (a percentage on either side also matches its value divided by 100); yes/no and other text
- * answers must match exactly after normalisation (case, spacing, quotes, final period).
- */
-export function correctnessReward(predicted: string, reference: string, options: Partial<CorrectnessOptions> = {}): 0 | 1 {
-  assertKnownKeys(options, ['relativeTolerance'], 'correctness');
-  const tolerance = options.relativeTolerance ?? 0.02;
-  assertNumberIn(tolerance, 'correctness option relativeTolerance', 0, Infinity);
-  if (typeof predicted !== 'string' || typeof reference !== 'string') throw new DroInputError('correctnessReward takes two strings');
-  const ref = parseNumericAnswer(reference);
-  const pred = parseNumericAnswer(predicted);
-  if (ref && pred) {
-    const refValues = ref.percent ? [ref.value, ref.value / 100] : [ref.value];
-    const predValues = pred.percent ? [pred.value, pred.value / 100] : [pred.value];
-    return refValues.some((r) => predValues.some((p) => numbersMatch(p, r, tolerance))) ? 1 : 0;
-  }
-  if (ref || pred) return 0;
-  return normaliseText(predicted) === normaliseText(reference) && normaliseText(reference) !== '' ? 1 : 0;
 }
 
 /** Lower-cased tokens split on anything that is not a letter or digit. */

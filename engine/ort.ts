@@ -1,5 +1,6 @@
 // The one module that imports onnxruntime-node: sessions with fixed thread counts (so results are
 // reproducible) and plain typed arrays in and out, so the rest of the engine never sees ORT types.
+import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import type { DType } from './onnx/graph.js';
 
@@ -55,4 +56,17 @@ export class OrtSession {
   async release(): Promise<void> {
     await this.session.release();
   }
+}
+
+export interface RuntimeInfo {
+  onnxruntimeVersion: string;
+  cpuModel: string;
+}
+
+/**
+ * What CPU results depend on beyond the inputs: bit-identical replay holds for the same ONNX Runtime
+ * version on the same CPU model, so checkpoints record both.
+ */
+export function runtimeInfo(): RuntimeInfo {
+  return { onnxruntimeVersion: ort.env.versions.node ?? ort.env.versions.common, cpuModel: cpus()[0]?.model.trim() || 'unknown' };
 }

@@ -164,6 +164,13 @@ describe('applyRetention', () => {
     expect((await listCheckpoints(store, 'run-1')).every((c) => c.valid)).toBe(true);
   });
 
+  it('keeps protected steps whatever the rest of the policy says', async () => {
+    for (let step = 0; step <= 5; step++) await commitCheckpoint(store, 'run-1', step, files(step), { step });
+    const result = await applyRetention(store, 'run-1', { keepLast: 2, protect: [0] });
+    expect(result.deleted).toEqual([1, 2, 3]);
+    expect((await listCheckpoints(store, 'run-1')).map((c) => c.step)).toEqual([0, 4, 5]);
+  });
+
   it('never deletes the newest valid checkpoint, even when newer ones are damaged', async () => {
     for (let step = 1; step <= 4; step++) await commitCheckpoint(store, 'run-1', step, files(step), { step });
     await unlink(fileOnDisk(4, 'model.safetensors'));

@@ -211,6 +211,8 @@ export interface RetentionPolicy {
   keepLast: number;
   /** Also keep every checkpoint whose step is a multiple of this (0 = none). */
   keepEvery?: number;
+  /** Steps kept whatever the rest says (a training run keeps its base, the KL reference policy). */
+  protect?: readonly number[];
 }
 
 /**
@@ -230,7 +232,7 @@ export async function applyRetention(
   const listing = await listCheckpoints(store, runId, { ...opts, verify: 'size' });
   if (!latest) return { kept: listing.map((c) => c.step), deleted: [] };
   const committed = listing.filter((c) => c.valid && c.step <= latest.step).map((c) => c.step);
-  const keep = new Set<number>([latest.step, ...committed.slice(-policy.keepLast)]);
+  const keep = new Set<number>([latest.step, ...committed.slice(-policy.keepLast), ...(policy.protect ?? [])]);
   if (keepEvery > 0) for (const step of committed) if (step % keepEvery === 0) keep.add(step);
   const deleted: number[] = [];
   for (const { step, prefix } of listing) {

@@ -1,10 +1,12 @@
 // The `dro model` commands end to end: init writes a Hugging Face-style model directory, score prints the
-// log-probs and ranks the slow reference forward pass computes for the same weights.
+// log-probs and ranks the slow reference forward pass computes for the same weights. Then the command line
+// itself: help for every command and option, and usage mistakes as one `dro: ...` line and exit 1.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelDir } from '../engine/model/model-dir.js';
 import { PolicyEngine } from '../engine/policy.js';
 import { referenceLogprobsAndRanks } from './reference/llama-forward.js';
@@ -69,4 +71,79 @@ it('reports bad input clearly and exits 1', async () => {
   expect(badConfig.stderr).toMatch(/vocab_size/);
   const unknown = run('model', 'train');
   expect(unknown.stderr).toContain('dro: unknown command "model train"');
+});
+
+describe('the command line', () => {
+  const version = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+  // Each option is listed on a line of its own, followed by its description.
+  const documents = (help: string, flag: string) => expect(help).toMatch(new RegExp(`^ +${flag}(?: <[a-z]+>)? {2,}\\S`, 'm'));
+  const options = {
+    init: ['--config', '--seed', '--out'],
+    score: ['--model', '--ids', '--json', '--threads'],
+    generate: ['--model', '--ids', '--max-new-tokens', '--temperature', '--top-p', '--top-k', '--seed', '--stop', '--json', '--threads'],
+  };
+
+  it('--help documents dro, dro model and every model sub-command with all their options', () => {
+    const top = run('--help');
+    expect(top.status).toBe(0);
+    expect(top.stdout).toContain('Usage: dro');
+    for (const sub of Object.keys(options)) expect(top.stdout).toMatch(new RegExp(`^ +model ${sub} \\[options\\] +\\S`, 'm'));
+    ['-V, --version', '-h, --help'].forEach((flag) => documents(top.stdout, flag));
+
+    const model = run('model', '--help');
+    expect(model.status).toBe(0);
+    expect(model.stdout).toContain('Usage: dro model');
+    for (const sub of Object.keys(options)) expect(model.stdout).toMatch(new RegExp(`^ +${sub} \\[options\\] +\\S`, 'm'));
+    documents(model.stdout, '-h, --help');
+
+    for (const [sub, flags] of Object.entries(options)) {
+      const help = run('model', sub, '--help');
+      expect(help.status, sub).toBe(0);
+      expect(help.stdout).toContain(`Usage: dro model ${sub} [options]`);
+      flags.forEach((flag) => documents(help.stdout, flag));
+    }
+    const oneLine = (...args: string[]) => run(...args).stdout.replace(/\s+/g, ' '); // descriptions wrap at 80 columns
+    expect(oneLine('model', 'init', '--help')).toMatch(/--seed <n> [^-]*\(required\)/);
+    expect(oneLine('model', 'generate', '--help')).toMatch(/--temperature <t> [^-]*\(default: 1\)/);
+  });
+
+  it('with no arguments prints help and exits 2; --version prints the package version', () => {
+    const bare = run();
+    expect(bare.status).toBe(2);
+    expect(bare.stdout + bare.stderr).toContain('Usage: dro');
+    const group = run('model');
+    expect(group.status).toBe(2);
+    expect(group.stdout + group.stderr).toContain('Usage: dro model');
+    const v = run('--version');
+    expect(v.status).toBe(0);
+    expect(v.stdout.trim()).toBe(version);
+  });
+
+  it('reports usage mistakes as one "dro:" line (plus a --help hint), without a stack trace, and exits 1', () => {
+    const cases: [string[], string][] = [
+      [['model', 'init', '--bogus', '--config', 'c.json', '--seed', '1', '--out', 'o'], "dro: unknown option '--bogus'"],
+      [['model', 'init', '--bogus'], "dro: unknown option '--bogus'"], // before the missing required options
+      [['model', 'score', '--treads', '2'], "dro: unknown option '--treads' (Did you mean --threads?)"],
+      [['--bogus'], "dro: unknown option '--bogus'"],
+      [['frobnicate'], 'dro: unknown command "frobnicate"'],
+      [['model', 'frobnicate'], 'dro: unknown command "model frobnicate"'],
+      [['model', 'init', '--config', 'c.json', '--out', 'o'], "dro: required option '--seed <n>' not specified"],
+      [['model', 'generate', '--model', 'm', '--ids', '1'], "dro: required option '--max-new-tokens <n>' not specified"],
+      [['model', 'init', '--config', 'c.json', '--seed', 'x', '--out', 'o'], 'dro: --seed must be an integer ≥ 0, got "x"'],
+      [['model', 'init', '--config', 'c.json', '--seed'], "dro: option '--seed <n>' argument missing"],
+      [['model', 'generate', '--model', 'm', '--ids', '1', '--max-new-tokens', '2', '--top-p', 'half'], 'dro: --top-p must be a number, got "half"'],
+      [['model', 'score', '--model', 'm', '--ids', '1', '--threads', '0'], 'dro: --threads must be an integer ≥ 1, got "0"'],
+      [['model', 'score', '--model', '', '--ids', '1,2'], 'dro: --model must not be empty'],
+      [['model', 'score', 'extra', '--model', 'm', '--ids', '1,2'], "dro: too many arguments for 'score'"],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(...args);
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.stdout, args.join(' ')).toBe('');
+      const [first, ...rest] = r.stderr.trimEnd().split('\n');
+      expect(first, args.join(' ')).toContain(message);
+      expect(rest, args.join(' ')).toEqual([expect.stringMatching(/^run `dro( model( \w+)?)? --help` for usage$/)]);
+    }
+    expect(run('model', 'init', '--bogus').stderr).toContain('run `dro model init --help` for usage');
+  });
 });

@@ -2,9 +2,8 @@
 // (Hugging Face tensor names), so directories written here load in other tools and vice versa.
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeSafetensors, toFloat32 } from '../weights/safetensors.js';
+import { decodeParameters } from '../state-files.js';
 import { modelConfigToJson, parseModelConfig, type ModelConfig } from './config.js';
-import { parameterSpecs } from './params.js';
 
 export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
@@ -48,15 +47,6 @@ export async function loadModelDir(dir: string): Promise<LoadedModel> {
   } catch (err) {
     throw new Error(`cannot read ${weightsPath}: ${(err as Error).message}`, { cause: err });
   }
-  const file = decodeSafetensors(bytes, weightsPath);
-  const params = new Map<string, Float32Array>();
-  for (const spec of parameterSpecs(config)) {
-    const t = file.tensors.get(spec.name);
-    if (!t) throw new Error(`${weightsPath}: tensor ${spec.name} is missing`);
-    if (t.shape.length !== spec.shape.length || t.shape.some((d, i) => d !== spec.shape[i])) {
-      throw new Error(`${weightsPath}: tensor ${spec.name} has shape [${t.shape.join(', ')}], config.json implies [${spec.shape.join(', ')}]`);
-    }
-    params.set(spec.name, toFloat32(t));
-  }
+  const params = decodeParameters(bytes, config, 'float32', weightsPath);
   return { config, params };
 }

@@ -1,10 +1,28 @@
 // The main thread's handle on an engine thread: typed calls that return promises, cancellation by
-// AbortSignal, progress callbacks, and a clear error for every pending call if the thread dies.
+// AbortSignal, progress callbacks, the engine's own error classes on this side, and EngineThreadError
+// for every pending call if the thread dies.
 import { Worker } from 'node:worker_threads';
+import { abortError, EngineAbortError, errorFromWire, EngineThreadError } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
-import type { EngineOptions, GenerateRequest, GenerateResult, ScoreRequest, ScoreResult, TrainSequence, TrainStepOptions, TrainStepResult } from '../policy.js';
+import type {
+  EngineOptions,
+  GenerateRequest,
+  GenerateResult,
+  PolicyStateFiles,
+  PolicyTag,
+  ScoreOptions,
+  ScoreRequest,
+  ScoreResult,
+  TrainOptions,
+  TrainSequence,
+  TrainStep,
+  TrainStepOptions,
+  TrainStepResult,
+} from '../policy.js';
 import type { SamplingOptions } from '../sampling.js';
 import type { EngineSource, FromEngine, StartMessage, ToEngine } from './protocol.js';
+
+export { EngineThreadError } from '../errors.js';
 
 export interface CallOptions {
   signal?: AbortSignal;
@@ -17,15 +35,24 @@ interface Pending {
   onProgress?: (value: number) => void;
 }
 
-export class EngineThreadError extends Error {
-  override readonly name = 'EngineThreadError';
-}
-
-const TSX_API = new URL('../../node_modules/tsx/dist/esm/api/index.mjs', import.meta.url).href;
+// Resolved like any import, so the engine thread also starts where this package is a dependency.
+const TSX_API = import.meta.resolve('tsx/esm/api');
 const THREAD_MAIN = new URL('./engine-thread.ts', import.meta.url).href;
 // The thread runs our TypeScript through tsx, registered inside the thread (loader hooks of the main
 // thread do not reach worker threads on Node 20).
 const BOOTSTRAP = `import(${JSON.stringify(TSX_API)}).then(({ register }) => { register(); return import(${JSON.stringify(THREAD_MAIN)}); })`;
+
+/**
+ * The buffers behind `views` that can move to the engine thread. A view over part of a buffer (a pooled
+ * Buffer, a slice of a bigger file) is copied instead: detaching its buffer would break its neighbours.
+ */
+function transferable(...views: (Uint8Array | null | undefined)[]): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const v of views) {
+    if (v && v.buffer instanceof ArrayBuffer && v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) buffers.add(v.buffer);
+  }
+  return [...buffers];
+}
 
 export class EngineClient {
   private readonly pending = new Map<number, Pending>();
@@ -68,11 +95,7 @@ export class EngineClient {
     if (message.type === 'progress') return call.onProgress?.(message.value);
     this.pending.delete(message.id);
     if (message.type === 'result') call.resolve(message.value);
-    else {
-      const err = new Error(message.message);
-      err.name = message.name;
-      call.reject(err);
-    }
+    else call.reject(errorFromWire(message.error));
   }
 
   private die(reason: string): void {
@@ -82,9 +105,13 @@ export class EngineClient {
     this.pending.clear();
   }
 
+  /**
+   * A cancelled call still waits for the thread's answer: only then is it certain whether the call
+   * took effect (an update that finished first is committed and resolves normally).
+   */
   private call<T>(method: string, args: unknown[], options: CallOptions = {}, transfer: ArrayBuffer[] = []): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
-    if (options.signal?.aborted) return Promise.reject(options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted'));
+    if (options.signal?.aborted) return Promise.reject(abortError(options.signal.reason));
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const onAbort = (): void => this.worker.postMessage({ type: 'cancel', id } satisfies ToEngine);
@@ -97,7 +124,8 @@ export class EngineClient {
         },
         reject: (e) => {
           done();
-          reject(options.signal?.aborted && options.signal.reason instanceof Error ? options.signal.reason : e);
+          // The thread only knows it was cancelled; the caller's reason says why.
+          reject(e instanceof EngineAbortError && options.signal?.aborted ? abortError(options.signal.reason) : e);
         },
         onProgress: options.onProgress,
       });
@@ -108,11 +136,34 @@ export class EngineClient {
   generate(requests: GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: CallOptions = {}): Promise<GenerateResult[]> {
     return this.call('generate', [requests, sampling], options);
   }
-  score(requests: ScoreRequest[], options: CallOptions = {}): Promise<ScoreResult[]> {
-    return this.call('score', [requests], options);
+  score(requests: ScoreRequest[], options: ScoreOptions & CallOptions = {}): Promise<ScoreResult[]> {
+    const { signal, onProgress, ...scoreOptions } = options;
+    return this.call('score', [requests, scoreOptions], { signal, onProgress });
   }
-  trainStep(sequences: TrainSequence[], stepOptions: TrainStepOptions, options: CallOptions = {}): Promise<TrainStepResult> {
-    return this.call('trainStep', [sequences, stepOptions], options);
+  /** All updates or none (see PolicyEngine.train). */
+  train(steps: TrainStep[], options: TrainOptions = {}): Promise<TrainStepResult[]> {
+    const { signal, onProgress, ...trainOptions } = options;
+    return this.call('train', [steps, trainOptions], { signal, onProgress });
+  }
+  trainStep(sequences: TrainSequence[], stepOptions: TrainStepOptions, options: TrainOptions = {}): Promise<TrainStepResult> {
+    const { signal, onProgress, ...trainOptions } = options;
+    return this.call('trainStep', [sequences, stepOptions, trainOptions], { signal, onProgress });
+  }
+  tag(): Promise<PolicyTag | undefined> {
+    return this.call('tag', []);
+  }
+  setTag(tag: PolicyTag | undefined): Promise<void> {
+    return this.call('setTag', [tag]);
+  }
+  /** Sends the files to the engine thread; buffers a view spans whole are transferred (detached), others copied. */
+  loadState(files: PolicyStateFiles): Promise<void> {
+    return this.call('loadState', [files], {}, transferable(files.parameters, files.optimizer, files.reference));
+  }
+  freezeReferencePolicy(): Promise<void> {
+    return this.call('freezeReferencePolicy', []);
+  }
+  resetOptimizer(): Promise<void> {
+    return this.call('resetOptimizer', []);
   }
   exportParameters(): Promise<Uint8Array> {
     return this.call('exportParameters', []);
@@ -120,12 +171,15 @@ export class EngineClient {
   exportOptimizer(): Promise<Uint8Array> {
     return this.call('exportOptimizer', []);
   }
-  /** Sends the bytes to the engine thread; the caller's buffer is transferred (detached). */
+  exportReferencePolicy(): Promise<Uint8Array> {
+    return this.call('exportReferencePolicy', []);
+  }
+  /** Sends the bytes to the engine thread; a buffer the view spans whole is transferred (detached). */
   importParameters(bytes: Uint8Array, source?: string): Promise<void> {
-    return this.call('importParameters', [bytes, source], {}, [bytes.buffer as ArrayBuffer]);
+    return this.call('importParameters', [bytes, source], {}, transferable(bytes));
   }
   importOptimizer(bytes: Uint8Array, source?: string): Promise<void> {
-    return this.call('importOptimizer', [bytes, source], {}, [bytes.buffer as ArrayBuffer]);
+    return this.call('importOptimizer', [bytes, source], {}, transferable(bytes));
   }
   step(): Promise<number> {
     return this.call('step', []);

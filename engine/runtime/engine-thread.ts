@@ -1,8 +1,9 @@
 // The engine thread: owns one PolicyEngine (parameters, optimizer state, ONNX sessions) so that ONNX
 // Runtime's blocking session.run never stalls the main event loop. Serves calls posted by EngineClient.
 import { parentPort, workerData } from 'node:worker_threads';
+import { errorToWire, throwIfAborted } from '../errors.js';
 import { loadModelDir } from '../model/model-dir.js';
-import { PolicyEngine } from '../policy.js';
+import { PolicyEngine, type PolicyStateFiles, type PolicyTag, type TrainOptions } from '../policy.js';
 import type { FromEngine, StartMessage, ToEngine } from './protocol.js';
 
 const port = parentPort;
@@ -20,53 +21,77 @@ const inflight = new Map<number, AbortController>();
 // A cancel can arrive while its call still waits in the queue.
 const cancelledEarly = new Set<number>();
 
+/** Exported bytes are fresh buffers nobody else holds, so they move to the main thread without a copy. */
+function transferred(bytes: Uint8Array): { value: Uint8Array; transfer: ArrayBuffer[] } {
+  return { value: bytes, transfer: [bytes.buffer as ArrayBuffer] };
+}
+
+async function dispatch(engine: PolicyEngine, method: string, args: unknown[], signal: AbortSignal, onProgress: (value: number) => void): Promise<{ value?: unknown; transfer?: ArrayBuffer[] }> {
+  // Options cross the thread without signal and callback (they cannot be cloned); this thread's stand in.
+  const trainOptions = (o: unknown): TrainOptions => ({ ...(o as Omit<TrainOptions, 'signal' | 'onProgress'>), signal, onProgress });
+  switch (method) {
+    case 'generate': {
+      const [requests, sampling] = args as Parameters<PolicyEngine['generate']>;
+      return { value: await engine.generate(requests, sampling, { signal, onProgress }) };
+    }
+    case 'score': {
+      const [requests, options] = args as Parameters<PolicyEngine['score']>;
+      return { value: await engine.score(requests, { ...options, signal }) };
+    }
+    case 'trainStep': {
+      const [sequences, options, opts] = args as Parameters<PolicyEngine['trainStep']>;
+      return { value: await engine.trainStep(sequences, options, trainOptions(opts)) };
+    }
+    case 'train': {
+      const [steps, opts] = args as Parameters<PolicyEngine['train']>;
+      return { value: await engine.train(steps, trainOptions(opts)) };
+    }
+    case 'exportParameters':
+      return transferred(engine.exportParameters());
+    case 'exportOptimizer':
+      return transferred(engine.exportOptimizer());
+    case 'exportReferencePolicy':
+      return transferred(engine.exportReferencePolicy());
+    case 'importParameters':
+      engine.importParameters(...(args as Parameters<PolicyEngine['importParameters']>));
+      return {};
+    case 'importOptimizer':
+      engine.importOptimizer(...(args as Parameters<PolicyEngine['importOptimizer']>));
+      return {};
+    case 'loadState':
+      engine.loadState(args[0] as PolicyStateFiles);
+      return {};
+    case 'freezeReferencePolicy':
+      engine.freezeReferencePolicy();
+      return {};
+    case 'resetOptimizer':
+      engine.resetOptimizer();
+      return {};
+    case 'tag':
+      return { value: engine.tag };
+    case 'setTag':
+      engine.setTag(args[0] as PolicyTag | undefined);
+      return {};
+    case 'step':
+      return { value: engine.step };
+    case 'dispose':
+      await engine.release();
+      return {};
+    default:
+      throw new Error(`unknown engine method ${method}`);
+  }
+}
+
 async function serve(engine: PolicyEngine, id: number, method: string, args: unknown[]): Promise<void> {
   const controller = new AbortController();
   if (cancelledEarly.delete(id)) controller.abort(new Error('cancelled'));
   inflight.set(id, controller);
-  const progress = (value: number): void => send({ type: 'progress', id, value });
   try {
-    let value: unknown;
-    let transfer: ArrayBuffer[] = [];
-    controller.signal.throwIfAborted();
-    switch (method) {
-      case 'generate': {
-        const [requests, sampling] = args as Parameters<PolicyEngine['generate']>;
-        value = await engine.generate(requests, sampling, { signal: controller.signal, onProgress: progress });
-        break;
-      }
-      case 'score':
-        value = await engine.score(...(args as Parameters<PolicyEngine['score']>));
-        break;
-      case 'trainStep':
-        value = await engine.trainStep(...(args as Parameters<PolicyEngine['trainStep']>));
-        break;
-      case 'exportParameters':
-      case 'exportOptimizer': {
-        const bytes = method === 'exportParameters' ? engine.exportParameters() : engine.exportOptimizer();
-        value = bytes;
-        transfer = [bytes.buffer as ArrayBuffer];
-        break;
-      }
-      case 'importParameters':
-        engine.importParameters(...(args as Parameters<PolicyEngine['importParameters']>));
-        break;
-      case 'importOptimizer':
-        engine.importOptimizer(...(args as Parameters<PolicyEngine['importOptimizer']>));
-        break;
-      case 'step':
-        value = engine.step;
-        break;
-      case 'dispose':
-        await engine.release();
-        break;
-      default:
-        throw new Error(`unknown engine method ${method}`);
-    }
+    throwIfAborted(controller.signal);
+    const { value, transfer } = await dispatch(engine, method, args, controller.signal, (value) => send({ type: 'progress', id, value }));
     send({ type: 'result', id, value }, transfer);
   } catch (err) {
-    const e = err instanceof Error ? err : new Error(String(err));
-    send({ type: 'error', id, name: controller.signal.aborted ? 'AbortError' : e.name, message: e.message });
+    send({ type: 'error', id, error: errorToWire(err) });
   } finally {
     inflight.delete(id);
   }

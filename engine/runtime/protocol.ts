@@ -1,4 +1,5 @@
 // Messages between the main thread and the engine thread: calls by id, cancellation, progress, results.
+import type { WireError } from '../errors.js';
 import type { EngineOptions } from '../policy.js';
 import type { ModelConfig } from '../model/config.js';
 
@@ -19,6 +20,6 @@ export type ToEngine =
 export type FromEngine =
   | { type: 'ready'; config: ModelConfig }
   | { type: 'result'; id: number; value: unknown }
-  | { type: 'error'; id: number; name: string; message: string }
+  | { type: 'error'; id: number; error: WireError }
   | { type: 'progress'; id: number; value: number }
   | { type: 'fatal'; message: string };

@@ -1,0 +1,72 @@
+// R3-based dynamic data filtering (DRO §3.4) as an activity on the pinned policy worker: N chains per
+// candidate prompt with the current policy, the reference outcome's ranks and log-probs after each, then
+// dataFilterRound's two stages and carry-over. The new subset is written under its version's key.
+import { chooseDeterministic } from '../dro/random.js';
+import { dataFilterRound } from '../dro/data-filter.js';
+import { DataSampler, type SamplerCursor } from '../datasets/sampler.js';
+import { seconds, withHeartbeat, writeJson, type StoreOpener } from './context.js';
+import { failure } from './errors.js';
+import { runKeys } from './keys.js';
+import type { PolicyHost} from './policy-host.js';
+import { versionOf } from './policy-host.js';
+import { readSubset } from './policy-state.js';
+import { runData } from './run-data.js';
+import { generateInPlan, scoreReferenceAfterChains, type RolloutArtifact } from './training-step.js';
+import type { FilterSummary, RunRef } from './types.js';
+
+/** Filtering round r runs after step r·K (round 0 before step 1) and produces subset version r + 1. */
+export const subsetVersionOfRound = (round: number): number => round + 1;
+
+export function createFilteringActivities(deps: { host?: PolicyHost; openStore: StoreOpener }) {
+  async function filterData(run: RunRef, input: { step: number; round: number; cursor: SamplerCursor; subsetVersion: number }): Promise<FilterSummary> {
+    if (!deps.host) throw failure('InvalidConfig', 'this worker has no policy engine (it runs the control role only)');
+    const started = performance.now();
+    const hosted = await deps.host.require(versionOf(run, input.step));
+    const { config } = run;
+    const f = config.filtering;
+    const data = await runData(config, run.configHash);
+    const store = await deps.openStore(config.checkpoint.store);
+    return withHeartbeat(async (progress) => {
+      const pool = [...data.train.keys()].sort();
+      const candidates = f.candidatesPerRound === 0 || f.candidatesPerRound >= pool.length ? pool : chooseDeterministic(pool, f.candidatesPerRound, [config.seed, 'filter-candidates', input.round]);
+      const prompts = candidates.map((id) => ({ id, promptIds: data.promptIds(data.train.get(id)!) }));
+      // Keys of their own (seed/filter/round), so filtering never shares random draws with training rollouts.
+      const seed = `${config.seed}/filter/${input.round}`;
+      const requests = prompts.flatMap((p) => Array.from({ length: f.chainsPerPrompt }, (_, i) => ({ promptIds: p.promptIds, key: { seed, step: input.step, exampleId: p.id, sampleIndex: i } })));
+      const sampling = { temperature: config.rollout.temperature, topP: config.rollout.topP, maxNewTokens: config.rollout.maxNewTokens, stopTokenIds: [data.eos] };
+      const generated = await generateInPlan(hosted.engine, requests, sampling, config.rollout.batchSequences, progress);
+      const N = f.chainsPerPrompt;
+      const groups: RolloutArtifact['groups'] = prompts.map((p, g) => ({
+        exampleId: p.id,
+        promptIds: p.promptIds,
+        completions: generated.slice(g * N, (g + 1) * N).map((r) => ({ ids: r.ids, text: data.tokenizer.decode(r.ids, { skipSpecialTokens: true }), truncated: r.truncated })),
+      }));
+      const scored = await scoreReferenceAfterChains(hosted.engine, data, groups, { masked: false, chunkSize: config.rollout.batchSequences }, progress);
+      const previous = await readSubset(store, data, run.runId, input.subsetVersion, progress.signal);
+      const result = dataFilterRound(
+        scored.groups.map((g) => ({ exampleId: g.exampleId, ranks: g.ranks, logprobs: g.logprobs })),
+        previous,
+        { worstTokenShare: f.worstTokenShare, maxRank: f.maxRank, dropShare: f.dropShare, carryShare: f.carryShare, seed: config.seed, round: input.round },
+      );
+      const version = subsetVersionOfRound(input.round);
+      // A round that keeps nothing would leave no data to train on: keep the previous subset and say so.
+      const subset = result.subset.length > 0 ? result.subset : previous;
+      await writeJson(store, runKeys.filterRound(run.runId, input.round), { round: input.round, step: input.step, decisions: result.decisions, emptyRoundKeptPrevious: result.subset.length === 0 }, progress.signal);
+      await writeJson(store, runKeys.subset(run.runId, version), { version, round: input.round, subset: [...subset].sort() }, progress.signal);
+      const cursor = new DataSampler(previous, input.cursor).withSubset(subset, version).cursor;
+      return {
+        round: input.round,
+        subsetVersion: version,
+        cursor,
+        candidates: candidates.length,
+        kept: subset.length,
+        droppedTooHard: result.droppedTooHard,
+        droppedTooEasy: result.droppedTooEasy,
+        carriedOver: result.carriedOver,
+        generatedTokens: generated.reduce((a, r) => a + r.ids.length, 0),
+        seconds: seconds(started),
+      };
+    });
+  }
+  return { filterData };
+}

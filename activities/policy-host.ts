@@ -1,0 +1,76 @@
+// The policy worker's engines: one engine thread per run, tagged with the version of the state it holds
+// (run id, config hash, training step). Activities state the version they expect; a worker that does
+// not hold it (restarted, never had the run, or its engine thread died) answers PolicyStateLost, the
+// workflow's cue to pin a worker, load the last checkpoint there and replay from it.
+import { EngineClient } from '../engine/runtime/engine-client.js';
+import type { PolicyTag } from '../engine/policy.js';
+import { failure } from './errors.js';
+import type { RunData } from './run-data.js';
+import type { PolicyVersion, RunRef, UpdateSummary } from './types.js';
+
+export interface HostedRun {
+  engine: EngineClient;
+  /** The last update applied, so a repeated update of that step returns it instead of applying twice. */
+  lastUpdate?: { step: number; summary: UpdateSummary };
+}
+
+const describe = (t: PolicyTag | undefined): string => (t ? `run ${t.runId}, config ${t.configHash.slice(0, 12)}, step ${t.step}` : 'no usable state');
+
+export class PolicyHost {
+  private readonly runs = new Map<string, HostedRun>();
+
+  constructor(
+    /** This worker's own task queue, where its pinned work arrives. */
+    readonly queue: string,
+  ) {}
+
+  /** A fresh engine thread for the run with its model initialised (or read from model.path); replaces any old one. */
+  async start(run: RunRef, data: RunData): Promise<HostedRun> {
+    await this.release(run.runId);
+    const { config } = run;
+    const options = { intraOpThreads: config.model.intraOpThreads, executionProvider: config.model.executionProvider };
+    const engine = await EngineClient.start(config.model.path === null ? { kind: 'init', config: data.modelConfig, seed: config.seed } : { kind: 'dir', dir: config.model.path }, options);
+    const hosted: HostedRun = { engine };
+    this.runs.set(run.runId, hosted);
+    return hosted;
+  }
+
+  /** The run's engine if it holds exactly `expected`; otherwise a PolicyStateLost failure naming both. */
+  async require(expected: PolicyVersion): Promise<HostedRun> {
+    const hosted = this.runs.get(expected.runId);
+    let tag: PolicyTag | undefined;
+    if (hosted) {
+      try {
+        tag = await hosted.engine.tag();
+      } catch {
+        // A dead engine thread holds nothing; fall through to the failure below.
+        tag = undefined;
+      }
+    }
+    if (!hosted || !tag || tag.runId !== expected.runId || tag.configHash !== expected.configHash || tag.step !== expected.step) {
+      throw failure('PolicyStateLost', `policy worker ${this.queue} does not hold the expected policy state (expected ${describe(expected)}; holds ${hosted ? describe(tag) : 'nothing for this run'})`);
+    }
+    return hosted;
+  }
+
+  /** The run's engine at `step`, or at `step - 1` (an update not yet applied). */
+  async requireEither(runId: string, configHash: string, step: number): Promise<{ hosted: HostedRun; applied: boolean }> {
+    try {
+      return { hosted: await this.require({ runId, configHash, step }), applied: true };
+    } catch {
+      return { hosted: await this.require({ runId, configHash, step: step - 1 }), applied: false };
+    }
+  }
+
+  async release(runId: string): Promise<void> {
+    const hosted = this.runs.get(runId);
+    this.runs.delete(runId);
+    if (hosted) await hosted.engine.dispose();
+  }
+
+  async shutdown(): Promise<void> {
+    for (const runId of [...this.runs.keys()]) await this.release(runId);
+  }
+}
+
+export const versionOf = (run: RunRef, step: number): PolicyVersion => ({ runId: run.runId, configHash: run.configHash, step });

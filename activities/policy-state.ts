@@ -1,0 +1,194 @@
+// Activities that move a run's policy state onto, through and off a policy worker: pinning a worker,
+// loading the latest valid checkpoint (or a fresh model), the supervised warm start, and committing a
+// checkpoint with retention. Checkpoints hold everything a rewind needs (DESIGN.md §5).
+import { hostname } from 'node:os';
+import type { RunConfig } from '../dro/config.js';
+import { initialCursor, DataSampler } from '../datasets/sampler.js';
+import { loadDemonstrations, syntheticDemonstrations } from '../datasets/demonstrations.js';
+import type { SyntheticExample } from '../datasets/synthetic.js';
+import { runtimeInfo } from '../engine/ort.js';
+import type { TrainSequence } from '../engine/policy.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { applyRetention, commitCheckpoint, CheckpointError, latestCheckpoint, listCheckpoints, loadCheckpoint } from '../storage/checkpoints.js';
+import { readJson, seconds, withHeartbeat, type StoreOpener } from './context.js';
+import { failure } from './errors.js';
+import { withUploadFault, type FaultPlan } from './faults.js';
+import { runKeys } from './keys.js';
+import type { PolicyHost} from './policy-host.js';
+import { versionOf } from './policy-host.js';
+import { runData, type RunData } from './run-data.js';
+import type { CheckpointSummary, LoadPolicyResult, LoopPosition, PinResult, RunRef, WarmStartResult } from './types.js';
+
+export const CHECKPOINT_STATE_VERSION = 1;
+export const BASE_STEP = 0;
+
+/** state.json of a training checkpoint: the loop position and everything a resume checks. */
+export interface CheckpointState {
+  formatVersion: number;
+  runId: string;
+  step: number;
+  position: LoopPosition;
+  /** The filtered subset the cursor draws from (its ids, sorted). */
+  subset: string[];
+  config: RunConfig;
+  configHash: string;
+  runtime: { onnxruntimeVersion: string; cpuModel: string; intraOpThreads: number; executionProvider: string };
+}
+
+/** Subset version 0 is the whole training pool; later versions are written by filtering rounds. */
+export async function readSubset(store: BlobStore, data: RunData, runId: string, version: number, signal?: AbortSignal): Promise<string[]> {
+  if (version === 0) return [...data.train.keys()].sort();
+  return (await readJson<{ subset: string[] }>(store, runKeys.subset(runId, version), signal)).subset;
+}
+
+export function optimizerOptions(config: RunConfig) {
+  const o = config.optimizer;
+  return { maxGradNorm: o.maxGradNorm, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay, maxCompletionLength: config.rollout.maxNewTokens };
+}
+
+function runtimeNotes(saved: CheckpointState['runtime'] | undefined, config: RunConfig): string[] {
+  if (!saved) return [];
+  const now = runtimeInfo();
+  const notes: string[] = [];
+  if (saved.cpuModel !== now.cpuModel) notes.push(`the checkpoint was written on CPU "${saved.cpuModel}", this worker has "${now.cpuModel}": results may differ in the last bits from here on`);
+  if (saved.onnxruntimeVersion !== now.onnxruntimeVersion) notes.push(`the checkpoint was written with ONNX Runtime ${saved.onnxruntimeVersion}, this worker has ${now.onnxruntimeVersion}`);
+  if (saved.intraOpThreads !== config.model.intraOpThreads) notes.push(`the checkpoint was written with ${saved.intraOpThreads} intra-op threads, this run uses ${config.model.intraOpThreads}`);
+  return notes;
+}
+
+export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore: StoreOpener; faults: FaultPlan; identity: string }) {
+  const needHost = (): PolicyHost => {
+    if (!deps.host) throw failure('InvalidConfig', 'this worker has no policy engine (it runs the control role only)');
+    return deps.host;
+  };
+
+  /** Runs on the shared policy queue: whichever policy worker takes it becomes the run's pinned worker. */
+  function pinPolicyWorker(): Promise<PinResult> {
+    return Promise.resolve({ queue: needHost().queue, identity: deps.identity });
+  }
+
+  /** Loads the latest valid checkpoint into a fresh engine on this worker, or a fresh model when there is none. */
+  async function loadPolicy(run: RunRef): Promise<LoadPolicyResult> {
+    const host = needHost();
+    return withHeartbeat(async ({ signal }) => {
+      const data = await runData(run.config, run.configHash);
+      const store = await deps.openStore(run.config.checkpoint.store);
+      const listing = await listCheckpoints(store, run.runId, { signal, verify: 'size' });
+      const latest = await latestCheckpoint(store, run.runId, { signal });
+      const skippedInvalid = listing.filter((c) => !c.valid && (!latest || c.step > latest.step)).map((c) => ({ step: c.step, reason: c.reason ?? 'invalid' }));
+      const hosted = await host.start(run, data);
+      if (!latest) {
+        await hosted.engine.setTag(versionOf(run, -1));
+        return { checkpoint: null, skippedInvalid, runtimeNotes: [] };
+      }
+      const loaded = await loadCheckpoint(store, run.runId, latest.step, { signal });
+      const state = loaded.state as CheckpointState;
+      if (state.configHash !== run.configHash) {
+        throw failure('InvalidConfig', `checkpoint ${latest.step} of run ${run.runId} was written with config ${state.configHash.slice(0, 12)}, this run has ${run.configHash.slice(0, 12)}; resume with the checkpoint's config`);
+      }
+      const reference = latest.step === BASE_STEP ? null : (await loadCheckpoint(store, run.runId, BASE_STEP, { signal })).files['model.safetensors']!;
+      await hosted.engine.loadState({
+        parameters: loaded.files['model.safetensors']!,
+        optimizer: loaded.files['optimizer.safetensors']!,
+        reference,
+        tag: versionOf(run, latest.step),
+      });
+      return { checkpoint: { step: latest.step, position: state.position }, skippedInvalid, runtimeNotes: runtimeNotes(state.runtime, run.config) };
+    });
+  }
+
+  /** The supervised warm start: sft.steps AdamW steps on demonstrations, then a fresh optimizer and the frozen KL reference. */
+  async function warmStart(run: RunRef): Promise<WarmStartResult> {
+    const host = needHost();
+    const started = performance.now();
+    const hosted = await host.require(versionOf(run, -1));
+    const { config } = run;
+    const data = await runData(config, run.configHash);
+    const { engine } = hosted;
+    return withHeartbeat(async ({ report, signal }) => {
+      let finalLoss: number | null = null;
+      let tokens = 0;
+      if (config.sft.steps > 0) {
+        const demos = await demonstrationsFor(config, data);
+        const byId = new Map(demos.map((d) => [d.id, d]));
+        const sampler = new DataSampler([...byId.keys()], initialCursor(config.seed));
+        // The state is in flux until the warm start ends: a cancelled one must not look usable.
+        await engine.setTag(undefined);
+        for (let k = 1; k <= config.sft.steps; k++) {
+          const sequences: TrainSequence[] = sampler.nextBatch(config.sft.batchSize).map((id) => byId.get(id)!);
+          const [result] = await engine.train([{ sequences, options: { loss: 'sft', learningRate: config.sft.learningRate, ...optimizerOptions(config) } }], { signal });
+          finalLoss = result!.loss;
+          tokens += result!.tokens;
+          report({ sftStep: k, of: config.sft.steps, loss: result!.loss });
+        }
+        await engine.resetOptimizer();
+      }
+      await engine.freezeReferencePolicy();
+      await engine.setTag(versionOf(run, BASE_STEP));
+      return { steps: config.sft.steps, finalLoss, tokens, seconds: seconds(started) };
+    });
+  }
+
+  async function demonstrationsFor(config: RunConfig, data: RunData): Promise<(TrainSequence & { id: string })[]> {
+    let demos: { id: string; prompt: string; completion: string }[];
+    if (config.sft.demonstrations !== null) {
+      try {
+        const loaded = await loadDemonstrations(config.sft.demonstrations);
+        if (loaded.skipped.length > 0) {
+          const s = loaded.skipped[0]!;
+          throw failure('InvalidData', `sft.demonstrations: ${loaded.skipped.length} bad record(s); first: ${s.file}:${s.line ?? '?'}${s.field ? ` (${s.field})` : ''}: ${s.message}`);
+        }
+        demos = loaded.demonstrations;
+      } catch (err) {
+        if (err instanceof Error && err.name === 'ApplicationFailure') throw err;
+        throw failure('InvalidData', `sft.demonstrations: ${(err as Error).message}`, err);
+      }
+    } else {
+      demos = syntheticDemonstrations([...data.train.values()] as SyntheticExample[], { seed: config.seed, errorRate: config.sft.slipRate });
+    }
+    if (demos.length === 0) throw failure('InvalidData', 'sft: there are no demonstrations');
+    return demos.map((d) => {
+      const prompt = data.promptTextIds(d.prompt);
+      const ids = [...prompt, ...data.tokenizer.encode(d.completion), data.eos];
+      if (ids.length > data.modelConfig.max_position_embeddings) throw failure('InvalidData', `sft demonstration ${d.id} has ${ids.length} tokens, more than the model's ${data.modelConfig.max_position_embeddings} positions`);
+      return { id: d.id, ids, completionStart: prompt.length };
+    });
+  }
+
+  /** Commits the engine's state as checkpoint `position.step`, then applies retention (the base is always kept). */
+  async function saveCheckpoint(run: RunRef, position: LoopPosition): Promise<CheckpointSummary> {
+    const host = needHost();
+    const started = performance.now();
+    const hosted = await host.require(versionOf(run, position.step));
+    return withHeartbeat(async ({ signal, report }) => {
+      const data = await runData(run.config, run.configHash);
+      const store = await deps.openStore(run.config.checkpoint.store);
+      const parameters = await hosted.engine.exportParameters();
+      const optimizer = await hosted.engine.exportOptimizer();
+      const rt = runtimeInfo();
+      const state: CheckpointState = {
+        formatVersion: CHECKPOINT_STATE_VERSION,
+        runId: run.runId,
+        step: position.step,
+        position,
+        subset: await readSubset(store, data, run.runId, position.subsetVersion, signal),
+        config: run.config,
+        configHash: run.configHash,
+        runtime: { onnxruntimeVersion: rt.onnxruntimeVersion, cpuModel: rt.cpuModel, intraOpThreads: run.config.model.intraOpThreads, executionProvider: run.config.model.executionProvider },
+      };
+      report({ uploading: parameters.byteLength + optimizer.byteLength });
+      try {
+        await commitCheckpoint(withUploadFault(store, deps.faults, position.step), run.runId, position.step, { 'model.safetensors': parameters, 'optimizer.safetensors': optimizer }, state, { signal });
+      } catch (err) {
+        if (err instanceof CheckpointError && /already committed with different content/.test(err.message)) throw failure('CheckpointConflict', err.message, err);
+        throw err;
+      }
+      const { deleted } = await applyRetention(store, run.runId, { keepLast: run.config.checkpoint.keepLast, keepEvery: run.config.checkpoint.keepEvery, protect: [BASE_STEP] }, { signal });
+      return { step: position.step, bytes: parameters.byteLength + optimizer.byteLength, deleted, seconds: seconds(started) };
+    });
+  }
+
+  return { pinPolicyWorker, loadPolicy, warmStart, saveCheckpoint };
+}
+
+export const defaultIdentity = (): string => `${process.pid}@${hostname()}`;

@@ -1,0 +1,343 @@
+// The activities of one DRO training step (DESIGN.md §4), named as in the paper: sample the batch,
+// roll out G chains per prompt, score the reference outcome after each chain, turn the scores into
+// rewards and advantages, apply the GRPO update, record the step's metrics. Each reads its inputs from
+// and writes its outputs to deterministic store keys, so running one twice changes nothing.
+import type { RunConfig } from '../dro/config.js';
+import { groupAdvantages } from '../dro/advantages.js';
+import { filterInformativeGroups } from '../dro/group-filter.js';
+import { reasoningReflectionReward } from '../dro/r3.js';
+import { combineRewards, lengthPenalty, rouge1F1 } from '../dro/rewards.js';
+import { mean, populationStd } from '../dro/stats.js';
+import { learningRateAt } from '../dro/schedule.js';
+import { DataSampler, initialCursor as initialSamplerCursor } from '../datasets/sampler.js';
+import { NonFiniteUpdateError, PolicyTagMismatchError } from '../engine/errors.js';
+import type { GenerateResult, TrainSequence } from '../engine/policy.js';
+import type { EngineClient } from '../engine/runtime/engine-client.js';
+import { chunks, readJson, seconds, withHeartbeat, writeJson, type Progress, type StoreOpener } from './context.js';
+import { failure } from './errors.js';
+import type { FaultPlan } from './faults.js';
+import { runKeys } from './keys.js';
+import type { PolicyHost} from './policy-host.js';
+import { versionOf } from './policy-host.js';
+import { optimizerOptions, readSubset } from './policy-state.js';
+import { MASKED_CHAIN, runData, splitCompletion, type RunData } from './run-data.js';
+import type { RewardSummary, RolloutSummary, RunRef, SampleBatchResult, ScoreSummary, StepRecordInput, UpdateSummary } from './types.js';
+import type { SamplerCursor } from '../datasets/sampler.js';
+
+/** rollout.json: every group's prompt and its G completions, in batch-plan order. */
+export interface RolloutArtifact {
+  step: number;
+  groups: { exampleId: string; promptIds: number[]; completions: { ids: number[]; text: string; truncated: boolean }[] }[];
+}
+
+/** scores.json: log-probs and ranks of the reference outcome after each chain (G × L per group). */
+export interface ScoresArtifact {
+  step: number;
+  groups: { exampleId: string; logprobs: number[][]; ranks: number[][]; masked: number[] | null }[];
+}
+
+/** rewards.json: per group the training rewards, the advantages, and whether the group trains. */
+export interface RewardsArtifact {
+  step: number;
+  reward: RunConfig['dro']['reward'];
+  groups: { exampleId: string; rewards: number[]; advantages: number[]; kept: boolean }[];
+}
+
+/** Generates completions for (prompt, key) requests in the config's fixed chunks, heartbeating progress. */
+export async function generateInPlan(
+  engine: EngineClient,
+  requests: { promptIds: number[]; key: { seed: number | string; step: number; exampleId: string; sampleIndex: number } }[],
+  sampling: { temperature: number; topP: number; maxNewTokens: number; stopTokenIds: number[] },
+  chunkSize: number,
+  progress: Progress,
+): Promise<GenerateResult[]> {
+  const out: GenerateResult[] = [];
+  let tokens = 0;
+  for (const chunk of chunks(requests, chunkSize)) {
+    const results = await engine.generate(chunk, sampling, {
+      signal: progress.signal,
+      onProgress: (n) => progress.report({ sequences: out.length, of: requests.length, tokens: tokens + n }),
+    });
+    for (const r of results) tokens += r.ids.length;
+    out.push(...results);
+  }
+  return out;
+}
+
+/** Scores `ids[targetStart..]` for each request in fixed chunks; policy 'reference' is the frozen KL reference. */
+export async function scoreInPlan(
+  engine: EngineClient,
+  requests: { ids: number[]; targetStart: number }[],
+  chunkSize: number,
+  progress: Progress,
+  policy: 'current' | 'reference' = 'current',
+): Promise<{ logprobs: number[]; ranks: number[] }[]> {
+  const out: { logprobs: number[]; ranks: number[] }[] = [];
+  for (const chunk of chunks(requests, chunkSize)) {
+    out.push(...(await engine.score(chunk, { policy, signal: progress.signal })));
+    progress.report({ scored: out.length, of: requests.length });
+  }
+  return out;
+}
+
+/** Teacher-forced reference scores after each chain (and after the masked chain when asked). */
+export async function scoreReferenceAfterChains(
+  engine: EngineClient,
+  data: RunData,
+  groups: RolloutArtifact['groups'],
+  options: { masked: boolean; chunkSize: number },
+  progress: Progress,
+): Promise<{ groups: ScoresArtifact['groups']; tokens: number }> {
+  const requests: { ids: number[]; targetStart: number }[] = [];
+  const shape: { exampleId: string; count: number; L: number }[] = [];
+  for (const g of groups) {
+    const reference = data.referenceIds(data.train.get(g.exampleId) ?? data.eval.find((e) => e.id === g.exampleId)!);
+    for (const c of g.completions) {
+      const context = data.chainContextIds(g.promptIds, splitCompletion(c.text).chain);
+      requests.push({ ids: [...context, ...reference], targetStart: context.length });
+    }
+    if (options.masked) {
+      const context = data.chainContextIds(g.promptIds, MASKED_CHAIN);
+      requests.push({ ids: [...context, ...reference], targetStart: context.length });
+    }
+    shape.push({ exampleId: g.exampleId, count: g.completions.length, L: reference.length });
+  }
+  const scored = await scoreInPlan(engine, requests, options.chunkSize, progress);
+  let k = 0;
+  let tokens = 0;
+  const out = shape.map(({ exampleId, count }) => {
+    const rows = scored.slice(k, k + count);
+    k += count;
+    const masked = options.masked ? scored[k++]!.logprobs : null;
+    tokens += rows.reduce((a, r) => a + r.logprobs.length, 0) + (masked?.length ?? 0);
+    return { exampleId, logprobs: rows.map((r) => r.logprobs), ranks: rows.map((r) => r.ranks), masked };
+  });
+  return { groups: out, tokens };
+}
+
+const stats = (xs: number[]): { mean: number; std: number } => (xs.length === 0 ? { mean: 0, std: 0 } : { mean: mean(xs), std: populationStd(xs) });
+
+export function createTrainingStepActivities(deps: { host?: PolicyHost; openStore: StoreOpener; faults: FaultPlan }) {
+  const needHost = (): PolicyHost => {
+    if (!deps.host) throw failure('InvalidConfig', 'this worker has no policy engine (it runs the control role only)');
+    return deps.host;
+  };
+
+  /** The data cursor a run starts with (its format belongs to datasets/sampler.ts, not to the workflow). */
+  async function initialCursor(run: RunRef): Promise<SamplerCursor> {
+    return Promise.resolve(initialSamplerCursor(run.config.seed));
+  }
+
+  /** The next prompts from the current (filtered) subset, by the resumable cursor. */
+  async function sampleBatch(run: RunRef, input: { cursor: SamplerCursor; subsetVersion: number }): Promise<SampleBatchResult> {
+    const data = await runData(run.config, run.configHash);
+    const store = await deps.openStore(run.config.checkpoint.store);
+    const subset = await readSubset(store, data, run.runId, input.subsetVersion);
+    const sampler = new DataSampler(subset, input.cursor);
+    const exampleIds = sampler.nextBatch(run.config.rollout.promptsPerStep);
+    return { exampleIds, cursor: sampler.cursor };
+  }
+
+  /** G completions (a reasoning chain, then the policy's own final answer) per prompt, with the policy of step − 1. */
+  async function rollout(run: RunRef, input: { step: number; exampleIds: string[] }): Promise<RolloutSummary> {
+    const started = performance.now();
+    const hosted = await needHost().require(versionOf(run, input.step - 1));
+    const { config } = run;
+    const data = await runData(config, run.configHash);
+    const store = await deps.openStore(config.checkpoint.store);
+    return withHeartbeat(async (progress) => {
+      const prompts = input.exampleIds.map((id) => {
+        const example = data.train.get(id);
+        if (!example) throw failure('InvalidData', `step ${input.step}: example ${id} is not in the training set`);
+        return { id, promptIds: data.promptIds(example) };
+      });
+      const requests = prompts.flatMap((p) => Array.from({ length: config.rollout.groupSize }, (_, i) => ({ promptIds: p.promptIds, key: { seed: config.seed, step: input.step, exampleId: p.id, sampleIndex: i } })));
+      const sampling = { temperature: config.rollout.temperature, topP: config.rollout.topP, maxNewTokens: config.rollout.maxNewTokens, stopTokenIds: [data.eos] };
+      if (deps.faults.at('rollout', input.step)) throw failure('InvalidData', 'unreachable');
+      const results = await generateInPlan(hosted.engine, requests, sampling, config.rollout.batchSequences, progress);
+      const G = config.rollout.groupSize;
+      const artifact: RolloutArtifact = {
+        step: input.step,
+        groups: prompts.map((p, g) => ({
+          exampleId: p.id,
+          promptIds: p.promptIds,
+          completions: results.slice(g * G, (g + 1) * G).map((r) => ({ ids: r.ids, text: data.tokenizer.decode(r.ids, { skipSpecialTokens: true }), truncated: r.truncated })),
+        })),
+      };
+      await writeJson(store, runKeys.rollout(run.runId, input.step), artifact, progress.signal);
+      const completions = artifact.groups.flatMap((g) => g.completions);
+      return {
+        sequences: completions.length,
+        generatedTokens: completions.reduce((a, c) => a + c.ids.length, 0),
+        meanCompletionTokens: mean(completions.map((c) => c.ids.length)),
+        truncatedShare: mean(completions.map((c) => (c.truncated ? 1 : 0))),
+        malformedShare: mean(completions.map((c) => (data.task.parseCompletion(c.text).wellFormed ? 0 : 1))),
+        seconds: seconds(started),
+      };
+    });
+  }
+
+  /** log π(y_j | q, c_i, y_<j) and ranks for every chain of the step (and the masked chain for that contrast). */
+  async function scoreReference(run: RunRef, input: { step: number }): Promise<ScoreSummary> {
+    const started = performance.now();
+    const hosted = await needHost().require(versionOf(run, input.step - 1));
+    const { config } = run;
+    const data = await runData(config, run.configHash);
+    const store = await deps.openStore(config.checkpoint.store);
+    return withHeartbeat(async (progress) => {
+      const rolloutArtifact = await readJson<RolloutArtifact>(store, runKeys.rollout(run.runId, input.step), progress.signal);
+      const { groups, tokens } = await scoreReferenceAfterChains(hosted.engine, data, rolloutArtifact.groups, { masked: config.dro.r3.contrast === 'masked', chunkSize: config.rollout.batchSequences }, progress);
+      await writeJson(store, runKeys.scores(run.runId, input.step), { step: input.step, groups } satisfies ScoresArtifact, progress.signal);
+      return { sequences: groups.reduce((a, g) => a + g.logprobs.length + (g.masked ? 1 : 0), 0), scoredTokens: tokens, seconds: seconds(started) };
+    });
+  }
+
+  /** Rewards of every kind the task allows (R3 or the configured baseline trains), advantages and the group filter. */
+  async function computeRewards(run: RunRef, input: { step: number }): Promise<RewardSummary> {
+    const started = performance.now();
+    const { config } = run;
+    const data = await runData(config, run.configHash);
+    const store = await deps.openStore(config.checkpoint.store);
+    const rolloutArtifact = await readJson<RolloutArtifact>(store, runKeys.rollout(run.runId, input.step));
+    const scores = await readJson<ScoresArtifact>(store, runKeys.scores(run.runId, input.step));
+    const kinds: Record<string, number[]> = { r3: [], aggregate: [], lengthPenalty: [] };
+    const sigmas: number[] = [];
+    let maxStd = 0;
+    const topShares: number[] = [];
+    const groups = rolloutArtifact.groups.map((g, gi) => {
+      const s = scores.groups[gi]!;
+      const example = data.train.get(g.exampleId)!;
+      const reference = data.task.referenceOutcome(example);
+      const L = s.logprobs[0]!.length;
+      const answers = g.completions.map((c) => splitCompletion(c.text).answer);
+      const penalties = answers.map((a) => lengthPenalty(L, data.tokenizer.encode(a).length, config.dro.lengthBeta));
+      const masked = s.masked ?? undefined;
+      const r3 = reasoningReflectionReward(s.logprobs, config.dro.r3, masked);
+      const aggregate = reasoningReflectionReward(s.logprobs, { ...config.dro.r3, weighting: 'uniform' }, masked);
+      const combine = (raw: number[]): number[] => combineRewards(raw, penalties, { referenceLength: L, lengthWeight: config.dro.lengthWeight });
+      const byKind: Record<string, number[]> = { r3: combine(r3.rewards), aggregate: combine(aggregate.rewards), lengthPenalty: penalties };
+      if (data.task.answerCorrect) byKind.correctness = answers.map((a) => (data.task.answerCorrect!(a, example) ? 1 : 0));
+      if (data.task.name === 'pararev') byKind.rouge1 = answers.map((a) => rouge1F1(a, reference));
+      for (const [k, v] of Object.entries(byKind)) (kinds[k] ??= []).push(...v);
+      sigmas.push(...r3.tokenStd);
+      maxStd = Math.max(maxStd, ...r3.tokenStd);
+      const sorted = [...r3.tokenWeights].sort((a, b) => b - a);
+      const top = Math.max(1, Math.ceil(sorted.length / 10));
+      topShares.push(sorted.slice(0, top).reduce((a, b) => a + b, 0) / sorted.reduce((a, b) => a + b, 0));
+      const rewards = byKind[config.dro.reward];
+      if (!rewards) throw failure('InvalidConfig', `dro.reward: '${config.dro.reward}' is not available for task ${data.task.name}`);
+      return { exampleId: g.exampleId, rewards, advantages: groupAdvantages(rewards, { scale: config.dro.advantageScale, epsilon: config.dro.advantageEpsilon }) };
+    });
+    const filtered = filterInformativeGroups(groups, { minRewardStd: config.dro.minRewardStd });
+    const keptSet = new Set(filtered.kept);
+    const artifact: RewardsArtifact = { step: input.step, reward: config.dro.reward, groups: groups.map((g) => ({ ...g, kept: keptSet.has(g) })) };
+    await writeJson(store, runKeys.rewards(run.runId, input.step), artifact);
+    return {
+      rewards: Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, stats(v)])),
+      tokenWeights: { meanStd: sigmas.length ? mean(sigmas) : 0, maxStd, topDecileWeightShare: topShares.length ? mean(topShares) : 0 },
+      groups: groups.length,
+      skippedGroups: filtered.droppedCount,
+      seconds: seconds(started),
+    };
+  }
+
+  /** The GRPO update of `step`: old and reference log-probs by the training engine itself, then updatesPerStep AdamW steps, all or nothing. */
+  async function update(run: RunRef, input: { step: number }): Promise<UpdateSummary> {
+    const started = performance.now();
+    const { config } = run;
+    const { hosted, applied } = await needHost().requireEither(run.runId, run.configHash, input.step);
+    if (applied) {
+      if (hosted.lastUpdate?.step === input.step) return hosted.lastUpdate.summary;
+      throw failure('PolicyStateLost', `step ${input.step} is applied on this worker but its result is not recorded here`);
+    }
+    const store = await deps.openStore(config.checkpoint.store);
+    return withHeartbeat(async (progress) => {
+      const rolloutArtifact = await readJson<RolloutArtifact>(store, runKeys.rollout(run.runId, input.step), progress.signal);
+      const rewards = await readJson<RewardsArtifact>(store, runKeys.rewards(run.runId, input.step), progress.signal);
+      const nan = deps.faults.at('nan-loss', input.step);
+      const sequences: TrainSequence[] = [];
+      rolloutArtifact.groups.forEach((g, gi) => {
+        const r = rewards.groups[gi]!;
+        if (!r.kept) return;
+        g.completions.forEach((c, i) => sequences.push({ ids: [...g.promptIds, ...c.ids], completionStart: g.promptIds.length, advantage: nan ? Number.NaN : r.advantages[i]!, truncated: c.truncated }));
+      });
+      const learningRate = learningRateAt(input.step, { peak: config.optimizer.learningRate, totalSteps: config.schedule.totalSteps, warmupSteps: config.schedule.warmupSteps, kind: config.schedule.lrSchedule, minLrRatio: config.schedule.minLrRatio });
+      const requests = sequences.map((s) => ({ ids: s.ids, targetStart: s.completionStart }));
+      const old = await scoreInPlan(hosted.engine, requests, config.rollout.batchSequences, progress);
+      const reference = config.dro.klBeta > 0 ? await scoreInPlan(hosted.engine, requests, config.rollout.batchSequences, progress, 'reference') : old;
+      let klSum = 0;
+      let klCount = 0;
+      sequences.forEach((s, i) => {
+        s.oldLogprobs = old[i]!.logprobs;
+        s.referencePolicyLogprobs = reference[i]!.logprobs;
+        if (s.truncated && config.dro.maskTruncated) return;
+        s.oldLogprobs.forEach((lp, j) => {
+          const d = s.referencePolicyLogprobs![j]! - lp;
+          klSum += Math.exp(d) - d - 1;
+          klCount++;
+        });
+      });
+      if (deps.faults.at('update', input.step)) throw failure('InvalidData', 'unreachable');
+      const options = {
+        loss: 'grpo' as const,
+        learningRate,
+        epsilonLow: config.dro.epsilonLow,
+        epsilonHigh: config.dro.epsilonHigh,
+        klBeta: config.dro.klBeta,
+        aggregation: config.dro.aggregation,
+        maskTruncated: config.dro.maskTruncated,
+        ...optimizerOptions(config),
+      };
+      const steps = sequences.length === 0 ? [] : Array.from({ length: config.optimizer.updatesPerStep }, () => ({ sequences, options }));
+      let results;
+      try {
+        results = await hosted.engine.train(steps, { signal: progress.signal, expect: versionOf(run, input.step - 1), next: versionOf(run, input.step) });
+      } catch (err) {
+        if (err instanceof NonFiniteUpdateError) throw failure('NonFiniteUpdate', `training step ${input.step}: ${err.message}`, err);
+        if (err instanceof PolicyTagMismatchError) throw failure('PolicyStateLost', err.message, err);
+        throw err;
+      }
+      const last = results.at(-1);
+      const summary: UpdateSummary = {
+        applied: results.length > 0,
+        loss: last?.loss ?? null,
+        gradNorm: last?.gradNorm ?? null,
+        kl: klCount > 0 ? klSum / klCount : null,
+        // The first update's ratio is exactly 1 (old = current), so nothing clips; later updates are not measured.
+        clipFraction: results.length === 1 ? 0 : null,
+        learningRate,
+        trainedTokens: results.reduce((a, r) => a + r.tokens, 0),
+        scoredTokens: requests.reduce((a, r) => a + r.ids.length - r.targetStart, 0) * (config.dro.klBeta > 0 ? 2 : 1),
+        seconds: seconds(started),
+      };
+      hosted.lastUpdate = { step: input.step, summary };
+      await writeJson(store, runKeys.update(run.runId, input.step), summary, progress.signal);
+      return summary;
+    });
+  }
+
+  /** metrics/<step>.json: every number of the step; `timing` holds the only values a replay may change. */
+  async function recordStep(run: RunRef, input: StepRecordInput): Promise<void> {
+    const store = await deps.openStore(run.config.checkpoint.store);
+    const { rollout: r, score: s, reward: w, update: u } = input;
+    await writeJson(store, runKeys.metrics(run.runId, input.step), {
+      step: input.step,
+      reward: w.rewards[run.config.dro.reward],
+      rewards: w.rewards,
+      r3TokenWeights: w.tokenWeights,
+      loss: u.loss,
+      gradNorm: u.gradNorm,
+      kl: u.kl,
+      clipFraction: u.clipFraction,
+      learningRate: u.learningRate,
+      completionTokens: r.meanCompletionTokens,
+      truncatedShare: r.truncatedShare,
+      malformedShare: r.malformedShare,
+      skippedGroupShare: w.groups === 0 ? 0 : w.skippedGroups / w.groups,
+      tokens: { generated: r.generatedTokens, scored: s.scoredTokens + u.scoredTokens, trained: u.trainedTokens },
+      timing: { rollout: r.seconds, scoreReference: s.seconds, rewards: w.seconds, update: u.seconds },
+    });
+  }
+
+  return { initialCursor, sampleBatch, rollout, scoreReference, computeRewards, update, recordStep };
+}

@@ -1,0 +1,128 @@
+// The small JSON that crosses the wire between the trainingRun workflow and its activities: run
+// references, step inputs and per-phase summaries. Tensors and token lists never travel this way; they
+// live in the store under deterministic keys (activities/keys.ts).
+import type { RunConfig } from '../dro/config.js';
+import type { SamplerCursor } from '../datasets/sampler.js';
+
+/** What every activity needs to find a run: its name, its validated config and the config's hash. */
+export interface RunRef {
+  runId: string;
+  config: RunConfig;
+  configHash: string;
+}
+
+/** The version of the policy state an activity expects the pinned worker to hold. */
+export interface PolicyVersion {
+  runId: string;
+  configHash: string;
+  /** Training steps applied: -1 = freshly initialised (before the warm start), 0 = the base after it. */
+  step: number;
+}
+
+/** Where the loop stands: exactly what a checkpoint's state.json records, so a rewind restores it. */
+export interface LoopPosition {
+  step: number;
+  cursor: SamplerCursor;
+  subsetVersion: number;
+}
+
+export interface PinResult {
+  /** The policy worker's own task queue: pinned work goes there. */
+  queue: string;
+  identity: string;
+}
+
+export interface LoadPolicyResult {
+  /** null: no valid checkpoint yet, the engine holds a freshly initialised model (version step -1). */
+  checkpoint: { step: number; position: LoopPosition } | null;
+  /** Newer checkpoints that were skipped because they are invalid, with the reason. */
+  skippedInvalid: { step: number; reason: string }[];
+  /** Differences between the machine that wrote the checkpoint and this one (CPU, ONNX Runtime, threads). */
+  runtimeNotes: string[];
+}
+
+export interface WarmStartResult {
+  steps: number;
+  finalLoss: number | null;
+  tokens: number;
+  seconds: number;
+}
+
+export interface SampleBatchResult {
+  exampleIds: string[];
+  cursor: SamplerCursor;
+}
+
+export interface RolloutSummary {
+  sequences: number;
+  generatedTokens: number;
+  meanCompletionTokens: number;
+  truncatedShare: number;
+  malformedShare: number;
+  seconds: number;
+}
+
+export interface ScoreSummary {
+  sequences: number;
+  scoredTokens: number;
+  seconds: number;
+}
+
+export interface RewardSummary {
+  /** Mean and std of every reward kind this task can compute, the training reward among them. */
+  rewards: Record<string, { mean: number; std: number }>;
+  /** σ_j and w_j statistics of R3 over the step's groups. */
+  tokenWeights: { meanStd: number; maxStd: number; topDecileWeightShare: number };
+  groups: number;
+  skippedGroups: number;
+  seconds: number;
+}
+
+export interface UpdateSummary {
+  applied: boolean;
+  loss: number | null;
+  gradNorm: number | null;
+  kl: number | null;
+  clipFraction: number | null;
+  learningRate: number;
+  trainedTokens: number;
+  scoredTokens: number;
+  seconds: number;
+}
+
+export interface CheckpointSummary {
+  step: number;
+  bytes: number;
+  deleted: number[];
+  seconds: number;
+}
+
+export interface FilterSummary {
+  round: number;
+  subsetVersion: number;
+  cursor: SamplerCursor;
+  candidates: number;
+  kept: number;
+  droppedTooHard: number;
+  droppedTooEasy: number;
+  carriedOver: number;
+  generatedTokens: number;
+  seconds: number;
+}
+
+export interface EvaluationSummary {
+  step: number;
+  metrics: Record<string, number>;
+  examples: number;
+  /** True when the stored result was returned and nothing was computed. */
+  cached: boolean;
+  seconds: number;
+}
+
+export interface StepRecordInput {
+  step: number;
+  rollout: RolloutSummary;
+  score: ScoreSummary;
+  reward: RewardSummary;
+  update: UpdateSummary;
+}

@@ -1,0 +1,73 @@
+// Turning token sequences and parameters into session feeds: vocabulary checks, padding with key masks
+// and positions, parameter and scalar tensors in the engine's float type.
+import type { ModelConfig } from './model/config.js';
+import { parameterSpecs } from './model/params.js';
+import { EngineInputError } from './errors.js';
+import type { TensorData } from './ort.js';
+
+export type FloatArray = Float32Array | Float64Array;
+export type FloatDType = 'float32' | 'float64';
+
+export function zeros(dtype: FloatDType, n: number): FloatArray {
+  return dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+}
+
+/** A fresh copy in `dtype`, so the engine never shares an array with its caller. */
+export function copyAs(dtype: FloatDType, a: FloatArray): FloatArray {
+  if (dtype === 'float64') return a instanceof Float64Array ? a.slice() : Float64Array.from(a);
+  return a instanceof Float32Array ? a.slice() : Float32Array.from(a);
+}
+
+export function scalarFeed(dtype: FloatDType, x: number): TensorData {
+  return { dtype, dims: [], data: dtype === 'float64' ? Float64Array.of(x) : Float32Array.of(x) };
+}
+
+/** Every parameter as a feed under its HF name (the graphs declare them as inputs by those names). */
+export function parameterFeeds(config: ModelConfig, dtype: FloatDType, params: ReadonlyMap<string, FloatArray>): Record<string, TensorData> {
+  const feeds: Record<string, TensorData> = {};
+  for (const spec of parameterSpecs(config)) feeds[spec.name] = { dtype, dims: spec.shape, data: params.get(spec.name)! };
+  return feeds;
+}
+
+/** Throws unless every id is inside the vocabulary, naming the first bad one. */
+export function checkIds(config: ModelConfig, rows: readonly (readonly number[])[]): void {
+  rows.forEach((row, b) =>
+    row.forEach((id, t) => {
+      if (!Number.isInteger(id) || id < 0 || id >= config.vocab_size) {
+        throw new EngineInputError(`token id ${id} at sequence ${b}, position ${t} is outside the vocabulary (0..${config.vocab_size - 1})`);
+      }
+    }),
+  );
+}
+
+/**
+ * Pads a batch to its longest row and returns the ids, key-mask and position feeds. Right padding
+ * keeps every row's tokens at their natural indices (scoring, training); left padding puts every
+ * row's newest token last (generation). Pads are masked and get position 0.
+ */
+export function paddedFeeds(config: ModelConfig, dtype: FloatDType, rows: readonly (readonly number[])[], side: 'left' | 'right'): { feeds: Record<string, TensorData>; length: number } {
+  if (rows.length === 0) throw new EngineInputError('empty batch');
+  checkIds(config, rows);
+  const length = Math.max(...rows.map((s) => s.length));
+  if (length > config.max_position_embeddings) throw new EngineInputError(`sequence of ${length} tokens exceeds max_position_embeddings ${config.max_position_embeddings}`);
+  const B = rows.length;
+  const ids = new BigInt64Array(B * length);
+  const positions = new BigInt64Array(B * length);
+  const mask = zeros(dtype, B * length);
+  rows.forEach((row, b) => {
+    const offset = b * length + (side === 'left' ? length - row.length : 0);
+    row.forEach((id, t) => {
+      ids[offset + t] = BigInt(id);
+      positions[offset + t] = BigInt(t);
+      mask[offset + t] = 1;
+    });
+  });
+  return {
+    length,
+    feeds: {
+      ids: { dtype: 'int64', dims: [B, length], data: ids },
+      key_mask: { dtype, dims: [B, length], data: mask },
+      positions: { dtype: 'int64', dims: [B, length], data: positions },
+    },
+  };
+}

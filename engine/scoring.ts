@@ -1,0 +1,56 @@
+// Scoring: per-token log-probs and ranks of given targets for a right-padded batch, in one run of a
+// session that takes the parameters as inputs, so the current and the reference policy share it.
+import { paddedFeeds, parameterFeeds, type FloatArray, type FloatDType } from './batching.js';
+import { EngineInputError, throwIfAborted } from './errors.js';
+import type { ModelConfig } from './model/config.js';
+import { buildScoreGraph } from './model/train-graph.js';
+import { OrtSession, type SessionOptions } from './ort.js';
+
+export interface ScoreRequest {
+  ids: number[];
+  /** Index of the first target token: scores are returned for ids[targetStart..]. At least 1. */
+  targetStart: number;
+}
+
+export interface ScoreResult {
+  logprobs: number[];
+  ranks: number[];
+}
+
+export interface ScoreOptions {
+  /** 'reference': the frozen reference policy (the KL anchor); default 'current'. */
+  policy?: 'current' | 'reference';
+  signal?: AbortSignal;
+}
+
+export function createScoreSession(config: ModelConfig, dtype: FloatDType, options: SessionOptions): Promise<OrtSession> {
+  return OrtSession.create(buildScoreGraph(config, dtype).toModelBytes(), options);
+}
+
+/** Checks the requests before `session` is asked for, so a bad request never pays for building one. */
+export async function scoreBatch(
+  session: () => Promise<OrtSession>,
+  config: ModelConfig,
+  dtype: FloatDType,
+  params: ReadonlyMap<string, FloatArray>,
+  requests: readonly ScoreRequest[],
+  signal?: AbortSignal,
+): Promise<ScoreResult[]> {
+  for (const [i, r] of requests.entries()) {
+    if (!Number.isInteger(r.targetStart) || r.targetStart < 1 || r.targetStart > r.ids.length) {
+      throw new EngineInputError(`score request ${i}: targetStart ${r.targetStart} must be in 1..${r.ids.length}`);
+    }
+  }
+  const { feeds, length } = paddedFeeds(config, dtype, requests.map((r) => r.ids), 'right');
+  const ready = await session();
+  throwIfAborted(signal);
+  const out = await ready.run({ ...parameterFeeds(config, dtype, params), ...feeds });
+  const logprobs = out.logprobs!.data as FloatArray;
+  const ranks = out.ranks!.data as BigInt64Array;
+  const width = length - 1;
+  return requests.map((r, b) => {
+    const from = b * width + r.targetStart - 1;
+    const to = b * width + r.ids.length - 1;
+    return { logprobs: Array.from(logprobs.subarray(from, to)), ranks: Array.from(ranks.subarray(from, to), Number) };
+  });
+}

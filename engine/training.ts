@@ -1,0 +1,262 @@
+// Training updates: checking a batch and turning it into train-graph feeds (masks, GRPO inputs, AdamW
+// bias corrections), a bounded cache of train sessions, and running a sequence of updates on copies of
+// the optimizer state, so the engine commits all of them or none.
+import type { Aggregation } from '../dro/grpo.js';
+import { paddedFeeds, parameterFeeds, scalarFeed, zeros, type FloatArray, type FloatDType } from './batching.js';
+import { EngineInputError, NonFiniteUpdateError, throwIfAborted } from './errors.js';
+import type { ModelConfig } from './model/config.js';
+import { parameterSpecs } from './model/params.js';
+import { buildTrainGraph, TRAIN_IO, type TrainGraphOptions } from './model/train-graph.js';
+import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
+
+export interface TrainSequence {
+  ids: number[];
+  /** Index of the first completion token; tokens before it are the prompt and carry no loss. */
+  completionStart: number;
+  /** GRPO only: the sequence's advantage, and per completion token the old and reference-policy log-probs. */
+  advantage?: number;
+  oldLogprobs?: number[];
+  referencePolicyLogprobs?: number[];
+  /** A truncated completion contributes no tokens (when the loss masks truncation). */
+  truncated?: boolean;
+}
+
+export interface TrainStepOptions {
+  loss: 'grpo' | 'sft';
+  learningRate: number;
+  epsilonLow?: number;
+  epsilonHigh?: number;
+  klBeta?: number;
+  aggregation?: Aggregation;
+  maskTruncated?: boolean;
+  /**
+   * The Dr. GRPO divisor. Pass a fixed budget (the rollout's max new tokens): left unset it is the
+   * batch's longest completion, and every new value builds another train session.
+   */
+  maxCompletionLength?: number;
+  maxGradNorm?: number;
+  beta1?: number;
+  beta2?: number;
+  epsilon?: number;
+  weightDecay?: number;
+}
+
+export interface TrainStepResult {
+  loss: number;
+  gradNorm: number;
+  /** Optimizer steps taken so far. */
+  step: number;
+  tokens: number;
+}
+
+export interface TrainStep {
+  sequences: readonly TrainSequence[];
+  options: TrainStepOptions;
+}
+
+/**
+ * What an update reads and writes. Missing moments are zeros. Updates build new maps and arrays and
+ * never write into these, which is what lets a failed sequence of updates leave them untouched.
+ */
+export interface AdamState {
+  params: ReadonlyMap<string, FloatArray>;
+  m: ReadonlyMap<string, FloatArray>;
+  v: ReadonlyMap<string, FloatArray>;
+  /** Updates applied so far. */
+  step: number;
+}
+
+interface PreparedUpdate {
+  graph: TrainGraphOptions;
+  /** Batch feeds: everything except parameters, moments and the step-dependent scalars. */
+  feeds: Record<string, TensorData>;
+  learningRate: number;
+  tokens: number;
+}
+
+/** Graph options for a batch. Fields a graph does not use are pinned, so they never split the session cache. */
+export function trainGraphOptions(dtype: FloatDType, sequences: readonly TrainSequence[], options: TrainStepOptions): TrainGraphOptions {
+  const grpo = options.loss === 'grpo';
+  const aggregation = options.aggregation ?? 'dr-grpo';
+  const longest = Math.max(1, ...sequences.map((s) => s.ids.length - s.completionStart));
+  const budget = options.maxCompletionLength ?? longest;
+  if (grpo && (!Number.isInteger(budget) || budget < longest)) {
+    throw new EngineInputError(`maxCompletionLength ${budget} must be an integer of at least the longest completion (${longest} tokens)`);
+  }
+  return {
+    dtype,
+    loss: options.loss,
+    epsilonLow: grpo ? (options.epsilonLow ?? 0.2) : 0,
+    epsilonHigh: grpo ? (options.epsilonHigh ?? 0.2) : 0,
+    klBeta: grpo ? (options.klBeta ?? 0.001) : 0,
+    aggregation: grpo ? aggregation : 'token-mean',
+    maxCompletionLength: grpo && aggregation === 'dr-grpo' ? budget : 1,
+    maxGradNorm: options.maxGradNorm ?? 1,
+    beta1: options.beta1 ?? 0.9,
+    beta2: options.beta2 ?? 0.999,
+    epsilon: options.epsilon ?? 1e-8,
+    weightDecay: options.weightDecay ?? 0,
+  };
+}
+
+function prepareUpdate(config: ModelConfig, dtype: FloatDType, sequences: readonly TrainSequence[], options: TrainStepOptions): PreparedUpdate {
+  if (options.loss !== 'grpo' && options.loss !== 'sft') throw new EngineInputError(`loss must be 'grpo' or 'sft', got ${JSON.stringify(options.loss)}`);
+  if (!Number.isFinite(options.learningRate) || options.learningRate < 0) throw new EngineInputError(`learningRate must be a finite number ≥ 0, got ${options.learningRate}`);
+  sequences.forEach((s, b) => {
+    if (!Number.isInteger(s.completionStart) || s.completionStart < 1 || s.completionStart > s.ids.length) {
+      throw new EngineInputError(`sequence ${b}: completionStart ${s.completionStart} must be in 1..${s.ids.length}`);
+    }
+  });
+  const { feeds, length } = paddedFeeds(config, dtype, sequences.map((s) => s.ids), 'right');
+  const graph = trainGraphOptions(dtype, sequences, options);
+  const grpo = options.loss === 'grpo';
+  const B = sequences.length;
+  const width = length - 1;
+  const completionMask = zeros(dtype, B * width);
+  const advantages = zeros(dtype, B);
+  const oldLogp = zeros(dtype, B * width);
+  const refLogp = zeros(dtype, B * width);
+  let tokens = 0;
+  sequences.forEach((s, b) => {
+    const n = s.ids.length - s.completionStart;
+    const counted = !(s.truncated && (options.maskTruncated ?? true));
+    if (grpo) {
+      if (s.advantage === undefined || s.oldLogprobs?.length !== n || s.referencePolicyLogprobs?.length !== n) {
+        throw new EngineInputError(`sequence ${b}: GRPO needs an advantage and ${n} old and reference-policy log-probs (one per completion token)`);
+      }
+      advantages[b] = s.advantage;
+    }
+    for (let j = 0; j < n; j++) {
+      // Target index t predicts ids[t + 1]: completion token j is target completionStart − 1 + j.
+      const t = b * width + s.completionStart - 1 + j;
+      completionMask[t] = counted ? 1 : 0;
+      if (grpo) {
+        oldLogp[t] = s.oldLogprobs![j]!;
+        refLogp[t] = s.referencePolicyLogprobs![j]!;
+      }
+    }
+    if (counted) tokens += n;
+  });
+  feeds[TRAIN_IO.completionMask] = { dtype, dims: [B, width], data: completionMask };
+  if (grpo) {
+    feeds[TRAIN_IO.advantages] = { dtype, dims: [B], data: advantages };
+    feeds[TRAIN_IO.oldLogprobs] = { dtype, dims: [B, width], data: oldLogp };
+    feeds[TRAIN_IO.refLogprobs] = { dtype, dims: [B, width], data: refLogp };
+  }
+  return { graph, feeds, learningRate: options.learningRate, tokens };
+}
+
+/**
+ * Train sessions by graph options, least recently used first. A run alternates between very few
+ * option sets (an SFT warm start, then GRPO), so a handful bounds memory without rebuilding.
+ */
+export class TrainSessions {
+  private readonly sessions = new Map<string, Promise<OrtSession>>();
+
+  constructor(
+    private readonly config: ModelConfig,
+    private readonly sessionOptions: SessionOptions,
+    readonly capacity = 3,
+  ) {}
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  async get(options: TrainGraphOptions): Promise<OrtSession> {
+    const key = JSON.stringify(options);
+    let session = this.sessions.get(key);
+    if (session) this.sessions.delete(key);
+    else {
+      session = OrtSession.create(buildTrainGraph(this.config, options).toModelBytes(), this.sessionOptions);
+      // A failed build must not stay cached as a permanent failure.
+      session.catch(() => this.sessions.get(key) === session && this.sessions.delete(key));
+    }
+    this.sessions.set(key, session);
+    for (const [oldKey, old] of this.sessions) {
+      if (this.sessions.size <= this.capacity) break;
+      this.sessions.delete(oldKey);
+      await old.then((s) => s.release(), () => undefined);
+    }
+    return session;
+  }
+
+  async release(): Promise<void> {
+    const sessions = [...this.sessions.values()];
+    this.sessions.clear();
+    for (const s of sessions) await s.then((x) => x.release(), () => undefined);
+  }
+}
+
+/**
+ * ONNX Runtime cannot interrupt a run, so aborts are honoured between runs. Yielding a turn first lets
+ * a cancel message that arrived during the run (on the engine thread) abort the signal before the check.
+ */
+async function checkAbort(signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return;
+  await new Promise((resolve) => setImmediate(resolve));
+  throwIfAborted(signal);
+}
+
+/**
+ * Runs the updates in order, each on the state the previous one produced, and returns the final state
+ * without touching `start`. Every batch is checked before the first session run, and the signal before
+ * and after every run, the last one included.
+ */
+export async function runUpdates(
+  config: ModelConfig,
+  dtype: FloatDType,
+  sessions: TrainSessions,
+  start: AdamState,
+  steps: readonly TrainStep[],
+  signal?: AbortSignal,
+  onProgress?: (updates: number) => void,
+): Promise<{ state: AdamState; results: TrainStepResult[] }> {
+  const prepared = steps.map((s, i) => {
+    try {
+      return prepareUpdate(config, dtype, s.sequences, s.options);
+    } catch (err) {
+      if (err instanceof EngineInputError && steps.length > 1) throw new EngineInputError(`train step ${i}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  });
+  const specs = parameterSpecs(config);
+  let state = start;
+  const results: TrainStepResult[] = [];
+  for (const p of prepared) {
+    await checkAbort(signal);
+    const session = await sessions.get(p.graph);
+    await checkAbort(signal);
+    const update = state.step + 1;
+    const feeds: Record<string, TensorData> = {
+      ...parameterFeeds(config, dtype, state.params),
+      ...p.feeds,
+      [TRAIN_IO.learningRate]: scalarFeed(dtype, p.learningRate),
+      [TRAIN_IO.biasCorrection1]: scalarFeed(dtype, 1 - Math.pow(p.graph.beta1, update)),
+      [TRAIN_IO.biasCorrection2]: scalarFeed(dtype, 1 - Math.pow(p.graph.beta2, update)),
+    };
+    for (const spec of specs) {
+      const size = state.params.get(spec.name)!.length;
+      feeds[TRAIN_IO.m(spec.name)] = { dtype, dims: spec.shape, data: state.m.get(spec.name) ?? zeros(dtype, size) };
+      feeds[TRAIN_IO.v(spec.name)] = { dtype, dims: spec.shape, data: state.v.get(spec.name) ?? zeros(dtype, size) };
+    }
+    const out = await session.run(feeds);
+    const loss = Number(out[TRAIN_IO.loss]!.data[0]);
+    const gradNorm = Number(out[TRAIN_IO.gradNorm]!.data[0]);
+    if (!Number.isFinite(loss)) throw new NonFiniteUpdateError(update, 'loss', loss);
+    if (!Number.isFinite(gradNorm)) throw new NonFiniteUpdateError(update, 'gradient norm', gradNorm);
+    const params = new Map<string, FloatArray>();
+    const m = new Map<string, FloatArray>();
+    const v = new Map<string, FloatArray>();
+    for (const spec of specs) {
+      params.set(spec.name, out[TRAIN_IO.newParam(spec.name)]!.data as FloatArray);
+      m.set(spec.name, out[TRAIN_IO.newM(spec.name)]!.data as FloatArray);
+      v.set(spec.name, out[TRAIN_IO.newV(spec.name)]!.data as FloatArray);
+    }
+    state = { params, m, v, step: update };
+    results.push({ loss, gradNorm, step: update, tokens: p.tokens });
+    onProgress?.(results.length);
+  }
+  await checkAbort(signal);
+  return { state, results };
+}

@@ -1,0 +1,176 @@
+// `dro train|status|resume|checkpoints|metrics|worker`: start and follow training runs on Temporal,
+// resume them from their latest valid checkpoint, inspect what their store holds, and run workers.
+import { Option, type Command } from 'commander';
+import { WorkflowFailedError } from '@temporalio/client';
+import { RunConfigError } from '../../dro/config.js';
+import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
+import { trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
+import { textOption } from './options.js';
+import { followRun } from './progress.js';
+import {
+  connectClient,
+  describeRun,
+  failureMessage,
+  newRunId,
+  queryProgress,
+  readRunConfig,
+  resumeRun,
+  runCheckpoints,
+  runMetrics,
+  runStoreUri,
+  startRun,
+  type Connected,
+  type StepMetrics,
+} from './runs.js';
+
+const runOption = () => textOption('--run <id>', 'the run id (printed by `dro train`)').makeOptionMandatory();
+const storeOption = () => textOption('--store <uri>', "the run's store when Temporal no longer knows the run (default: what Temporal recorded, else $DRO_STORE, else ./runs)");
+const jsonOption = () => new Option('--json', 'print JSON instead of a table').default(false);
+
+async function withClient<T>(fn: (c: Connected) => Promise<T>): Promise<T> {
+  const c = await connectClient();
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}
+
+/** Waits for the run to end, drawing its progress; exits non-zero unless it completed. */
+async function waitForRun(c: Connected, runId: string): Promise<void> {
+  const handle = c.client.workflow.getHandle(trainingWorkflowId(runId));
+  try {
+    await followRun(handle, process.stderr);
+    console.log(`run ${runId} completed`);
+  } catch (err) {
+    const why = err instanceof WorkflowFailedError ? failureMessage(err) : (err as Error).message;
+    throw new Error(`run ${runId} did not complete: ${why}`, { cause: err });
+  }
+}
+
+function printTable(rows: (string | number)[][]): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
+  for (const r of rows) console.log(r.map((v, i) => String(v).padStart(widths[i]!)).join('  '));
+}
+
+const fmt = (v: unknown, digits = 4): string => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(digits)) : typeof v === 'string' ? v : '-');
+
+export function registerRunCommands(program: Command): void {
+  program
+    .command('train')
+    .description('validate a run config and start the run on Temporal (workers: `dro worker`)')
+    .addOption(textOption('--config <file>', 'run config (JSON); every field and its default: README "Run configuration"').makeOptionMandatory())
+    .addOption(textOption('--run-id <id>', 'name of the run (default: run-<date>-<time>-<hex>); a name, not a seed'))
+    .addOption(new Option('--wait', 'block until the run ends, showing progress; exit 0 only if it completed').default(false))
+    .action(async (o: { config: string; runId?: string; wait: boolean }) => {
+      let config;
+      try {
+        config = await readRunConfig(o.config);
+      } catch (err) {
+        if (err instanceof RunConfigError) throw new Error(`${o.config}: ${err.message}`, { cause: err });
+        throw err;
+      }
+      const runId = o.runId ?? newRunId();
+      await withClient(async (c) => {
+        const started = await startRun(c, config, runId);
+        console.log(`started run ${runId} (workflow ${started.workflowId})\n  Web UI: ${started.link}\n  store:  ${config.checkpoint.store}`);
+        if (o.wait) await waitForRun(c, runId);
+      });
+    });
+
+  program
+    .command('status')
+    .description("a run's state, step, phase, last checkpoint and recent metrics")
+    .addOption(runOption())
+    .addOption(storeOption())
+    .addOption(jsonOption())
+    .action(async (o: { run: string; store?: string; json: boolean }) => {
+      await withClient(async (c) => {
+        const d = await describeRun(c, o.run);
+        const progress: TrainingProgress | undefined = d.state === 'running' ? await queryProgress(c, o.run) : undefined;
+        const uri = await runStoreUri(c, o.run, o.store);
+        const checkpoints = await runCheckpoints(uri, o.run).catch(() => []);
+        const metrics = await runMetrics(uri, o.run).catch((): StepMetrics[] => []);
+        const lastValid = checkpoints.filter((x) => x.valid).at(-1)?.step ?? null;
+        const status = {
+          runId: o.run,
+          workflowId: trainingWorkflowId(o.run),
+          state: d.state,
+          step: progress?.step ?? metrics.at(-1)?.step ?? (lastValid ?? 0),
+          totalSteps: progress?.totalSteps ?? null,
+          phase: progress?.phase ?? null,
+          lastCheckpoint: progress?.lastCheckpoint ?? lastValid,
+          recentMetrics: metrics.slice(-5),
+          failure: d.failure ?? null,
+          notes: progress?.notes ?? [],
+          evaluations: progress?.evaluations ?? {},
+          store: uri,
+        };
+        if (o.json) return console.log(JSON.stringify(status, null, 2));
+        console.log(`run ${status.runId} (workflow ${status.workflowId}): ${status.state}`);
+        console.log(`  step ${status.step}${status.totalSteps ? ` of ${status.totalSteps}` : ''}${status.phase ? `, ${status.phase}` : ''}; last checkpoint ${fmt(status.lastCheckpoint)}`);
+        if (status.failure) console.log(`  failure: ${status.failure}`);
+        for (const n of status.notes) console.log(`  note: ${n}`);
+        for (const m of status.recentMetrics) console.log(`  step ${m.step}: reward ${fmt((m.reward as { mean?: number } | undefined)?.mean)} loss ${fmt(m.loss)}`);
+      });
+    });
+
+  program
+    .command('resume')
+    .description("start a run whose workflow is gone (terminated, failed, or lost with Temporal's data) again from its latest valid checkpoint")
+    .addOption(runOption())
+    .addOption(storeOption())
+    .addOption(textOption('--config <file>', "the run's config, checked against the checkpoint's (refused if a field differs); needed when no checkpoint exists yet"))
+    .addOption(new Option('--wait', 'block until the run ends, showing progress').default(false))
+    .action(async (o: { run: string; store?: string; config?: string; wait: boolean }) => {
+      await withClient(async (c) => {
+        const outcome = await resumeRun(c, o.run, { store: o.store, configFile: o.config, log: (line) => console.log(line) });
+        console.log(outcome.message);
+        if (outcome.link) console.log(`  Web UI: ${outcome.link}`);
+        if (o.wait && (outcome.action === 'resumed' || outcome.action === 'already-running' || outcome.action === 'raced')) await waitForRun(c, o.run);
+      });
+    });
+
+  program
+    .command('checkpoints')
+    .description("every checkpoint of a run in its store, valid or invalid with the reason")
+    .addOption(runOption())
+    .addOption(storeOption())
+    .addOption(jsonOption())
+    .action(async (o: { run: string; store?: string; json: boolean }) => {
+      const uri = await runStoreUri(await connectClient().catch(() => undefined), o.run, o.store);
+      const list = await runCheckpoints(uri, o.run);
+      if (o.json) return console.log(JSON.stringify(list, null, 2));
+      if (list.length === 0) return console.log(`run ${o.run} has no checkpoints in ${uri}`);
+      printTable([['step', 'valid', 'reason'], ...list.map((l) => [l.step, l.valid ? 'yes' : 'no', l.reason ?? ''])]);
+    });
+
+  program
+    .command('metrics')
+    .description("a run's per-step metrics, in step order")
+    .addOption(runOption())
+    .addOption(storeOption())
+    .addOption(jsonOption())
+    .action(async (o: { run: string; store?: string; json: boolean }) => {
+      const uri = await runStoreUri(await connectClient().catch(() => undefined), o.run, o.store);
+      const rows = await runMetrics(uri, o.run);
+      if (o.json) return console.log(JSON.stringify(rows, null, 2));
+      if (rows.length === 0) return console.log(`run ${o.run} has no metrics in ${uri}`);
+      const reward = (m: StepMetrics) => (m.reward as { mean: number } | undefined)?.mean;
+      printTable([
+        ['step', 'reward', 'loss', 'kl', 'gradNorm', 'len', 'trunc', 'skipped', 'lr', 'seconds'],
+        ...rows.map((m) => {
+          const t = Object.values((m.timing ?? {}) as Record<string, number>).reduce((a, b) => a + b, 0);
+          return [m.step, fmt(reward(m)), fmt(m.loss), fmt(m.kl, 6), fmt(m.gradNorm), fmt(m.completionTokens, 1), fmt(m.truncatedShare, 2), fmt(m.skippedGroupShare, 2), fmt(m.learningRate, 6), t.toFixed(1)];
+        }),
+      ]);
+    });
+
+  program
+    .command('worker')
+    .description('run workers until SIGINT/SIGTERM: control (workflows, light activities), policy (the engine), or all in one process')
+    .addOption(new Option('--role <role>', 'which worker to run').choices(['control', 'policy', 'all']).default('all'))
+    .action(async (o: { role: WorkerRole }) => {
+      await runWorkers({ role: o.role, onReady: (info) => console.log(`worker ${info.identity} ready${info.policyQueue ? ` (policy queue ${info.policyQueue})` : ''}`) });
+    });
+}

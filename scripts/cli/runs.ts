@@ -1,0 +1,258 @@
+// Client-side operations on training runs, shared by the `dro` commands and the quickstart: start a run
+// from a config file, resume one from its latest valid checkpoint, report its status, and read its
+// checkpoints and metrics from its store. A run's store comes from its config: the CLI finds it from the
+// run's workflow (memo `store`) while Temporal knows the run, else from --store, $DRO_STORE or ./runs.
+import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { isAbsolute, resolve } from 'node:path';
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import type { LoopPosition } from '../../activities/types.js';
+import type { CheckpointState } from '../../activities/policy-state.js';
+import { runKeys } from '../../activities/keys.js';
+import { canonicalJson, parseRunConfig, type RunConfig } from '../../dro/config.js';
+import type { BlobStore } from '../../storage/blob-store.js';
+import { latestCheckpoint, listCheckpoints, loadCheckpoint, validateRunId, type CheckpointListing } from '../../storage/checkpoints.js';
+import { openBlobStore } from '../../storage/open.js';
+import { temporalTarget, webUiLink } from '../../workers/connection.js';
+import { CONTROL_QUEUE, progressQuery, trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
+import type { trainingRun, TrainingRunResult } from '../../workflows/training-run.js';
+
+export class RunError extends Error {
+  override readonly name = 'RunError';
+}
+
+export interface Connected {
+  client: Client;
+  namespace: string;
+  close(): Promise<void>;
+}
+
+export async function connectClient(): Promise<Connected> {
+  const target = temporalTarget();
+  let connection: Connection;
+  try {
+    connection = await Connection.connect({ ...target.connectionOptions, connectTimeout: '10s' });
+  } catch (err) {
+    throw new RunError(`cannot reach Temporal at ${target.address}: ${(err as Error).message.split('\n')[0]} (start the local services with \`npm run services:up\`, or set TEMPORAL_ADDRESS)`);
+  }
+  return { client: new Client({ connection, namespace: target.namespace }), namespace: target.namespace, close: () => connection.close() };
+}
+
+/** Store URIs and file paths in a config are made absolute against the caller's directory, so workers elsewhere agree. */
+function absolutePaths(raw: Record<string, unknown>, base: string): void {
+  const at = (section: string, field: string): void => {
+    const s = raw[section] as Record<string, unknown> | undefined;
+    const v = s?.[field];
+    if (typeof v === 'string' && v !== '' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(v) && !isAbsolute(v)) s![field] = resolve(base, v);
+  };
+  at('checkpoint', 'store');
+  at('data', 'trainPath');
+  at('data', 'evalPath');
+  at('model', 'path');
+  at('sft', 'demonstrations');
+}
+
+/** Reads and validates a run config file (JSON); every bad field is named. */
+export async function readRunConfig(file: string, base = process.cwd()): Promise<RunConfig> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new RunError(`cannot read ${file} as JSON: ${(err as Error).message}`);
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new RunError(`${file}: a run config is a JSON object`);
+  const r = raw as Record<string, unknown>;
+  r.checkpoint ??= {};
+  absolutePaths(r, base);
+  // The default store is ./runs of the directory the command runs in.
+  const checkpoint = r.checkpoint as Record<string, unknown>;
+  checkpoint.store ??= resolve(base, 'runs');
+  return parseRunConfig(r);
+}
+
+export const configHash = (config: RunConfig): string => createHash('sha256').update(canonicalJson(config)).digest('hex');
+
+export function newRunId(): string {
+  const t = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `run-${t}-${randomBytes(2).toString('hex')}`;
+}
+
+export interface StartedRun {
+  runId: string;
+  workflowId: string;
+  link: string;
+  handle: WorkflowHandle<typeof trainingRun>;
+}
+
+async function storeFor(uri: string): Promise<BlobStore> {
+  try {
+    return await openBlobStore(uri);
+  } catch (err) {
+    throw new RunError(`checkpoint.store ${uri}: ${(err as Error).message}`);
+  }
+}
+
+/** Starts a new run; refuses a run id that Temporal or the store already knows. */
+export async function startRun(c: Connected, config: RunConfig, runId: string): Promise<StartedRun> {
+  validateRunId(runId);
+  const store = await storeFor(config.checkpoint.store);
+  if ((await listCheckpoints(store, runId, { verify: 'size' })).length > 0) {
+    throw new RunError(`run ${runId} already has checkpoints in ${config.checkpoint.store}; continue it with \`dro resume --run ${runId}\` or pick another --run-id`);
+  }
+  const workflowId = trainingWorkflowId(runId);
+  try {
+    const handle = await c.client.workflow.start<typeof trainingRun>('trainingRun', {
+      taskQueue: CONTROL_QUEUE,
+      workflowId,
+      args: [{ runId, config, configHash: configHash(config) }],
+      memo: { store: config.checkpoint.store },
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      staticSummary: `DRO training run ${runId}`,
+    });
+    return { runId, workflowId, link: webUiLink(c.namespace, workflowId), handle };
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) throw new RunError(`run ${runId} already exists in Temporal; continue it with \`dro resume --run ${runId}\``);
+    throw err;
+  }
+}
+
+export type RunState = 'running' | 'completed' | 'failed' | 'terminated' | 'cancelled' | 'timed-out' | 'continued-as-new' | 'not-found';
+
+export interface RunDescription {
+  state: RunState;
+  store?: string;
+  failure?: string;
+}
+
+export async function describeRun(c: Connected, runId: string): Promise<RunDescription> {
+  const handle = c.client.workflow.getHandle(trainingWorkflowId(runId));
+  try {
+    const d = await handle.describe();
+    const state = (d.status.name.toLowerCase().replace(/_/g, '-') as RunState) ?? 'running';
+    const store = typeof d.memo?.store === 'string' ? d.memo.store : undefined;
+    let failure: string | undefined;
+    if (state === 'failed') failure = await handle.result().then(() => undefined, (err: unknown) => failureMessage(err));
+    return { state, store, failure };
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return { state: 'not-found' };
+    throw err;
+  }
+}
+
+/** The innermost message of a workflow failure (the activity's own words). */
+export function failureMessage(err: unknown): string {
+  let e: unknown = err;
+  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  return e instanceof Error ? e.message : String(err);
+}
+
+export async function queryProgress(c: Connected, runId: string): Promise<TrainingProgress | undefined> {
+  try {
+    return await c.client.workflow.getHandle(trainingWorkflowId(runId)).query(progressQuery);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The store of a run: --store, else what Temporal recorded, else $DRO_STORE, else ./runs. */
+export async function runStoreUri(c: Connected | undefined, runId: string, flag: string | undefined): Promise<string> {
+  if (flag) return /^[a-z][a-z0-9+.-]*:\/\//i.test(flag) || isAbsolute(flag) ? flag : resolve(flag);
+  if (c) {
+    const d = await describeRun(c, runId).catch(() => undefined);
+    if (d?.store) return d.store;
+  }
+  return process.env.DRO_STORE ?? resolve('runs');
+}
+
+export interface ResumeOutcome {
+  action: 'already-running' | 'completed' | 'resumed' | 'raced';
+  message: string;
+  from?: number;
+  handle?: WorkflowHandle<typeof trainingRun>;
+  link?: string;
+}
+
+/** Fields whose values differ between two configs, as dotted paths. */
+export function configDifferences(a: unknown, b: unknown, path = ''): string[] {
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isObject(a) && isObject(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+    return keys.flatMap((k) => configDifferences(a[k], b[k], path ? `${path}.${k}` : k));
+  }
+  return canonicalJson(a) === canonicalJson(b) ? [] : [path || '(config)'];
+}
+
+/** Starts a new execution of a run whose workflow is gone, from its latest valid checkpoint. */
+export async function resumeRun(c: Connected, runId: string, options: { store?: string; configFile?: string; log: (line: string) => void }): Promise<ResumeOutcome> {
+  validateRunId(runId);
+  const described = await describeRun(c, runId);
+  if (described.state === 'running') return { action: 'already-running', message: `run ${runId} is running; nothing to resume` };
+  if (described.state === 'completed') return { action: 'completed', message: `run ${runId} completed; nothing to resume` };
+  const uri = await runStoreUri(c, runId, options.store);
+  const store = await storeFor(uri);
+  const listing = await listCheckpoints(store, runId);
+  const latest = await latestCheckpoint(store, runId);
+  for (const bad of listing.filter((l) => !l.valid && (!latest || l.step > latest.step))) options.log(`checkpoint ${bad.step} is invalid (${bad.reason}); falling back`);
+  let config: RunConfig;
+  let from: number | undefined;
+  if (latest) {
+    const state = (await loadCheckpoint(store, runId, latest.step)).state as CheckpointState;
+    config = parseRunConfig(state.config);
+    from = latest.step;
+    if (options.configFile) {
+      const given = await readRunConfig(options.configFile);
+      const diff = configDifferences(config, given);
+      if (diff.length > 0) throw new RunError(`the config in ${options.configFile} differs from checkpoint ${latest.step}'s in ${diff.join(', ')}; a resumed run must keep its config`);
+    }
+  } else {
+    if (!options.configFile) throw new RunError(`run ${runId} has no valid checkpoint in ${uri}${listing.length ? ` (${listing.length} invalid)` : ''}; start it again from its config with \`dro resume --run ${runId} --config <file>\``);
+    config = await readRunConfig(options.configFile);
+  }
+  const workflowId = trainingWorkflowId(runId);
+  try {
+    const handle = await c.client.workflow.start<typeof trainingRun>('trainingRun', {
+      taskQueue: CONTROL_QUEUE,
+      workflowId,
+      args: [{ runId, config, configHash: configHash(config) }],
+      memo: { store: config.checkpoint.store },
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      workflowIdConflictPolicy: 'FAIL',
+      staticSummary: `DRO training run ${runId}`,
+    });
+    const where = from === undefined ? 'from the beginning (no checkpoint yet)' : `from checkpoint ${from}`;
+    return { action: 'resumed', message: `resumed run ${runId} ${where}`, from, handle, link: webUiLink(c.namespace, workflowId) };
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return { action: 'raced', message: `run ${runId} was resumed by another caller a moment ago; nothing to do` };
+    throw err;
+  }
+}
+
+export async function runCheckpoints(uri: string, runId: string): Promise<CheckpointListing[]> {
+  return listCheckpoints(await storeFor(uri), runId);
+}
+
+export type StepMetrics = Record<string, unknown> & { step: number };
+
+export async function runMetrics(uri: string, runId: string): Promise<StepMetrics[]> {
+  validateRunId(runId);
+  const store = await storeFor(uri);
+  const keys = (await store.list(runKeys.metricsPrefix(runId))).map((k) => k.key).sort();
+  const out: StepMetrics[] = [];
+  for (const key of keys) out.push(JSON.parse(new TextDecoder().decode(await store.get(key))) as StepMetrics);
+  return out;
+}
+
+export async function runEvaluations(uri: string, runId: string, steps: number[]): Promise<Record<number, Record<string, number>>> {
+  const store = await storeFor(uri);
+  const out: Record<number, Record<string, number>> = {};
+  for (const step of steps) {
+    try {
+      out[step] = (JSON.parse(new TextDecoder().decode(await store.get(runKeys.evaluation(runId, step)))) as { metrics: Record<string, number> }).metrics;
+    } catch {
+      // Not evaluated (yet).
+    }
+  }
+  return out;
+}
+
+export type { TrainingRunResult, LoopPosition };

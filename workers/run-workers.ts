@@ -1,0 +1,53 @@
+// The worker processes (DESIGN.md §3). The control worker runs the workflows and the light activities
+// on `dro-control`; a policy worker owns engine threads, polls `dro-policy` for pinning and evaluations
+// and a queue of its own for pinned work. `role: 'all'` runs both in one process for development.
+// SIGINT/SIGTERM shut down gracefully: running activities get a grace period, then are cancelled.
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel } from '@temporalio/worker';
+import { createActivities } from '../activities/index.js';
+import { faultsFromEnv } from '../activities/faults.js';
+import { PolicyHost } from '../activities/policy-host.js';
+import { CONTROL_QUEUE, POLICY_QUEUE } from '../workflows/messages.js';
+import { temporalTarget } from './connection.js';
+
+export type WorkerRole = 'control' | 'policy' | 'all';
+
+export interface RunWorkersOptions {
+  role: WorkerRole;
+  /** Called once every worker polls, with the policy worker's own queue when there is one. */
+  onReady?: (info: { identity: string; policyQueue?: string }) => void;
+  logLevel?: LogLevel;
+}
+
+const WORKFLOWS = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+/** Runs the workers of `role` until SIGINT/SIGTERM, then shuts them down cleanly. */
+export async function runWorkers(options: RunWorkersOptions): Promise<void> {
+  Runtime.install({ logger: new DefaultLogger(options.logLevel ?? 'WARN') });
+  const target = temporalTarget();
+  const connection = await NativeConnection.connect(target.connectionOptions);
+  const identity = `${options.role}-${process.pid}@${hostname()}`;
+  // A queue per process: a restarted worker has lost its engines, so its old queue must not receive work.
+  const policyQueue = `${POLICY_QUEUE}-${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+  const host = options.role === 'control' ? undefined : new PolicyHost(policyQueue);
+  const activities = createActivities({ host, faults: faultsFromEnv(), identity });
+  const common = { connection, namespace: target.namespace, identity, activities, shutdownGraceTime: '10s' };
+  const workers: Worker[] = [];
+  try {
+    if (options.role !== 'policy') {
+      workers.push(await Worker.create({ ...common, taskQueue: CONTROL_QUEUE, workflowsPath: WORKFLOWS, maxConcurrentActivityTaskExecutions: 8 }));
+    }
+    if (host) {
+      workers.push(await Worker.create({ ...common, taskQueue: POLICY_QUEUE, maxConcurrentActivityTaskExecutions: 2 }));
+      // Pinned work is serialised per run by its workflow; a few slots let several runs share a worker.
+      workers.push(await Worker.create({ ...common, taskQueue: policyQueue, maxConcurrentActivityTaskExecutions: 4 }));
+    }
+    options.onReady?.({ identity, policyQueue: host ? policyQueue : undefined });
+    await Promise.all(workers.map((w) => w.run()));
+  } finally {
+    await host?.shutdown();
+    await connection.close();
+  }
+}

@@ -1,0 +1,2 @@
+// Every workflow the control worker runs, for its bundle (one workflow per file).
+export { trainingRun } from './training-run.js';
