@@ -1,39 +1,60 @@
 // Fault injection for the fault tests, read by the policy worker from DRO_FAULT: the process SIGKILLs
 // itself at a named point of a named step, as a crashed machine would, or an update is fed a NaN.
-// Each fault fires once: DRO_FAULT_MARK names a file created just before it fires, so a restarted
+// Each fault fires once: DRO_FAULT_MARK names the files created just before they fire, so a restarted
 // worker with the same environment does not crash again.
 import { existsSync, writeFileSync } from 'node:fs';
 import type { BlobStore } from '../storage/blob-store.js';
 import { MANIFEST_FILE } from '../storage/checkpoints.js';
 
-export type FaultPoint = 'rollout' | 'update' | 'checkpoint-upload' | 'nan-loss';
+export type FaultPoint = 'rollout' | 'update' | 'checkpoint-upload' | 'nan-loss' | 'hold-upload';
 
 export interface FaultPlan {
   /** Called at each fault point; kills the process (or returns true for 'nan-loss') when it matches. */
   at(point: FaultPoint, step: number): boolean;
+  /**
+   * 'hold-upload': the checkpoint commit of the step stops before its manifest, announces it (mark file
+   * `<mark>.hold-upload@<step>`) and waits for `<mark>.hold-upload@<step>.release`, so a test can take
+   * the store away exactly then.
+   */
+  hold(point: 'hold-upload', step: number): Promise<void>;
 }
 
-export const NO_FAULTS: FaultPlan = { at: () => false };
+export const NO_FAULTS: FaultPlan = { at: () => false, hold: () => Promise.resolve() };
 
-/** DRO_FAULT=<point>@<step>, e.g. `update@5`; DRO_FAULT_MARK=<file> makes it fire once. */
+/**
+ * DRO_FAULT=<point>@<step>[,<point>@<step>...], e.g. `rollout@2,update@7`; with DRO_FAULT_MARK=<prefix>
+ * each fault fires once (its mark file is <prefix>.<point>@<step>).
+ */
 export function faultsFromEnv(env: NodeJS.ProcessEnv = process.env): FaultPlan {
   const spec = env.DRO_FAULT;
   if (!spec) return NO_FAULTS;
-  const match = /^(rollout|update|checkpoint-upload|nan-loss)@(\d+)$/.exec(spec);
-  if (!match) throw new Error(`DRO_FAULT must be <rollout|update|checkpoint-upload|nan-loss>@<step>, got ${JSON.stringify(spec)}`);
-  const point = match[1] as FaultPoint;
-  const step = Number(match[2]);
+  const faults = spec.split(',').map((one) => {
+    const match = /^(rollout|update|checkpoint-upload|nan-loss|hold-upload)@(\d+)$/.exec(one.trim());
+    if (!match) throw new Error(`DRO_FAULT must be <rollout|update|checkpoint-upload|nan-loss|hold-upload>@<step>[,...], got ${JSON.stringify(spec)}`);
+    return { point: match[1] as FaultPoint, step: Number(match[2]), name: one.trim() };
+  });
   const mark = env.DRO_FAULT_MARK;
   return {
     at(p, s) {
-      if (p !== point || s !== step) return false;
+      const f = faults.find((x) => x.point === p && x.step === s);
+      if (!f) return false;
       if (mark) {
-        if (existsSync(mark)) return false;
-        writeFileSync(mark, `${spec}\n`);
+        const file = `${mark}.${f.name}`;
+        if (existsSync(file)) return false;
+        writeFileSync(file, `${f.name}\n`);
       }
       if (p === 'nan-loss') return true;
       process.kill(process.pid, 'SIGKILL');
       return false;
+    },
+    async hold(p, s) {
+      const f = faults.find((x) => x.point === p && x.step === s);
+      if (!f || !mark) return;
+      const file = `${mark}.${f.name}`;
+      if (existsSync(file)) return;
+      writeFileSync(file, `${f.name}\n`);
+      const deadline = Date.now() + 300_000;
+      while (!existsSync(`${file}.release`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     },
   };
 }
@@ -49,8 +70,11 @@ export function withUploadFault(store: BlobStore, plan: FaultPlan, step: number)
     get(target, prop, receiver) {
       const value: unknown = Reflect.get(target, prop, receiver);
       if (prop !== 'put' || typeof value !== 'function') return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      return (key: string, ...rest: unknown[]) => {
-        if (key.endsWith(manifest)) plan.at('checkpoint-upload', step);
+      return async (key: string, ...rest: unknown[]) => {
+        if (key.endsWith(manifest)) {
+          plan.at('checkpoint-upload', step);
+          await plan.hold('hold-upload', step);
+        }
         return (value as (...a: unknown[]) => unknown).call(target, key, ...rest);
       };
     },

@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
 import { referenceLogits } from '../test/reference/llama-forward.js';
 import { parseModelConfig, type ModelConfig } from './model/config.js';
+import { EngineAbortError, EngineInputError } from './errors.js';
 import { PolicyEngine, type GenerateRequest } from './policy.js';
 
 const config: ModelConfig = parseModelConfig(
@@ -121,12 +122,16 @@ describe('a sequence depends only on its own key', () => {
 });
 
 describe('limits and cancellation', () => {
-  it('rejects prompts that would run past max_position_embeddings, and bad ids', async () => {
+  it('rejects prompts that would run past max_position_embeddings, bad ids, empty prompts and bad options as EngineInputError', async () => {
     const e = engine();
-    await expect(e.generate([{ promptIds: prompt('long', 60), key: { seed: 1, step: 0, exampleId: 'x', sampleIndex: 0 } }], { maxNewTokens: 10 })).rejects.toThrow(
-      'generate request 0: 60 prompt tokens + 10 new tokens exceed max_position_embeddings 64',
+    const key = { seed: 1, step: 0, exampleId: 'x', sampleIndex: 0 };
+    await expect(e.generate([{ promptIds: prompt('long', 60), key }], { maxNewTokens: 10 })).rejects.toThrow(
+      new EngineInputError('generate request 0: 60 prompt tokens + 10 new tokens exceed max_position_embeddings 64'),
     );
-    await expect(e.generate([{ promptIds: [1, 40], key: { seed: 1, step: 0, exampleId: 'x', sampleIndex: 0 } }])).rejects.toThrow('token id 40 at sequence 0, position 1');
+    await expect(e.generate([{ promptIds: [1, 40], key }])).rejects.toThrow(new EngineInputError('token id 40 at sequence 0, position 1 is outside the vocabulary (0..16)'));
+    await expect(e.generate([{ promptIds: [], key }])).rejects.toThrow(new EngineInputError('generate request 0: the prompt is empty'));
+    await expect(e.generate([{ promptIds: [1], key }], { temperature: -1 })).rejects.toThrow(EngineInputError);
+    await expect(e.generate([{ promptIds: [1], key: { ...key, exampleId: 3 as unknown as string } }])).rejects.toThrow(new EngineInputError('sample key exampleId must be a string, got 3'));
   });
 
   it('an abort stops generation at the next step and leaves the engine usable', async () => {
@@ -140,7 +145,7 @@ describe('limits and cancellation', () => {
           if (++steps === 3) controller.abort(new Error('stop requested'));
         },
       }),
-    ).rejects.toThrow('stop requested');
+    ).rejects.toThrow(new EngineAbortError('stop requested'));
     expect(steps).toBe(3);
     const after = await e.generate(requests(2), { temperature: 0, maxNewTokens: 4 });
     expect(after.every((r) => r.ids.length === 4)).toBe(true);

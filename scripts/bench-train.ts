@@ -24,7 +24,7 @@ function batch(config: ModelConfig, size: number, length: number, step: number):
       completionStart: prompt,
       advantage: b % 2 === 0 ? 1 : -1,
       oldLogprobs: new Array<number>(n).fill(-5),
-      refLogprobs: new Array<number>(n).fill(-5),
+      referencePolicyLogprobs: new Array<number>(n).fill(-5),
     };
   });
 }

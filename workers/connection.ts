@@ -26,8 +26,8 @@ export function temporalTarget(): TemporalTarget {
   return { connectionOptions: { ...config.connectionOptions, address }, namespace: config.namespace ?? 'default', address };
 }
 
-/** The Web UI page of a workflow: TEMPORAL_UI_URL when set, else the local dev server's UI. */
+/** The Web UI page of a workflow: DRO_TEMPORAL_UI_URL (the local services set it), else the dev server's default. */
 export function webUiLink(namespace: string, workflowId: string): string {
-  const base = process.env.TEMPORAL_UI_URL ?? `http://127.0.0.1:${process.env.DRO_TEMPORAL_UI_PORT ?? '8233'}`;
+  const base = process.env.DRO_TEMPORAL_UI_URL ?? 'http://127.0.0.1:8233';
   return `${base.replace(/\/+$/, '')}/namespaces/${encodeURIComponent(namespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }

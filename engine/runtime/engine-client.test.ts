@@ -1,8 +1,12 @@
 // The engine thread: same results as the in-process engine, a main event loop that keeps running during
-// long generations, prompt cancellation, and clear errors when the thread cannot start or dies.
+// long generations, prompt cancellation, the engine's error classes on this side, the state contract
+// (tags, loads, reference, all-or-nothing training) through messages, and clear errors when the thread
+// cannot start or dies.
+import { createHash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseModelConfig } from '../model/config.js';
-import { PolicyEngine, type GenerateRequest } from '../policy.js';
+import { EngineAbortError, EngineInputError, NonFiniteUpdateError, PolicyTagMismatchError } from '../errors.js';
+import { PolicyEngine, type GenerateRequest, type PolicyTag, type TrainSequence } from '../policy.js';
 import { EngineClient, EngineThreadError } from './engine-client.js';
 
 const small = parseModelConfig({ vocab_size: 50, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 }, 'thread test');
@@ -79,7 +83,7 @@ describe('engine thread', () => {
         }
       },
     });
-    await expect(run).rejects.toThrow('user cancelled');
+    await expect(run).rejects.toThrow(new EngineAbortError('user cancelled'));
     const latency = performance.now() - abortedAt;
     console.log(`cancellation returned ${latency.toFixed(0)} ms after the abort`);
     expect(latency).toBeLessThan(1000);
@@ -107,9 +111,99 @@ describe('engine thread', () => {
     await expect(EngineClient.start({ kind: 'dir', dir: '/nonexistent/model' })).rejects.toThrow('engine thread could not start: cannot read /nonexistent/model/config.json');
   });
 
-  it('passes engine errors back with their message', async () => {
+  it('passes engine errors back as the same classes, with their message', async () => {
     const client = await start();
-    await expect(client.score([{ ids: [1, 999], targetStart: 1 }])).rejects.toThrow('token id 999 at sequence 0, position 1 is outside the vocabulary');
+    await expect(client.score([{ ids: [1, 999], targetStart: 1 }])).rejects.toThrow(new EngineInputError('token id 999 at sequence 0, position 1 is outside the vocabulary (0..49)'));
+    await expect(client.generate([{ promptIds: [], key: { seed: 1, step: 0, exampleId: 'e', sampleIndex: 0 } }])).rejects.toThrow(new EngineInputError('generate request 0: the prompt is empty'));
+    await expect(client.loadState({ parameters: new Uint8Array(3), optimizer: null, reference: null, tag: tag(0) })).rejects.toThrow(EngineInputError);
+    const aborted = AbortSignal.abort(new Error('gave up'));
+    await expect(client.score([{ ids: [1, 2], targetStart: 1 }], { signal: aborted })).rejects.toThrow(new EngineAbortError('gave up'));
     expect((await client.score([{ ids: [1, 2], targetStart: 1 }]))[0]!.ranks).toHaveLength(1);
+  });
+});
+
+const tag = (step: number): PolicyTag => ({ runId: 'thread-run', configHash: 'abc123', step });
+const sftBatch = (key: number): TrainSequence[] => [{ ids: [1, 2, 3, 4, 5, 6].map((t) => (t * 7 + key) % 50), completionStart: 2 }];
+const sft = { loss: 'sft' as const, learningRate: 1e-2 };
+
+/** The exported state files, as digests: comparing megabytes with toEqual would print megabytes on a mismatch. */
+async function exported(client: EngineClient): Promise<string[]> {
+  return [await client.exportParameters(), await client.exportOptimizer(), await client.exportReferencePolicy()].map(digest);
+}
+const digest = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+describe('engine thread: the state contract', () => {
+  it('tags, loads, freezes, resets and trains like the in-process engine', async () => {
+    const client = await start(small, 3);
+    const local = PolicyEngine.initialise(small, 3, { intraOpThreads: 1 });
+    expect(await client.tag()).toBeUndefined();
+    await client.setTag(tag(0));
+    expect(await client.tag()).toEqual(tag(0));
+
+    const steps = [0, 1, 2].map((k) => ({ sequences: sftBatch(k), options: sft }));
+    expect(await client.train(steps, { expect: tag(0), next: tag(1) })).toEqual(await local.train(steps));
+    expect(await client.tag()).toEqual(tag(1));
+    await client.freezeReferencePolicy();
+    local.freezeReferencePolicy();
+    await client.trainStep(sftBatch(3), sft);
+    await local.trainStep(sftBatch(3), sft);
+    const probe = [{ ids: [3, 1, 4, 1, 5], targetStart: 1 }];
+    expect(await client.score(probe, { policy: 'reference' })).toEqual(await local.score(probe, { policy: 'reference' }));
+    expect(await client.score(probe)).toEqual(await local.score(probe));
+    expect(await exported(client)).toEqual([local.exportParameters(), local.exportOptimizer(), local.exportReferencePolicy()].map(digest));
+
+    // A whole state moves to another thread; whole buffers are transferred, not copied.
+    const other = await start(small, 11);
+    const files = { parameters: local.exportParameters(), optimizer: local.exportOptimizer(), reference: local.exportReferencePolicy(), tag: tag(4) };
+    await other.loadState(files);
+    expect(files.parameters.byteLength).toBe(0);
+    expect(await other.tag()).toEqual(tag(4));
+    expect(await other.step()).toBe(4);
+    expect(await exported(other)).toEqual(await exported(client));
+
+    await other.resetOptimizer();
+    expect(await other.step()).toBe(0);
+    local.resetOptimizer();
+    expect(digest(await other.exportOptimizer())).toBe(digest(local.exportOptimizer()));
+    await local.release();
+  });
+
+  it('a tag mismatch, a non-finite update and a cancelled train arrive as their classes and change nothing', async () => {
+    const client = await start(slow, 5);
+    await client.setTag(tag(7));
+    const before = await exported(client);
+
+    const mismatch = (await client.train([{ sequences: sftBatch(1), options: sft }], { expect: tag(6), next: tag(7) }).catch((e: unknown) => e)) as PolicyTagMismatchError;
+    expect(mismatch).toBeInstanceOf(PolicyTagMismatchError);
+    expect([mismatch.expected, mismatch.actual]).toEqual([tag(6), tag(7)]);
+
+    const nan: TrainSequence[] = [{ ids: [1, 2, 3, 4], completionStart: 2, advantage: Number.NaN, oldLogprobs: [-1, -1], referencePolicyLogprobs: [-1, -1] }];
+    const nonFinite = (await client.trainStep(nan, { loss: 'grpo', learningRate: 1e-3 }, { expect: tag(7), next: tag(8) }).catch((e: unknown) => e)) as NonFiniteUpdateError;
+    expect(nonFinite).toBeInstanceOf(NonFiniteUpdateError);
+    expect(nonFinite.message).toBe('update 1: loss is NaN; the weights were left unchanged');
+    expect([nonFinite.update, nonFinite.quantity, nonFinite.value]).toEqual([1, 'loss', Number.NaN]);
+
+    // Cancelled after the first of many updates: the thread stops at its next check and commits nothing.
+    const controller = new AbortController();
+    const longBatch: TrainSequence[] = Array.from({ length: 4 }, (_, b) => ({ ids: Array.from({ length: 64 }, (_, t) => (t * 13 + b * 7) % 260), completionStart: 8 }));
+    let computed = 0;
+    const run = client.train(
+      Array.from({ length: 20 }, () => ({ sequences: longBatch, options: sft })),
+      {
+        signal: controller.signal,
+        expect: tag(7),
+        next: tag(8),
+        onProgress: (n) => {
+          computed = n;
+          controller.abort(new Error('workflow cancelled'));
+        },
+      },
+    );
+    await expect(run).rejects.toThrow(new EngineAbortError('workflow cancelled'));
+    console.log(`train cancelled after ${computed} of 20 updates were computed`);
+    expect(computed).toBeLessThan(20);
+    expect(await client.step()).toBe(0);
+    expect(await client.tag()).toEqual(tag(7));
+    expect(await exported(client)).toEqual(before);
   });
 });

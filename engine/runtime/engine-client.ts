@@ -136,9 +136,9 @@ export class EngineClient {
   generate(requests: GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: CallOptions = {}): Promise<GenerateResult[]> {
     return this.call('generate', [requests, sampling], options);
   }
-  score(requests: ScoreRequest[], options: ScoreOptions & CallOptions = {}): Promise<ScoreResult[]> {
-    const { signal, onProgress, ...scoreOptions } = options;
-    return this.call('score', [requests, scoreOptions], { signal, onProgress });
+  score(requests: ScoreRequest[], options: ScoreOptions = {}): Promise<ScoreResult[]> {
+    const { signal, ...scoreOptions } = options;
+    return this.call('score', [requests, scoreOptions], { signal });
   }
   /** All updates or none (see PolicyEngine.train). */
   train(steps: TrainStep[], options: TrainOptions = {}): Promise<TrainStepResult[]> {
