@@ -202,7 +202,7 @@ describe('a training run under faults', () => {
       // The S3 client gives up quickly, so the activity itself fails and Temporal retries it.
       env: { ...fault('hold-upload@6', 'outage'), DRO_S3_RETRY_SECONDS: '2' },
       during: async () => {
-        await waitFor('the commit of step 6 to reach its manifest', async () => (existsSync(held) ? true : undefined));
+        await waitFor('the commit of step 6 to reach its manifest', () => Promise.resolve(existsSync(held) ? true : undefined));
         await services.down(['s3']);
         await writeFile(`${held}.release`, '');
         // Down until the commit has failed at least once and is being retried.
