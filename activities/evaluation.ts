@@ -16,8 +16,12 @@ export function createEvaluationActivities(deps: { openStore: StoreOpener }) {
     const { config } = run;
     const store = await deps.openStore(config.checkpoint.store);
     const key = runKeys.evaluation(run.runId, input.step);
-    const stored = await readJsonIfExists<EvaluationSummary>(store, key);
-    if (stored) return { ...stored, cached: true };
+    const stored = await readJsonIfExists<EvaluationSummary & { predictions?: unknown }>(store, key);
+    if (stored) {
+      // The stored record also holds every prediction; the activity's answer stays the small summary.
+      const { predictions: _predictions, ...summary } = stored;
+      return { ...summary, cached: true };
+    }
     const data = await runData(config, run.configHash);
     return withHeartbeat(async (progress) => {
       const checkpoint = await loadCheckpoint(store, run.runId, input.step, { signal: progress.signal });

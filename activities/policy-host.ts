@@ -6,12 +6,14 @@ import { EngineClient } from '../engine/runtime/engine-client.js';
 import type { PolicyTag } from '../engine/policy.js';
 import { failure } from './errors.js';
 import type { RunData } from './run-data.js';
-import type { PolicyVersion, RunRef, UpdateSummary } from './types.js';
+import type { PolicyVersion, RunRef, UpdateSummary, WarmStartResult } from './types.js';
 
 export interface HostedRun {
   engine: EngineClient;
   /** The last update applied, so a repeated update of that step returns it instead of applying twice. */
   lastUpdate?: { step: number; summary: UpdateSummary };
+  /** The warm start this engine applied, so a repeated warm start returns it instead of failing. */
+  warmStart?: WarmStartResult;
 }
 
 const describe = (t: PolicyTag | undefined): string => (t ? `run ${t.runId}, config ${t.configHash.slice(0, 12)}, step ${t.step}` : 'no usable state');

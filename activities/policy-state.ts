@@ -101,7 +101,12 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
   async function warmStart(run: RunRef): Promise<WarmStartResult> {
     const host = needHost();
     const started = performance.now();
-    const hosted = await host.require(versionOf(run, -1));
+    // A retry of a warm start that finished here (its completion was lost) returns its result.
+    const { hosted, applied } = await host.requireEither(run.runId, run.configHash, BASE_STEP);
+    if (applied) {
+      if (hosted.warmStart) return hosted.warmStart;
+      throw failure('PolicyStateLost', 'the warm start is applied on this worker but its result is not recorded here');
+    }
     const { config } = run;
     const data = await runData(config, run.configHash);
     const { engine } = hosted;
@@ -124,8 +129,10 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
         await engine.resetOptimizer();
       }
       await engine.freezeReferencePolicy();
+      const result: WarmStartResult = { steps: config.sft.steps, finalLoss, tokens, seconds: seconds(started) };
+      hosted.warmStart = result;
       await engine.setTag(versionOf(run, BASE_STEP));
-      return { steps: config.sft.steps, finalLoss, tokens, seconds: seconds(started) };
+      return result;
     });
   }
 

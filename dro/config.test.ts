@@ -86,6 +86,18 @@ describe('parseRunConfig errors', () => {
     expect(parseRunConfig({ model: { path: 'm', tokenizer: 'model' } }).model.tokenizer).toBe('model');
   });
 
+  it('refuses fields whose feature does not exist yet, and cross-field data rules', () => {
+    expect(problems({ model: { loraRank: 4 } })[0]).toMatch(/^model\.loraRank: is 4: LoRA is not implemented yet/);
+    expect(problems({ model: { path: '/m/smol.GGUF' } })[0]).toMatch(/^model\.path: names a \.gguf file/);
+    expect(problems({ evaluation: { every: 5 } })[0]).toMatch(/^evaluation\.every: is 5: periodic evaluation/);
+    // Refused next to other mistakes too, not only when everything else is valid.
+    expect(problems({ model: { loraRank: 2 }, rollout: { groupSize: 0 } })).toEqual(expect.arrayContaining([expect.stringMatching(/^model\.loraRank/), expect.stringMatching(/^rollout\.groupSize/)]));
+    expect(problems({ data: { task: 'finqa' }, sft: { steps: 10 } })).toEqual([expect.stringMatching(/^sft\.demonstrations: is null but task finqa has no built-in demonstrations/)]);
+    expect(parseRunConfig({ data: { task: 'finqa' }, sft: { steps: 10, demonstrations: 'demos.jsonl' } }).sft.steps).toBe(10);
+    expect(problems({ data: { trainPath: 'train.json' } })).toEqual([expect.stringMatching(/^data\.trainPath: must be null for the synthetic task/)]);
+    expect(problems({ data: { evalPath: 'eval.json' } })).toEqual([expect.stringMatching(/^data\.evalPath: must be null for the synthetic task/)]);
+  });
+
   it('rejects a config that is not an object, and says so', () => {
     expect(problems('train fast')[0]).toMatch(/^\(config\): .*expected object/);
     expect(problems([1])[0]).toMatch(/^\(config\): /);

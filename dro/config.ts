@@ -12,6 +12,11 @@ import { DEFAULT_GRPO_LOSS_OPTIONS } from './grpo.js';
 const int = (min: number) => z.number().int().min(min);
 const share = () => z.number().min(0).max(1);
 const positive = () => z.number().positive();
+// A field whose feature does not exist yet: refused on the field itself, not in the cross-field checks
+// (those run only when everything else parsed), so its message comes with every other problem.
+const notYet = <T>(allowed: (value: T) => boolean, message: (value: T) => string) => (value: T, ctx: z.RefinementCtx) => {
+  if (!allowed(value)) ctx.addIssue({ code: 'custom', message: message(value) });
+};
 // Every field of a section has a default, so an absent section is parsed as {} (prefault runs the
 // defaults; a plain default would skip them). TypeScript cannot see that through the generic.
 const section = <T extends z.ZodRawShape>(shape: T, description: string) =>
@@ -37,7 +42,13 @@ export const RunConfigSchema = z
     seed: int(0).default(0).describe('Run seed: every random draw is keyed by (seed, step, example, sample, purpose)'),
     model: section(
       {
-        path: z.string().min(1).nullable().default(null).describe('Model directory (config.json, model.safetensors, tokenizer.json) or .gguf file; null = initialise a new model from `init`'),
+        path: z
+          .string()
+          .min(1)
+          .superRefine(notYet((p: string) => !/\.gguf$/i.test(p), () => 'names a .gguf file: GGUF import is not implemented yet; use a model directory (config.json, model.safetensors)'))
+          .nullable()
+          .default(null)
+          .describe('Model directory (config.json, model.safetensors, tokenizer.json) or .gguf file; null = initialise a new model from `init`'),
         init: z
           .record(z.string(), z.union([z.number(), z.boolean()]))
           .default({ ...DEFAULT_INIT_MODEL })
@@ -45,7 +56,10 @@ export const RunConfigSchema = z
         tokenizer: z.enum(['auto', 'byte', 'model']).default('auto').describe("'byte' tokenizer, the model's tokenizer.json ('model'), or 'auto': byte for new models, the model's otherwise"),
         executionProvider: z.enum(['cpu', 'cuda']).default('cpu').describe('ONNX Runtime execution provider; cuda needs the CUDA provider installed'),
         intraOpThreads: int(1).default(2).describe('ONNX Runtime intra-op threads per session (fixed, so results are reproducible)'),
-        loraRank: int(0).default(0).describe('LoRA adapter rank; 0 trains all weights'),
+        loraRank: int(0)
+          .superRefine(notYet((r: number) => r === 0, (r) => `is ${r}: LoRA is not implemented yet; use 0 (train all weights)`))
+          .default(0)
+          .describe('LoRA adapter rank; 0 trains all weights'),
         loraAlpha: positive().default(32).describe('LoRA scaling numerator (scale = alpha / rank)'),
       },
       'The policy: where it comes from and how it runs',
@@ -159,7 +173,10 @@ export const RunConfigSchema = z
     ),
     evaluation: section(
       {
-        every: int(0).default(0).describe('Steps between evaluations of the newest checkpoint; 0 = off'),
+        every: int(0)
+          .superRefine(notYet((n: number) => n === 0, (n) => `is ${n}: periodic evaluation during training is not implemented yet; use 0 (evaluation.baseAndFinal still evaluates before and after)`))
+          .default(0)
+          .describe('Steps between evaluations of the newest checkpoint; 0 = off'),
         examples: int(1).default(64).describe('Held-out examples per evaluation'),
         temperature: z.number().min(0).default(0).describe('Sampling temperature for evaluation; 0 = greedy'),
         maxNewTokens: int(1).default(256).describe('Token budget per evaluation answer'),
@@ -196,16 +213,6 @@ export const RunConfigSchema = z
     }
     if (config.model.path === null && config.model.tokenizer === 'model') {
       ctx.addIssue({ code: 'custom', path: ['model', 'tokenizer'], message: "is 'model' but model.path is null: a new model has no tokenizer.json; use 'byte' or 'auto'" });
-    }
-    // Fields whose feature does not exist yet are refused rather than silently ignored.
-    if (config.model.loraRank > 0) {
-      ctx.addIssue({ code: 'custom', path: ['model', 'loraRank'], message: `is ${config.model.loraRank}: LoRA is not implemented yet; use 0 (train all weights)` });
-    }
-    if (config.model.path !== null && /\.gguf$/i.test(config.model.path)) {
-      ctx.addIssue({ code: 'custom', path: ['model', 'path'], message: 'names a .gguf file: GGUF import is not implemented yet; use a model directory (config.json, model.safetensors)' });
-    }
-    if (config.evaluation.every > 0) {
-      ctx.addIssue({ code: 'custom', path: ['evaluation', 'every'], message: `is ${config.evaluation.every}: periodic evaluation during training is not implemented yet; use 0 (evaluation.baseAndFinal still evaluates before and after)` });
     }
     if (config.sft.steps > 0 && config.sft.demonstrations === null && config.data.task !== 'synthetic') {
       ctx.addIssue({ code: 'custom', path: ['sft', 'demonstrations'], message: `is null but task ${config.data.task} has no built-in demonstrations: give a JSONL file or set sft.steps to 0` });

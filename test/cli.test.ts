@@ -1,15 +1,20 @@
 // The `dro model` commands end to end: init writes a Hugging Face-style model directory, score prints the
 // log-probs and ranks the slow reference forward pass computes for the same weights. Then the command line
-// itself: help for every command and option, and usage mistakes as one `dro: ...` line and exit 1.
+// itself: help for every command and option, and usage mistakes as one `dro: ...` line and exit 1. Then
+// `dro train` refusing a bad config, naming every bad field, before it starts anything on Temporal.
+import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelDir } from '../engine/model/model-dir.js';
 import { PolicyEngine } from '../engine/policy.js';
+import { trainingWorkflowId } from '../workflows/messages.js';
 import { referenceLogprobsAndRanks } from './reference/llama-forward.js';
+import { localServices } from './services-env.js';
 
 const dro = join(import.meta.dirname, '..', 'bin', 'dro');
 let dir: string;
@@ -77,6 +82,11 @@ describe('the command line', () => {
   const version = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
   // Each option is listed on a line of its own, followed by its description.
   const documents = (help: string, flag: string) => expect(help).toMatch(new RegExp(`^ +${flag}(?: <[a-z]+>)? {2,}\\S`, 'm'));
+  const runOptions = {
+    train: ['--config', '--run-id', '--wait', '-h, --help'],
+    resume: ['--run', '--store', '--config', '--wait', '-h, --help'],
+    status: ['--run', '--store', '--json', '-h, --help'],
+  };
   const options = {
     init: ['--config', '--seed', '--out'],
     score: ['--model', '--ids', '--json', '--threads'],
@@ -105,6 +115,19 @@ describe('the command line', () => {
     const oneLine = (...args: string[]) => run(...args).stdout.replace(/\s+/g, ' '); // descriptions wrap at 80 columns
     expect(oneLine('model', 'init', '--help')).toMatch(/--seed <n> [^-]*\(required\)/);
     expect(oneLine('model', 'generate', '--help')).toMatch(/--temperature <t> [^-]*\(default: 1\)/);
+  });
+
+  it('--help of train, resume and status lists every option', () => {
+    for (const [command, flags] of Object.entries(runOptions)) {
+      const help = run(command, '--help');
+      expect(help.status, command).toBe(0);
+      expect(help.stdout).toContain(`Usage: dro ${command} [options]`);
+      flags.forEach((flag) => documents(help.stdout, flag));
+    }
+    const oneLine = (...args: string[]) => run(...args).stdout.replace(/\s+/g, ' ');
+    expect(oneLine('train', '--help')).toMatch(/--config <file> [^-]*\(required\)/);
+    expect(oneLine('resume', '--help')).toMatch(/--run <id> .*\(required\)/);
+    expect(oneLine('status', '--help')).toMatch(/--run <id> .*\(required\)/);
   });
 
   it('with no arguments prints help and exits 2; --version prints the package version', () => {
@@ -145,5 +168,77 @@ describe('the command line', () => {
       expect(rest, args.join(' ')).toEqual([expect.stringMatching(/^run `dro( model( \w+)?)? --help` for usage$/)]);
     }
     expect(run('model', 'init', '--bogus').stderr).toContain('run `dro model init --help` for usage');
+  });
+});
+
+describe('dro train with a config', () => {
+  let connection: Connection;
+  let client: Client;
+  beforeAll(async () => {
+    // Loads TEMPORAL_ADDRESS (and the rest) into process.env, which the spawned `dro` inherits.
+    const { temporalAddress } = localServices();
+    connection = await Connection.connect({ address: temporalAddress });
+    client = new Client({ connection, namespace: process.env.TEMPORAL_NAMESPACE ?? 'default' });
+  });
+  afterAll(async () => {
+    await connection?.close();
+  });
+
+  const uniqueRunId = (label: string): string => `cli-${label}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  /** The workflow's status name, or 'not found' (any other error fails the test: Temporal must answer). */
+  const workflowStatus = (runId: string): Promise<string> =>
+    client.workflow
+      .getHandle(trainingWorkflowId(runId))
+      .describe()
+      .then(
+        (d) => d.status.name,
+        (err: unknown) => {
+          if (err instanceof WorkflowNotFoundError) return 'not found';
+          throw err;
+        },
+      );
+
+  it('refuses a config with several bad fields, naming every one, and starts nothing', async () => {
+    const store = join(dir, 'bad-config-store');
+    const file = join(dir, 'bad-run.json');
+    await writeFile(
+      file,
+      JSON.stringify({
+        colour: 'blue',
+        rollout: { groupSize: 0 },
+        model: { executionProvider: 'tpu', loraRank: 2 },
+        checkpoint: { store },
+      }),
+    );
+    const runId = uniqueRunId('bad');
+    const r = run('train', '--config', file, '--run-id', runId);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(file);
+    for (const field of ['colour', 'rollout.groupSize', 'model.executionProvider', 'model.loraRank']) expect(r.stderr, field).toContain(field);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(await workflowStatus(runId)).toBe('not found');
+    expect(existsSync(store)).toBe(false);
+  });
+
+  it('starts the run for the same config without the bad fields (the check above can see a started run)', async () => {
+    const file = join(dir, 'good-run.json');
+    await writeFile(file, JSON.stringify({ schedule: { totalSteps: 1 }, data: { synthetic: { trainCount: 4, evalCount: 2 } }, checkpoint: { store: join(dir, 'good-config-store') } }));
+    const runId = uniqueRunId('good');
+    const r = run('train', '--config', file, '--run-id', runId);
+    try {
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(r.stdout).toContain(`started run ${runId}`);
+      expect(await workflowStatus(runId)).toBe('RUNNING');
+    } finally {
+      // Nothing should train it: end it at once, whether or not the assertions held.
+      await client.workflow
+        .getHandle(trainingWorkflowId(runId))
+        .terminate('cli test: only the start was under test')
+        .catch((err: unknown) => {
+          if (!(err instanceof WorkflowNotFoundError)) throw err;
+        });
+    }
   });
 });
