@@ -46,7 +46,7 @@ export function optimizerOptions(config: RunConfig) {
   return { maxGradNorm: o.maxGradNorm, beta1: o.beta1, beta2: o.beta2, epsilon: o.epsilon, weightDecay: o.weightDecay, maxCompletionLength: config.rollout.maxNewTokens };
 }
 
-function runtimeNotes(saved: CheckpointState['runtime'] | undefined, config: RunConfig): string[] {
+export function runtimeNotes(saved: CheckpointState['runtime'] | undefined, config: RunConfig): string[] {
   if (!saved) return [];
   const now = runtimeInfo();
   const notes: string[] = [];

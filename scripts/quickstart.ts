@@ -2,12 +2,13 @@
 // and a short DRO run on the synthetic arithmetic task with the tiny default model (supervised warm
 // start, then DRO with R3), with live progress and a before/after table of held-out accuracy. It stops
 // the worker it started and says what it leaves running.
-import { spawn } from 'node:child_process';
-import { mkdirSync, openSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { servicesConfig, servicesStatus, servicesUp } from './services/dev-services.js';
 import { followRun } from './cli/progress.js';
 import { connectClient, newRunId, readRunConfig, runEvaluations, startRun } from './cli/runs.js';
+import { WorkerProcess } from './worker-process.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const CONFIG = join(ROOT, 'scripts', 'quickstart.config.json');
@@ -31,20 +32,10 @@ async function main(): Promise<void> {
   console.log('==> starting an all-in-one worker (control + policy)');
   mkdirSync(join(cfg.dataDir, 'logs'), { recursive: true });
   const logFile = join(cfg.dataDir, 'logs', 'quickstart-worker.log');
-  const out = openSync(logFile, 'a');
-  const worker = spawn(join(ROOT, 'bin', 'dro'), ['worker', '--role', 'all'], { stdio: ['ignore', 'pipe', out] });
-  const exited = new Promise<number | null>((resolve) => worker.once('exit', (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    let text = '';
-    worker.stdout!.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      if (/ready/.test(text)) resolve();
-    });
-    void exited.then((code) => reject(new Error(`the worker exited (code ${code}) before it was ready; see ${logFile}`)));
-  });
+  const worker = await WorkerProcess.start('all');
   const stopWorker = async (): Promise<void> => {
-    if (worker.exitCode === null) worker.kill('SIGTERM');
-    await exited;
+    await worker.kill('SIGTERM');
+    await writeFile(logFile, worker.output);
   };
   process.once('SIGINT', () => void stopWorker().then(() => process.exit(130)));
 

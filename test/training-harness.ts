@@ -1,7 +1,6 @@
 // Test harness for training runs against real servers: private Temporal and SeaweedFS instances on
 // their own ports and data (so a test may stop, restart or wipe them), worker processes started with
 // `dro worker` and killed by their PID, and the digests and metrics that runs are compared by.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,7 +13,7 @@ import { openBlobStore } from '../storage/open.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { freePort } from './net.js';
 
-const DRO = join(import.meta.dirname, '..', 'bin', 'dro');
+export { WorkerProcess } from '../scripts/worker-process.js';
 
 export interface PrivateServices {
   cfg: ServicesConfig;
@@ -54,42 +53,6 @@ export async function privateServices(label: string, which: ServiceName[]): Prom
 export async function connect(address: string): Promise<Connected> {
   const connection = await Connection.connect({ address });
   return { client: new Client({ connection }), namespace: 'default', close: () => connection.close() };
-}
-
-/** A `dro worker` child process; `ready` resolves once it polls, `exited` when it ends. */
-export class WorkerProcess {
-  readonly ready: Promise<void>;
-  readonly exited: Promise<number | null>;
-  output = '';
-  private constructor(readonly child: ChildProcess) {
-    this.exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? -1 : null))));
-    this.ready = new Promise((resolve, reject) => {
-      const onData = (chunk: Buffer): void => {
-        this.output += chunk.toString();
-        if (/worker \S+ ready/.test(this.output)) resolve();
-      };
-      child.stdout!.on('data', onData);
-      child.stderr!.on('data', (chunk: Buffer) => (this.output += chunk.toString()));
-      void this.exited.then((code) => reject(new Error(`worker exited (${code}) before it was ready:\n${this.output.slice(-2000)}`)));
-    });
-  }
-
-  get pid(): number {
-    return this.child.pid!;
-  }
-
-  static async start(role: 'control' | 'policy' | 'all', env: Record<string, string | undefined>): Promise<WorkerProcess> {
-    const child = spawn(DRO, ['worker', '--role', role], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    const w = new WorkerProcess(child);
-    await w.ready;
-    return w;
-  }
-
-  /** Kills this process (only this PID) and waits until it is gone. */
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) process.kill(this.pid, signal);
-    await this.exited;
-  }
 }
 
 /** A run config; `RunConfig` plus its hash, with every path and store as the test gives them. */

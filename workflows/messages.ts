@@ -31,6 +31,8 @@ export interface TrainingProgress {
   stepsPerHour: number | null;
   repins: number;
   executions: number;
+  /** Steps completed over the run's life, replays after a rewind included. */
+  stepsCompleted: number;
   evaluations: Record<string, Record<string, number>>;
   notes: string[];
 }

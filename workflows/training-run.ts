@@ -36,6 +36,8 @@ export interface TrainingRunState {
   repins: number;
   executions: number;
   replayedSteps: number;
+  /** Training steps completed over the run's life, replays included. */
+  stepsCompleted: number;
   evaluations: Record<string, Record<string, number>>;
   recent: StepBrief[];
   notes: string[];
@@ -110,7 +112,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
   const total = config.schedule.totalSteps;
   const state: TrainingRunState = input.state
     ? { ...input.state, executions: input.state.executions + 1 }
-    : { position: null, lastCheckpoint: null, policyQueue: null, repins: 0, executions: 1, replayedSteps: 0, evaluations: {}, recent: [], notes: [] };
+    : { position: null, lastCheckpoint: null, policyQueue: null, repins: 0, executions: 1, replayedSteps: 0, stepsCompleted: 0, evaluations: {}, recent: [], notes: [] };
   let phase: TrainingPhase = 'pinning';
   let stepsThisExecution = 0;
   let repinsWithoutProgress = 0;
@@ -130,6 +132,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       stepsPerHour: span > 0 ? (stepTimes.length - 1) / span : null,
       repins: state.repins,
       executions: state.executions,
+      stepsCompleted: state.stepsCompleted,
       evaluations: state.evaluations,
       notes: state.notes,
     };
@@ -214,6 +217,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
     stepTimes.push(Date.now());
     if (stepTimes.length > RECENT) stepTimes.shift();
     stepsThisExecution++;
+    state.stepsCompleted++;
     repinsWithoutProgress = 0;
     await afterStep(pinned, step);
   }

@@ -5,7 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { LoopPosition } from '../../activities/types.js';
 import type { CheckpointState } from '../../activities/policy-state.js';
 import { runKeys } from '../../activities/keys.js';
@@ -81,7 +81,24 @@ export interface StartedRun {
   runId: string;
   workflowId: string;
   link: string;
-  handle: WorkflowHandle<typeof trainingRun>;
+  handle: WorkflowHandleWithFirstExecutionRunId<typeof trainingRun>;
+}
+
+/**
+ * An execution of the run's workflow; the store goes into the memo so commands find it by run id.
+ * A new run refuses an id Temporal has seen (REJECT_DUPLICATE); a resume reuses a closed one, and of
+ * two at once the second fails to start (conflict policy FAIL).
+ */
+function startExecution(c: Connected, runId: string, config: RunConfig, reuse: 'REJECT_DUPLICATE' | 'ALLOW_DUPLICATE') {
+  return c.client.workflow.start<typeof trainingRun>('trainingRun', {
+    taskQueue: CONTROL_QUEUE,
+    workflowId: trainingWorkflowId(runId),
+    args: [{ runId, config, configHash: configHash(config) }],
+    memo: { store: config.checkpoint.store },
+    workflowIdReusePolicy: reuse,
+    workflowIdConflictPolicy: 'FAIL',
+    staticSummary: `DRO training run ${runId}`,
+  });
 }
 
 async function storeFor(uri: string): Promise<BlobStore> {
@@ -101,14 +118,7 @@ export async function startRun(c: Connected, config: RunConfig, runId: string): 
   }
   const workflowId = trainingWorkflowId(runId);
   try {
-    const handle = await c.client.workflow.start<typeof trainingRun>('trainingRun', {
-      taskQueue: CONTROL_QUEUE,
-      workflowId,
-      args: [{ runId, config, configHash: configHash(config) }],
-      memo: { store: config.checkpoint.store },
-      workflowIdReusePolicy: 'REJECT_DUPLICATE',
-      staticSummary: `DRO training run ${runId}`,
-    });
+    const handle = await startExecution(c, runId, config, 'REJECT_DUPLICATE');
     return { runId, workflowId, link: webUiLink(c.namespace, workflowId), handle };
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) throw new RunError(`run ${runId} already exists in Temporal; continue it with \`dro resume --run ${runId}\``);
@@ -210,15 +220,7 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
   }
   const workflowId = trainingWorkflowId(runId);
   try {
-    const handle = await c.client.workflow.start<typeof trainingRun>('trainingRun', {
-      taskQueue: CONTROL_QUEUE,
-      workflowId,
-      args: [{ runId, config, configHash: configHash(config) }],
-      memo: { store: config.checkpoint.store },
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      workflowIdConflictPolicy: 'FAIL',
-      staticSummary: `DRO training run ${runId}`,
-    });
+    const handle = await startExecution(c, runId, config, 'ALLOW_DUPLICATE');
     const where = from === undefined ? 'from the beginning (no checkpoint yet)' : `from checkpoint ${from}`;
     return { action: 'resumed', message: `resumed run ${runId} ${where}`, from, handle, link: webUiLink(c.namespace, workflowId) };
   } catch (err) {

@@ -1,0 +1,122 @@
+// `npm run bench:orchestration`: what Temporal costs a training run. Runs the quickstart config on the
+// local Temporal with a control worker and a policy worker of its own, then reads the run's histories:
+// DRO steps per hour, the share of the loop's wall time spent outside activity execution (scheduling,
+// dispatch, workflow tasks), and, after SIGKILLing the policy worker, the time to the next completed step.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { temporal } from '@temporalio/proto';
+import { positiveIntegerFlag } from './bench/flags.js';
+import { connectClient, queryProgress, readRunConfig, startRun, type Connected } from './cli/runs.js';
+import { WorkerProcess } from './worker-process.js';
+import { trainingWorkflowId } from '../workflows/messages.js';
+
+const HELP = `usage: npm run bench:orchestration -- [--steps 30] [--kill-after 20] [--sft-steps N]
+
+Runs scripts/quickstart.config.json with --steps DRO steps (and --sft-steps warm-start steps, default the
+config's) on the Temporal of TEMPORAL_ADDRESS (default: the local services), with workers it starts.
+Measures the undisturbed steps 1..--kill-after from the run's histories, then SIGKILLs the policy worker,
+starts another, and times the recovery. Prints figures only.`;
+
+const ms = (t: temporal.api.history.v1.IHistoryEvent['eventTime']): number => Number(t?.seconds ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
+
+interface ActivitySpan {
+  type: string;
+  scheduled: number;
+  started: number;
+  closed: number;
+}
+
+async function activitySpans(c: Connected, workflowId: string): Promise<ActivitySpan[]> {
+  const spans: ActivitySpan[] = [];
+  for await (const execution of c.client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
+    const history = await c.client.workflow.getHandle(workflowId, execution.runId).fetchHistory();
+    const byScheduled = new Map<string, ActivitySpan>();
+    for (const e of history.events ?? []) {
+      const id = String(e.eventId);
+      if (e.activityTaskScheduledEventAttributes) byScheduled.set(id, { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', scheduled: ms(e.eventTime), started: NaN, closed: NaN });
+      const started = e.activityTaskStartedEventAttributes;
+      if (started) byScheduled.get(String(started.scheduledEventId))!.started = ms(e.eventTime);
+      const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
+      if (closed) byScheduled.get(String(closed.scheduledEventId))!.closed = ms(e.eventTime);
+    }
+    spans.push(...byScheduled.values());
+  }
+  return spans.filter((s) => Number.isFinite(s.closed)).sort((a, b) => a.scheduled - b.scheduled);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { steps: { type: 'string' }, 'kill-after': { type: 'string' }, 'sft-steps': { type: 'string' }, help: { type: 'boolean' } } });
+  if (values.help) return console.log(HELP);
+  const steps = values.steps ? positiveIntegerFlag(values.steps, '--steps') : 30;
+  const killAfter = values['kill-after'] ? positiveIntegerFlag(values['kill-after'], '--kill-after') : 20;
+  if (killAfter >= steps) throw new Error(`--kill-after (${killAfter}) must be below --steps (${steps})`);
+  const store = await mkdtemp(join(tmpdir(), 'dro-bench-orchestration-'));
+  const base = await readRunConfig(join(import.meta.dirname, 'quickstart.config.json'));
+  const config = {
+    ...base,
+    sft: { ...base.sft, steps: values['sft-steps'] !== undefined ? Number(values['sft-steps']) : base.sft.steps },
+    schedule: { ...base.schedule, totalSteps: steps },
+    checkpoint: { ...base.checkpoint, store },
+    evaluation: { ...base.evaluation, baseAndFinal: false },
+  };
+  const c = await connectClient();
+  const control = await WorkerProcess.start('control');
+  let policy = await WorkerProcess.start('policy');
+  try {
+    const runId = `bench-orchestration-${Date.now().toString(36)}`;
+    const run = await startRun(c, config, runId);
+    console.log(`run ${runId}: ${config.sft.steps} warm-start steps, ${steps} DRO steps (${config.rollout.promptsPerStep} prompts × ${config.rollout.groupSize} chains, up to ${config.rollout.maxNewTokens} new tokens)`);
+    const progress = async () => (await queryProgress(c, runId)) ?? { step: 0, stepsCompleted: 0 };
+    for (;;) {
+      const p = await progress();
+      if (p.step >= killAfter) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const before = await progress();
+    await policy.kill('SIGKILL');
+    const killedAt = Date.now();
+    policy = await WorkerProcess.start('policy');
+    const restarted = Date.now();
+    let nextStep = NaN;
+    let caughtUp = NaN;
+    for (;;) {
+      const p = await progress();
+      if (Number.isNaN(nextStep) && p.stepsCompleted > before.stepsCompleted) nextStep = Date.now();
+      if (p.step > before.step) {
+        caughtUp = Date.now();
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const result = await run.handle.result();
+
+    // The undisturbed loop: from the first rollout's scheduling to the end of step killAfter's last activity.
+    const spans = await activitySpans(c, trainingWorkflowId(runId));
+    const rollouts = spans.filter((s) => s.type === 'rollout');
+    const records = spans.filter((s) => s.type === 'recordStep');
+    const from = rollouts[0]!.scheduled;
+    const to = records[killAfter - 1]!.closed;
+    const inside = spans.filter((s) => s.scheduled >= from && s.closed <= to);
+    const busy = inside.reduce((a, s) => a + (s.closed - s.started), 0);
+    const wall = to - from;
+    const perType = new Map<string, number>();
+    for (const s of inside) perType.set(s.type, (perType.get(s.type) ?? 0) + (s.closed - s.started));
+    console.log(`\nsteps 1..${killAfter} (undisturbed): ${(wall / 1000).toFixed(1)} s wall, ${((killAfter * 3_600_000) / wall).toFixed(0)} steps/hour, ${(wall / killAfter / 1000).toFixed(2)} s per step`);
+    console.log(`  activity execution: ${(busy / 1000).toFixed(1)} s; outside activities (Temporal scheduling and overhead): ${((wall - busy) / 1000).toFixed(2)} s = ${((100 * (wall - busy)) / wall).toFixed(2)}% of wall time`);
+    console.log(`  per activity type: ${[...perType].map(([t, v]) => `${t} ${(v / 1000).toFixed(1)} s`).join(', ')}`);
+    console.log(`\npolicy worker SIGKILLed at step ${before.step}: next completed step after ${((nextStep - killedAt) / 1000).toFixed(1)} s (a new worker was polling after ${((restarted - killedAt) / 1000).toFixed(1)} s), step ${before.step + 1} reached after ${((caughtUp - killedAt) / 1000).toFixed(1)} s`);
+    console.log(`  detection: heartbeat timeout ${config.orchestration.heartbeatSeconds} s, then ${config.orchestration.pinnedStartSeconds} s schedule-to-start on the dead worker's queue; the run re-pinned ${result.repins} time(s) and replayed ${result.replayedSteps} step(s) from checkpoint`);
+  } finally {
+    await policy.kill('SIGTERM');
+    await control.kill('SIGTERM');
+    await c.close();
+    await rm(store, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench:orchestration: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,43 @@
+// Records the replay fixture (test/fixtures/histories/training-run.json): a short real run on the local
+// services, whose first execution's history (through its continue-as-new) guards workflow changes in CI.
+// Run it with the services up and a worker running (`npm run services:up`, `./bin/dro worker`):
+//   npx tsx scripts/record-history.ts
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { parseRunConfig } from '../dro/config.js';
+import { connectClient, startRun } from './cli/runs.js';
+
+const OUT = join(import.meta.dirname, '..', 'test', 'fixtures', 'histories', 'training-run.json');
+
+async function main(): Promise<void> {
+  const store = await mkdtemp(join(tmpdir(), 'dro-history-'));
+  const config = parseRunConfig({
+    seed: 2,
+    data: { synthetic: { digits: 2, trainCount: 32, evalCount: 4 } },
+    rollout: { promptsPerStep: 2, groupSize: 2, maxNewTokens: 24 },
+    sft: { steps: 4, batchSize: 4 },
+    schedule: { totalSteps: 5 },
+    checkpoint: { store, every: 2 },
+    filtering: { every: 2, chainsPerPrompt: 2, candidatesPerRound: 4 },
+    evaluation: { examples: 2, maxNewTokens: 24 },
+    orchestration: { stepsPerExecution: 3 },
+  });
+  const c = await connectClient();
+  try {
+    const run = await startRun(c, config, `replay-fixture-${Date.now().toString(36)}`);
+    await run.handle.result();
+    const first = c.client.workflow.getHandle(run.workflowId, run.handle.firstExecutionRunId);
+    const history = await first.fetchHistory();
+    await writeFile(OUT, `${JSON.stringify(history)}\n`);
+    console.log(`wrote ${OUT} (${history.events?.length ?? 0} events)`);
+  } finally {
+    await c.close();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`record-history: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,31 @@
+// Replays a recorded history of a real training run (through its continue-as-new) against today's
+// workflow code: a change that would break running workflows fails here (re-record the fixture with
+// scripts/record-history.ts only for an intended, patched() change).
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { temporal } from '@temporalio/proto';
+import { Worker } from '@temporalio/worker';
+import { expect, it } from 'vitest';
+
+const FIXTURE = join(import.meta.dirname, 'fixtures', 'histories', 'training-run.json');
+const WORKFLOWS = join(import.meta.dirname, '..', 'workflows', 'index.ts');
+
+async function fixture(): Promise<temporal.api.history.v1.History> {
+  return temporal.api.history.v1.History.fromObject(JSON.parse(await readFile(FIXTURE, 'utf8')));
+}
+
+it('the recorded trainingRun history replays without nondeterminism', async () => {
+  const history = await fixture();
+  const types = (history.events ?? []).map((e) => e.eventType);
+  expect(types.filter((t) => t === temporal.api.enums.v1.EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED).length).toBeGreaterThan(20);
+  expect(types.at(-1)).toBe(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+  await Worker.runReplayHistory({ workflowsPath: WORKFLOWS }, history);
+});
+
+it('a workflow whose commands differ from the history fails the replay', async () => {
+  // The same history with one activity's recorded type changed: replay must notice.
+  const history = await fixture();
+  const scheduled = history.events!.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'rollout')!;
+  scheduled.activityTaskScheduledEventAttributes!.activityType!.name = 'somethingElse';
+  await expect(Worker.runReplayHistory({ workflowsPath: WORKFLOWS }, history)).rejects.toThrow(/[Nn]ondeterminis/);
+});
