@@ -38,6 +38,8 @@ export interface TrainingRunState {
   replayedSteps: number;
   /** Training steps completed over the run's life, replays included. */
   stepsCompleted: number;
+  /** The furthest step the run has reached, so a rewind knows how many steps it replays. */
+  highestStep: number;
   evaluations: Record<string, Record<string, number>>;
   recent: StepBrief[];
   notes: string[];
@@ -112,11 +114,10 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
   const total = config.schedule.totalSteps;
   const state: TrainingRunState = input.state
     ? { ...input.state, executions: input.state.executions + 1 }
-    : { position: null, lastCheckpoint: null, policyQueue: null, repins: 0, executions: 1, replayedSteps: 0, stepsCompleted: 0, evaluations: {}, recent: [], notes: [] };
+    : { position: null, lastCheckpoint: null, policyQueue: null, repins: 0, executions: 1, replayedSteps: 0, stepsCompleted: 0, highestStep: 0, evaluations: {}, recent: [], notes: [] };
   let phase: TrainingPhase = 'pinning';
   let stepsThisExecution = 0;
   let repinsWithoutProgress = 0;
-  let highestStep = state.position?.step ?? -1;
   const stepTimes: number[] = [];
 
   setHandler(progressQuery, (): TrainingProgress => {
@@ -154,7 +155,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
     for (const n of loaded.runtimeNotes) note(n);
     if (loaded.checkpoint) {
       const from = loaded.checkpoint.step;
-      if (highestStep > from) state.replayedSteps += highestStep - from;
+      if (state.highestStep > from) state.replayedSteps += state.highestStep - from;
       state.position = loaded.checkpoint.position;
       state.lastCheckpoint = from;
       log.info(`policy worker ${pin.identity} holds checkpoint ${from}`);
@@ -187,7 +188,6 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       await pinned.saveCheckpoint(run, state.position!);
       state.lastCheckpoint = step;
     }
-    if (step === 0 && config.evaluation.baseAndFinal) await evaluate(0, 'base');
   }
 
   async function evaluate(step: number, label: string): Promise<void> {
@@ -213,7 +213,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
     await control.recordStep(run, record);
     state.position = { step, cursor: batch.cursor, subsetVersion: position.subsetVersion };
     state.recent = [...state.recent, { step, reward: reward.rewards[config.dro.reward]?.mean ?? 0, loss: update.loss, completionTokens: rollout.meanCompletionTokens }].slice(-RECENT);
-    highestStep = Math.max(highestStep, step);
+    state.highestStep = Math.max(state.highestStep, step);
     stepTimes.push(Date.now());
     if (stepTimes.length > RECENT) stepTimes.shift();
     stepsThisExecution++;
@@ -227,6 +227,8 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       if (state.policyQueue === null) await pinAndLoad();
       const pinned = pinnedActivities(state.policyQueue!, config);
       if (state.position === null) await warmStartPhase(pinned);
+      // Also after a rewind: the base may have been committed by an execution that was lost before evaluating it.
+      if (config.evaluation.baseAndFinal && !state.evaluations.base) await evaluate(0, 'base');
       while (state.position!.step < total) {
         if (stepsThisExecution >= config.orchestration.stepsPerExecution || workflowInfo().continueAsNewSuggested) {
           return await continueAsNew<typeof trainingRun>({ runId, config, configHash, state });
