@@ -201,7 +201,7 @@ export const RunConfigSchema = z
       {
         stepsPerExecution: int(1).default(50).describe('Training steps per workflow execution before continue-as-new (keeps histories short)'),
         heartbeatSeconds: positive().default(10).describe('Heartbeat timeout of policy-worker activities: a silent worker is declared dead after this'),
-        pinnedStartSeconds: positive().default(20).describe("How long pinned work waits for its policy worker to pick it up before the run pins another"),
+        pinnedStartSeconds: positive().default(10).describe("How long pinned work waits for its policy worker to pick it up before the run pins another"),
       },
       'How the run is orchestrated on Temporal',
     ),

@@ -17,7 +17,9 @@ async function fixture(): Promise<temporal.api.history.v1.History> {
 it('the recorded trainingRun history replays without nondeterminism', async () => {
   const history = await fixture();
   const types = (history.events ?? []).map((e) => e.eventType);
-  expect(types.filter((t) => t === temporal.api.enums.v1.EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED).length).toBeGreaterThan(20);
+  expect(types.filter((t) => t === temporal.api.enums.v1.EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED).length).toBeGreaterThan(10);
+  // The light steps (batch, rewards, metrics) are local activities, recorded as markers.
+  expect(types.filter((t) => t === temporal.api.enums.v1.EventType.EVENT_TYPE_MARKER_RECORDED).length).toBeGreaterThan(5);
   expect(types.at(-1)).toBe(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
   await Worker.runReplayHistory({ workflowsPath: WORKFLOWS }, history);
 });

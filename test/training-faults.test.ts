@@ -271,6 +271,8 @@ describe('a training run under faults', () => {
         const payloads = [
           ...(e.activityTaskScheduledEventAttributes?.input?.payloads ?? []),
           ...(e.activityTaskCompletedEventAttributes?.result?.payloads ?? []),
+          // Local activities' inputs and results are recorded in markers.
+          ...Object.values(e.markerRecordedEventAttributes?.details ?? {}).flatMap((d) => d.payloads ?? []),
         ];
         for (const p of payloads) largest = Math.max(largest, p.data?.length ?? 0);
       }

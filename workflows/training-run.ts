@@ -8,6 +8,7 @@ import {
   ApplicationFailure,
   continueAsNew,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   workflowInfo,
   log,
@@ -17,7 +18,7 @@ import type { Activities } from '../activities/index.js';
 import type { FailureType } from '../activities/errors.js';
 import type { LoopPosition, RunRef, StepRecordInput } from '../activities/types.js';
 import type { RunConfig } from '../dro/config.js';
-import { CONTROL_QUEUE, POLICY_QUEUE, progressQuery, type StepBrief, type TrainingPhase, type TrainingProgress } from './messages.js';
+import { POLICY_QUEUE, progressQuery, type StepBrief, type TrainingPhase, type TrainingProgress } from './messages.js';
 
 export interface TrainingRunInput {
   runId: string;
@@ -55,10 +56,11 @@ export interface TrainingRunResult {
   executions: number;
 }
 
-// Light, retry-safe work on the control worker.
-const control = proxyActivities<Activities>({
-  taskQueue: CONTROL_QUEUE,
-  startToCloseTimeout: '5 minutes',
+// Light, retry-safe work (the batch, rewards, metrics) as local activities on the control worker that
+// runs the workflow: each saves a server round trip (~30 ms on the dev server), a large share of a
+// small model's step.
+const control = proxyLocalActivities<Activities>({
+  startToCloseTimeout: '2 minutes',
   retry: { initialInterval: '1s', maximumInterval: '30s', maximumAttempts: 20 },
 });
 
