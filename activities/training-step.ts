@@ -123,6 +123,14 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
     return deps.host;
   };
 
+  /** What a phase of step `step` works with: the engine holding the policy of step − 1, the data, the store. */
+  async function beforeStep(run: RunRef, step: number) {
+    const hosted = await needHost().require(versionOf(run, step - 1));
+    const data = await runData(run.config, run.configHash);
+    const store = await deps.openStore(run.config.checkpoint.store);
+    return { hosted, config: run.config, data, store };
+  }
+
   /** The data cursor a run starts with (its format belongs to datasets/sampler.ts, not to the workflow). */
   async function initialCursor(run: RunRef): Promise<SamplerCursor> {
     return Promise.resolve(initialSamplerCursor(run.config.seed));
@@ -141,10 +149,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
   /** G completions (a reasoning chain, then the policy's own final answer) per prompt, with the policy of step − 1. */
   async function rollout(run: RunRef, input: { step: number; exampleIds: string[] }): Promise<RolloutSummary> {
     const started = performance.now();
-    const hosted = await needHost().require(versionOf(run, input.step - 1));
-    const { config } = run;
-    const data = await runData(config, run.configHash);
-    const store = await deps.openStore(config.checkpoint.store);
+    const { hosted, config, data, store } = await beforeStep(run, input.step);
     return withHeartbeat(async (progress) => {
       const prompts = input.exampleIds.map((id) => {
         const example = data.train.get(id);
@@ -180,10 +185,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
   /** log π(y_j | q, c_i, y_<j) and ranks for every chain of the step (and the masked chain for that contrast). */
   async function scoreReference(run: RunRef, input: { step: number }): Promise<ScoreSummary> {
     const started = performance.now();
-    const hosted = await needHost().require(versionOf(run, input.step - 1));
-    const { config } = run;
-    const data = await runData(config, run.configHash);
-    const store = await deps.openStore(config.checkpoint.store);
+    const { hosted, config, data, store } = await beforeStep(run, input.step);
     return withHeartbeat(async (progress) => {
       const rolloutArtifact = await readJson<RolloutArtifact>(store, runKeys.rollout(run.runId, input.step), progress.signal);
       const { groups, tokens } = await scoreReferenceAfterChains(hosted.engine, data, rolloutArtifact.groups, { masked: config.dro.r3.contrast === 'masked', chunkSize: config.rollout.batchSequences }, progress);
