@@ -11,6 +11,7 @@ import {
   latestCheckpoint,
   listCheckpoints,
   loadCheckpoint,
+  loadLatestCheckpoint,
   type CheckpointManifest,
 } from './checkpoints.js';
 import { DirectoryBlobStore } from './dir-store.js';
@@ -107,6 +108,45 @@ describe('validity, latestCheckpoint and listCheckpoints', () => {
     expect(await listCheckpoints(store, 'run-1')).toEqual([1, 2, 3].map((step) => ({ step, prefix: checkpointPrefix('run-1', step), valid: true })));
     expect((await latestCheckpoint(store, 'run-1'))?.step).toBe(3);
     expect(await latestCheckpoint(store, 'other-run')).toBeUndefined();
+  });
+
+  it('loadLatestCheckpoint loads the newest whole checkpoint reading each file once, and reports the damaged newer ones', async () => {
+    await unlink(fileOnDisk(3, 'optimizer.safetensors'));
+    const path = fileOnDisk(2, 'model.safetensors');
+    const bytes = await readFile(path);
+    bytes[7] = bytes[7]! ^ 0x01;
+    await writeFile(path, bytes);
+    const reads: string[] = [];
+    const counting = new Proxy(store, {
+      get: (target, prop, receiver) =>
+        prop === 'get' || prop === 'getStream'
+          ? (key: string, ...rest: unknown[]) => {
+              reads.push(key);
+              return (Reflect.get(target, prop, receiver) as (...a: unknown[]) => unknown).call(target, key, ...rest);
+            }
+          : (Reflect.get(target, prop, receiver) as unknown),
+    });
+    const { checkpoint, skipped } = await loadLatestCheckpoint(counting, 'run-1');
+    expect(checkpoint?.ref.step).toBe(1);
+    expect(checkpoint!.state).toEqual({ step: 1 });
+    expect(sha256(checkpoint!.files['model.safetensors']!)).toBe(sha256(files(1)['model.safetensors']!));
+    expect(skipped.map((c) => [c.step, c.reason])).toEqual([
+      [3, 'missing file optimizer.safetensors'],
+      [2, expect.stringMatching(/^sha256 mismatch for model\.safetensors: manifest [0-9a-f]{64}, file [0-9a-f]{64}$/)],
+    ]);
+    const step1 = reads.filter((k) => k.startsWith(checkpointPrefix('run-1', 1)));
+    expect(step1.sort()).toEqual(['manifest.json', 'model.safetensors', 'optimizer.safetensors', 'state.json'].map((n) => checkpointPrefix('run-1', 1) + n));
+    expect(await loadLatestCheckpoint(store, 'other-run')).toEqual({ checkpoint: undefined, skipped: [] });
+  });
+
+  it('a storage failure is an error, never an invalid checkpoint or a fallback', async () => {
+    const outage = new Proxy(store, {
+      get: (target, prop, receiver) =>
+        prop === 'get' || prop === 'getStream' ? () => Promise.reject(new Error('connect ECONNREFUSED')) : (Reflect.get(target, prop, receiver) as unknown),
+    });
+    await expect(loadLatestCheckpoint(outage, 'run-1')).rejects.toThrow('connect ECONNREFUSED');
+    await expect(listCheckpoints(outage, 'run-1')).rejects.toThrow('connect ECONNREFUSED');
+    await expect(loadCheckpoint(outage, 'run-1', 3)).rejects.toThrow(/^connect ECONNREFUSED$/);
   });
 
   it('a flipped byte makes the step invalid with the reason, and latest falls back', async () => {

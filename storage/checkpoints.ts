@@ -167,15 +167,57 @@ export async function latestCheckpoint(store: BlobStore, runId: string, opts: Op
 /** Reads every file of a checkpoint and its state, verifying each against the manifest. */
 export async function loadCheckpoint(store: BlobStore, runId: string, step: number, opts: OpOptions = {}): Promise<LoadedCheckpoint> {
   const prefix = checkpointPrefix(runId, step);
-  const manifestKey = prefix + MANIFEST_FILE;
+  const fail = (reason: string): CheckpointError => new CheckpointError(`cannot load checkpoint ${prefix} in ${store.location}: ${reason}`);
   let manifest: CheckpointManifest;
   try {
-    manifest = await readManifest(store, manifestKey, opts);
+    manifest = await readManifest(store, prefix + MANIFEST_FILE, opts);
   } catch (err) {
-    throw new CheckpointError(`cannot load checkpoint ${prefix} in ${store.location}: ${(err as Error).message}`);
+    // Only a missing or unreadable manifest is the checkpoint's fault; a storage failure propagates as itself.
+    if (err instanceof CheckpointError) throw fail(err.message);
+    throw err;
   }
   const shapeProblem = validateManifestShape(manifest, runId, step);
-  if (shapeProblem) throw new CheckpointError(`cannot load checkpoint ${prefix} in ${store.location}: ${shapeProblem}`);
+  if (shapeProblem) throw fail(shapeProblem);
+  const read = await readVerified(store, runId, step, manifest, opts);
+  if ('reason' in read) throw fail(read.reason);
+  return read;
+}
+
+/**
+ * The highest fully valid checkpoint, loaded: each file is read once and verified as it is read (not
+ * verified by one pass and read again by another). Newer checkpoints that fail verification are
+ * reported in `skipped`, never chosen; a storage failure throws, so an outage never makes an older
+ * checkpoint look like the latest.
+ */
+export async function loadLatestCheckpoint(
+  store: BlobStore,
+  runId: string,
+  opts: OpOptions = {},
+): Promise<{ checkpoint: LoadedCheckpoint | undefined; skipped: CheckpointListing[] }> {
+  const steps = await findSteps(store, runId, opts);
+  const skipped: CheckpointListing[] = [];
+  for (let i = steps.length - 1; i >= 0; i--) {
+    const step = steps[i]!;
+    const prefix = checkpointPrefix(runId, step);
+    let manifest: CheckpointManifest;
+    try {
+      manifest = await readManifest(store, prefix + MANIFEST_FILE, opts);
+    } catch (err) {
+      if (!(err instanceof CheckpointError)) throw err;
+      skipped.push({ step, prefix, valid: false, reason: err.message });
+      continue;
+    }
+    const shapeProblem = validateManifestShape(manifest, runId, step);
+    const read = shapeProblem ? { reason: shapeProblem } : await readVerified(store, runId, step, manifest, opts);
+    if (!('reason' in read)) return { checkpoint: read, skipped };
+    skipped.push({ step, prefix, valid: false, reason: read.reason });
+  }
+  return { checkpoint: undefined, skipped };
+}
+
+/** Every file of a checkpoint read and checked against its manifest, or the first reason it is not whole. */
+async function readVerified(store: BlobStore, runId: string, step: number, manifest: CheckpointManifest, opts: OpOptions): Promise<LoadedCheckpoint | { reason: string }> {
+  const prefix = checkpointPrefix(runId, step);
   const files: Record<string, Uint8Array> = {};
   let state: unknown;
   for (const [name, entry] of Object.entries(manifest.files)) {
@@ -183,27 +225,23 @@ export async function loadCheckpoint(store: BlobStore, runId: string, step: numb
     try {
       data = await store.get(prefix + name, opts);
     } catch (err) {
-      if (err instanceof BlobNotFoundError) throw new CheckpointError(`checkpoint ${prefix} in ${store.location} is missing file ${name}`);
+      if (err instanceof BlobNotFoundError) return { reason: `missing file ${name}` };
       throw err;
     }
-    if (data.byteLength !== entry.bytes) {
-      throw new CheckpointError(`checkpoint ${prefix} in ${store.location}: ${name} has ${data.byteLength} bytes, manifest says ${entry.bytes}`);
-    }
+    if (data.byteLength !== entry.bytes) return { reason: `size mismatch for ${name}: ${data.byteLength} bytes, manifest says ${entry.bytes}` };
     const digest = sha256Hex(data);
-    if (digest !== entry.sha256) {
-      throw new CheckpointError(`checkpoint ${prefix} in ${store.location}: sha256 mismatch for ${name} (manifest ${entry.sha256}, file ${digest})`);
-    }
+    if (digest !== entry.sha256) return { reason: `sha256 mismatch for ${name}: manifest ${entry.sha256}, file ${digest}` };
     if (name === STATE_FILE) {
       try {
         state = JSON.parse(new TextDecoder().decode(data));
       } catch (err) {
-        throw new CheckpointError(`checkpoint ${prefix} in ${store.location}: ${STATE_FILE} is not valid JSON (${(err as Error).message})`);
+        return { reason: `${STATE_FILE} is not valid JSON (${(err as Error).message})` };
       }
     } else {
       files[name] = data;
     }
   }
-  return { ref: { runId, step, prefix, manifestKey, files: manifest.files }, files, state };
+  return { ref: { runId, step, prefix, manifestKey: prefix + MANIFEST_FILE, files: manifest.files }, files, state };
 }
 
 export interface RetentionPolicy {
@@ -262,7 +300,9 @@ async function inspect(store: BlobStore, runId: string, step: number, verify: Ve
   try {
     manifest = await readManifest(store, prefix + MANIFEST_FILE, opts);
   } catch (err) {
-    return { step, prefix, valid: false, reason: (err as Error).message };
+    // A storage failure is not a property of the checkpoint: it propagates instead of reading as "invalid".
+    if (!(err instanceof CheckpointError)) throw err;
+    return { step, prefix, valid: false, reason: err.message };
   }
   const reason = validateManifestShape(manifest, runId, step) ?? (await verifyCheckpoint(store, prefix, manifest, verify, opts));
   return reason === undefined ? { step, prefix, valid: true } : { step, prefix, valid: false, reason };
