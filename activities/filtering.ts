@@ -5,13 +5,12 @@ import { chooseDeterministic } from '../dro/random.js';
 import { dataFilterRound } from '../dro/data-filter.js';
 import { DataSampler, type SamplerCursor } from '../datasets/sampler.js';
 import { seconds, withHeartbeat, writeJson, type StoreOpener } from './context.js';
-import { failure } from './errors.js';
 import { runKeys } from './keys.js';
-import type { PolicyHost} from './policy-host.js';
-import { versionOf } from './policy-host.js';
+import type { PolicyHost } from './policy-host.js';
+import { requireHost, versionOf } from './policy-host.js';
 import { readSubset } from './policy-state.js';
 import { runData } from './run-data.js';
-import { generateInPlan, scoreReferenceAfterChains, type RolloutArtifact } from './training-step.js';
+import { sampleGroups, scoreReferenceAfterChains } from './training-step.js';
 import type { FilterSummary, RunRef } from './types.js';
 
 /** Filtering round r runs after step r·K (round 0 before step 1) and produces subset version r + 1. */
@@ -19,9 +18,8 @@ export const subsetVersionOfRound = (round: number): number => round + 1;
 
 export function createFilteringActivities(deps: { host?: PolicyHost; openStore: StoreOpener }) {
   async function filterData(run: RunRef, input: { step: number; round: number; cursor: SamplerCursor; subsetVersion: number }): Promise<FilterSummary> {
-    if (!deps.host) throw failure('InvalidConfig', 'this worker has no policy engine (it runs the control role only)');
     const started = performance.now();
-    const hosted = await deps.host.require(versionOf(run, input.step));
+    const hosted = await requireHost(deps.host).require(versionOf(run, input.step));
     const { config } = run;
     const f = config.filtering;
     const data = await runData(config, run.configHash);
@@ -32,15 +30,7 @@ export function createFilteringActivities(deps: { host?: PolicyHost; openStore: 
       const prompts = candidates.map((id) => ({ id, promptIds: data.promptIds(data.train.get(id)!) }));
       // Keys of their own (seed/filter/round), so filtering never shares random draws with training rollouts.
       const seed = `${config.seed}/filter/${input.round}`;
-      const requests = prompts.flatMap((p) => Array.from({ length: f.chainsPerPrompt }, (_, i) => ({ promptIds: p.promptIds, key: { seed, step: input.step, exampleId: p.id, sampleIndex: i } })));
-      const sampling = { temperature: config.rollout.temperature, topP: config.rollout.topP, maxNewTokens: config.rollout.maxNewTokens, stopTokenIds: [data.eos] };
-      const generated = await generateInPlan(hosted.engine, requests, sampling, config.rollout.batchSequences, progress);
-      const N = f.chainsPerPrompt;
-      const groups: RolloutArtifact['groups'] = prompts.map((p, g) => ({
-        exampleId: p.id,
-        promptIds: p.promptIds,
-        completions: generated.slice(g * N, (g + 1) * N).map((r) => ({ ids: r.ids, text: data.tokenizer.decode(r.ids, { skipSpecialTokens: true }), truncated: r.truncated })),
-      }));
+      const groups = await sampleGroups(hosted.engine, data, config, prompts, { seed, step: input.step, chains: f.chainsPerPrompt }, progress);
       const scored = await scoreReferenceAfterChains(hosted.engine, data, groups, { masked: false, chunkSize: config.rollout.batchSequences }, progress);
       const previous = await readSubset(store, data, run.runId, input.subsetVersion, progress.signal);
       const result = dataFilterRound(
@@ -63,7 +53,7 @@ export function createFilteringActivities(deps: { host?: PolicyHost; openStore: 
         droppedTooHard: result.droppedTooHard,
         droppedTooEasy: result.droppedTooEasy,
         carriedOver: result.carriedOver,
-        generatedTokens: generated.reduce((a, r) => a + r.ids.length, 0),
+        generatedTokens: groups.reduce((a, g) => a + g.completions.reduce((b, c) => b + c.ids.length, 0), 0),
         seconds: seconds(started),
       };
     });

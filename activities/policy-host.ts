@@ -75,4 +75,10 @@ export class PolicyHost {
   }
 }
 
+/** The worker's PolicyHost, or the failure a control-only worker gives for policy work. */
+export function requireHost(host: PolicyHost | undefined): PolicyHost {
+  if (!host) throw failure('InvalidConfig', 'this worker has no policy engine (it runs the control role only)');
+  return host;
+}
+
 export const versionOf = (run: RunRef, step: number): PolicyVersion => ({ runId: run.runId, configHash: run.configHash, step });

@@ -9,13 +9,13 @@ import type { SyntheticExample } from '../datasets/synthetic.js';
 import { runtimeInfo } from '../engine/ort.js';
 import type { TrainSequence } from '../engine/policy.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { applyRetention, commitCheckpoint, CheckpointError, latestCheckpoint, listCheckpoints, loadCheckpoint } from '../storage/checkpoints.js';
+import { applyRetention, commitCheckpoint, CheckpointError, loadCheckpoint, loadLatestCheckpoint } from '../storage/checkpoints.js';
 import { readJson, seconds, withHeartbeat, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
 import { withUploadFault, type FaultPlan } from './faults.js';
 import { runKeys } from './keys.js';
-import type { PolicyHost} from './policy-host.js';
-import { versionOf } from './policy-host.js';
+import type { PolicyHost } from './policy-host.js';
+import { requireHost, versionOf } from './policy-host.js';
 import { runData, type RunData } from './run-data.js';
 import type { CheckpointSummary, LoadPolicyResult, LoopPosition, PinResult, RunRef, WarmStartResult } from './types.js';
 
@@ -57,10 +57,7 @@ export function runtimeNotes(saved: CheckpointState['runtime'] | undefined, conf
 }
 
 export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore: StoreOpener; faults: FaultPlan; identity: string }) {
-  const needHost = (): PolicyHost => {
-    if (!deps.host) throw failure('InvalidConfig', 'this worker has no policy engine (it runs the control role only)');
-    return deps.host;
-  };
+  const needHost = (): PolicyHost => requireHost(deps.host);
 
   /** Runs on the shared policy queue: whichever policy worker takes it becomes the run's pinned worker. */
   function pinPolicyWorker(): Promise<PinResult> {
@@ -73,15 +70,14 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
     return withHeartbeat(async ({ signal }) => {
       const data = await runData(run.config, run.configHash);
       const store = await deps.openStore(run.config.checkpoint.store);
-      const listing = await listCheckpoints(store, run.runId, { signal, verify: 'size' });
-      const latest = await latestCheckpoint(store, run.runId, { signal });
-      const skippedInvalid = listing.filter((c) => !c.valid && (!latest || c.step > latest.step)).map((c) => ({ step: c.step, reason: c.reason ?? 'invalid' }));
+      const { checkpoint: loaded, skipped } = await loadLatestCheckpoint(store, run.runId, { signal });
+      const skippedInvalid = skipped.map((c) => ({ step: c.step, reason: c.reason ?? 'invalid' }));
       const hosted = await host.start(run, data);
-      if (!latest) {
+      if (!loaded) {
         await hosted.engine.setTag(versionOf(run, -1));
         return { checkpoint: null, skippedInvalid, runtimeNotes: [] };
       }
-      const loaded = await loadCheckpoint(store, run.runId, latest.step, { signal });
+      const latest = loaded.ref;
       const state = loaded.state as CheckpointState;
       if (state.configHash !== run.configHash) {
         throw failure('InvalidConfig', `checkpoint ${latest.step} of run ${run.runId} was written with config ${state.configHash.slice(0, 12)}, this run has ${run.configHash.slice(0, 12)}; resume with the checkpoint's config`);

@@ -17,8 +17,8 @@ import { chunks, readJson, seconds, withHeartbeat, writeJson, type Progress, typ
 import { failure } from './errors.js';
 import type { FaultPlan } from './faults.js';
 import { runKeys } from './keys.js';
-import type { PolicyHost} from './policy-host.js';
-import { versionOf } from './policy-host.js';
+import type { PolicyHost } from './policy-host.js';
+import { requireHost, versionOf } from './policy-host.js';
 import { optimizerOptions, readSubset } from './policy-state.js';
 import { MASKED_CHAIN, runData, splitCompletion, type RunData } from './run-data.js';
 import type { RewardSummary, RolloutSummary, RunRef, SampleBatchResult, ScoreSummary, StepRecordInput, UpdateSummary } from './types.js';
@@ -64,6 +64,28 @@ export async function generateInPlan(
   return out;
 }
 
+/**
+ * `chains` completions per prompt with the rollout sampling, generated in the config's fixed chunks and
+ * grouped by prompt; each draw keyed by (seed, step, example, chain), so no result depends on batching.
+ */
+export async function sampleGroups(
+  engine: EngineClient,
+  data: RunData,
+  config: RunConfig,
+  prompts: { id: string; promptIds: number[] }[],
+  key: { seed: number | string; step: number; chains: number },
+  progress: Progress,
+): Promise<RolloutArtifact['groups']> {
+  const requests = prompts.flatMap((p) => Array.from({ length: key.chains }, (_, i) => ({ promptIds: p.promptIds, key: { seed: key.seed, step: key.step, exampleId: p.id, sampleIndex: i } })));
+  const sampling = { temperature: config.rollout.temperature, topP: config.rollout.topP, maxNewTokens: config.rollout.maxNewTokens, stopTokenIds: [data.eos] };
+  const results = await generateInPlan(engine, requests, sampling, config.rollout.batchSequences, progress);
+  return prompts.map((p, g) => ({
+    exampleId: p.id,
+    promptIds: p.promptIds,
+    completions: results.slice(g * key.chains, (g + 1) * key.chains).map((r) => ({ ids: r.ids, text: data.tokenizer.decode(r.ids, { skipSpecialTokens: true }), truncated: r.truncated })),
+  }));
+}
+
 /** Scores `ids[targetStart..]` for each request in fixed chunks; policy 'reference' is the frozen KL reference. */
 export async function scoreInPlan(
   engine: EngineClient,
@@ -89,9 +111,11 @@ export async function scoreReferenceAfterChains(
   progress: Progress,
 ): Promise<{ groups: ScoresArtifact['groups']; tokens: number }> {
   const requests: { ids: number[]; targetStart: number }[] = [];
-  const shape: { exampleId: string; count: number; L: number }[] = [];
+  const shape: { exampleId: string; count: number }[] = [];
   for (const g of groups) {
-    const reference = data.referenceIds(data.train.get(g.exampleId) ?? data.eval.find((e) => e.id === g.exampleId)!);
+    const example = data.train.get(g.exampleId);
+    if (!example) throw failure('InvalidData', `example ${g.exampleId} is not in the training set`);
+    const reference = data.referenceIds(example);
     for (const c of g.completions) {
       const context = data.chainContextIds(g.promptIds, splitCompletion(c.text).chain);
       requests.push({ ids: [...context, ...reference], targetStart: context.length });
@@ -100,7 +124,7 @@ export async function scoreReferenceAfterChains(
       const context = data.chainContextIds(g.promptIds, MASKED_CHAIN);
       requests.push({ ids: [...context, ...reference], targetStart: context.length });
     }
-    shape.push({ exampleId: g.exampleId, count: g.completions.length, L: reference.length });
+    shape.push({ exampleId: g.exampleId, count: g.completions.length });
   }
   const scored = await scoreInPlan(engine, requests, options.chunkSize, progress);
   let k = 0;
@@ -118,10 +142,7 @@ export async function scoreReferenceAfterChains(
 const stats = (xs: number[]): { mean: number; std: number } => (xs.length === 0 ? { mean: 0, std: 0 } : { mean: mean(xs), std: populationStd(xs) });
 
 export function createTrainingStepActivities(deps: { host?: PolicyHost; openStore: StoreOpener; faults: FaultPlan }) {
-  const needHost = (): PolicyHost => {
-    if (!deps.host) throw failure('InvalidConfig', 'this worker has no policy engine (it runs the control role only)');
-    return deps.host;
-  };
+  const needHost = (): PolicyHost => requireHost(deps.host);
 
   /** What a phase of step `step` works with: the engine holding the policy of step − 1, the data, the store. */
   async function beforeStep(run: RunRef, step: number) {
@@ -156,19 +177,9 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
         if (!example) throw failure('InvalidData', `step ${input.step}: example ${id} is not in the training set`);
         return { id, promptIds: data.promptIds(example) };
       });
-      const requests = prompts.flatMap((p) => Array.from({ length: config.rollout.groupSize }, (_, i) => ({ promptIds: p.promptIds, key: { seed: config.seed, step: input.step, exampleId: p.id, sampleIndex: i } })));
-      const sampling = { temperature: config.rollout.temperature, topP: config.rollout.topP, maxNewTokens: config.rollout.maxNewTokens, stopTokenIds: [data.eos] };
-      if (deps.faults.at('rollout', input.step)) throw failure('InvalidData', 'unreachable');
-      const results = await generateInPlan(hosted.engine, requests, sampling, config.rollout.batchSequences, progress);
-      const G = config.rollout.groupSize;
-      const artifact: RolloutArtifact = {
-        step: input.step,
-        groups: prompts.map((p, g) => ({
-          exampleId: p.id,
-          promptIds: p.promptIds,
-          completions: results.slice(g * G, (g + 1) * G).map((r) => ({ ids: r.ids, text: data.tokenizer.decode(r.ids, { skipSpecialTokens: true }), truncated: r.truncated })),
-        })),
-      };
+      deps.faults.at('rollout', input.step);
+      const groups = await sampleGroups(hosted.engine, data, config, prompts, { seed: config.seed, step: input.step, chains: config.rollout.groupSize }, progress);
+      const artifact: RolloutArtifact = { step: input.step, groups };
       await writeJson(store, runKeys.rollout(run.runId, input.step), artifact, progress.signal);
       const completions = artifact.groups.flatMap((g) => g.completions);
       return {
@@ -279,7 +290,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
           klCount++;
         });
       });
-      if (deps.faults.at('update', input.step)) throw failure('InvalidData', 'unreachable');
+      deps.faults.at('update', input.step);
       const options = {
         loss: 'grpo' as const,
         learningRate,

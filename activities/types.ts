@@ -3,6 +3,7 @@
 // live in the store under deterministic keys (activities/keys.ts).
 import type { RunConfig } from '../dro/config.js';
 import type { SamplerCursor } from '../datasets/sampler.js';
+import type { PolicyTag } from '../engine/policy.js';
 
 /** What every activity needs to find a run: its name, its validated config and the config's hash. */
 export interface RunRef {
@@ -11,13 +12,11 @@ export interface RunRef {
   configHash: string;
 }
 
-/** The version of the policy state an activity expects the pinned worker to hold. */
-export interface PolicyVersion {
-  runId: string;
-  configHash: string;
-  /** Training steps applied: -1 = freshly initialised (before the warm start), 0 = the base after it. */
-  step: number;
-}
+/**
+ * The version of the policy state an activity expects the pinned worker to hold: the engine's own tag.
+ * Its step counts training steps applied: -1 = freshly initialised (before the warm start), 0 = the base.
+ */
+export type PolicyVersion = PolicyTag;
 
 /** Where the loop stands: exactly what a checkpoint's state.json records, so a rewind restores it. */
 export interface LoopPosition {

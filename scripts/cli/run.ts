@@ -10,6 +10,7 @@ import { followRun } from './progress.js';
 import {
   connectClient,
   describeRun,
+  findRunStore,
   failureMessage,
   newRunId,
   queryProgress,
@@ -88,7 +89,7 @@ export function registerRunCommands(program: Command): void {
       await withClient(async (c) => {
         const d = await describeRun(c, o.run);
         const progress: TrainingProgress | undefined = d.state === 'running' ? await queryProgress(c, o.run) : undefined;
-        const uri = await runStoreUri(c, o.run, o.store);
+        const uri = runStoreUri(o.store, d.store);
         const checkpoints = await runCheckpoints(uri, o.run).catch(() => []);
         const metrics = await runMetrics(uri, o.run).catch((): StepMetrics[] => []);
         const lastValid = checkpoints.filter((x) => x.valid).at(-1)?.step ?? null;
@@ -138,7 +139,7 @@ export function registerRunCommands(program: Command): void {
     .addOption(storeOption())
     .addOption(jsonOption())
     .action(async (o: { run: string; store?: string; json: boolean }) => {
-      const uri = await runStoreUri(await connectClient().catch(() => undefined), o.run, o.store);
+      const uri = await findRunStore(o.run, o.store);
       const list = await runCheckpoints(uri, o.run);
       if (o.json) return console.log(JSON.stringify(list, null, 2));
       if (list.length === 0) return console.log(`run ${o.run} has no checkpoints in ${uri}`);
@@ -152,7 +153,7 @@ export function registerRunCommands(program: Command): void {
     .addOption(storeOption())
     .addOption(jsonOption())
     .action(async (o: { run: string; store?: string; json: boolean }) => {
-      const uri = await runStoreUri(await connectClient().catch(() => undefined), o.run, o.store);
+      const uri = await findRunStore(o.run, o.store);
       const rows = await runMetrics(uri, o.run);
       if (o.json) return console.log(JSON.stringify(rows, null, 2));
       if (rows.length === 0) return console.log(`run ${o.run} has no metrics in ${uri}`);

@@ -6,16 +6,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import type { LoopPosition } from '../../activities/types.js';
 import type { CheckpointState } from '../../activities/policy-state.js';
 import { runKeys } from '../../activities/keys.js';
 import { canonicalJson, parseRunConfig, type RunConfig } from '../../dro/config.js';
 import type { BlobStore } from '../../storage/blob-store.js';
-import { latestCheckpoint, listCheckpoints, loadCheckpoint, validateRunId, type CheckpointListing } from '../../storage/checkpoints.js';
+import { listCheckpoints, loadLatestCheckpoint, validateRunId, type CheckpointListing } from '../../storage/checkpoints.js';
 import { openBlobStore } from '../../storage/open.js';
 import { temporalTarget, webUiLink } from '../../workers/connection.js';
 import { CONTROL_QUEUE, progressQuery, trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
-import type { trainingRun, TrainingRunResult } from '../../workflows/training-run.js';
+import type { trainingRun } from '../../workflows/training-run.js';
 
 export class RunError extends Error {
   override readonly name = 'RunError';
@@ -164,14 +163,22 @@ export async function queryProgress(c: Connected, runId: string): Promise<Traini
   }
 }
 
-/** The store of a run: --store, else what Temporal recorded, else $DRO_STORE, else ./runs. */
-export async function runStoreUri(c: Connected | undefined, runId: string, flag: string | undefined): Promise<string> {
+/** The store of a run: --store, else what Temporal recorded (`recorded`), else $DRO_STORE, else ./runs. */
+export function runStoreUri(flag: string | undefined, recorded: string | undefined): string {
   if (flag) return /^[a-z][a-z0-9+.-]*:\/\//i.test(flag) || isAbsolute(flag) ? flag : resolve(flag);
-  if (c) {
-    const d = await describeRun(c, runId).catch(() => undefined);
-    if (d?.store) return d.store;
+  return recorded ?? process.env.DRO_STORE ?? resolve('runs');
+}
+
+/** The store of a run for commands that need only the store: asks Temporal (when reachable) only without --store. */
+export async function findRunStore(runId: string, flag: string | undefined): Promise<string> {
+  if (flag) return runStoreUri(flag, undefined);
+  const c = await connectClient().catch(() => undefined);
+  if (!c) return runStoreUri(undefined, undefined);
+  try {
+    return runStoreUri(undefined, (await describeRun(c, runId).catch(() => undefined))?.store);
+  } finally {
+    await c.close();
   }
-  return process.env.DRO_STORE ?? resolve('runs');
 }
 
 export interface ResumeOutcome {
@@ -198,24 +205,23 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
   const described = await describeRun(c, runId);
   if (described.state === 'running') return { action: 'already-running', message: `run ${runId} is running; nothing to resume` };
   if (described.state === 'completed') return { action: 'completed', message: `run ${runId} completed; nothing to resume` };
-  const uri = await runStoreUri(c, runId, options.store);
+  const uri = runStoreUri(options.store, described.store);
   const store = await storeFor(uri);
-  const listing = await listCheckpoints(store, runId);
-  const latest = await latestCheckpoint(store, runId);
-  for (const bad of listing.filter((l) => !l.valid && (!latest || l.step > latest.step))) options.log(`checkpoint ${bad.step} is invalid (${bad.reason}); falling back`);
+  const { checkpoint: latest, skipped } = await loadLatestCheckpoint(store, runId);
+  for (const bad of skipped) options.log(`checkpoint ${bad.step} is invalid (${bad.reason}); falling back`);
   let config: RunConfig;
   let from: number | undefined;
   if (latest) {
-    const state = (await loadCheckpoint(store, runId, latest.step)).state as CheckpointState;
+    const state = latest.state as CheckpointState;
     config = parseRunConfig(state.config);
-    from = latest.step;
+    from = latest.ref.step;
     if (options.configFile) {
       const given = await readRunConfig(options.configFile);
       const diff = configDifferences(config, given);
-      if (diff.length > 0) throw new RunError(`the config in ${options.configFile} differs from checkpoint ${latest.step}'s in ${diff.join(', ')}; a resumed run must keep its config`);
+      if (diff.length > 0) throw new RunError(`the config in ${options.configFile} differs from checkpoint ${latest.ref.step}'s in ${diff.join(', ')}; a resumed run must keep its config`);
     }
   } else {
-    if (!options.configFile) throw new RunError(`run ${runId} has no valid checkpoint in ${uri}${listing.length ? ` (${listing.length} invalid)` : ''}; start it again from its config with \`dro resume --run ${runId} --config <file>\``);
+    if (!options.configFile) throw new RunError(`run ${runId} has no valid checkpoint in ${uri}${skipped.length ? ` (${skipped.length} invalid)` : ''}; start it again from its config with \`dro resume --run ${runId} --config <file>\``);
     config = await readRunConfig(options.configFile);
   }
   const workflowId = trainingWorkflowId(runId);
@@ -257,4 +263,3 @@ export async function runEvaluations(uri: string, runId: string, steps: number[]
   return out;
 }
 
-export type { TrainingRunResult, LoopPosition };
