@@ -8,6 +8,12 @@ import { registerRunCommands } from './cli/run.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
+// `dro metrics | head` closes the pipe early: that ends the output, it is not an error worth a stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const program = createProgram(version);
 registerModelCommands(program);
 registerRunCommands(program);
