@@ -39,9 +39,10 @@ export default tseslint.config(
             { group: ['onnxruntime-node', 'onnxruntime-node/*'], message: 'The ONNX engine runs in activities on the policy worker, never in workflow code.' },
             { group: ['@aws-sdk/*'], message: 'Storage I/O belongs in activities, never in workflow code.' },
             {
-              group: ['../*', '../**'],
+              // dro/ is pure, deterministic math (DESIGN.md §2): the workflow may run it, e.g. an update's validator.
+              regex: '^\\.\\./(?!dro/[^/]+$)',
               allowTypeImports: true,
-              message: 'Workflow code imports our other modules only as types (`import type`), e.g. activities via proxyActivities.',
+              message: 'Workflow code imports our other modules only as types (`import type`), e.g. activities via proxyActivities; only ../dro/ may be imported as code.',
             },
           ],
         },

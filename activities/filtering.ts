@@ -1,6 +1,7 @@
 // R3-based dynamic data filtering (DRO §3.4) as an activity on the pinned policy worker: N chains per
 // candidate prompt with the current policy, the reference outcome's ranks and log-probs after each, then
 // dataFilterRound's two stages and carry-over. The new subset is written under its version's key.
+import { configAt } from '../dro/hyperparameters.js';
 import { chooseDeterministic } from '../dro/random.js';
 import { dataFilterRound } from '../dro/data-filter.js';
 import { DataSampler, type SamplerCursor } from '../datasets/sampler.js';
@@ -20,7 +21,8 @@ export function createFilteringActivities(deps: { host?: PolicyHost; openStore: 
   async function filterData(run: RunRef, input: { step: number; round: number; cursor: SamplerCursor; subsetVersion: number }): Promise<FilterSummary> {
     const started = performance.now();
     const hosted = await requireHost(deps.host).require(versionOf(run, input.step));
-    const { config } = run;
+    // The settings of the step just completed: a change applies from the step after it.
+    const config = configAt(run.config, run.hyperparameters, input.step);
     const f = config.filtering;
     const data = await runData(config, run.configHash);
     const store = await deps.openStore(config.checkpoint.store);

@@ -13,4 +13,7 @@ export const runKeys = {
   metrics: (runId: string, step: number): string => `${runId}/metrics/${pad(step)}.json`,
   metricsPrefix: (runId: string): string => `${runId}/metrics/`,
   evaluation: (runId: string, step: number): string => `${runId}/evaluations/${pad(step)}.json`,
+  evaluationsPrefix: (runId: string): string => `${runId}/evaluations/`,
+  /** Every hyper-parameter change the run accepted, so a resume from an older checkpoint replays them. */
+  hyperparameters: (runId: string): string => `${runId}/hyperparameters.json`,
 };

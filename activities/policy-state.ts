@@ -3,6 +3,7 @@
 // checkpoint with retention. Checkpoints hold everything a rewind needs (DESIGN.md §5).
 import { hostname } from 'node:os';
 import type { RunConfig } from '../dro/config.js';
+import type { HyperparameterChange } from '../dro/hyperparameters.js';
 import { initialCursor, DataSampler } from '../datasets/sampler.js';
 import { loadDemonstrations, syntheticDemonstrations } from '../datasets/demonstrations.js';
 import type { SyntheticExample } from '../datasets/synthetic.js';
@@ -32,6 +33,8 @@ export interface CheckpointState {
   subset: string[];
   config: RunConfig;
   configHash: string;
+  /** The hyper-parameter changes in effect at this step (fromStep ≤ step); later ones are in the run's change log. */
+  hyperparameters: HyperparameterChange[];
   runtime: { onnxruntimeVersion: string; cpuModel: string; intraOpThreads: number; executionProvider: string };
 }
 
@@ -177,6 +180,7 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
         subset: await readSubset(store, data, run.runId, position.subsetVersion, signal),
         config: run.config,
         configHash: run.configHash,
+        hyperparameters: (run.hyperparameters ?? []).filter((c) => c.fromStep <= position.step),
         runtime: { onnxruntimeVersion: rt.onnxruntimeVersion, cpuModel: rt.cpuModel, intraOpThreads: run.config.model.intraOpThreads, executionProvider: run.config.model.executionProvider },
       };
       report({ uploading: parameters.byteLength + optimizer.byteLength });

@@ -8,6 +8,7 @@ import { filterInformativeGroups } from '../dro/group-filter.js';
 import { reasoningReflectionReward } from '../dro/r3.js';
 import { combineRewards, lengthPenalty, rouge1F1 } from '../dro/rewards.js';
 import { mean, populationStd } from '../dro/stats.js';
+import { configAt, type HyperparameterChange } from '../dro/hyperparameters.js';
 import { learningRateAt } from '../dro/schedule.js';
 import { DataSampler, initialCursor as initialSamplerCursor } from '../datasets/sampler.js';
 import { NonFiniteUpdateError, PolicyTagMismatchError } from '../engine/errors.js';
@@ -149,7 +150,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
     const hosted = await needHost().require(versionOf(run, step - 1));
     const data = await runData(run.config, run.configHash);
     const store = await deps.openStore(run.config.checkpoint.store);
-    return { hosted, config: run.config, data, store };
+    return { hosted, config: configAt(run.config, run.hyperparameters, step), data, store };
   }
 
   /** The data cursor a run starts with (its format belongs to datasets/sampler.ts, not to the workflow). */
@@ -257,7 +258,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
   /** The GRPO update of `step`: old and reference log-probs by the training engine itself, then updatesPerStep AdamW steps, all or nothing. */
   async function update(run: RunRef, input: { step: number }): Promise<UpdateSummary> {
     const started = performance.now();
-    const { config } = run;
+    const config = configAt(run.config, run.hyperparameters, input.step);
     const { hosted, applied } = await needHost().requireEither(run.runId, run.configHash, input.step);
     if (applied) {
       if (hosted.lastUpdate?.step === input.step) return hosted.lastUpdate.summary;
@@ -333,6 +334,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
   async function recordStep(run: RunRef, input: StepRecordInput): Promise<void> {
     const store = await deps.openStore(run.config.checkpoint.store);
     const { rollout: r, score: s, reward: w, update: u } = input;
+    const settings = configAt(run.config, run.hyperparameters, input.step);
     await writeJson(store, runKeys.metrics(run.runId, input.step), {
       step: input.step,
       reward: w.rewards[run.config.dro.reward],
@@ -343,6 +345,8 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
       kl: u.kl,
       clipFraction: u.clipFraction,
       learningRate: u.learningRate,
+      klBeta: settings.dro.klBeta,
+      temperature: settings.rollout.temperature,
       completionTokens: r.meanCompletionTokens,
       truncatedShare: r.truncatedShare,
       malformedShare: r.malformedShare,
@@ -352,5 +356,11 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
     });
   }
 
-  return { initialCursor, sampleBatch, rollout, scoreReference, computeRewards, update, recordStep };
+  /** The run's change log: every hyper-parameter change accepted so far, read back by `dro resume`. */
+  async function recordHyperparameters(run: RunRef, changes: HyperparameterChange[]): Promise<void> {
+    const store = await deps.openStore(run.config.checkpoint.store);
+    await writeJson(store, runKeys.hyperparameters(run.runId), { runId: run.runId, changes });
+  }
+
+  return { initialCursor, sampleBatch, rollout, scoreReference, computeRewards, update, recordStep, recordHyperparameters };
 }

@@ -2,14 +2,18 @@
 // references, step inputs and per-phase summaries. Tensors and token lists never travel this way; they
 // live in the store under deterministic keys (activities/keys.ts).
 import type { RunConfig } from '../dro/config.js';
+import type { HyperparameterChange } from '../dro/hyperparameters.js';
 import type { SamplerCursor } from '../datasets/sampler.js';
 import type { PolicyTag } from '../engine/policy.js';
 
 /** What every activity needs to find a run: its name, its validated config and the config's hash. */
 export interface RunRef {
   runId: string;
+  /** The config the run started with; a step's own is `configAt(config, hyperparameters, step)`. */
   config: RunConfig;
   configHash: string;
+  /** Hyper-parameter changes received while the run trained (`dro set`), in the order received. */
+  hyperparameters?: HyperparameterChange[];
 }
 
 /**
@@ -117,6 +121,17 @@ export interface EvaluationSummary {
   cached: boolean;
   seconds: number;
 }
+
+/** What to evaluate: a run's checkpoint at `step`, or its newest valid one (null). */
+export interface EvaluationRequest {
+  runId: string;
+  /** The run's store URI (credentials come from the worker's environment, never from here). */
+  store: string;
+  step: number | null;
+}
+
+/** An evaluation, or why there was nothing to evaluate (no checkpoint yet). */
+export type EvaluationOutcome = EvaluationSummary | { step: null; message: string };
 
 export interface StepRecordInput {
   step: number;

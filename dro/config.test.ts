@@ -84,12 +84,15 @@ describe('parseRunConfig errors', () => {
     ]);
     expect(problems({ data: { task: 'pararev' }, dro: { reward: 'correctness' } })[0]).toMatch(/^dro\.reward: 'correctness' needs short verifiable answers/);
     expect(parseRunConfig({ model: { path: 'm', tokenizer: 'model' } }).model.tokenizer).toBe('model');
+    expect(problems({ evaluation: { every: 5 } })).toEqual(['evaluation.every: is 5, not a multiple of checkpoint.every (10): an evaluation needs a checkpoint at its step']);
+    expect(parseRunConfig({ evaluation: { every: 20 } }).evaluation.every).toBe(20);
+    expect(problems({ evaluation: { samples: 4 } })).toEqual([expect.stringMatching(/^evaluation\.samples: is 4 but evaluation\.temperature is 0/)]);
+    expect(parseRunConfig({ evaluation: { samples: 4, temperature: 0.8 } }).evaluation.samples).toBe(4);
   });
 
   it('refuses fields whose feature does not exist yet, and cross-field data rules', () => {
     expect(problems({ model: { loraRank: 4 } })[0]).toMatch(/^model\.loraRank: is 4: LoRA is not implemented yet/);
     expect(problems({ model: { path: '/m/smol.GGUF' } })[0]).toMatch(/^model\.path: names a \.gguf file/);
-    expect(problems({ evaluation: { every: 5 } })[0]).toMatch(/^evaluation\.every: is 5: periodic evaluation/);
     // Refused next to other mistakes too, not only when everything else is valid.
     expect(problems({ model: { loraRank: 2 }, rollout: { groupSize: 0 } })).toEqual(expect.arrayContaining([expect.stringMatching(/^model\.loraRank/), expect.stringMatching(/^rollout\.groupSize/)]));
     expect(problems({ data: { task: 'finqa' }, sft: { steps: 10 } })).toEqual([expect.stringMatching(/^sft\.demonstrations: is null but task finqa has no built-in demonstrations/)]);

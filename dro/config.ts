@@ -173,11 +173,9 @@ export const RunConfigSchema = z
     ),
     evaluation: section(
       {
-        every: int(0)
-          .superRefine(notYet((n: number) => n === 0, (n) => `is ${n}: periodic evaluation during training is not implemented yet; use 0 (evaluation.baseAndFinal still evaluates before and after)`))
-          .default(0)
-          .describe('Steps between evaluations of the newest checkpoint; 0 = off'),
+        every: int(0).default(0).describe('Steps between evaluations during training (a child workflow each, training does not wait); a multiple of checkpoint.every; 0 = off'),
         examples: int(1).default(64).describe('Held-out examples per evaluation'),
+        samples: int(1).default(1).describe('Completions per held-out example (n); n > 1 adds pass@k for tasks that have it and needs temperature > 0'),
         temperature: z.number().min(0).default(0).describe('Sampling temperature for evaluation; 0 = greedy'),
         maxNewTokens: int(1).default(256).describe('Token budget per evaluation answer'),
         baseAndFinal: z.boolean().default(true).describe('Evaluate the warm-started base (step 0) and the final checkpoint, so the run reports before/after'),
@@ -219,6 +217,12 @@ export const RunConfigSchema = z
     }
     if (config.data.task === 'synthetic' && (config.data.trainPath !== null || config.data.evalPath !== null)) {
       ctx.addIssue({ code: 'custom', path: ['data', config.data.trainPath !== null ? 'trainPath' : 'evalPath'], message: 'must be null for the synthetic task: its examples are generated (see data.synthetic)' });
+    }
+    if (config.evaluation.samples > 1 && config.evaluation.temperature === 0) {
+      ctx.addIssue({ code: 'custom', path: ['evaluation', 'samples'], message: `is ${config.evaluation.samples} but evaluation.temperature is 0: greedy samples are all the same; raise the temperature or use 1` });
+    }
+    if (config.evaluation.every % config.checkpoint.every !== 0) {
+      ctx.addIssue({ code: 'custom', path: ['evaluation', 'every'], message: `is ${config.evaluation.every}, not a multiple of checkpoint.every (${config.checkpoint.every}): an evaluation needs a checkpoint at its step` });
     }
     if (config.dro.reward === 'correctness' && config.data.task === 'pararev') {
       ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: "'correctness' needs short verifiable answers; ParaRev is open-ended (use 'r3', 'aggregate' or 'rouge1')" });

@@ -1,9 +1,11 @@
 // The `dro` command line. Entry points stay small: build the program, register the command groups, run,
 // and exit 1 with a message a user understands (no stack trace). Commands live in scripts/cli/.
 import { readFileSync } from 'node:fs';
+import { registerControlCommands } from './cli/control.js';
 import { registerModelCommands } from './cli/model.js';
 import { UsageError } from './cli/options.js';
 import { createProgram, parseCommandLine } from './cli/program.js';
+import { registerReportCommands } from './cli/report.js';
 import { registerRunCommands } from './cli/run.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -17,6 +19,8 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 const program = createProgram(version);
 registerModelCommands(program);
 registerRunCommands(program);
+registerControlCommands(program);
+registerReportCommands(program);
 
 parseCommandLine(program, process.argv.slice(2)).then(
   (code) => {

@@ -46,7 +46,10 @@ async function main(): Promise<void> {
     const run = await startRun(c, config, runId);
     console.log(`==> run ${runId}: ${config.sft.steps} warm-start (SFT) steps on demonstrations with ${config.sft.slipRate * 100}% slips, then ${config.schedule.totalSteps} DRO steps with the R3 reward`);
     console.log(`    Web UI: ${run.link}`);
-    const result = await followRun(run.handle, process.stdout);
+    const followed = await followRun(run.handle, process.stdout);
+    // Ctrl-C: the SIGINT handler above stops the worker and exits.
+    if (!followed.ended) return;
+    const { result } = followed;
     const evals = await runEvaluations(config.checkpoint.store, runId, [0, result.steps]);
     const before = evals[0];
     const after = evals[result.steps];
@@ -65,7 +68,8 @@ async function main(): Promise<void> {
     console.log(`\nrun ${runId} (${((Date.now() - started) / 1000).toFixed(0)} s); checkpoints and metrics in ${config.checkpoint.store}/${runId}/`);
     console.log(`  Web UI:      ${run.link}`);
     console.log(`  inspect:     ./bin/dro status --run ${runId}    ./bin/dro metrics --run ${runId}    ./bin/dro checkpoints --run ${runId}`);
-    console.log(`  resume:      ./bin/dro worker &   then   ./bin/dro resume --run ${runId} --wait   (for a run that was interrupted)`);
+    console.log(`  resume:      ./bin/dro worker &   then   ./bin/dro resume --run ${runId} --follow   (for a run that was interrupted)`);
+    console.log(`  report:      ./bin/dro report --run ${runId}    (charts and evaluations in ./reports/${runId}/index.html)`);
   } finally {
     await c.close();
     await stopWorker();

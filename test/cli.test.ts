@@ -83,9 +83,17 @@ describe('the command line', () => {
   // Each option is listed on a line of its own, followed by its description.
   const documents = (help: string, flag: string) => expect(help).toMatch(new RegExp(`^ +${flag}(?: <[a-z]+>)? {2,}\\S`, 'm'));
   const runOptions = {
-    train: ['--config', '--run-id', '--wait', '-h, --help'],
-    resume: ['--run', '--store', '--config', '--wait', '-h, --help'],
+    train: ['--config', '--run-id', '--follow', '-h, --help'],
+    resume: ['--run', '--store', '--config', '--follow', '-h, --help'],
     status: ['--run', '--store', '--json', '-h, --help'],
+    pause: ['--run', '-h, --help'],
+    stop: ['--run', '-h, --help'],
+    set: ['--run', '--lr', '--kl-beta', '--temperature', '--eval-every', '--from-step', '-h, --help'],
+    follow: ['--run', '-h, --help'],
+    runs: ['--json', '-h, --help'],
+    eval: ['--run', '--step', '--store', '--wait', '-h, --help'],
+    'schedule-eval': ['--run', '--every', '--cron', '--store', '--list', '--pause', '--unpause', '--trigger', '--delete', '--json', '-h, --help'],
+    report: ['--run', '--store', '--out', '-h, --help'],
   };
   const options = {
     init: ['--config', '--seed', '--out'],
@@ -117,7 +125,7 @@ describe('the command line', () => {
     expect(oneLine('model', 'generate', '--help')).toMatch(/--temperature <t> [^-]*\(default: 1\)/);
   });
 
-  it('--help of train, resume and status lists every option', () => {
+  it('--help of every run command lists every option', () => {
     for (const [command, flags] of Object.entries(runOptions)) {
       const help = run(command, '--help');
       expect(help.status, command).toBe(0);
@@ -158,6 +166,18 @@ describe('the command line', () => {
       [['model', 'score', '--model', 'm', '--ids', '1', '--threads', '0'], 'dro: --threads must be an integer ≥ 1, got "0"'],
       [['model', 'score', '--model', '', '--ids', '1,2'], 'dro: --model must not be empty'],
       [['model', 'score', 'extra', '--model', 'm', '--ids', '1,2'], "dro: too many arguments for 'score'"],
+      [['pause'], "dro: required option '--run <id>' not specified"],
+      [['stop', '--run', 'x', '--now'], "dro: unknown option '--now'"],
+      [['set', '--run', 'x', '--lr', 'fast'], 'dro: --lr must be a number, got "fast"'],
+      [['set', '--run', 'x', '--eval-every', '-2'], 'dro: --eval-every must be an integer ≥ 0, got "-2"'],
+      [['set', '--run', 'x'], 'dro: give at least one of --lr, --kl-beta, --temperature, --eval-every'],
+      [['follow', '--run', ''], 'dro: --run must not be empty'],
+      [['runs', '--all'], "dro: unknown option '--all'"],
+      [['eval', '--run', 'x', '--step', 'last'], 'dro: --step must be an integer ≥ 0, got "last"'],
+      [['schedule-eval', '--run', 'x', '--every', 'often'], 'dro: --every must be a duration such as 30s, 10m, 2h or 1d, got "often"'],
+      [['schedule-eval', '--run', 'x', '--every', '1h', '--delete'], 'dro: give exactly one of --every, --cron, --list, --pause, --unpause, --trigger, --delete (got --every, --delete)'],
+      [['schedule-eval', '--pause'], 'dro: --pause needs --run <id>'],
+      [['report'], "dro: required option '--run <id>' not specified"],
     ];
     for (const [args, message] of cases) {
       const r = run(...args);
@@ -165,7 +185,7 @@ describe('the command line', () => {
       expect(r.stdout, args.join(' ')).toBe('');
       const [first, ...rest] = r.stderr.trimEnd().split('\n');
       expect(first, args.join(' ')).toContain(message);
-      expect(rest, args.join(' ')).toEqual([expect.stringMatching(/^run `dro( model( \w+)?)? --help` for usage$/)]);
+      expect(rest, args.join(' ')).toEqual([expect.stringMatching(/^run `dro( model( \w+)?| [a-z-]+)? --help` for usage$/)]);
     }
     expect(run('model', 'init', '--bogus').stderr).toContain('run `dro model init --help` for usage');
   });
@@ -219,6 +239,27 @@ describe('dro train with a config', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
     expect(await workflowStatus(runId)).toBe('not found');
     expect(existsSync(store)).toBe(false);
+  });
+
+  it('every run command names an unknown run in one line and exits 1', () => {
+    const commands: string[][] = [['pause'], ['stop'], ['set', '--lr', '1e-5'], ['follow'], ['eval'], ['schedule-eval', '--every', '1h'], ['schedule-eval', '--pause']];
+    for (const c of commands) {
+      const r = run(c[0]!, '--run', 'no-such-run-anywhere', ...c.slice(1));
+      expect(r.status, c.join(' ')).toBe(1);
+      expect(r.stderr.trimEnd().split('\n'), c.join(' ')).toEqual([expect.stringMatching(/^dro: run no-such-run-anywhere (is not known to Temporal|has no evaluation schedule)/)]);
+    }
+    const report = run('report', '--run', 'no-such-run-anywhere', '--store', join(dir, 'empty-store'));
+    expect(report.status).toBe(1);
+    expect(report.stderr.trimEnd().split('\n')).toEqual([expect.stringMatching(/^dro: run no-such-run-anywhere has no metrics in .*; nothing to report$/)]);
+  });
+
+  it('a Temporal command says in one line when there is no server', () => {
+    // Every command connects through the same withClient; each case waits out the 10 s connect timeout.
+    for (const c of [['set', '--run', 'r', '--lr', '1'], ['schedule-eval', '--list']]) {
+      const r = spawnSync(dro, c, { encoding: 'utf8', env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' } });
+      expect(r.status, c.join(' ')).toBe(1);
+      expect(r.stderr.trimEnd().split('\n'), c.join(' ')).toEqual([expect.stringMatching(/^dro: cannot reach Temporal at 127\.0\.0\.1:1: .*npm run services:up/)]);
+    }
   });
 
   it('starts the run for the same config without the bad fields (the check above can see a started run)', async () => {

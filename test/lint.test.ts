@@ -32,6 +32,7 @@ describe('workflow sandbox imports', () => {
     "import * as ort from 'onnxruntime-node';",
     "import { S3Client } from '@aws-sdk/client-s3';",
     "import { commitCheckpoint } from '../storage/checkpoints.js';",
+    "import { commitCheckpoint } from '../dro/../storage/checkpoints.js';",
   ];
   for (const line of forbidden) {
     it(`rejects in workflows/: ${line}`, async () => {
@@ -48,6 +49,11 @@ describe('workflow sandbox imports', () => {
       'export const acts = proxyActivities<{ ping(): Promise<void> }>({ startToCloseTimeout: 1000 });',
       '',
     ].join('\n');
+    expect(await ruleIds(code, 'workflows/lint-probe.ts')).toEqual([]);
+  });
+
+  it('allows code imports of the pure dro/ modules (an update validator runs them)', async () => {
+    const code = "import { configAt } from '../dro/hyperparameters.js';\nexport const at = configAt;\n";
     expect(await ruleIds(code, 'workflows/lint-probe.ts')).toEqual([]);
   });
 

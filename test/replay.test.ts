@@ -21,6 +21,12 @@ it('the recorded trainingRun history replays without nondeterminism', async () =
   // The light steps (batch, rewards, metrics) are local activities, recorded as markers.
   expect(types.filter((t) => t === temporal.api.enums.v1.EventType.EVENT_TYPE_MARKER_RECORDED).length).toBeGreaterThan(5);
   expect(types.at(-1)).toBe(temporal.api.enums.v1.EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW);
+  // The run's messages and its child evaluation are part of what must replay.
+  const E = temporal.api.enums.v1.EventType;
+  expect(types).toContain(E.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED);
+  expect(types.filter((t) => t === E.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED).length).toBe(2);
+  expect(types).toContain(E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED);
+  expect(types).toContain(E.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES);
   await Worker.runReplayHistory({ workflowsPath: WORKFLOWS }, history);
 });
 

@@ -1,2 +1,3 @@
 // Every workflow the control worker runs, for its bundle (one workflow per file).
 export { trainingRun } from './training-run.js';
+export { evaluateCheckpoint } from './evaluate-checkpoint.js';

@@ -6,7 +6,8 @@ import { RunConfigError } from '../../dro/config.js';
 import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
 import { trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
 import { textOption } from './options.js';
-import { followRun } from './progress.js';
+import { webUiLink } from '../../workers/connection.js';
+import { describeChange, followRun, formatDuration } from './progress.js';
 import {
   connectClient,
   describeRun,
@@ -24,11 +25,12 @@ import {
   type StepMetrics,
 } from './runs.js';
 
-const runOption = () => textOption('--run <id>', 'the run id (printed by `dro train`)').makeOptionMandatory();
-const storeOption = () => textOption('--store <uri>', "the run's store when Temporal no longer knows the run (default: what Temporal recorded, else $DRO_STORE, else ./runs)");
-const jsonOption = () => new Option('--json', 'print JSON instead of a table').default(false);
+export const runOption = () => textOption('--run <id>', 'the run id (printed by `dro train`)').makeOptionMandatory();
+export const storeOption = () => textOption('--store <uri>', "the run's store when Temporal no longer knows the run (default: what Temporal recorded, else $DRO_STORE, else ./runs)");
+export const jsonOption = () => new Option('--json', 'print JSON instead of a table').default(false);
+const followOption = () => new Option('--follow', 'show live progress until the run ends (exit 0 if it completed or was stopped); Ctrl-C stops following, not the run').default(false);
 
-async function withClient<T>(fn: (c: Connected) => Promise<T>): Promise<T> {
+export async function withClient<T>(fn: (c: Connected) => Promise<T>): Promise<T> {
   const c = await connectClient();
   try {
     return await fn(c);
@@ -37,24 +39,26 @@ async function withClient<T>(fn: (c: Connected) => Promise<T>): Promise<T> {
   }
 }
 
-/** Waits for the run to end, drawing its progress; exits non-zero unless it completed. */
-async function waitForRun(c: Connected, runId: string): Promise<void> {
+/** Follows the run until it ends (non-zero unless it completed or was stopped) or until Ctrl-C (the run goes on). */
+export async function followUntilEnd(c: Connected, runId: string): Promise<void> {
   const handle = c.client.workflow.getHandle(trainingWorkflowId(runId));
   try {
-    await followRun(handle, process.stderr);
-    console.log(`run ${runId} completed`);
+    const outcome = await followRun(handle, process.stderr);
+    if (!outcome.ended) return console.log(`stopped following run ${runId}; it goes on (\`dro follow --run ${runId}\` to watch again)`);
+    const r = outcome.result;
+    console.log(r.status === 'stopped' ? `run ${runId} stopped at step ${r.steps} (checkpoint ${r.lastCheckpoint}); \`dro resume --run ${runId}\` continues it` : `run ${runId} completed`);
   } catch (err) {
     const why = err instanceof WorkflowFailedError ? failureMessage(err) : (err as Error).message;
     throw new Error(`run ${runId} did not complete: ${why}`, { cause: err });
   }
 }
 
-function printTable(rows: (string | number)[][]): void {
+export function printTable(rows: (string | number)[][]): void {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
   for (const r of rows) console.log(r.map((v, i) => String(v).padStart(widths[i]!)).join('  '));
 }
 
-const fmt = (v: unknown, digits = 4): string => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(digits)) : typeof v === 'string' ? v : '-');
+export const fmt = (v: unknown, digits = 4): string => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(digits)) : typeof v === 'string' ? v : '-');
 
 export function registerRunCommands(program: Command): void {
   program
@@ -62,8 +66,8 @@ export function registerRunCommands(program: Command): void {
     .description('validate a run config and start the run on Temporal (workers: `dro worker`)')
     .addOption(textOption('--config <file>', 'run config (JSON); every field and its default: README "Run configuration"').makeOptionMandatory())
     .addOption(textOption('--run-id <id>', 'name of the run (default: run-<date>-<time>-<hex>); a name, not a seed'))
-    .addOption(new Option('--wait', 'block until the run ends, showing progress; exit 0 only if it completed').default(false))
-    .action(async (o: { config: string; runId?: string; wait: boolean }) => {
+    .addOption(followOption())
+    .action(async (o: { config: string; runId?: string; follow: boolean }) => {
       let config;
       try {
         config = await readRunConfig(o.config);
@@ -75,7 +79,7 @@ export function registerRunCommands(program: Command): void {
       await withClient(async (c) => {
         const started = await startRun(c, config, runId);
         console.log(`started run ${runId} (workflow ${started.workflowId})\n  Web UI: ${started.link}\n  store:  ${config.checkpoint.store}`);
-        if (o.wait) await waitForRun(c, runId);
+        if (o.follow) await followUntilEnd(c, runId);
       });
     });
 
@@ -97,19 +101,28 @@ export function registerRunCommands(program: Command): void {
           runId: o.run,
           workflowId: trainingWorkflowId(o.run),
           state: d.state,
+          status: progress?.status ?? d.status ?? null,
+          link: webUiLink(c.namespace, trainingWorkflowId(o.run)),
           step: progress?.step ?? metrics.at(-1)?.step ?? (lastValid ?? 0),
           totalSteps: progress?.totalSteps ?? null,
           phase: progress?.phase ?? null,
           lastCheckpoint: progress?.lastCheckpoint ?? lastValid,
           recentMetrics: metrics.slice(-5),
           failure: d.failure ?? null,
+          stepsPerHour: progress?.stepsPerHour ?? null,
+          etaSeconds: progress?.etaSeconds ?? null,
+          hyperparameters: progress?.hyperparameters ?? [],
           notes: progress?.notes ?? [],
           evaluations: progress?.evaluations ?? {},
           store: uri,
         };
         if (o.json) return console.log(JSON.stringify(status, null, 2));
-        console.log(`run ${status.runId} (workflow ${status.workflowId}): ${status.state}`);
+        const shown = status.status && status.status !== status.state ? `${status.state} (${status.status})` : status.state;
+        console.log(`run ${status.runId} (workflow ${status.workflowId}): ${shown}`);
+        console.log(`  Web UI: ${status.link}`);
         console.log(`  step ${status.step}${status.totalSteps ? ` of ${status.totalSteps}` : ''}${status.phase ? `, ${status.phase}` : ''}; last checkpoint ${fmt(status.lastCheckpoint)}`);
+        if (status.stepsPerHour) console.log(`  ${status.stepsPerHour.toFixed(0)} steps/h, ETA ${formatDuration(status.etaSeconds)}`);
+        for (const h of status.hyperparameters) console.log(`  change from step ${h.fromStep}: ${describeChange(h)}`);
         if (status.failure) console.log(`  failure: ${status.failure}`);
         for (const n of status.notes) console.log(`  note: ${n}`);
         for (const m of status.recentMetrics) console.log(`  step ${m.step}: reward ${fmt((m.reward as { mean?: number } | undefined)?.mean)} loss ${fmt(m.loss)}`);
@@ -118,17 +131,17 @@ export function registerRunCommands(program: Command): void {
 
   program
     .command('resume')
-    .description("start a run whose workflow is gone (terminated, failed, or lost with Temporal's data) again from its latest valid checkpoint")
+    .description("continue a run: unpause a paused one, or start one whose workflow ended (stopped, terminated, failed, or lost with Temporal's data) again from its latest valid checkpoint")
     .addOption(runOption())
     .addOption(storeOption())
     .addOption(textOption('--config <file>', "the run's config, checked against the checkpoint's (refused if a field differs); needed when no checkpoint exists yet"))
-    .addOption(new Option('--wait', 'block until the run ends, showing progress').default(false))
-    .action(async (o: { run: string; store?: string; config?: string; wait: boolean }) => {
+    .addOption(followOption())
+    .action(async (o: { run: string; store?: string; config?: string; follow: boolean }) => {
       await withClient(async (c) => {
         const outcome = await resumeRun(c, o.run, { store: o.store, configFile: o.config, log: (line) => console.log(line) });
         console.log(outcome.message);
         if (outcome.link) console.log(`  Web UI: ${outcome.link}`);
-        if (o.wait && (outcome.action === 'resumed' || outcome.action === 'already-running' || outcome.action === 'raced')) await waitForRun(c, o.run);
+        if (o.follow && outcome.action !== 'completed') await followUntilEnd(c, o.run);
       });
     });
 

@@ -4,16 +4,18 @@
 // run's workflow (memo `store`) while Temporal knows the run, else from --store, $DRO_STORE or ./runs.
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
+import { basename, isAbsolute, resolve } from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { CheckpointState } from '../../activities/policy-state.js';
 import { runKeys } from '../../activities/keys.js';
 import { canonicalJson, parseRunConfig, type RunConfig } from '../../dro/config.js';
-import type { BlobStore } from '../../storage/blob-store.js';
+import { BlobNotFoundError, type BlobStore } from '../../storage/blob-store.js';
 import { listCheckpoints, loadLatestCheckpoint, validateRunId, type CheckpointListing } from '../../storage/checkpoints.js';
 import { openBlobStore } from '../../storage/open.js';
+import type { HyperparameterChange } from '../../dro/hyperparameters.js';
 import { temporalTarget, webUiLink } from '../../workers/connection.js';
-import { CONTROL_QUEUE, progressQuery, trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
+import { missingSearchAttributes, searchAttributeCommands } from '../../workers/search-attributes.js';
+import { CONTROL_QUEUE, progressQuery, resumeSignal, searchAttributes, trainingWorkflowId, type RunStatus, type TrainingProgress } from '../../workflows/messages.js';
 import type { trainingRun } from '../../workflows/training-run.js';
 
 export class RunError extends Error {
@@ -88,16 +90,46 @@ export interface StartedRun {
  * A new run refuses an id Temporal has seen (REJECT_DUPLICATE); a resume reuses a closed one, and of
  * two at once the second fails to start (conflict policy FAIL).
  */
-function startExecution(c: Connected, runId: string, config: RunConfig, reuse: 'REJECT_DUPLICATE' | 'ALLOW_DUPLICATE') {
+async function startExecution(c: Connected, runId: string, config: RunConfig, reuse: 'REJECT_DUPLICATE' | 'ALLOW_DUPLICATE', hyperparameters: HyperparameterChange[] = []) {
+  const missing = await missingSearchAttributes(c.client.connection, c.namespace);
+  if (missing.length > 0) {
+    throw new RunError(`namespace ${c.namespace} lacks the search attributes runs are listed by (${missing.join(', ')}); add them: ${searchAttributeCommands(missing, c.namespace)}`);
+  }
   return c.client.workflow.start<typeof trainingRun>('trainingRun', {
     taskQueue: CONTROL_QUEUE,
     workflowId: trainingWorkflowId(runId),
-    args: [{ runId, config, configHash: configHash(config) }],
-    memo: { store: config.checkpoint.store },
+    args: [{ runId, config, configHash: configHash(config), hyperparameters }],
+    memo: { store: config.checkpoint.store, totalSteps: config.schedule.totalSteps },
     workflowIdReusePolicy: reuse,
     workflowIdConflictPolicy: 'FAIL',
-    staticSummary: `DRO training run ${runId}`,
+    typedSearchAttributes: [
+      { key: searchAttributes.runId, value: runId },
+      { key: searchAttributes.task, value: config.data.task },
+      { key: searchAttributes.status, value: 'running' },
+      { key: searchAttributes.step, value: 0 },
+    ],
+    ...runSummary(runId, config),
   });
+}
+
+/** What the Web UI shows at the top of a run's page (static for the workflow's life). */
+export function runSummary(runId: string, config: RunConfig): { staticSummary: string; staticDetails: string } {
+  const model = config.model.path ?? `new ${config.model.init.num_hidden_layers ?? '?'}-layer model`;
+  const staticSummary = `DRO run ${runId}: ${config.data.task}, ${basename(String(model))}, reward ${config.dro.reward}, ${config.schedule.totalSteps} steps`;
+  const staticDetails = [
+    `| | |`,
+    `|---|---|`,
+    `| task | ${config.data.task} |`,
+    `| model | ${model} |`,
+    `| reward | ${config.dro.reward} (R3 ${config.dro.r3.weighting}, ${config.dro.r3.contrast}) |`,
+    `| total steps | ${config.schedule.totalSteps} |`,
+    `| prompts × group | ${config.rollout.promptsPerStep} × ${config.rollout.groupSize} |`,
+    `| learning rate | ${config.optimizer.learningRate} (${config.schedule.lrSchedule}) |`,
+    `| KL β | ${config.dro.klBeta} |`,
+    `| checkpoints | every ${config.checkpoint.every} steps in ${config.checkpoint.store} |`,
+    `| evaluation | every ${config.evaluation.every || '-'} steps, ${config.evaluation.examples} examples |`,
+  ].join('\n');
+  return { staticSummary: staticSummary.slice(0, 200), staticDetails };
 }
 
 async function storeFor(uri: string): Promise<BlobStore> {
@@ -129,6 +161,8 @@ export type RunState = 'running' | 'completed' | 'failed' | 'terminated' | 'canc
 
 export interface RunDescription {
   state: RunState;
+  /** What the run itself last said (DroStatus): running, paused, stopping, stopped, completed, failed. */
+  status?: RunStatus;
   store?: string;
   failure?: string;
 }
@@ -139,9 +173,10 @@ export async function describeRun(c: Connected, runId: string): Promise<RunDescr
     const d = await handle.describe();
     const state = (d.status.name.toLowerCase().replace(/_/g, '-') as RunState) ?? 'running';
     const store = typeof d.memo?.store === 'string' ? d.memo.store : undefined;
+    const status = d.typedSearchAttributes.get(searchAttributes.status) as RunStatus | undefined;
     let failure: string | undefined;
     if (state === 'failed') failure = await handle.result().then(() => undefined, (err: unknown) => failureMessage(err));
-    return { state, store, failure };
+    return { state, status, store, failure };
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return { state: 'not-found' };
     throw err;
@@ -182,7 +217,7 @@ export async function findRunStore(runId: string, flag: string | undefined): Pro
 }
 
 export interface ResumeOutcome {
-  action: 'already-running' | 'completed' | 'resumed' | 'raced';
+  action: 'already-running' | 'unpaused' | 'completed' | 'resumed' | 'raced';
   message: string;
   from?: number;
   handle?: WorkflowHandle<typeof trainingRun>;
@@ -203,8 +238,16 @@ export function configDifferences(a: unknown, b: unknown, path = ''): string[] {
 export async function resumeRun(c: Connected, runId: string, options: { store?: string; configFile?: string; log: (line: string) => void }): Promise<ResumeOutcome> {
   validateRunId(runId);
   const described = await describeRun(c, runId);
-  if (described.state === 'running') return { action: 'already-running', message: `run ${runId} is running; nothing to resume` };
-  if (described.state === 'completed') return { action: 'completed', message: `run ${runId} completed; nothing to resume` };
+  if (described.state === 'running') {
+    const progress = await queryProgress(c, runId);
+    if (progress?.paused || described.status === 'paused') {
+      await c.client.workflow.getHandle(trainingWorkflowId(runId)).signal(resumeSignal);
+      return { action: 'unpaused', message: `run ${runId} was paused at step ${progress?.step ?? '?'}; it continues` };
+    }
+    return { action: 'already-running', message: `run ${runId} is running; nothing to resume` };
+  }
+  // A run stopped on request completed its workflow but not its steps: it continues from its checkpoint.
+  if (described.state === 'completed' && described.status !== 'stopped') return { action: 'completed', message: `run ${runId} completed; nothing to resume` };
   const uri = runStoreUri(options.store, described.store);
   const store = await storeFor(uri);
   const { checkpoint: latest, skipped } = await loadLatestCheckpoint(store, runId);
@@ -224,14 +267,25 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
     if (!options.configFile) throw new RunError(`run ${runId} has no valid checkpoint in ${uri}${skipped.length ? ` (${skipped.length} invalid)` : ''}; start it again from its config with \`dro resume --run ${runId} --config <file>\``);
     config = await readRunConfig(options.configFile);
   }
+  const changes = await changeLog(store, runId, latest?.state as CheckpointState | undefined);
   const workflowId = trainingWorkflowId(runId);
   try {
-    const handle = await startExecution(c, runId, config, 'ALLOW_DUPLICATE');
+    const handle = await startExecution(c, runId, config, 'ALLOW_DUPLICATE', changes);
     const where = from === undefined ? 'from the beginning (no checkpoint yet)' : `from checkpoint ${from}`;
     return { action: 'resumed', message: `resumed run ${runId} ${where}`, from, handle, link: webUiLink(c.namespace, workflowId) };
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return { action: 'raced', message: `run ${runId} was resumed by another caller a moment ago; nothing to do` };
     throw err;
+  }
+}
+
+/** Every hyper-parameter change the run accepted: its change log, else what its checkpoint recorded. */
+async function changeLog(store: BlobStore, runId: string, state: CheckpointState | undefined): Promise<HyperparameterChange[]> {
+  try {
+    return (JSON.parse(new TextDecoder().decode(await store.get(runKeys.hyperparameters(runId)))) as { changes: HyperparameterChange[] }).changes;
+  } catch (err) {
+    if (!(err instanceof BlobNotFoundError)) throw err;
+    return state?.hyperparameters ?? [];
   }
 }
 

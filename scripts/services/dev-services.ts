@@ -187,6 +187,19 @@ export async function probeTemporal(address: string): Promise<boolean> {
   }
 }
 
+/** The run search attributes `dro runs` lists by, on the dev server's default namespace (idempotent). */
+async function addRunSearchAttributes(cfg: ServicesConfig, log: (line: string) => void): Promise<void> {
+  const { Connection } = await import('@temporalio/client');
+  const { registerSearchAttributes } = await import('../../workers/search-attributes.js');
+  const connection = await Connection.connect({ address: `127.0.0.1:${cfg.temporal.port}`, connectTimeout: 5000 });
+  try {
+    const added = await registerSearchAttributes(connection, 'default');
+    if (added.length > 0) log(`temporal: added search attributes ${added.join(', ')}`);
+  } finally {
+    await connection.close();
+  }
+}
+
 async function probeS3(cfg: ServicesConfig, c: S3Credentials): Promise<boolean> {
   if (!(await portAnswers(cfg.s3.port))) return false;
   const { S3BlobStore } = await import('../../storage/s3-store.js');
@@ -343,6 +356,7 @@ export async function servicesUp(
     for (const spec of specs(cfg, which)) {
       const started = Date.now();
       await startService(cfg, spec, log, timeoutMs);
+      if (spec.name === 'temporal') await addRunSearchAttributes(cfg, log);
       log(`${spec.name}: ready in ${((Date.now() - started) / 1000).toFixed(1)}s on 127.0.0.1:${spec.ports[0]!.port}`);
     }
     return vars;
