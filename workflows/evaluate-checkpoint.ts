@@ -21,7 +21,7 @@ const policy = (summary: string): Activities =>
     taskQueue: POLICY_QUEUE,
     summary,
     // Loading and generating report progress every second; a silent worker is replaced by a retry elsewhere.
-    heartbeatTimeout: '30 seconds',
+    heartbeatTimeout: '10 seconds',
     startToCloseTimeout: '6 hours',
     // A missing or corrupted checkpoint fails non-retryably with the reason; other failures are retried.
     retry: { initialInterval: '2s', maximumInterval: '30s', maximumAttempts: 5 },

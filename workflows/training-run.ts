@@ -298,6 +298,8 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       state.position = loaded.checkpoint.position;
       state.lastCheckpoint = from;
       log.info(`policy worker ${pin.identity} holds checkpoint ${from}`);
+      // A worker lost right after committing this checkpoint never got to start its evaluation.
+      await evaluationDue(from);
     } else {
       state.position = null;
       state.lastCheckpoint = null;
