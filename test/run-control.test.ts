@@ -160,8 +160,8 @@ describe('operating a run', () => {
     await progressReaches(runId, `step ${pausedAt + 2}`, (p) => p.step >= pausedAt + 2);
     await policy.kill('SIGKILL');
     await startPolicy();
-    // After a continue-as-new, a second pause and change.
-    await progressReaches(runId, 'a second execution', (p) => p.executions >= 2 && p.repins >= 1);
+    // After a continue-as-new, a second pause and change, late enough that the reference run stops before it.
+    await progressReaches(runId, 'a second execution', (p) => p.executions >= 2 && p.repins >= 1 && p.step >= 6);
     await handle.signal(pauseSignal);
     secondPauseAt = (await progressReaches(runId, 'paused again', (p) => p.phase === 'paused')).step;
     const second = await handle.executeUpdate(setHyperparametersUpdate, { args: [{ klBeta: 0.05 }] });
