@@ -5,7 +5,7 @@
 // steered run ends byte-identical to a reference run given the same changes at the same steps. Then
 // evaluation as its own workflow (children during training, a stored result, a corrupted checkpoint),
 // a Temporal Schedule, `dro runs` and `dro report`.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,6 +137,18 @@ describe('operating a run', () => {
     }
     expect((await handle.describe()).raw.pendingActivities ?? []).toEqual([]);
     expect((await describeRun(c, runId)).status).toBe('paused');
+
+    // `dro follow` prints a plain line when not on a terminal; Ctrl-C (SIGINT to its PID) stops following only.
+    const follower = spawn(DRO, ['follow', '--run', runId], { env: { ...process.env, ...services.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let followed = '';
+    follower.stdout.on('data', (b: Buffer) => (followed += b.toString()));
+    follower.stderr.on('data', (b: Buffer) => (followed += b.toString()));
+    const exited = new Promise<number | null>((r) => follower.once('exit', (code) => r(code)));
+    await waitFor('a progress line', () => Promise.resolve(new RegExp(`step ${pausedAt}/${TOTAL} paused`).test(followed) ? true : undefined), 60_000);
+    process.kill(follower.pid!, 'SIGINT');
+    expect(await exited).toBe(0);
+    expect(followed).toContain(`stopped following run ${runId}; it goes on`);
+    expect((await progressOf(runId))!.paused).toBe(true);
 
     // Refused with the field named, by the client and by `dro set` alike; nothing recorded.
     const refused = await handle.executeUpdate(setHyperparametersUpdate, { args: [{ learningRate: -1 }] }).catch((e: unknown) => e);

@@ -11,6 +11,7 @@ import { checkpointPrefix, listCheckpoints, STATE_FILE } from '../../storage/che
 import { openBlobStore } from '../../storage/open.js';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { textOption } from './options.js';
+import { runOption, storeOption } from './run.js';
 import { findRunStore, runMetrics, RunError, type StepMetrics } from './runs.js';
 
 /** PNGs are drawn at this multiple of the SVG's size, so they stay sharp on high-density screens. */
@@ -192,8 +193,8 @@ export function registerReportCommands(program: Command): void {
   program
     .command('report')
     .description("write a run's charts (SVG and PNG), evaluations and config as a folder with an index.html")
-    .addOption(textOption('--run <id>', 'the run id (printed by `dro train`)').makeOptionMandatory())
-    .addOption(textOption('--store <uri>', "the run's store when Temporal no longer knows the run (default: what Temporal recorded, else $DRO_STORE, else ./runs)"))
+    .addOption(runOption())
+    .addOption(storeOption())
     .addOption(textOption('--out <dir>', 'the report folder (default: ./reports/<run id>)'))
     .action(async (o: { run: string; store?: string; out?: string }) => {
       const uri = await findRunStore(o.run, o.store);
