@@ -9,7 +9,7 @@ import { NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel } from 
 import { createActivities } from '../activities/index.js';
 import { faultsFromEnv } from '../activities/faults.js';
 import { PolicyHost } from '../activities/policy-host.js';
-import { CONTROL_QUEUE, POLICY_QUEUE } from '../workflows/messages.js';
+import { CONTROL_QUEUE, EVALUATION_QUEUE, POLICY_QUEUE } from '../workflows/messages.js';
 import { temporalTarget } from './connection.js';
 
 export type WorkerRole = 'control' | 'policy' | 'all';
@@ -41,6 +41,8 @@ export async function runWorkers(options: RunWorkersOptions): Promise<void> {
     }
     if (host) {
       workers.push(await Worker.create({ ...common, taskQueue: POLICY_QUEUE, maxConcurrentActivityTaskExecutions: 2 }));
+      // Evaluations queue apart, so a long one never keeps a run from pinning this worker.
+      workers.push(await Worker.create({ ...common, taskQueue: EVALUATION_QUEUE, maxConcurrentActivityTaskExecutions: 1 }));
       // Pinned work is serialised per run by its workflow; a few slots let several runs share a worker.
       workers.push(await Worker.create({ ...common, taskQueue: policyQueue, maxConcurrentActivityTaskExecutions: 4 }));
     }

@@ -6,7 +6,7 @@
 import { proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { EvaluationOutcome } from '../activities/types.js';
-import { POLICY_QUEUE } from './messages.js';
+import { EVALUATION_QUEUE } from './messages.js';
 
 export interface EvaluateCheckpointInput {
   runId: string;
@@ -18,7 +18,7 @@ export interface EvaluateCheckpointInput {
 
 const policy = (summary: string): Activities =>
   proxyActivities<Activities>({
-    taskQueue: POLICY_QUEUE,
+    taskQueue: EVALUATION_QUEUE,
     summary,
     // Loading and generating report progress every second; a silent worker is replaced by a retry elsewhere.
     heartbeatTimeout: '10 seconds',

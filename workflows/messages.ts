@@ -6,8 +6,10 @@ import type { HyperparameterChange, HyperparameterRequest, HyperparameterValues 
 
 /** Workflows and light activities (data, rewards, metrics). */
 export const CONTROL_QUEUE = 'dro-control';
-/** Any policy worker: pinning a run to a worker, evaluations. Each policy worker also polls a queue of its own. */
+/** Any policy worker: pinning a run to a worker. Each policy worker also polls a queue of its own. */
 export const POLICY_QUEUE = 'dro-policy';
+/** Any policy worker, one evaluation at a time each (an evaluation loads a model copy of its own). */
+export const EVALUATION_QUEUE = 'dro-evaluation';
 
 /** One workflow id per run, so a resumed run continues under the same id. */
 export const trainingWorkflowId = (runId: string): string => `dro-train-${runId}`;
