@@ -137,6 +137,10 @@ describe('operating a run', () => {
     }
     expect((await handle.describe()).raw.pendingActivities ?? []).toEqual([]);
     expect((await describeRun(c, runId)).status).toBe('paused');
+    // What the Web UI shows: the static summary and the current details (served by the worker).
+    expect(await (await handle.describe()).staticSummary()).toMatch(/^DRO run steered: synthetic, new 2-layer model, reward r3, 12 steps$/);
+    const meta = await handle.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+    expect(meta.currentDetails).toContain(`**paused** · step **${pausedAt}** of ${TOTAL} · phase paused`);
 
     // `dro follow` prints a plain line when not on a terminal; Ctrl-C (SIGINT to its PID) stops following only.
     const follower = spawn(DRO, ['follow', '--run', runId], { env: { ...process.env, ...services.env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -256,6 +260,12 @@ describe('evaluation as its own workflow', () => {
   it('children evaluated every evaluation.every steps while training went on', { timeout: 120_000 }, async () => {
     const parent = await allEvents(trainingWorkflowId('steered'));
     const E = temporal.api.enums.v1.EventType;
+    // Every activity is labelled in the Web UI with its phase and step.
+    const summaries = parent
+      .filter((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+      .map((e) => JSON.parse(Buffer.from(e.userMetadata?.summary?.data ?? []).toString() || 'null') as string | null);
+    expect(summaries).toEqual(expect.arrayContaining(['rollout step 1', 'GRPO update step 1', 'checkpoint step 4']));
+    expect(summaries.every((s) => typeof s === 'string' && s.length > 0)).toBe(true);
     const parentActivityEnds = parent.filter((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED).map((e) => ms(e.eventTime));
     expect(parent.filter((e) => e.eventType === E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED).length).toBeGreaterThanOrEqual(3); // base, 4, 8 (final too)
     let overlapping = 0;
