@@ -4,7 +4,7 @@
 // worker with the same environment does not crash again.
 import { existsSync, writeFileSync } from 'node:fs';
 import type { BlobStore } from '../storage/blob-store.js';
-import { MANIFEST_FILE } from '../storage/checkpoints.js';
+import { isManifestKey } from '../storage/checkpoints.js';
 
 export type FaultPoint = 'rollout' | 'update' | 'checkpoint-upload' | 'nan-loss' | 'hold-upload';
 
@@ -65,13 +65,12 @@ export function faultsFromEnv(env: NodeJS.ProcessEnv = process.env): FaultPlan {
  */
 export function withUploadFault(store: BlobStore, plan: FaultPlan, step: number): BlobStore {
   if (plan === NO_FAULTS) return store;
-  const manifest = `/checkpoints/${String(step).padStart(8, '0')}/${MANIFEST_FILE}`;
   return new Proxy(store, {
     get(target, prop, receiver) {
       const value: unknown = Reflect.get(target, prop, receiver);
-      if (prop !== 'put' || typeof value !== 'function') return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      if ((prop !== 'put' && prop !== 'putIfAbsent') || typeof value !== 'function') return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       return async (key: string, ...rest: unknown[]) => {
-        if (key.endsWith(manifest)) {
+        if (isManifestKey(key, step)) {
           plan.at('checkpoint-upload', step);
           await plan.hold('hold-upload', step);
         }

@@ -21,6 +21,11 @@ export interface BlobStore {
   put(key: string, data: Uint8Array, opts?: OpOptions): Promise<void>;
   /** Writes a large object from a stream without holding it in memory; same visibility rule as put. */
   putStream(key: string, source: BlobSource, opts?: OpOptions): Promise<{ bytes: number }>;
+  /**
+   * Writes a small object only if no object has the key: true when this call created it, false when the
+   * key existed (its object unchanged). Of concurrent callers exactly one gets true. Same visibility rule as put.
+   */
+  putIfAbsent(key: string, data: Uint8Array, opts?: OpOptions): Promise<boolean>;
   /** Reads a whole object; BlobNotFoundError when it does not exist. */
   get(key: string, opts?: OpOptions): Promise<Uint8Array>;
   /** Opens an object for streaming; BlobNotFoundError (raised before any data) when it does not exist. */
@@ -50,6 +55,10 @@ export class InvalidKeyError extends Error {
 }
 
 export const MAX_KEY_LENGTH = 1024;
+export const MAX_SEGMENT_LENGTH = 255;
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const encoder = new TextEncoder();
+export const utf8Length = (text: string): number => encoder.encode(text).byteLength;
 
 /** Throws InvalidKeyError unless `key` is a safe relative object key. */
 export function validateKey(key: string, what = 'key'): void {
@@ -67,7 +76,10 @@ function validateKeyText(text: string, what: string, isPrefix: boolean): void {
     if (isPrefix) return;
     throw new InvalidKeyError(`${what} is empty`);
   }
-  if (text.length > MAX_KEY_LENGTH) throw new InvalidKeyError(`${what} is longer than ${MAX_KEY_LENGTH} characters`);
+  // S3's limit, in UTF-8 bytes, for both stores: a key that works on one works on the other.
+  if (utf8Length(text) > MAX_KEY_LENGTH) throw new InvalidKeyError(`${what} is longer than ${MAX_KEY_LENGTH} UTF-8 bytes`);
+  // A lone surrogate has no UTF-8 form: two different such keys would name one file.
+  if (LONE_SURROGATE.test(text)) throw new InvalidKeyError(`${what} ${JSON.stringify(text)} contains a lone UTF-16 surrogate (not valid Unicode)`);
   // eslint-disable-next-line no-control-regex
   if (/[\u0000-\u001f\u007f\\]/.test(text)) {
     throw new InvalidKeyError(`${what} ${JSON.stringify(text)} contains a control character or backslash`);
@@ -81,6 +93,9 @@ function validateKeyText(text: string, what: string, isPrefix: boolean): void {
       throw new InvalidKeyError(`${what} ${JSON.stringify(text)} has an empty, '.' or '..' path segment`);
     }
   }
+  // A file name's limit on the filesystems a directory store lives on; S3 follows it too.
+  const long = segments.find((s) => utf8Length(s) > MAX_SEGMENT_LENGTH);
+  if (long !== undefined) throw new InvalidKeyError(`${what} has a path segment longer than ${MAX_SEGMENT_LENGTH} UTF-8 bytes`);
   const last = segments[segments.length - 1];
   if (isPrefix && (last === '.' || last === '..')) {
     throw new InvalidKeyError(`${what} ${JSON.stringify(text)} has a '.' or '..' path segment`);
@@ -88,9 +103,15 @@ function validateKeyText(text: string, what: string, isPrefix: boolean): void {
   if (segments[0] === RESERVED_TOP_SEGMENT) {
     throw new InvalidKeyError(`${what} ${JSON.stringify(text)} uses the reserved folder ${RESERVED_TOP_SEGMENT}/`);
   }
+  if (segments.some((s) => s.startsWith(TEMP_PREFIX))) {
+    throw new InvalidKeyError(`${what} ${JSON.stringify(text)} has a segment starting with ${TEMP_PREFIX}, reserved for in-flight writes`);
+  }
 }
 
-/** Top-level folder the directory store uses for in-flight writes; no key may live there. */
+/** Names the directory store gives its in-flight writes, next to their destination; no key segment may start so. */
+export const TEMP_PREFIX = '.dro-partial.';
+
+/** Top-level folder where older versions of the directory store staged writes; no key may live there. */
 export const RESERVED_TOP_SEGMENT = '.partial';
 
 /** Collects a stream or async iterable into one buffer (used where a whole object is needed). */

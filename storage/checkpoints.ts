@@ -1,6 +1,10 @@
 // The checkpoint protocol (DESIGN.md §5): `<runId>/checkpoints/<step, 8 digits>/` holds named files and
-// state.json; manifest.json, written last, lists every file's sha256 and size. A checkpoint exists only
+// state.json; the manifest, written last, lists every file's sha256 and size. A checkpoint exists only
 // when its manifest exists and every file matches it, so a crash mid-commit can never yield a "latest".
+// Files are stored by content (`objects/<sha256>`), so two writers of one step never overwrite each
+// other's bytes, and the manifest is created exclusively (putIfAbsent): of two concurrent commits with
+// different content exactly one wins and the other is refused. A step whose manifest is invalid is
+// replaced by a manifest of the next generation (manifest.<n>.json); readers use the newest generation.
 import { createHash } from 'node:crypto';
 import { BlobNotFoundError, type BlobStore, type OpOptions } from './blob-store.js';
 
@@ -13,6 +17,8 @@ const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 export interface ManifestEntry {
   sha256: string;
   bytes: number;
+  /** Where the bytes are, under the step's prefix: `objects/<sha256>`; absent in older checkpoints (the file's name). */
+  object?: string;
 }
 
 export interface CheckpointManifest {
@@ -76,6 +82,56 @@ export function checkpointPrefix(runId: string, step: number): string {
   return `${runId}/checkpoints/${String(step).padStart(8, '0')}/`;
 }
 
+/** Generation 0 is manifest.json (every checkpoint from before generations); generation n is manifest.<n>.json. */
+const manifestName = (generation: number): string => (generation === 0 ? MANIFEST_FILE : `manifest.${generation}.json`);
+const MANIFEST_NAME = /^manifest(?:\.([1-9]\d{0,8}))?\.json$/;
+const objectOf = (sha256: string): string => `objects/${sha256}`;
+/** The key holding a manifest entry's bytes. */
+const fileKey = (prefix: string, name: string, entry: ManifestEntry): string => prefix + (entry.object ?? name);
+
+/** Whether `key` is a manifest (any generation) of checkpoint `step`; fault injection and tests aim at it. */
+export function isManifestKey(key: string, step: number): boolean {
+  const at = key.lastIndexOf(`/checkpoints/${String(step).padStart(8, '0')}/`);
+  return at >= 0 && MANIFEST_NAME.test(key.slice(at + 21));
+}
+
+/** The newest manifest generation of a step, from a listing of its prefix. */
+function newestManifest(prefix: string, keys: readonly string[]): { generation: number; key: string } | undefined {
+  let best: { generation: number; key: string } | undefined;
+  for (const key of keys) {
+    const match = MANIFEST_NAME.exec(key.slice(prefix.length));
+    if (!match) continue;
+    const generation = match[1] === undefined ? 0 : Number(match[1]);
+    if (!best || generation > best.generation) best = { generation, key };
+  }
+  return best;
+}
+
+async function findManifest(store: BlobStore, prefix: string, opts: OpOptions): Promise<{ generation: number; key: string } | undefined> {
+  return newestManifest(prefix, (await store.list(prefix, opts)).map((b) => b.key));
+}
+
+/** The key where a committed checkpoint keeps file `name` (tests corrupt it; tools read it). */
+export async function checkpointFileKey(store: BlobStore, runId: string, step: number, name: string, opts: OpOptions = {}): Promise<string> {
+  const prefix = checkpointPrefix(runId, step);
+  const found = await findManifest(store, prefix, opts);
+  if (!found) throw new CheckpointError(`checkpoint ${prefix} in ${store.location} has no manifest`);
+  const entry = (await readManifest(store, found.key, opts)).files[name];
+  if (!entry) throw new CheckpointError(`checkpoint ${prefix} has no file ${name}`);
+  return fileKey(prefix, name, entry);
+}
+
+/** A checkpoint's state.json alone (cheap: the model files are not read), checked against its size in the manifest. */
+export async function readCheckpointState(store: BlobStore, runId: string, step: number, opts: OpOptions = {}): Promise<unknown> {
+  const key = await checkpointFileKey(store, runId, step, STATE_FILE, opts);
+  try {
+    return JSON.parse(new TextDecoder().decode(await store.get(key, opts)));
+  } catch (err) {
+    if (err instanceof SyntaxError) throw new CheckpointError(`${STATE_FILE} of ${checkpointPrefix(runId, step)} is not valid JSON (${err.message})`);
+    throw err;
+  }
+}
+
 export function sha256Hex(data: Uint8Array): string {
   return createHash('sha256').update(data).digest('hex');
 }
@@ -98,40 +154,63 @@ export async function commitCheckpoint(
   const all: Record<string, Uint8Array> = {};
   for (const [name, data] of Object.entries(files)) {
     validateName(name, 'checkpoint file name');
-    if (name === MANIFEST_FILE || name === STATE_FILE) throw new CheckpointError(`checkpoint file name ${name} is reserved`);
+    if (MANIFEST_NAME.test(name) || name === STATE_FILE) throw new CheckpointError(`checkpoint file name ${name} is reserved`);
     if (!(data instanceof Uint8Array)) throw new CheckpointError(`checkpoint file ${name} must be a Uint8Array`);
     all[name] = data;
   }
   all[STATE_FILE] = stateBytes;
   const entries: Record<string, ManifestEntry> = {};
-  for (const name of Object.keys(all).sort()) entries[name] = { sha256: sha256Hex(all[name]!), bytes: all[name]!.byteLength };
+  for (const name of Object.keys(all).sort()) {
+    const sha256 = sha256Hex(all[name]!);
+    entries[name] = { sha256, bytes: all[name]!.byteLength, object: objectOf(sha256) };
+  }
+  const refusal = (how: string): CheckpointError => new CheckpointError(`checkpoint ${prefix} is already committed with different content${how}; refusing to overwrite it`);
 
-  const manifestKey = prefix + MANIFEST_FILE;
-  const existing = await readManifestIfValidJson(store, manifestKey, opts);
-  if (existing) {
-    if (sameFiles(existing.files, entries)) {
-      const check = await verifyCheckpoint(store, prefix, existing, 'sha256', opts);
-      if (check === undefined) return { runId, step, prefix, manifestKey, files: existing.files };
-    } else if ((await verifyCheckpoint(store, prefix, existing, 'sha256', opts)) === undefined) {
-      throw new CheckpointError(`checkpoint ${prefix} is already committed with different content; refusing to overwrite it`);
+  const listing = await store.list(prefix, opts);
+  const newest = newestManifest(prefix, listing.map((b) => b.key));
+  if (newest) {
+    const existing = await readManifestIfValidJson(store, newest.key, opts);
+    if (existing && validateManifestShape(existing, runId, step) === undefined && (await verifyCheckpoint(store, prefix, existing, 'sha256', opts)) === undefined) {
+      if (sameFiles(existing.files, entries)) return { runId, step, prefix, manifestKey: newest.key, files: existing.files };
+      throw refusal('');
     }
+    // Not a valid checkpoint: a manifest of the next generation replaces it (the old one stays until then).
   }
-  // Whatever is there is not a valid checkpoint of this content: take its manifest away first, so
-  // the step cannot look committed while its files are being replaced.
-  await store.delete(manifestKey, opts);
-  for (const info of await store.list(prefix, opts)) {
-    if (!(info.key.slice(prefix.length) in all)) await store.delete(info.key, opts);
+  // Same content, same key and bytes: rewriting an object another writer of this content wrote is harmless.
+  const sizes = new Map(listing.map((b) => [b.key, b.bytes]));
+  for (const [name, data] of Object.entries(all)) {
+    const key = fileKey(prefix, name, entries[name]!);
+    if (sizes.get(key) !== data.byteLength) await store.put(key, data, opts);
   }
-  for (const [name, data] of Object.entries(all)) await store.put(prefix + name, data, opts);
-  const manifest: CheckpointManifest = {
-    formatVersion: CHECKPOINT_FORMAT_VERSION,
-    runId,
-    step,
-    createdAt: new Date().toISOString(),
-    files: entries,
-  };
-  await store.put(manifestKey, encodeJson(manifest, 'manifest'), opts);
+  const manifestKey = prefix + manifestName(newest ? newest.generation + 1 : 0);
+  const manifest: CheckpointManifest = { formatVersion: CHECKPOINT_FORMAT_VERSION, runId, step, createdAt: new Date().toISOString(), files: entries };
+  if (!(await store.putIfAbsent(manifestKey, encodeJson(manifest, 'manifest'), opts))) {
+    // Another writer created this manifest first: its content stands.
+    const winner = await readManifestIfValidJson(store, manifestKey, opts);
+    if (winner && sameFiles(winner.files, entries)) return { runId, step, prefix, manifestKey, files: winner.files };
+    await removeUnreferenced(store, prefix, winner, opts);
+    throw refusal(' by another writer a moment ago');
+  }
+  // Ours stands: older generations and any bytes no longer named are garbage.
+  await removeUnreferenced(store, prefix, manifest, opts, manifestKey);
   return { runId, step, prefix, manifestKey, files: entries };
+}
+
+/**
+ * Deletes what the step's winning manifest does not use: older manifests and unnamed objects (files
+ * of a losing writer, or of a replaced generation). Never the winner's own objects, which a writer of
+ * the same content may be rewriting with identical bytes.
+ */
+async function removeUnreferenced(store: BlobStore, prefix: string, winner: CheckpointManifest | undefined, opts: OpOptions, winnerKey?: string): Promise<void> {
+  if (!winner || typeof winner.files !== 'object' || winner.files === null) return;
+  const keep = new Set(Object.entries(winner.files).map(([name, entry]) => fileKey(prefix, name, entry)));
+  const listing = (await store.list(prefix, opts)).map((b) => b.key);
+  const newest = newestManifest(prefix, listing);
+  for (const key of listing) {
+    if (keep.has(key) || key === newest?.key) continue;
+    if (MANIFEST_NAME.test(key.slice(prefix.length)) && winnerKey === undefined) continue;
+    await store.delete(key, opts);
+  }
 }
 
 /**
@@ -155,10 +234,11 @@ export async function latestCheckpoint(store: BlobStore, runId: string, opts: Op
   for (let i = steps.length - 1; i >= 0; i--) {
     const step = steps[i]!;
     const prefix = checkpointPrefix(runId, step);
-    const manifest = await readManifestIfValidJson(store, prefix + MANIFEST_FILE, opts);
-    if (!manifest || validateManifestShape(manifest, runId, step) !== undefined) continue;
+    const found = await findManifest(store, prefix, opts);
+    const manifest = found && (await readManifestIfValidJson(store, found.key, opts));
+    if (!found || !manifest || validateManifestShape(manifest, runId, step) !== undefined) continue;
     if ((await verifyCheckpoint(store, prefix, manifest, 'sha256', opts)) === undefined) {
-      return { runId, step, prefix, manifestKey: prefix + MANIFEST_FILE, files: manifest.files };
+      return { runId, step, prefix, manifestKey: found.key, files: manifest.files };
     }
   }
   return undefined;
@@ -169,8 +249,9 @@ export async function loadCheckpoint(store: BlobStore, runId: string, step: numb
   const prefix = checkpointPrefix(runId, step);
   const fail = (reason: string): CheckpointError => new CheckpointError(`cannot load checkpoint ${prefix} in ${store.location}: ${reason}`);
   let manifest: CheckpointManifest;
+  let manifestKey: string;
   try {
-    manifest = await readManifest(store, prefix + MANIFEST_FILE, opts);
+    ({ manifest, key: manifestKey } = await readNewestManifest(store, prefix, opts));
   } catch (err) {
     // Only a missing or unreadable manifest is the checkpoint's fault; a storage failure propagates as itself.
     if (err instanceof CheckpointError) throw fail(err.message);
@@ -178,7 +259,7 @@ export async function loadCheckpoint(store: BlobStore, runId: string, step: numb
   }
   const shapeProblem = validateManifestShape(manifest, runId, step);
   if (shapeProblem) throw fail(shapeProblem);
-  const read = await readVerified(store, runId, step, manifest, opts);
+  const read = await readVerified(store, runId, step, manifest, manifestKey, opts);
   if ('reason' in read) throw fail(read.reason);
   return read;
 }
@@ -200,15 +281,16 @@ export async function loadLatestCheckpoint(
     const step = steps[i]!;
     const prefix = checkpointPrefix(runId, step);
     let manifest: CheckpointManifest;
+    let manifestKey: string;
     try {
-      manifest = await readManifest(store, prefix + MANIFEST_FILE, opts);
+      ({ manifest, key: manifestKey } = await readNewestManifest(store, prefix, opts));
     } catch (err) {
       if (!(err instanceof CheckpointError)) throw err;
       skipped.push({ step, prefix, valid: false, reason: err.message });
       continue;
     }
     const shapeProblem = validateManifestShape(manifest, runId, step);
-    const read = shapeProblem ? { reason: shapeProblem } : await readVerified(store, runId, step, manifest, opts);
+    const read = shapeProblem ? { reason: shapeProblem } : await readVerified(store, runId, step, manifest, manifestKey, opts);
     if (!('reason' in read)) return { checkpoint: read, skipped };
     skipped.push({ step, prefix, valid: false, reason: read.reason });
   }
@@ -216,14 +298,14 @@ export async function loadLatestCheckpoint(
 }
 
 /** Every file of a checkpoint read and checked against its manifest, or the first reason it is not whole. */
-async function readVerified(store: BlobStore, runId: string, step: number, manifest: CheckpointManifest, opts: OpOptions): Promise<LoadedCheckpoint | { reason: string }> {
+async function readVerified(store: BlobStore, runId: string, step: number, manifest: CheckpointManifest, manifestKey: string, opts: OpOptions): Promise<LoadedCheckpoint | { reason: string }> {
   const prefix = checkpointPrefix(runId, step);
   const files: Record<string, Uint8Array> = {};
   let state: unknown;
   for (const [name, entry] of Object.entries(manifest.files)) {
     let data: Uint8Array;
     try {
-      data = await store.get(prefix + name, opts);
+      data = await store.get(fileKey(prefix, name, entry), opts);
     } catch (err) {
       if (err instanceof BlobNotFoundError) return { reason: `missing file ${name}` };
       throw err;
@@ -241,7 +323,7 @@ async function readVerified(store: BlobStore, runId: string, step: number, manif
       files[name] = data;
     }
   }
-  return { ref: { runId, step, prefix, manifestKey: prefix + MANIFEST_FILE, files: manifest.files }, files, state };
+  return { ref: { runId, step, prefix, manifestKey, files: manifest.files }, files, state };
 }
 
 export interface RetentionPolicy {
@@ -275,9 +357,10 @@ export async function applyRetention(
   const deleted: number[] = [];
   for (const { step, prefix } of listing) {
     if (keep.has(step) || step > latest.step) continue;
-    // Manifest first: a half-deleted checkpoint must read as invalid, not as a damaged valid one.
-    await store.delete(prefix + MANIFEST_FILE, opts);
-    for (const info of await store.list(prefix, opts)) await store.delete(info.key, opts);
+    // Manifests first: a half-deleted checkpoint must read as invalid, not as a damaged valid one.
+    const keys = (await store.list(prefix, opts)).map((b) => b.key);
+    for (const key of keys.filter((k) => MANIFEST_NAME.test(k.slice(prefix.length)))) await store.delete(key, opts);
+    for (const key of keys.filter((k) => !MANIFEST_NAME.test(k.slice(prefix.length)))) await store.delete(key, opts);
     deleted.push(step);
   }
   return { kept: listing.map((c) => c.step).filter((s) => !deleted.includes(s)), deleted };
@@ -298,7 +381,7 @@ async function inspect(store: BlobStore, runId: string, step: number, verify: Ve
   const prefix = checkpointPrefix(runId, step);
   let manifest: CheckpointManifest;
   try {
-    manifest = await readManifest(store, prefix + MANIFEST_FILE, opts);
+    ({ manifest } = await readNewestManifest(store, prefix, opts));
   } catch (err) {
     // A storage failure is not a property of the checkpoint: it propagates instead of reading as "invalid".
     if (!(err instanceof CheckpointError)) throw err;
@@ -306,6 +389,13 @@ async function inspect(store: BlobStore, runId: string, step: number, verify: Ve
   }
   const reason = validateManifestShape(manifest, runId, step) ?? (await verifyCheckpoint(store, prefix, manifest, verify, opts));
   return reason === undefined ? { step, prefix, valid: true } : { step, prefix, valid: false, reason };
+}
+
+/** The newest generation's manifest of a step; CheckpointError when there is none or it is unreadable. */
+async function readNewestManifest(store: BlobStore, prefix: string, opts: OpOptions): Promise<{ manifest: CheckpointManifest; key: string }> {
+  const found = await findManifest(store, prefix, opts);
+  if (!found) throw new CheckpointError('missing manifest');
+  return { manifest: await readManifest(store, found.key, opts), key: found.key };
 }
 
 async function readManifest(store: BlobStore, key: string, opts: OpOptions): Promise<CheckpointManifest> {
@@ -346,6 +436,7 @@ function validateManifestShape(manifest: CheckpointManifest, runId: string, step
     if (typeof entry?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(entry.sha256) || !Number.isSafeInteger(entry.bytes) || entry.bytes < 0) {
       return `manifest entry for ${name} is malformed`;
     }
+    if (entry.object !== undefined && entry.object !== objectOf(entry.sha256)) return `manifest entry for ${name} names object ${JSON.stringify(entry.object)}, not its content's`;
   }
   return undefined;
 }
@@ -358,9 +449,9 @@ async function verifyCheckpoint(
   verify: Verification,
   opts: OpOptions,
 ): Promise<string | undefined> {
-  const present = new Map((await store.list(prefix, opts)).map((b) => [b.key.slice(prefix.length), b.bytes]));
+  const present = new Map((await store.list(prefix, opts)).map((b) => [b.key, b.bytes]));
   for (const [name, entry] of Object.entries(manifest.files)) {
-    const bytes = present.get(name);
+    const bytes = present.get(fileKey(prefix, name, entry));
     if (bytes === undefined) return `missing file ${name}`;
     if (bytes !== entry.bytes) return `size mismatch for ${name}: ${bytes} bytes, manifest says ${entry.bytes}`;
   }
@@ -369,7 +460,7 @@ async function verifyCheckpoint(
     const hash = createHash('sha256');
     let stream;
     try {
-      stream = await store.getStream(prefix + name, opts);
+      stream = await store.getStream(fileKey(prefix, name, entry), opts);
     } catch (err) {
       if (err instanceof BlobNotFoundError) return `missing file ${name}`;
       throw err;

@@ -1,13 +1,17 @@
-// Blob store on a local directory: each object is a file; writes go to a temporary file under
-// `<root>/.partial/`, are fsynced, then renamed into place, so no reader ever sees half an object.
-import { randomBytes } from 'node:crypto';
+// Blob store on a local directory: each object is a file; writes go to a temporary file next to their
+// destination (so a folder on another filesystem works), are fsynced, then renamed into place, so no
+// reader ever sees half an object. putIfAbsent links instead of renaming: the filesystem lets exactly
+// one writer create the name. Temporaries a dead writer left behind are removed when their folder is listed.
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join, relative, sep } from 'node:path';
+import { link, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   BlobNotFoundError,
   RESERVED_TOP_SEGMENT,
+  TEMP_PREFIX,
   validateKey,
   validatePrefix,
   type BlobInfo,
@@ -16,11 +20,55 @@ import {
   type OpOptions,
 } from './blob-store.js';
 
+const HOST = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+/** A temporary untouched this long is no live writer's: writing a file keeps its mtime fresh. */
+export const STALE_TEMPORARY_MS = 60 * 60 * 1000;
+
+/** `.dro-partial.<pid>.<host>.<random>`: who writes it, so a sweep can tell a dead writer's file at once. */
+const temporaryName = (): string => `${TEMP_PREFIX}${process.pid}.${HOST}.${randomBytes(8).toString('hex')}`;
+
+/** Whether a temporary (or a file in the legacy .partial/ folder) belongs to no live writer. */
+async function isStaleTemporary(path: string, name: string): Promise<boolean> {
+  const [pid, host] = name.startsWith(TEMP_PREFIX) ? name.slice(TEMP_PREFIX.length).split('.') : [];
+  if (host === HOST && Number(pid) !== process.pid && !pidAlive(Number(pid))) return true;
+  try {
+    return Date.now() - (await stat(path)).mtimeMs > STALE_TEMPORARY_MS;
+  } catch {
+    return false;
+  }
+}
+
+function pidAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return isErrno(err, 'EPERM');
+  }
+}
+
 export class DirectoryBlobStore implements BlobStore {
   readonly location: string;
+  private rootChecked: Promise<void> | undefined;
 
   constructor(readonly root: string) {
     this.location = root;
+  }
+
+  /** A root that exists but is not a folder (a mistyped path) is an error, never an empty store. */
+  private checkRoot(): Promise<void> {
+    this.rootChecked ??= stat(this.root).then(
+      (s) => {
+        if (!s.isDirectory()) throw new Error(`store root ${this.root} is not a directory`);
+      },
+      (err: unknown) => {
+        if (!isErrno(err, 'ENOENT')) throw err;
+        // Not there yet: the first write creates it; check again then.
+        this.rootChecked = undefined;
+      },
+    );
+    return this.rootChecked;
   }
 
   private pathOf(key: string): string {
@@ -28,7 +76,7 @@ export class DirectoryBlobStore implements BlobStore {
     const full = join(this.root, ...key.split('/'));
     // validateKey already forbids '..'; this is the belt to its braces.
     const rel = relative(this.root, full);
-    if (rel.startsWith('..') || rel === '') throw new Error(`key ${JSON.stringify(key)} resolves outside ${this.root}`);
+    if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) throw new Error(`key ${JSON.stringify(key)} resolves outside ${this.root}`);
     return full;
   }
 
@@ -63,17 +111,39 @@ export class DirectoryBlobStore implements BlobStore {
     return { bytes };
   }
 
+  async putIfAbsent(key: string, data: Uint8Array, opts: OpOptions = {}): Promise<boolean> {
+    let created = false;
+    await this.writeAtomically(
+      key,
+      opts,
+      async (handle) => {
+        await handle.write(data, 0, data.byteLength);
+        return data.byteLength;
+      },
+      async (temp, target) => {
+        try {
+          // link() fails when the name exists: of concurrent writers exactly one creates it.
+          await link(temp, target);
+          created = true;
+        } catch (err) {
+          if (!isErrno(err, 'EEXIST')) throw err;
+        }
+        await unlink(temp);
+      },
+    );
+    return created;
+  }
+
   private async writeAtomically(
     key: string,
     opts: OpOptions,
     write: (handle: FileHandle) => Promise<number>,
+    publish: (temp: string, target: string) => Promise<void> = (temp, target) => rename(temp, target),
   ): Promise<number> {
     const target = this.pathOf(key);
     opts.signal?.throwIfAborted();
-    const partialDir = join(this.root, RESERVED_TOP_SEGMENT);
-    await mkdir(partialDir, { recursive: true });
-    const temp = join(partialDir, `${randomBytes(12).toString('hex')}.tmp`);
-    const handle = await open(temp, 'wx');
+    await this.checkRoot();
+    const { temp, handle } = await this.openTemporary(dirname(target));
     let bytes: number;
     try {
       try {
@@ -84,7 +154,7 @@ export class DirectoryBlobStore implements BlobStore {
         await handle.close();
       }
       opts.signal?.throwIfAborted();
-      await this.renameIntoPlace(temp, target);
+      await publish(temp, target);
     } catch (err) {
       await unlink(temp).catch(() => undefined);
       throw err;
@@ -92,14 +162,15 @@ export class DirectoryBlobStore implements BlobStore {
     return bytes;
   }
 
-  private async renameIntoPlace(temp: string, target: string): Promise<void> {
-    // A concurrent delete may remove the (then empty) parent between mkdir and rename; try again.
+  /** A new temporary in `dir` (made if needed). Once it exists the folder is not empty, so a concurrent delete's cleanup keeps it. */
+  private async openTemporary(dir: string): Promise<{ temp: string; handle: FileHandle }> {
     for (let attempt = 0; ; attempt++) {
-      await mkdir(dirname(target), { recursive: true });
+      await mkdir(dir, { recursive: true });
+      const temp = join(dir, temporaryName());
       try {
-        await rename(temp, target);
-        return;
+        return { temp, handle: await open(temp, 'wx') };
       } catch (err) {
+        // The folder, empty a moment ago, was removed by a concurrent delete: make it again.
         if (!isErrno(err, 'ENOENT') || attempt >= 4) throw err;
       }
     }
@@ -136,6 +207,7 @@ export class DirectoryBlobStore implements BlobStore {
 
   async list(prefix: string, opts: OpOptions = {}): Promise<BlobInfo[]> {
     validatePrefix(prefix);
+    await this.checkRoot();
     // Walk only the deepest directory the prefix names, then filter by the full prefix.
     const slash = prefix.lastIndexOf('/');
     const baseKey = slash >= 0 ? prefix.slice(0, slash) : '';
@@ -153,11 +225,20 @@ export class DirectoryBlobStore implements BlobStore {
       for (const entry of entries) {
         const full = join(dir, entry.name);
         const key = relative(this.root, full).split(sep).join('/');
-        if (key === RESERVED_TOP_SEGMENT) continue;
-        if (entry.isDirectory()) {
+        if (key === RESERVED_TOP_SEGMENT) {
+          await this.sweep((await readdir(full).catch(() => [] as string[])).map((n) => join(full, n)));
+          continue;
+        }
+        if (entry.name.startsWith(TEMP_PREFIX)) {
+          await this.sweep([full]);
+          continue;
+        }
+        // A symlinked folder (a step moved to another disk) is listed like any folder.
+        const isDir = entry.isDirectory() || (entry.isSymbolicLink() && (await stat(full).catch(() => undefined))?.isDirectory() === true);
+        if (isDir) {
           // Descend into folders that lie on the way to the prefix or inside it.
           if (prefix.startsWith(key + '/') || (key + '/').startsWith(prefix)) await walk(full);
-        } else if (entry.isFile() && key.startsWith(prefix)) {
+        } else if ((entry.isFile() || entry.isSymbolicLink()) && key.startsWith(prefix)) {
           try {
             out.push({ key, bytes: (await stat(full)).size });
           } catch (err) {
@@ -168,6 +249,14 @@ export class DirectoryBlobStore implements BlobStore {
     };
     await walk(baseDir);
     return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** Removes the temporaries among `paths` that no live writer owns (a crashed write's leftovers). */
+  private async sweep(paths: string[]): Promise<void> {
+    for (const path of paths) {
+      const name = path.slice(path.lastIndexOf(sep) + 1);
+      if (await isStaleTemporary(path, name)) await unlink(path).catch(() => undefined);
+    }
   }
 
   async delete(key: string, opts: OpOptions = {}): Promise<void> {

@@ -16,6 +16,9 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import {
   BlobNotFoundError,
+  InvalidKeyError,
+  MAX_KEY_LENGTH,
+  utf8Length,
   validateKey,
   validatePrefix,
   type BlobInfo,
@@ -71,10 +74,16 @@ function resolveOptions(options: S3StoreOptions): Required<Omit<S3StoreOptions, 
   };
 }
 
+/** A URL with any `user:password@` part replaced, for messages. */
+export function withoutUserinfo(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i, '$1[redacted]@');
+}
+
 /** Parses `s3://bucket/prefix` into its parts, rejecting names S3 would refuse. */
 export function parseS3Uri(uri: string): { bucket: string; prefix: string } {
   const match = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(uri);
-  if (!match) throw new Error(`not an S3 URI (expected s3://bucket/prefix): ${uri}`);
+  if (!match) throw new Error(`not an S3 URI (expected s3://bucket/prefix): ${withoutUserinfo(uri)}`);
+  if (match[1]!.includes('@')) throw new Error(`${withoutUserinfo(uri)}: credentials do not belong in an S3 URI; they come from the environment or the AWS credential chain`);
   const bucket = match[1]!;
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
     throw new Error(`invalid S3 bucket name ${JSON.stringify(bucket)} in ${uri}: 3-63 characters, lower-case letters, digits, '.' and '-'`);
@@ -97,6 +106,7 @@ export class S3BlobStore implements BlobStore {
   private readonly client: S3Client;
   /** Multipart uploads from a stream cannot be replayed whole, so their parts retry inside the SDK. */
   private readonly uploadClient: S3Client;
+  private bucketChecked: Promise<void> | undefined;
 
   constructor(uri: string, options: S3StoreOptions = {}) {
     const { bucket, prefix } = parseS3Uri(uri);
@@ -117,6 +127,7 @@ export class S3BlobStore implements BlobStore {
 
   private objectKey(key: string): string {
     validateKey(key);
+    if (utf8Length(this.prefix + key) > MAX_KEY_LENGTH) throw new InvalidKeyError(`key ${JSON.stringify(key)} under prefix ${this.prefix} is longer than S3's ${MAX_KEY_LENGTH} UTF-8 bytes`);
     return this.prefix + key;
   }
 
@@ -130,6 +141,23 @@ export class S3BlobStore implements BlobStore {
         await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: data.byteLength }), { abortSignal: signal });
       }
     });
+  }
+
+  async putIfAbsent(key: string, data: Uint8Array, opts: OpOptions = {}): Promise<boolean> {
+    const Key = this.objectKey(key);
+    if (data.byteLength >= this.opts.multipartThreshold) throw new Error(`putIfAbsent of ${key}: ${data.byteLength} bytes is too large for one conditional PUT`);
+    const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    try {
+      // If-None-Match: * makes the server refuse (412) when the key exists: of concurrent writers one creates it.
+      await this.retrying('putIfAbsent', key, opts, (signal) =>
+        this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body: body, ContentLength: data.byteLength, IfNoneMatch: '*' }), { abortSignal: signal }),
+      );
+      return true;
+    } catch (err) {
+      // A retried attempt may find the object its own lost first attempt created; callers compare contents.
+      if (err instanceof S3StoreError && (err.causeName === 'PreconditionFailed' || err.status === 412)) return false;
+      throw err;
+    }
   }
 
   async putStream(key: string, source: BlobSource, opts: OpOptions = {}): Promise<{ bytes: number }> {
@@ -218,9 +246,19 @@ export class S3BlobStore implements BlobStore {
       await this.retrying('exists', key, opts, (signal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }), { abortSignal: signal }));
       return true;
     } catch (err) {
-      if (err instanceof BlobNotFoundError) return false;
-      throw err;
+      if (!(err instanceof BlobNotFoundError)) throw err;
     }
+    // HEAD answers a bare 404 for a missing bucket too: "no such object" only once the bucket is known to exist.
+    this.bucketChecked ??= this.retrying('exists', key, opts, (signal) => this.client.send(new HeadBucketCommand({ Bucket: this.bucket }), { abortSignal: signal })).then(
+      () => undefined,
+      (err: unknown) => {
+        this.bucketChecked = undefined;
+        if (err instanceof BlobNotFoundError) throw new S3StoreError(`S3 exists of s3://${this.bucket}/${this.prefix}${key} failed: NoSuchBucket: the bucket ${this.bucket} does not exist`, this.bucket, key, 'NoSuchBucket', 404);
+        throw err;
+      },
+    );
+    await this.bucketChecked;
+    return false;
   }
 
   /** Size and ETag of an object (a multipart object's ETag ends in -<part count>). */
@@ -282,11 +320,14 @@ export class S3BlobStore implements BlobStore {
     } catch {
       // No credentials resolvable: nothing to redact, and the cause already says so.
     }
+    // Credentials written into the endpoint URL are secrets too, wherever the SDK repeats them.
+    const userinfo = this.opts.endpoint ? /^[a-z][a-z0-9+.-]*:\/\/([^/@]*)@/i.exec(this.opts.endpoint)?.[1] : undefined;
+    if (userinfo) for (const part of [userinfo, ...userinfo.split(':')]) secrets.push(part, decodeURIComponent(part));
     const cause = redact(describeCause(err), secrets);
     const where = key ? `s3://${this.bucket}/${this.prefix}${key}` : `s3://${this.bucket}`;
-    const endpoint = this.opts.endpoint ? ` via ${this.opts.endpoint}` : '';
+    const endpoint = this.opts.endpoint ? ` via ${withoutUserinfo(this.opts.endpoint)}` : '';
     const retried = tries > 1 ? ` after ${tries} attempts over ${(elapsedMs / 1000).toFixed(1)}s` : '';
-    return new S3StoreError(`S3 ${op} of ${where}${endpoint} failed${retried}: ${cause}`, this.bucket, key, errorName(err));
+    return new S3StoreError(`S3 ${op} of ${where}${endpoint} failed${retried}: ${cause}`, this.bucket, key, errorName(err), httpStatus(err));
   }
 }
 
@@ -297,6 +338,7 @@ export class S3StoreError extends Error {
     readonly bucket: string,
     readonly key: string,
     readonly causeName: string,
+    readonly status?: number,
   ) {
     super(message);
   }
@@ -322,6 +364,8 @@ const TRANSIENT_NAMES = new Set([
   'TimeoutError', 'RequestTimeout', 'RequestTimeoutException', 'SlowDown', 'Throttling', 'ThrottlingException',
   'TooManyRequestsException', 'RequestThrottled', 'InternalError', 'ServiceUnavailable', 'ECONNREFUSED',
   'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNABORTED',
+  // A conditional PUT that raced another write: try again (it then succeeds or finds the key taken).
+  'ConditionalRequestConflict',
 ]);
 
 function isTransient(err: unknown): boolean {

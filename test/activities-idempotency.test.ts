@@ -14,7 +14,7 @@ import type { LoopPosition, RunRef, StepRecordInput } from '../activities/types.
 import { parseRunConfig, type RunConfigInput } from '../dro/config.js';
 import { configHash } from '../scripts/cli/runs.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { latestCheckpoint, listCheckpoints } from '../storage/checkpoints.js';
+import { latestCheckpoint, listCheckpoints, type CheckpointManifest } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 
 // A model small enough that a whole step takes well under a second.
@@ -152,8 +152,10 @@ describe('one run, every activity twice', () => {
     expect(saved0.result.deleted).toEqual([]);
     // A re-commit of identical content returns the existing checkpoint and writes nothing: manifest
     // (with its createdAt), state.json and the data files keep their bytes (the snapshot compared them all).
+    const manifest0 = JSON.parse(new TextDecoder().decode(await store.get(`${r.runId}/checkpoints/00000000/manifest.json`))) as CheckpointManifest;
+    expect(Object.keys(manifest0.files).sort()).toEqual(['model.safetensors', 'optimizer.safetensors', 'state.json']);
     expect(Object.keys(saved0.keys).filter((k) => k.startsWith(`${r.runId}/checkpoints/00000000/`)).sort()).toEqual(
-      ['manifest.json', 'model.safetensors', 'optimizer.safetensors', 'state.json'].map((f) => `${r.runId}/checkpoints/00000000/${f}`),
+      ['manifest.json', ...Object.values(manifest0.files).map((e) => e.object!)].map((f) => `${r.runId}/checkpoints/00000000/${f}`).sort(),
     );
     expect((await latestCheckpoint(store, r.runId))?.step).toBe(0);
 

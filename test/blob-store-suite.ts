@@ -111,6 +111,27 @@ export function describeBlobStore(name: string, open: () => Promise<BlobStore>, 
       await expect(store.list('../')).rejects.toBeInstanceOf(InvalidKeyError);
     });
 
+    it('keeps one key contract: lone surrogates and over-long keys (in UTF-8 bytes) refused, names starting with dots kept', async () => {
+      const { store } = ctx;
+      // Two different lone surrogates would alias one file on disk (both become U+FFFD).
+      for (const key of ['lone/\uD800', 'lone/\uDC01', 'lone/a\uD83Dz', '.dro-partial.1.2.3', 'x/.dro-partial.9']) {
+        await expect(store.put(key, new Uint8Array(1)), JSON.stringify(key)).rejects.toBeInstanceOf(InvalidKeyError);
+      }
+      // Five segments of 80 three-byte characters are 1204 bytes: refused although only 404 characters long.
+      const segment = '€'.repeat(80);
+      await expect(store.put(`long/${Array(5).fill(segment).join('/')}`, new Uint8Array(1))).rejects.toThrow(/longer than 1024 UTF-8 bytes/);
+      await expect(store.put(`long/${'€'.repeat(86)}`, new Uint8Array(1))).rejects.toThrow(/segment longer than 255 UTF-8 bytes/);
+      const fits = `long/${Array(4).fill(segment).join('/')}`;
+      await store.put(fits, new Uint8Array([1]));
+      expect(Array.from(await store.get(fits))).toEqual([1]);
+      // A name that merely starts with dots is a name, on every store; so is a paired surrogate (an emoji).
+      for (const key of ['dots/..hidden', 'dots/...', 'dots/.x', 'emoji/\uD83D\uDE00']) {
+        await store.put(key, new Uint8Array([2]));
+        expect(Array.from(await store.get(key)), key).toEqual([2]);
+      }
+      expect((await store.list('dots/')).map((b) => b.key)).toEqual(['dots/...', 'dots/..hidden', 'dots/.x']);
+    });
+
     it('streams a 64 MiB object in and out with an equal sha256', async () => {
       const { store } = ctx;
       const data = patternBytes(64 * MiB, 5);
@@ -174,6 +195,20 @@ export function describeBlobStore(name: string, open: () => Promise<BlobStore>, 
       await expect(store.putStream('abort/stream', source, { signal: controller.signal })).rejects.toThrow();
       expect(await store.exists('abort/stream')).toBe(false);
       expect((await store.list('abort/')).length).toBe(0);
+    });
+
+    it('putIfAbsent creates a missing key once: of concurrent callers exactly one wins, and the winner\'s bytes stay', async () => {
+      const s = ctx.store;
+      expect(await s.putIfAbsent('once/a', patternBytes(10, 1))).toBe(true);
+      expect(await s.putIfAbsent('once/a', patternBytes(10, 2))).toBe(false);
+      expect(Buffer.from(await s.get('once/a')).equals(Buffer.from(patternBytes(10, 1)))).toBe(true);
+      for (let trial = 0; trial < 10; trial++) {
+        const key = `once/race-${trial}`;
+        const results = await Promise.all([0, 1, 2, 3].map((i) => s.putIfAbsent(key, patternBytes(1000, 10 + i))));
+        expect(results.filter(Boolean).length, `trial ${trial}`).toBe(1);
+        const winner = results.indexOf(true);
+        expect(Buffer.from(await s.get(key)).equals(Buffer.from(patternBytes(1000, 10 + winner))), `trial ${trial}`).toBe(true);
+      }
     });
 
     it('readAll collects a stream from the store', async () => {

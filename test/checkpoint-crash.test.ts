@@ -1,12 +1,13 @@
 // Crash consistency for real: a child process is SIGKILLed at chosen points of commitCheckpoint, on
 // the directory store and on SeaweedFS; no interrupted commit may ever become the latest checkpoint.
 import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
-import { commitCheckpoint, latestCheckpoint, listCheckpoints, loadCheckpoint } from '../storage/checkpoints.js';
+import { checkpointFileKey, commitCheckpoint, latestCheckpoint, listCheckpoints, loadCheckpoint } from '../storage/checkpoints.js';
+import { TEMP_PREFIX } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/open.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { patternBytes, sha256 } from './blob-store-suite.js';
@@ -41,6 +42,11 @@ async function commitInChild(uri: string, runId: string, step: number, seed: num
   if (killAt === undefined) expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
   else expect(signal).toBe('SIGKILL');
   return events;
+}
+
+/** Every in-flight-write temporary under a directory store's root. */
+async function temporariesUnder(root: string): Promise<string[]> {
+  return (await readdir(root, { recursive: true })).filter((p) => p.split(sep).some((s) => s.startsWith(TEMP_PREFIX) || s === '.partial'));
 }
 
 const roots: string[] = [];
@@ -82,6 +88,8 @@ describe.each(stores)('SIGKILL during commitCheckpoint: %s', (_name, makeUri) =>
         const two = (await listCheckpoints(store, 'run')).find((c) => c.step === 2);
         if (two) expect(two).toMatchObject({ valid: false, reason: 'missing manifest' });
         await expect(loadCheckpoint(store, 'run', 2)).rejects.toThrow(/missing manifest/);
+        // The killed writer's temporary (if it had one) is gone once its folder was listed: nothing leaks.
+        if (!uri.startsWith('s3://')) expect(await temporariesUnder(uri), `after kill at ${killAt}`).toEqual([]);
       }
       // A retry after the crashes (what a Temporal activity retry does) completes the step.
       const events = await commitInChild(uri, 'run', 2, 7);
@@ -99,7 +107,7 @@ describe.each(stores)('SIGKILL during commitCheckpoint: %s', (_name, makeUri) =>
     const store: BlobStore = await openBlobStore(await makeUri());
     try {
       for (const step of [1, 2]) await commitCheckpoint(store, 'run', step, { 'model.safetensors': patternBytes(3 * 1024 * 1024, step) }, { step });
-      const key = 'run/checkpoints/00000002/model.safetensors';
+      const key = await checkpointFileKey(store, 'run', 2, 'model.safetensors');
       const bytes = await store.get(key);
       const flipped = new Uint8Array(bytes);
       flipped[123_456] = flipped[123_456]! ^ 0x80;

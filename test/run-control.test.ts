@@ -19,7 +19,7 @@ import type { RunConfigInput } from '../dro/config.js';
 import { learningRateAt } from '../dro/schedule.js';
 import { listRuns } from '../scripts/cli/control.js';
 import { describeRun, failureMessage, queryProgress, resumeRun, runMetrics, startRun, type Connected } from '../scripts/cli/runs.js';
-import { checkpointPrefix, listCheckpoints, loadCheckpoint } from '../storage/checkpoints.js';
+import { checkpointFileKey, listCheckpoints, loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 import type { evaluateCheckpoint } from '../workflows/evaluate-checkpoint.js';
 import {
@@ -291,7 +291,7 @@ describe('evaluation as its own workflow', () => {
     expect(Buffer.from(await s.get(file)).equals(Buffer.from(before))).toBe(true);
 
     // The stopped-at checkpoint was never evaluated (not an evaluation step).
-    const key = `${checkpointPrefix('reference', stoppedAt)}model.safetensors`;
+    const key = await checkpointFileKey(s, 'reference', stoppedAt, 'model.safetensors');
     const good = await s.get(key);
     const bad = Uint8Array.from(good);
     bad[bad.length - 1] = bad[bad.length - 1]! ^ 0xff;

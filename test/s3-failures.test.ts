@@ -89,7 +89,23 @@ describe('S3 store errors from a real server', () => {
     const { error } = await failure(store.put('a', new Uint8Array(1)));
     expect(error.message).toMatch(new RegExp(`^S3 put of s3://${bucket}/x/a .* failed: NoSuchBucket`));
     await expect(store.get('a')).rejects.toThrow(new RegExp(`^S3 get of s3://${bucket}/x/a .* failed: NoSuchBucket`));
+    // exists() too: a missing bucket is not "no such object".
+    await expect(store.exists('a')).rejects.toThrow(new RegExp(`^S3 exists of s3://${bucket}/x/a failed: NoSuchBucket`));
     await store.close();
+  });
+
+  it('credentials written into the endpoint URL or the store URI never appear in a message', async () => {
+    const { s3Endpoint } = localServices();
+    const url = new URL(s3Endpoint);
+    const secret = 'ENDPOINT-SECRET-0123456789';
+    const store = new S3BlobStore(uniqueS3Uri('userinfo'), { endpoint: `${url.protocol}//KEYIDINURL:${secret}@${url.host}`, credentials: { accessKeyId: 'WRONGKEYID1234567890', secretAccessKey: 'WRONG-SECRET-abcdef0123' }, retryForMs: 30_000 });
+    const { error } = await failure(store.get('x'));
+    expect(error.message).toContain('via http://[redacted]@127.0.0.1');
+    expect(error.message).not.toContain(secret);
+    expect(error.message).not.toContain('KEYIDINURL');
+    await store.close();
+    expect(() => new S3BlobStore(`s3://AKIAEXAMPLE:${secret}@dro-dev/x`)).toThrow(/^s3:\/\/\[redacted\]@dro-dev\/x: credentials do not belong in an S3 URI/);
+    expect(() => new S3BlobStore(`s3://AKIAEXAMPLE:${secret}@dro-dev/x`)).not.toThrow(new RegExp(secret));
   });
 
   it('a malformed retry setting in the environment is an error naming the variable', () => {

@@ -13,7 +13,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { queryProgress, resumeRun, RunError, startRun, type Connected } from '../scripts/cli/runs.js';
 import { openBlobStore } from '../storage/open.js';
-import { latestCheckpoint, listCheckpoints } from '../storage/checkpoints.js';
+import { checkpointFileKey, latestCheckpoint, listCheckpoints } from '../storage/checkpoints.js';
 import { trainingWorkflowId } from '../workflows/messages.js';
 import { connect, privateServices, runDigest, testConfig, waitFor, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
@@ -241,7 +241,7 @@ describe('a training run under faults', () => {
       await expect(resumeRun(c, 'nan', { configFile: changed, log: () => {} })).rejects.toBeInstanceOf(RunError);
 
       // Flip one byte of the newest checkpoint's weights: resume must fall back to the base and say so.
-      const key = 'nan/checkpoints/00000003/model.safetensors';
+      const key = await checkpointFileKey(bucketStore, 'nan', 3, 'model.safetensors');
       const bytes = await bucketStore.get(key);
       bytes[bytes.length - 1] = bytes[bytes.length - 1]! ^ 1;
       await bucketStore.put(key, bytes);

@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { View, parse } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 import { runKeys } from '../../activities/keys.js';
-import { checkpointPrefix, listCheckpoints, STATE_FILE } from '../../storage/checkpoints.js';
+import { CheckpointError, listCheckpoints, readCheckpointState } from '../../storage/checkpoints.js';
 import { openBlobStore } from '../../storage/open.js';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { textOption } from './options.js';
@@ -114,10 +114,10 @@ async function readConfig(store: BlobStore, runId: string): Promise<{ step: numb
   if (!newest) return undefined;
   let state: { config?: unknown };
   try {
-    state = JSON.parse(new TextDecoder().decode(await store.get(checkpointPrefix(runId, newest.step) + STATE_FILE))) as { config?: unknown };
+    state = (await readCheckpointState(store, runId, newest.step)) as { config?: unknown };
   } catch (err) {
     // Only sizes were checked: a damaged state.json costs the report its config section, nothing more.
-    if (err instanceof SyntaxError) return undefined;
+    if (err instanceof CheckpointError) return undefined;
     throw err;
   }
   return state.config === undefined ? undefined : { step: newest.step, config: state.config };
