@@ -176,12 +176,9 @@ export async function commitCheckpoint(
     }
     // Not a valid checkpoint: a manifest of the next generation replaces it (the old one stays until then).
   }
-  // Same content, same key and bytes: rewriting an object another writer of this content wrote is harmless.
-  const sizes = new Map(listing.map((b) => [b.key, b.bytes]));
-  for (const [name, data] of Object.entries(all)) {
-    const key = fileKey(prefix, name, entries[name]!);
-    if (sizes.get(key) !== data.byteLength) await store.put(key, data, opts);
-  }
+  // Same content, same key and bytes: rewriting an object another writer of this content wrote is
+  // harmless, and rewriting one that is there already repairs it if it was damaged.
+  for (const [name, data] of Object.entries(all)) await store.put(fileKey(prefix, name, entries[name]!), data, opts);
   const manifestKey = prefix + manifestName(newest ? newest.generation + 1 : 0);
   const manifest: CheckpointManifest = { formatVersion: CHECKPOINT_FORMAT_VERSION, runId, step, createdAt: new Date().toISOString(), files: entries };
   if (!(await store.putIfAbsent(manifestKey, encodeJson(manifest, 'manifest'), opts))) {

@@ -40,7 +40,7 @@ async function commitInChild(uri: string, runId: string, step: number, seed: num
   }
   const { code, signal } = await exited;
   if (killAt === undefined) expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
-  else expect(signal).toBe('SIGKILL');
+  else expect(signal, `kill at ${killAt}: events ${events.join(', ')}; ${stderr}`).toBe('SIGKILL');
   return events;
 }
 

@@ -1,7 +1,7 @@
 // Starts, stops and probes the local development services: the Temporal dev server (SQLite-backed)
 // and SeaweedFS serving S3, both from the project venv. Used by `npm run services:*` and by tests that
 // need a private server of their own (for example one they restart on purpose).
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync, unlinkSync, chmodSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
@@ -64,6 +64,8 @@ interface ServiceSpec {
   probe: () => Promise<boolean>;
   /** Writes what the process reads at start (config files). */
   prepare?: () => void;
+  /** Extra environment of the process (secrets it must not take on its command line). */
+  env?: Record<string, string>;
 }
 
 const pidFile = (cfg: ServicesConfig, name: ServiceName): string => join(cfg.dataDir, 'run', `${name}.pid`);
@@ -116,6 +118,13 @@ function s3Spec(cfg: ServicesConfig, credentials: S3Credentials): ServiceSpec {
       `-s3.config=${configFile}`,
     ],
     prepare: () => writeS3Identities(configFile, credentials),
+    // The filer's HTTP API (DRO_S3_PORT + 3) would serve and accept objects without any credential: with
+    // these keys it takes only requests the S3 gateway signed, so the S3 secret guards the data.
+    env: {
+      WEED_JWT_FILER_SIGNING_KEY: derivedKey(credentials, 'filer-write'),
+      WEED_JWT_FILER_SIGNING_READ_KEY: derivedKey(credentials, 'filer-read'),
+      WEED_JWT_SIGNING_KEY: derivedKey(credentials, 'volume-write'),
+    },
     ports: [
       { port: s.port, what: 'S3 API (DRO_S3_PORT)' },
       ...[s.masterPort, s.volumePort, s.filerPort].map((p) => ({ port: p, what: 'SeaweedFS internal (DRO_S3_PORT + 1..3)' })),
@@ -123,6 +132,11 @@ function s3Spec(cfg: ServicesConfig, credentials: S3Credentials): ServiceSpec {
     ],
     probe: () => probeS3(cfg, credentials),
   };
+}
+
+/** A signing key of its own for each purpose, derived from the S3 secret (stable across restarts, never the secret itself). */
+function derivedKey(c: S3Credentials, purpose: string): string {
+  return createHmac('sha256', c.secretAccessKey).update(`dro-dev-services/${purpose}`).digest('hex');
 }
 
 export interface S3Credentials {
@@ -292,7 +306,14 @@ async function startService(cfg: ServicesConfig, spec: ServiceSpec, log: (line: 
     mkdirSync(join(cfg.dataDir, 'logs'), { recursive: true });
     spec.prepare?.();
     const out = openSync(logFile(cfg, spec.name), 'a');
-    const child = spawn(spec.binary, spec.args, { detached: true, stdio: ['ignore', out, out], cwd: cfg.dataDir });
+    // Everything the service writes (data, logs) is private to this user: umask 077 for the child.
+    const umask = process.umask(0o077);
+    let child;
+    try {
+      child = spawn(spec.binary, spec.args, { detached: true, stdio: ['ignore', out, out], cwd: cfg.dataDir, env: { ...process.env, ...spec.env } });
+    } finally {
+      process.umask(umask);
+    }
     closeSync(out);
     if (child.pid === undefined) throw new Error(`${spec.name}: could not start ${spec.binary}`);
     child.unref();
@@ -346,7 +367,9 @@ export async function servicesUp(
 ): Promise<Record<string, string>> {
   mkdirSync(join(cfg.dataDir, 'run'), { recursive: true });
   mkdirSync(dirname(cfg.temporal.dbFile), { recursive: true });
-  mkdirSync(cfg.s3.dir, { recursive: true });
+  mkdirSync(cfg.s3.dir, { recursive: true, mode: 0o700 });
+  // Also a folder an older version made world-readable.
+  chmodSync(cfg.s3.dir, 0o700);
   const release = await acquireStartLock(cfg, timeoutMs);
   try {
     const credentials = devCredentials(cfg);
