@@ -4,7 +4,7 @@
 import { zeros, type FloatArray, type FloatDType } from './batching.js';
 import { EngineInputError } from './errors.js';
 import type { ModelConfig } from './model/config.js';
-import { elementCount, parameterSpecs } from './model/params.js';
+import { assertModelFits, elementCount, parameterSpecs } from './model/params.js';
 import { decodeSafetensors, encodeSafetensors, SafetensorsError, tensorFrom, toFloat32, toFloat64, type SafeTensor, type SafetensorsFile } from './weights/safetensors.js';
 
 export const OPTIMIZER_STEP_TENSOR = 'optimizer.step';
@@ -51,19 +51,35 @@ function readTensor(file: SafetensorsFile, name: string, shape: readonly number[
   if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
     throw new EngineInputError(`${source}: tensor ${name} has shape [${t.shape.join(', ')}], the model needs [${shape.join(', ')}]`);
   }
+  // Integers (I32, U8, ...) are not weights: converting them would load nonsense silently.
+  if (!FLOAT_DTYPES.has(t.dtype)) throw new EngineInputError(`${source}: tensor ${name} has dtype ${t.dtype}; weights must be a float type (F32, F16, BF16, F64)`);
+  let values: FloatArray;
   try {
-    return dtype === 'float64' ? toFloat64(t) : toFloat32(t);
+    values = dtype === 'float64' ? toFloat64(t) : toFloat32(t);
   } catch (err) {
     if (err instanceof SafetensorsError) throw new EngineInputError(`${source}: tensor ${name}: ${err.message}`, { cause: err });
     throw err;
   }
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw new EngineInputError(`${source}: tensor ${name} holds ${values[bad]} at element ${bad}; weights must be finite`);
+  return values;
 }
+
+const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64']);
 
 export function decodeParameters(bytes: Uint8Array, config: ModelConfig, dtype: 'float32', source: string): Map<string, Float32Array>;
 export function decodeParameters(bytes: Uint8Array, config: ModelConfig, dtype: FloatDType, source: string): Map<string, FloatArray>;
 export function decodeParameters(bytes: Uint8Array, config: ModelConfig, dtype: FloatDType, source: string): Map<string, FloatArray> {
+  assertModelFits(config, source);
   const file = decode(bytes, source);
-  return new Map(parameterSpecs(config).map((spec) => [spec.name, readTensor(file, spec.name, spec.shape, dtype, source)]));
+  const specs = parameterSpecs(config);
+  // Weights the config does not use mean the two disagree (e.g. fewer layers): never drop them silently.
+  const used = new Set(specs.map((s) => s.name));
+  const extra = [...file.tensors.keys()].filter((n) => !used.has(n)).sort();
+  if (extra.length > 0) {
+    throw new EngineInputError(`${source}: ${extra.length} tensor(s) the model config does not use, e.g. ${extra.slice(0, 3).join(', ')}; does the config (num_hidden_layers ${config.num_hidden_layers}, tie_word_embeddings ${config.tie_word_embeddings}) match the weights?`);
+  }
+  return new Map(specs.map((spec) => [spec.name, readTensor(file, spec.name, spec.shape, dtype, source)]));
 }
 
 export function decodeOptimizer(bytes: Uint8Array, config: ModelConfig, dtype: FloatDType, source: string): OptimizerTensors {

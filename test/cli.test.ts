@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -164,6 +164,7 @@ describe('the command line', () => {
       [['model', 'init', '--config', 'c.json', '--seed'], "dro: option '--seed <n>' argument missing"],
       [['model', 'generate', '--model', 'm', '--ids', '1', '--max-new-tokens', '2', '--top-p', 'half'], 'dro: --top-p must be a number, got "half"'],
       [['model', 'score', '--model', 'm', '--ids', '1', '--threads', '0'], 'dro: --threads must be an integer ≥ 1, got "0"'],
+      [['model', 'score', '--model', 'm', '--ids', '1', '--threads', '100000'], `dro: --threads must be at most ${availableParallelism()} (this machine's cores), got "100000"`],
       [['model', 'score', '--model', '', '--ids', '1,2'], 'dro: --model must not be empty'],
       [['model', 'score', 'extra', '--model', 'm', '--ids', '1,2'], "dro: too many arguments for 'score'"],
       [['pause'], "dro: required option '--run <id>' not specified"],

@@ -2,7 +2,7 @@
 // element, normal with the configured std, norms at one and biases at zero.
 import { describe, expect, it } from 'vitest';
 import { parseModelConfig } from './config.js';
-import { initParameters, parameterCount, parameterSpecs, standardNormalAt } from './params.js';
+import { assertModelFits, initParameters, ModelTooLargeError, parameterCount, parameterSpecs, standardNormalAt } from './params.js';
 
 const tiny = parseModelConfig({ vocab_size: 10, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1 });
 
@@ -121,5 +121,20 @@ describe('initParameters', () => {
     expect(() => initParameters(tiny, 0.5)).toThrow('seed must be a safe integer, got 0.5');
     expect(() => standardNormalAt(Number.NaN, 'x', 0)).toThrow('seed must be a safe integer, got NaN');
     expect(() => standardNormalAt(1, 'x', -1)).toThrow('index must be an integer in [0, 2^32), got -1');
+  });
+});
+
+describe('assertModelFits', () => {
+  it('refuses absurd sizes up front, naming the field and the memory needed against what the machine has', () => {
+    const GiB = 1024 ** 3;
+    const layers = { ...tiny, hidden_size: 4096, intermediate_size: 11008, head_dim: 128, num_attention_heads: 32, num_key_value_heads: 32, num_hidden_layers: 1_000_000 };
+    const started = performance.now();
+    expect(() => assertModelFits(layers, 'cfg.json', 24 * GiB)).toThrow(/^cfg\.json: num_hidden_layers = 1000000 gives 2\.02e\+14 parameters; loading them in float32 needs about .* GiB \(training about .* GiB\), more than this machine's 24\.0 GiB$/);
+    expect(performance.now() - started).toBeLessThan(5_000); // counted per layer, not per tensor of a million layers
+    expect(() => assertModelFits({ ...tiny, vocab_size: 152_000, hidden_size: 1_000_000, head_dim: 2 }, 'cfg.json', 24 * GiB)).toThrow(/^cfg\.json: hidden_size makes tensor model\.embed_tokens\.weight \[152000, 1000000\] .* GiB, more than one buffer holds/);
+    const llama70b = { ...tiny, vocab_size: 32000, hidden_size: 8192, intermediate_size: 28672, num_hidden_layers: 80, num_attention_heads: 64, num_key_value_heads: 8, head_dim: 128 };
+    expect(() => assertModelFits(llama70b, 'cfg.json', 24 * GiB)).toThrow(/num_hidden_layers = 80 gives 6\.9\de\+10 parameters/);
+    expect(() => assertModelFits(tiny, 'cfg.json', 24 * GiB)).not.toThrow();
+    expect(() => initParameters({ ...layers }, 1)).toThrow(ModelTooLargeError);
   });
 });

@@ -1,7 +1,11 @@
 // Every parameter of the model in Hugging Face names and shapes (so weights interchange with
 // transformers checkpoints), and a deterministic initialisation keyed by (seed, name, element index).
+import { constants } from 'node:buffer';
+import { totalmem } from 'node:os';
 import { uniformStream } from '../../dro/random.js';
 import type { ModelConfig } from './config.js';
+
+const BUFFER_MAX = constants.MAX_LENGTH;
 
 export interface ParamSpec {
   name: string;
@@ -50,6 +54,47 @@ export function parameterCount(config: ModelConfig): number {
   return parameterSpecs(config).reduce((sum, spec) => sum + elementCount(spec.shape), 0);
 }
 
+/** Bytes per parameter to hold a float32 model: our copy and ONNX Runtime's. */
+export const LOADING_BYTES_PER_PARAMETER = 8;
+/** Bytes per parameter while training in float32: weights, gradients, two AdamW moments, the frozen reference. */
+export const TRAINING_BYTES_PER_PARAMETER = 20;
+
+const GiB = 1024 ** 3;
+
+/**
+ * Refuses, before anything is allocated, a model this machine cannot hold: a tensor larger than one
+ * buffer may be, or more parameters than its memory trains. The message names the field that makes
+ * the model this large. Counted per layer, so a million layers cost nothing to check.
+ */
+export function assertModelFits(config: ModelConfig, source: string, memoryBytes = totalmem()): void {
+  const none = { ...config, num_hidden_layers: 0 };
+  const one = { ...config, num_hidden_layers: 1 };
+  const outside = parameterSpecs(none);
+  const perLayer = parameterSpecs(one).filter((s) => s.name.startsWith('model.layers.0.'));
+  for (const spec of [...outside, ...perLayer]) {
+    const bytes = elementCount(spec.shape) * 4;
+    if (bytes > BUFFER_MAX) {
+      const field = spec.name.includes('embed') || spec.name.includes('lm_head') ? (config.vocab_size > config.hidden_size ? 'vocab_size' : 'hidden_size') : spec.name.includes('mlp') ? 'intermediate_size' : 'hidden_size';
+      throw new ModelTooLargeError(`${source}: ${field} makes tensor ${spec.name.replace('.0.', '.N.')} [${spec.shape.join(', ')}] ${(bytes / GiB).toFixed(1)} GiB, more than one buffer holds (${(BUFFER_MAX / GiB).toFixed(1)} GiB)`);
+    }
+  }
+  const layerCount = perLayer.reduce((a, s) => a + elementCount(s.shape), 0);
+  const outsideCount = outside.reduce((a, s) => a + elementCount(s.shape), 0);
+  const total = outsideCount + config.num_hidden_layers * layerCount;
+  const need = total * LOADING_BYTES_PER_PARAMETER;
+  if (need > memoryBytes) {
+    const layersDominate = config.num_hidden_layers * layerCount >= outsideCount;
+    const field = layersDominate ? (config.num_hidden_layers > 64 ? 'num_hidden_layers' : config.intermediate_size > 4 * config.hidden_size ? 'intermediate_size' : 'hidden_size') : 'vocab_size';
+    throw new ModelTooLargeError(
+      `${source}: ${field} = ${config[field]} gives ${total.toExponential(2)} parameters; loading them in float32 needs about ${(need / GiB).toFixed(1)} GiB (training about ${((total * TRAINING_BYTES_PER_PARAMETER) / GiB).toFixed(1)} GiB), more than this machine's ${(memoryBytes / GiB).toFixed(1)} GiB`,
+    );
+  }
+}
+
+export class ModelTooLargeError extends Error {
+  override readonly name = 'ModelTooLargeError';
+}
+
 // Per-element draws come from dro/random.ts's keyed stream: the tensor's key (seed, name) is hashed once,
 // each element only hashes its index, so tens of millions of weights initialise in about a second.
 type TensorKey = (index: number, lane?: number) => number;
@@ -96,6 +141,7 @@ function initKind(name: string): 'normal' | 'one' | 'zero' {
  */
 export function initParameters(config: ModelConfig, seed: number): Map<string, Float32Array> {
   checkSeed(seed);
+  assertModelFits(config, 'model config');
   const params = new Map<string, Float32Array>();
   for (const spec of parameterSpecs(config)) {
     const data = new Float32Array(elementCount(spec.shape));

@@ -1,4 +1,5 @@
 // `dro model init|score|generate`: create a model directory, score a token sequence, sample a continuation.
+import { availableParallelism } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { parseModelConfig } from '../../engine/model/config.js';
@@ -37,7 +38,8 @@ export function registerModelCommands(program: Command): void {
   const model = program.command('model').description('create, score and sample from a model directory (config.json + model.safetensors)');
   const modelDir = () => textOption('--model <dir>', 'model directory to load (config.json and model.safetensors, e.g. from `dro model init`)').makeOptionMandatory();
   const json = () => new Option('--json', 'print one JSON object instead of text').default(false);
-  const threads = () => integerOption('--threads <n>', 'intra-op threads for the ONNX engine, an integer ≥ 1', 1).default(1);
+  // More threads than cores only contend, and a huge count makes ONNX Runtime allocate without end.
+  const threads = () => integerOption('--threads <n>', `intra-op threads for the ONNX engine, from 1 to this machine's ${availableParallelism()} cores`, 1, { value: availableParallelism(), why: "this machine's cores" }).default(1);
 
   model
     .command('init')

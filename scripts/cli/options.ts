@@ -14,10 +14,11 @@ export class UsageError extends Error {
   }
 }
 
-/** `value` as an integer ≥ `min`, or a UsageError naming `flag`. */
-export function parseInteger(value: string, flag: string, min: number): number {
+/** `value` as an integer ≥ `min` (and ≤ `max`, said why in `maxWhy`), or a UsageError naming `flag`. */
+export function parseInteger(value: string, flag: string, min: number, max?: { value: number; why: string }): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} must be an integer ≥ ${min}, got ${JSON.stringify(value)}`);
+  if (max && n > max.value) throw new UsageError(`${flag} must be at most ${max.value} (${max.why}), got ${JSON.stringify(value)}`);
   return n;
 }
 
@@ -50,7 +51,7 @@ function withParser<T>(flags: string, description: string, parse: (value: string
 }
 
 /** An option taking an integer ≥ `min` (1 for counts and thread numbers, 0 for seeds). */
-export const integerOption = (flags: string, description: string, min: number): Option => withParser(flags, description, (v, f) => parseInteger(v, f, min));
+export const integerOption = (flags: string, description: string, min: number, max?: { value: number; why: string }): Option => withParser(flags, description, (v, f) => parseInteger(v, f, min, max));
 /** An option taking any finite number. */
 export const numberOption = (flags: string, description: string): Option => withParser(flags, description, parseNumber);
 /** An option taking a comma-separated list of token ids. */
