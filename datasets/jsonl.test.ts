@@ -35,6 +35,16 @@ describe('readJsonlRecords', () => {
     await expect(readJsonlRecords(path, { strict: true }, () => {})).rejects.toThrow(new DatasetError(`${path}:4: not a JSON object`));
   });
 
+  it('reports invalid UTF-8 by file and line instead of loading U+FFFD, and reads past a byte-order mark', async () => {
+    const path = join(dir, 'bytes.jsonl');
+    await writeFile(path, Buffer.concat([Buffer.from('\uFEFF{"n": 1}\n{"n": "'), Buffer.from([0xc3, 0x28]), Buffer.from('"}\n{"n": 3}\n')]));
+    const seen: unknown[] = [];
+    const skipped = await readJsonlRecords(path, {}, (record) => void seen.push(record.n));
+    expect(seen).toEqual([1, 3]);
+    expect(skipped).toEqual([{ file: path, line: 2, message: 'not valid UTF-8 text (re-save the file as UTF-8)' }]);
+    await expect(readJsonlRecords(path, { strict: true }, () => {})).rejects.toThrow(new DatasetError(`${path}:2: not valid UTF-8 text (re-save the file as UTF-8)`));
+  });
+
   it('lets errors other than BadRecord through unchanged', async () => {
     const path = join(dir, 'one.jsonl');
     await writeFile(path, '{"n": 1}\n');

@@ -22,19 +22,20 @@ export class BadRecord extends Error {
  * because they are bugs, not bad data.
  */
 export async function readJsonlRecords(file: string, options: LoadOptions, visit: (record: Record<string, unknown>, line: number) => void): Promise<SkippedRecord[]> {
-  let content: string;
+  let content: Buffer;
   try {
-    content = await readFile(file, 'utf8');
+    content = await readFile(file);
   } catch (error) {
     throw new DatasetError(`cannot read ${file}: ${(error as Error).message}`);
   }
   const skipped: SkippedRecord[] = [];
-  const lines = content.split('\n');
+  const lines = splitLines(content);
   for (let i = 0; i < lines.length; i++) {
-    const text = lines[i]!;
-    if (text.trim() === '') continue;
     const line = i + 1;
     try {
+      // Decoded line by line and strictly: a bad byte is reported where it is, never replaced by U+FFFD.
+      const text = decodeLine(lines[i]!, i === 0);
+      if (text.trim() === '') continue;
       visit(parseObject(text), line);
     } catch (error) {
       if (!(error instanceof BadRecord)) throw error;
@@ -46,6 +47,30 @@ export async function readJsonlRecords(file: string, options: LoadOptions, visit
     }
   }
   return skipped;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function splitLines(content: Buffer): Buffer[] {
+  const lines: Buffer[] = [];
+  let start = 0;
+  for (let nl = content.indexOf(0x0a); nl >= 0; nl = content.indexOf(0x0a, start)) {
+    lines.push(content.subarray(start, nl));
+    start = nl + 1;
+  }
+  lines.push(content.subarray(start));
+  return lines;
+}
+
+function decodeLine(bytes: Buffer, first: boolean): string {
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new BadRecord('not valid UTF-8 text (re-save the file as UTF-8)');
+  }
+  // A byte-order mark some editors write: not part of the first record.
+  return first && text.startsWith('\uFEFF') ? text.slice(1) : text;
 }
 
 function parseObject(text: string): Record<string, unknown> {

@@ -77,6 +77,19 @@ describe('parseRunConfig errors', () => {
     expect(found).toHaveLength(9);
   });
 
+  it('caps the list of unknown fields, saying how many more (500k stray keys make a short error)', () => {
+    const stray = Object.fromEntries(Array.from({ length: 500_000 }, (_, i) => [`k${i}`, 1]));
+    const listed = problems(stray);
+    expect(listed).toHaveLength(1);
+    expect(listed[0]!.split('; ')).toHaveLength(21);
+    expect(listed[0]).toMatch(/^k0: unknown field; k1: unknown field; .*; and 499980 more unknown fields$/);
+    const many = problems(Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`s${i}`, { x: 1 }])));
+    expect(many.at(-1)).toMatch(/unknown field/);
+    const manyBad = problems({ rollout: { groupSize: 0, promptsPerStep: 0, temperature: -1, topP: 2 }, optimizer: { learningRate: -1, beta1: 2, beta2: 2, epsilon: -1, weightDecay: -1, maxGradNorm: -1, updatesPerStep: 0 }, schedule: { totalSteps: 0, warmupSteps: -1, minLrRatio: 2 }, checkpoint: { every: 0, keepLast: 0, keepEvery: -1 }, evaluation: { examples: 0, temperature: -1, maxNewTokens: 0, samples: 0 }, filtering: { every: 0 }, seed: -1, orchestration: { stepsPerExecution: 0 } });
+    expect(manyBad).toHaveLength(21);
+    expect(manyBad.at(-1)).toMatch(/^and \d+ more problems$/);
+  });
+
   it('checks rules that span fields', () => {
     expect(problems({ schedule: { totalSteps: 5, warmupSteps: 10 } })).toEqual(['schedule.warmupSteps: is 10, more than schedule.totalSteps (5)']);
     expect(problems({ model: { tokenizer: 'model' } })).toEqual([

@@ -239,17 +239,23 @@ export class RunConfigError extends Error {
   }
 }
 
+const MAX_LISTED = 20;
+
 /** Validates a config (parsed JSON) and fills every default; throws RunConfigError naming every bad field. */
 export function parseRunConfig(input: unknown): RunConfig {
   const result = RunConfigSchema.safeParse(input ?? {});
   if (result.success) return result.data;
-  throw new RunConfigError(result.error.issues.map(describeIssue));
+  const problems = result.error.issues.map(describeIssue);
+  throw new RunConfigError(problems.length > MAX_LISTED ? [...problems.slice(0, MAX_LISTED), `and ${problems.length - MAX_LISTED} more problems`] : problems);
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
   const where = issue.path.map(String).join('.');
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => `${where ? `${where}.` : ''}${key}: unknown field`).join('; ');
+    // A file of 500k stray keys must not make a megabyte error: the first few, and how many more.
+    const shown = issue.keys.slice(0, MAX_LISTED).map((key) => `${where ? `${where}.` : ''}${key.length > 80 ? `${key.slice(0, 80)}…` : key}: unknown field`);
+    if (issue.keys.length > MAX_LISTED) shown.push(`and ${issue.keys.length - MAX_LISTED} more unknown fields${where ? ` in ${where}` : ''}`);
+    return shown.join('; ');
   }
   return `${where || '(config)'}: ${issue.message}`;
 }
