@@ -10,6 +10,7 @@ import {
   checkpointFileKey,
   checkpointPrefix,
   commitCheckpoint,
+  isManifestKey,
   latestCheckpoint,
   listCheckpoints,
   loadCheckpoint,
@@ -195,6 +196,16 @@ describe('validity, latestCheckpoint and listCheckpoints', () => {
     const three = (await listCheckpoints(store, 'run-1'))[2]!;
     expect(three.valid).toBe(false);
     expect(three.reason).toMatch(/state\.json/);
+  });
+});
+
+describe('isManifestKey', () => {
+  it('tells the manifests of a step (every generation) from its other files and from other steps', () => {
+    expect(isManifestKey('run-1/checkpoints/00000009/manifest.json', 9)).toBe(true);
+    expect(isManifestKey('prefix/run-1/checkpoints/00000009/manifest.2.json', 9)).toBe(true);
+    expect(isManifestKey('run-1/checkpoints/00000009/objects/ab', 9)).toBe(false);
+    expect(isManifestKey('run-1/checkpoints/00000008/manifest.json', 9)).toBe(false);
+    expect(isManifestKey('run-1/checkpoints/00000009/manifest.0.json', 9)).toBe(false);
   });
 });
 

@@ -91,8 +91,9 @@ const fileKey = (prefix: string, name: string, entry: ManifestEntry): string => 
 
 /** Whether `key` is a manifest (any generation) of checkpoint `step`; fault injection and tests aim at it. */
 export function isManifestKey(key: string, step: number): boolean {
-  const at = key.lastIndexOf(`/checkpoints/${String(step).padStart(8, '0')}/`);
-  return at >= 0 && MANIFEST_NAME.test(key.slice(at + 21));
+  const folder = `/checkpoints/${String(step).padStart(8, '0')}/`;
+  const at = key.lastIndexOf(folder);
+  return at >= 0 && MANIFEST_NAME.test(key.slice(at + folder.length));
 }
 
 /** The newest manifest generation of a step, from a listing of its prefix. */

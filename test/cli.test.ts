@@ -74,6 +74,10 @@ it('reports bad input clearly and exits 1', async () => {
   const badConfig = run('model', 'init', '--config', join(dir, 'bad.json'), '--seed', '1', '--out', join(dir, 'x'));
   expect(badConfig.status).toBe(1);
   expect(badConfig.stderr).toMatch(/vocab_size/);
+  const badTopP = run('model', 'generate', '--model', join(dir, 'model'), '--ids', '1', '--max-new-tokens', '2', '--top-p', '2');
+  expect(badTopP.status).toBe(1);
+  expect(badTopP.stderr).toMatch(/--top-p must be/);
+  expect(badTopP.stderr).not.toMatch(/sampling option/);
   const unknown = run('model', 'train');
   expect(unknown.stderr).toContain('dro: unknown command "model train"');
 });

@@ -72,6 +72,7 @@ describe('parseModelConfig errors', () => {
   });
 
   it('names every bad field at once, with the source', () => {
+    expect(problems(JSON.parse('{"vocab_size": 8, "hidden_size": 8, "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "rms_norm_eps": 1e999}'))).toEqual(['rms_norm_eps: must be a positive number, got Infinity (out of range)']);
     const found = problems({ hidden_size: -1, intermediate_size: 1.5, num_hidden_layers: '2', num_attention_heads: 0, rms_norm_eps: 0, rope_theta: -1, tie_word_embeddings: 'yes', max_position_embeddings: 0, attention_bias: 1, initializer_range: -0.1, head_dim: 0, num_key_value_heads: 2.5 });
     expect(found).toEqual([
       'vocab_size: required (a positive integer)',

@@ -46,6 +46,8 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 
 function show(value: unknown): string {
   if (value === undefined) return 'undefined';
+  // JSON.parse reads 1e999 as Infinity, which JSON.stringify would print as "null".
+  if (typeof value === 'number' && !Number.isFinite(value)) return `${String(value)} (out of range)`;
   return JSON.stringify(value) ?? typeof value;
 }
 

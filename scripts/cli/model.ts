@@ -105,12 +105,18 @@ async function modelScore(opts: ScoreOptions): Promise<void> {
   }
 }
 
+const FLAGS = { temperature: '--temperature', topP: '--top-p', topK: '--top-k', maxNewTokens: '--max-new-tokens' } as const;
+
 async function modelGenerate(opts: GenerateOptions): Promise<void> {
   const sampling = { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, stopTokenIds: opts.stop };
   const { config, params } = await loadModelDir(opts.model);
   const engine = PolicyEngine.fromParameters(config, params, { intraOpThreads: opts.threads });
   try {
-    const [result] = await engine.generate([{ promptIds: opts.ids, key: { seed: opts.seed, step: 0, exampleId: 'cli', sampleIndex: 0 } }], sampling);
+    const [result] = await engine.generate([{ promptIds: opts.ids, key: { seed: opts.seed, step: 0, exampleId: 'cli', sampleIndex: 0 } }], sampling).catch((err: unknown) => {
+      // The engine names its own option; the user typed a flag.
+      if (err instanceof Error) err.message = err.message.replace(/sampling option (temperature|topP|topK|maxNewTokens)\b/, (_, o: keyof typeof FLAGS) => FLAGS[o]);
+      throw err;
+    });
     const { ids, logprobs, truncated } = result!;
     if (opts.json) console.log(JSON.stringify({ ids, logprobs, truncated }));
     else console.log(`${ids.join(',')}\n${ids.length} tokens${truncated ? ' (cut off by --max-new-tokens)' : ''}, mean log-prob ${(logprobs.reduce((a, b) => a + b, 0) / Math.max(1, logprobs.length)).toFixed(4)}`);
