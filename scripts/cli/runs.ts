@@ -4,7 +4,8 @@
 // run's workflow (memo `store`) while Temporal knows the run, else from --store, $DRO_STORE or ./runs.
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { basename, isAbsolute, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { CheckpointState } from '../../activities/policy-state.js';
 import { runKeys } from '../../activities/keys.js';
@@ -39,11 +40,19 @@ export async function connectClient(): Promise<Connected> {
   return { client: new Client({ connection, namespace: target.namespace }), namespace: target.namespace, close: () => connection.close() };
 }
 
+/** `~` and `~/x` as the home folder, as a shell would; `~user` is refused (no shell expands it here). */
+export function expandHome(path: string, what: string): string {
+  if (path === '~' || path.startsWith('~/')) return join(homedir(), path.slice(1));
+  if (path.startsWith('~')) throw new RunError(`${what}: ${JSON.stringify(path)}: only ~ and ~/... are expanded; write the path out`);
+  return path;
+}
+
 /** Store URIs and file paths in a config are made absolute against the caller's directory, so workers elsewhere agree. */
 function absolutePaths(raw: Record<string, unknown>, base: string): void {
   const at = (section: string, field: string): void => {
     const s = raw[section] as Record<string, unknown> | undefined;
-    const v = s?.[field];
+    let v = s?.[field];
+    if (typeof v === 'string' && v !== '') v = s![field] = expandHome(v, `${section}.${field}`);
     if (typeof v === 'string' && v !== '' && !/^[a-z][a-z0-9+.-]*:\/\//i.test(v) && !isAbsolute(v)) s![field] = resolve(base, v);
   };
   at('checkpoint', 'store');
@@ -200,7 +209,10 @@ export async function queryProgress(c: Connected, runId: string): Promise<Traini
 
 /** The store of a run: --store, else what Temporal recorded (`recorded`), else $DRO_STORE, else ./runs. */
 export function runStoreUri(flag: string | undefined, recorded: string | undefined): string {
-  if (flag) return /^[a-z][a-z0-9+.-]*:\/\//i.test(flag) || isAbsolute(flag) ? flag : resolve(flag);
+  if (flag) {
+    const path = expandHome(flag, '--store');
+    return /^[a-z][a-z0-9+.-]*:\/\//i.test(path) || isAbsolute(path) ? path : resolve(path);
+  }
   return recorded ?? process.env.DRO_STORE ?? resolve('runs');
 }
 
