@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 import type { BlobStore } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/open.js';
 import { positiveIntegerFlag } from './bench/flags.js';
-import { REPO_ROOT } from './services/dev-services.js';
+import { servicesConfig } from './services/dev-services.js';
 import { loadServicesEnv } from './services/env-file.js';
 
 const HELP = `usage: npm run bench:store -- [--mib 256] [--repeats 3] [--dir PATH] [--s3 s3://bucket/prefix] [--skip-s3]
@@ -16,7 +16,7 @@ const HELP = `usage: npm run bench:store -- [--mib 256] [--repeats 3] [--dir PAT
 Times put/get (whole buffer, as commitCheckpoint does) and putStream/getStream of one file, per store,
 and prints the median MB/s (1 MB = 10^6 bytes) of --repeats runs. Download times include the sha256
 check of what was read back.
-Default directory: .data/bench; default S3: the local SeaweedFS from \`npm run services:up\`.`;
+Default directory: <data folder>/bench (.data, or $DRO_DATA_DIR); default S3: the local SeaweedFS from \`npm run services:up\`.`;
 
 const MiB = 1024 * 1024;
 
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
   const digest = createHash('sha256').update(data).digest('hex');
   console.log(`file: ${mib} MiB (${data.byteLength} bytes), median of ${repeats} runs, sha256 checked on every read`);
 
-  const dir = values.dir ?? join(REPO_ROOT, '.data', 'bench');
+  const dir = values.dir ?? join(servicesConfig().dataDir, 'bench');
   const dirStore = await openBlobStore(dir);
   await benchStore(`directory ${dir}`, dirStore, data, digest, repeats);
   if (!values.dir) await rm(dir, { recursive: true, force: true });

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { servicesConfig, servicesDown, servicesStatus, servicesUp } from '../scripts/services/dev-services.js';
+import { portAnswers, servicesConfig, servicesDown, servicesStatus, servicesUp } from '../scripts/services/dev-services.js';
 import { parseEnvFile } from '../scripts/services/env-file.js';
 import { freePort } from './net.js';
 
@@ -34,6 +34,28 @@ describe('services up', () => {
       await new Promise((resolve) => busy.close(resolve));
     }
   });
+
+  it('a half-failed up stops what it started: Temporal up, SeaweedFS refused, Temporal stopped again', async () => {
+    // An S3 port must leave room for its gRPC ports (+10000): take a busy one below 40000.
+    const busy: Server = createServer();
+    let s3Port = 0;
+    while (s3Port === 0) {
+      const candidate = 20000 + Math.floor(Math.random() * 20000);
+      s3Port = await new Promise<number>((resolve) => {
+        busy.once('error', () => resolve(0));
+        busy.listen(candidate, '127.0.0.1', () => resolve(candidate));
+      });
+    }
+    const temporalPort = await freePort();
+    try {
+      const cfg = servicesConfig({ DRO_DATA_DIR: dataDir, DRO_TEMPORAL_PORT: String(temporalPort), DRO_TEMPORAL_UI_PORT: String(await freePort()), DRO_S3_PORT: String(s3Port) });
+      await expect(servicesUp(cfg, ['temporal', 's3'], () => undefined)).rejects.toThrow(/^s3: port \d+ .* is already in use/);
+      expect(existsSync(join(dataDir, 'run', 'temporal.pid'))).toBe(false);
+      expect(await portAnswers(temporalPort)).toBe(false);
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
+    }
+  }, 120_000);
 
   it('rejects a malformed port setting naming the variable', () => {
     expect(() => servicesConfig({ DRO_S3_PORT: 'eighty' })).toThrow('DRO_S3_PORT must be a TCP port number (1-65535), got "eighty"');

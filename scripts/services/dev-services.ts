@@ -287,16 +287,19 @@ function logTail(cfg: ServicesConfig, name: ServiceName, lines = 15): string {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function startService(cfg: ServicesConfig, spec: ServiceSpec, log: (line: string) => void, timeoutMs: number): Promise<void> {
+/** Starts the service unless it already runs; true when this call started it. */
+async function startService(cfg: ServicesConfig, spec: ServiceSpec, log: (line: string) => void, timeoutMs: number): Promise<boolean> {
   if (!existsSync(spec.binary)) throw new Error(`${spec.binary} not found: run \`npm run setup\` first`);
   const running = runningPid(cfg, spec);
   if (running !== undefined) {
     if (await spec.probe()) {
       log(`${spec.name}: already running (pid ${running})`);
-      return;
+      return false;
     }
     log(`${spec.name}: pid ${running} is running but not answering yet; waiting`);
-  } else {
+  }
+  const spawned = running === undefined;
+  if (spawned) {
     for (const { port, what } of spec.ports) {
       if (!(await portIsFree(port))) {
         throw new Error(`${spec.name}: port ${port} (${what}) is already in use by another process; stop that process or choose other ports`);
@@ -324,7 +327,7 @@ async function startService(cfg: ServicesConfig, spec: ServiceSpec, log: (line: 
     if (runningPid(cfg, spec) === undefined) {
       throw new Error(`${spec.name}: the process exited during start-up. Last lines of ${logFile(cfg, spec.name)}:\n${logTail(cfg, spec.name)}`);
     }
-    if (await spec.probe()) return;
+    if (await spec.probe()) return spawned;
     if (Date.now() > deadline) {
       await stopService(cfg, spec, () => undefined);
       throw new Error(`${spec.name}: not answering after ${timeoutMs / 1000}s; stopped it. Last lines of ${logFile(cfg, spec.name)}:\n${logTail(cfg, spec.name)}`);
@@ -376,11 +379,18 @@ export async function servicesUp(
     const vars = servicesEnv(cfg, credentials);
     // Written first so the credentials the server is started with are the ones clients will read.
     writeEnvFile(cfg, vars);
-    for (const spec of specs(cfg, which)) {
-      const started = Date.now();
-      await startService(cfg, spec, log, timeoutMs);
-      if (spec.name === 'temporal') await addRunSearchAttributes(cfg, log);
-      log(`${spec.name}: ready in ${((Date.now() - started) / 1000).toFixed(1)}s on 127.0.0.1:${spec.ports[0]!.port}`);
+    const startedHere: ServiceSpec[] = [];
+    try {
+      for (const spec of specs(cfg, which)) {
+        const started = Date.now();
+        if (await startService(cfg, spec, log, timeoutMs)) startedHere.push(spec);
+        if (spec.name === 'temporal') await addRunSearchAttributes(cfg, log);
+        log(`${spec.name}: ready in ${((Date.now() - started) / 1000).toFixed(1)}s on 127.0.0.1:${spec.ports[0]!.port}`);
+      }
+    } catch (err) {
+      // Half up is worse than down: stop what this call started, leave what was already running.
+      for (const spec of startedHere.reverse()) await stopService(cfg, spec, log);
+      throw err;
     }
     return vars;
   } finally {
