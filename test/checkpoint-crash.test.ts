@@ -1,17 +1,16 @@
 // Crash consistency for real: a child process is SIGKILLed at chosen points of commitCheckpoint, on
 // the directory store and on SeaweedFS; no interrupted commit may ever become the latest checkpoint.
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { checkpointFileKey, commitCheckpoint, latestCheckpoint, listCheckpoints, loadCheckpoint } from '../storage/checkpoints.js';
 import { TEMP_PREFIX } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/open.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { patternBytes, sha256 } from './blob-store-suite.js';
-import { uniqueS3Uri } from './services-env.js';
+import { storeKinds } from './services-env.js';
 
 const child = join(import.meta.dirname, 'fixtures', 'commit-child.ts');
 const tsx = join(import.meta.dirname, '..', 'node_modules', '.bin', 'tsx');
@@ -49,22 +48,7 @@ async function temporariesUnder(root: string): Promise<string[]> {
   return (await readdir(root, { recursive: true })).filter((p) => p.split(sep).some((s) => s.startsWith(TEMP_PREFIX) || s === '.partial'));
 }
 
-const roots: string[] = [];
-afterAll(async () => {
-  for (const root of roots) await rm(root, { recursive: true, force: true });
-});
-
-const stores: [string, () => Promise<string>][] = [
-  [
-    'directory',
-    async () => {
-      const root = await mkdtemp(join(tmpdir(), 'dro-crash-'));
-      roots.push(root);
-      return root;
-    },
-  ],
-  ['S3 on SeaweedFS', () => Promise.resolve(uniqueS3Uri('crash'))],
-];
+const stores = storeKinds('crash');
 
 describe.each(stores)('SIGKILL during commitCheckpoint: %s', (_name, makeUri) => {
   it('never leaves a checkpoint that latestCheckpoint returns, at any point before the manifest lands', async () => {

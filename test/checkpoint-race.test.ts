@@ -3,15 +3,13 @@
 // the other is refused, every time, and the step is whole with the winner's content; with the same
 // content both succeed.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { listCheckpoints, loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 import { patternBytes, sha256 } from './blob-store-suite.js';
-import { uniqueS3Uri } from './services-env.js';
+import { storeKinds } from './services-env.js';
 
 const child = join(import.meta.dirname, 'fixtures', 'race-child.ts');
 const tsx = join(import.meta.dirname, '..', 'node_modules', '.bin', 'tsx');
@@ -43,22 +41,7 @@ class Racer {
   }
 }
 
-const roots: string[] = [];
-afterAll(async () => {
-  for (const root of roots) await rm(root, { recursive: true, force: true });
-});
-
-const stores: [string, () => Promise<string>][] = [
-  [
-    'directory',
-    async () => {
-      const root = await mkdtemp(join(tmpdir(), 'dro-race-'));
-      roots.push(root);
-      return root;
-    },
-  ],
-  ['S3 on SeaweedFS', () => Promise.resolve(uniqueS3Uri('race'))],
-];
+const stores = storeKinds('race');
 
 describe.each(stores)('two processes commit one step at once: %s', (_name, makeUri) => {
   it(`different content: exactly one success and one clear refusal in each of ${TRIALS} trials, and the step is the winner's`, async () => {

@@ -8,6 +8,7 @@ import {
   WorkflowFailedError,
   WorkflowUpdateFailedError,
   type ScheduleHandle,
+  type SignalDefinition,
   type WorkflowExecutionInfo,
 } from '@temporalio/client';
 import type { EvaluationOutcome } from '../../activities/types.js';
@@ -24,6 +25,7 @@ import {
   stopSignal,
   trainingWorkflowId,
   type RunStatus,
+  type TrainingProgress,
 } from '../../workflows/messages.js';
 import { integerOption, numberOption, textOption, UsageError } from './options.js';
 import { describeChange } from './progress.js';
@@ -105,6 +107,13 @@ async function scheduleOf(c: Connected, runId: string): Promise<ScheduleHandle> 
   return handle;
 }
 
+/** Signals a running run and returns its progress right after (undefined when no worker answers). */
+async function signalRun(c: Connected, runId: string, signal: SignalDefinition<[], string>): Promise<TrainingProgress | undefined> {
+  await knownRun(c, runId, true);
+  await c.client.workflow.getHandle(trainingWorkflowId(runId)).signal(signal);
+  return queryProgress(c, runId);
+}
+
 export function registerControlCommands(program: Command): void {
   program
     .command('pause')
@@ -112,9 +121,7 @@ export function registerControlCommands(program: Command): void {
     .addOption(runOption())
     .action(async (o: { run: string }) => {
       await withClient(async (c) => {
-        await knownRun(c, o.run, true);
-        await c.client.workflow.getHandle(trainingWorkflowId(o.run)).signal(pauseSignal);
-        const p = await queryProgress(c, o.run);
+        const p = await signalRun(c, o.run, pauseSignal);
         console.log(`pause requested: run ${o.run} holds once the step in progress ends${p ? ` (now at step ${p.step}, ${p.phase})` : ''}`);
       });
     });
@@ -125,9 +132,7 @@ export function registerControlCommands(program: Command): void {
     .addOption(runOption())
     .action(async (o: { run: string }) => {
       await withClient(async (c) => {
-        await knownRun(c, o.run, true);
-        await c.client.workflow.getHandle(trainingWorkflowId(o.run)).signal(stopSignal);
-        const p = await queryProgress(c, o.run);
+        const p = await signalRun(c, o.run, stopSignal);
         console.log(`stop requested: run ${o.run} ends after the step in progress${p ? ` (now at step ${p.step})` : ''} with a checkpoint; \`dro resume --run ${o.run}\` continues it later`);
       });
     });
