@@ -101,3 +101,19 @@ export function errorFromWire(wire: WireError): Error {
   if (wire.stack) err.stack = wire.stack;
   return err;
 }
+
+/**
+ * The model computed NaN though every weight is finite (loading refuses NaN/Inf weights): some weights
+ * are so large that the forward pass overflows float32. The error names the largest ones, so the user
+ * knows which tensors to look at; like a bad file, retrying cannot help.
+ */
+export function overflowError(problem: string, params: ReadonlyMap<string, ArrayLike<number>>, cause?: unknown): EngineInputError {
+  const largest = [...params].map(([name, values]) => {
+    let max = 0;
+    for (let i = 0; i < values.length; i++) max = Math.max(max, Math.abs(values[i]!));
+    return { name, max };
+  });
+  largest.sort((a, b) => b.max - a.max);
+  const named = largest.slice(0, 3).map((t) => `${t.name} (max |w| ${t.max.toExponential(2)})`).join(', ');
+  return new EngineInputError(`${problem}; every weight is finite, so some overflow float32 in the forward pass (the largest: ${named})`, { cause });
+}

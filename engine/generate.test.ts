@@ -4,6 +4,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
 import { referenceLogits } from '../test/reference/llama-forward.js';
 import { parseModelConfig, type ModelConfig } from './model/config.js';
+import { initParameters } from './model/params.js';
 import { EngineAbortError, EngineInputError } from './errors.js';
 import { PolicyEngine, type GenerateRequest } from './policy.js';
 
@@ -132,6 +133,19 @@ describe('limits and cancellation', () => {
     await expect(e.generate([{ promptIds: [], key }])).rejects.toThrow(new EngineInputError('generate request 0: the prompt is empty'));
     await expect(e.generate([{ promptIds: [1], key }], { temperature: -1 })).rejects.toThrow(EngineInputError);
     await expect(e.generate([{ promptIds: [1], key: { ...key, exampleId: 3 as unknown as string } }])).rejects.toThrow(new EngineInputError('sample key exampleId must be a string, got 3'));
+  });
+
+  it('finite weights that overflow float32 fail generate and score naming the largest tensors, never a NaN log-prob', async () => {
+    const params = initParameters(config, 3);
+    const huge = 'model.layers.1.self_attn.q_proj.weight';
+    params.get(huge)!.fill(3e38);
+    const e = PolicyEngine.fromParameters(config, params);
+    engines.push(e);
+    const key = { seed: 1, step: 0, exampleId: 'x', sampleIndex: 0 };
+    const named = /NaN.*every weight is finite, so some overflow float32.*the largest: model\.layers\.1\.self_attn\.q_proj\.weight \(max \|w\| 3\.00e\+38\)/;
+    await expect(e.generate([{ promptIds: [1, 2, 3], key }], { maxNewTokens: 2 })).rejects.toThrow(EngineInputError);
+    await expect(e.generate([{ promptIds: [1, 2, 3], key }], { maxNewTokens: 2 })).rejects.toThrow(named);
+    await expect(e.score([{ ids: [1, 2, 3], targetStart: 1 }])).rejects.toThrow(named);
   });
 
   it('an abort stops generation at the next step and leaves the engine usable', async () => {

@@ -3,7 +3,7 @@
 // which ONNX Runtime pre-packs (~1.5× faster decoding), so those sessions follow the parameters.
 import { DroInputError } from '../dro/stats.js';
 import { checkIds, paddedFeeds, parameterFeeds, zeros, type FloatArray, type FloatDType } from './batching.js';
-import { EngineInputError, throwIfAborted } from './errors.js';
+import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import { buildDecodeGraph, buildPrefillGraph, GENERATE_IO } from './model/generate-graph.js';
 import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
@@ -79,7 +79,14 @@ export class Generator {
     const sampleStep = (logits: FloatArray): (number | undefined)[] =>
       samplers.map((sampler, b) => {
         if (sampler.done) return undefined;
-        const { token } = sampler.next(logits.subarray(b * V, (b + 1) * V));
+        let token: number;
+        try {
+          ({ token } = sampler.next(logits.subarray(b * V, (b + 1) * V)));
+        } catch (err) {
+          // The options were checked above, so what the sampler refuses now is the model's own output.
+          if (err instanceof DroInputError) throw overflowError(`generate request ${b}, new token ${rows[b]!.length - requests[b]!.promptIds.length}: ${err.message}`, params, err);
+          throw err;
+        }
         rows[b]!.push(token);
         generated++;
         return token;

@@ -1,7 +1,7 @@
 // Scoring: per-token log-probs and ranks of given targets for a right-padded batch, in one run of a
 // session that takes the parameters as inputs, so the current and the reference policy share it.
 import { paddedFeeds, parameterFeeds, type FloatArray, type FloatDType } from './batching.js';
-import { EngineInputError, throwIfAborted } from './errors.js';
+import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import { buildScoreGraph } from './model/train-graph.js';
 import { OrtSession, type SessionOptions } from './ort.js';
@@ -51,6 +51,9 @@ export async function scoreBatch(
   return requests.map((r, b) => {
     const from = b * width + r.targetStart - 1;
     const to = b * width + r.ids.length - 1;
-    return { logprobs: Array.from(logprobs.subarray(from, to)), ranks: Array.from(ranks.subarray(from, to), Number) };
+    const scored = Array.from(logprobs.subarray(from, to));
+    const bad = scored.findIndex(Number.isNaN);
+    if (bad >= 0) throw overflowError(`score request ${b}: the log-prob at position ${r.targetStart + bad} is NaN`, params);
+    return { logprobs: scored, ranks: Array.from(ranks.subarray(from, to), Number) };
   });
 }

@@ -2,13 +2,13 @@
 // and a short DRO run on the synthetic arithmetic task with the tiny default model (supervised warm
 // start, then DRO with R3), with live progress and a before/after table of held-out accuracy. It stops
 // the worker it started and says what it leaves running.
-import { mkdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { servicesConfig, servicesStatus, servicesUp } from './services/dev-services.js';
 import { followRun } from './cli/progress.js';
 import { connectClient, newRunId, readRunConfig, runEvaluations, startRun } from './cli/runs.js';
 import { WorkerProcess } from './worker-process.js';
+import { makeDirectoriesSync } from '../storage/local-files.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const CONFIG = join(ROOT, 'scripts', 'quickstart.config.json');
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   }
 
   console.log('==> starting an all-in-one worker (control + policy)');
-  mkdirSync(join(cfg.dataDir, 'logs'), { recursive: true });
+  makeDirectoriesSync(join(cfg.dataDir, 'logs'));
   const logFile = join(cfg.dataDir, 'logs', 'quickstart-worker.log');
   const worker = await WorkerProcess.start('all');
   const stopWorker = async (): Promise<void> => {

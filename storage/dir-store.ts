@@ -4,7 +4,7 @@
 // one writer create the name. Temporaries a dead writer left behind are removed when their folder is listed.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { link, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { link, open, readdir, readFile, rename, rmdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -19,6 +19,7 @@ import {
   type BlobStore,
   type OpOptions,
 } from './blob-store.js';
+import { isErrno, makeDirectories } from './local-files.js';
 
 const HOST = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
 /** A temporary untouched this long is no live writer's: writing a file keeps its mtime fresh. */
@@ -165,7 +166,7 @@ export class DirectoryBlobStore implements BlobStore {
   /** A new temporary in `dir` (made if needed). Once it exists the folder is not empty, so a concurrent delete's cleanup keeps it. */
   private async openTemporary(dir: string): Promise<{ temp: string; handle: FileHandle }> {
     for (let attempt = 0; ; attempt++) {
-      await mkdir(dir, { recursive: true });
+      await makeDirectories(dir);
       const temp = join(dir, temporaryName());
       try {
         return { temp, handle: await open(temp, 'wx') };
@@ -295,8 +296,4 @@ export class DirectoryBlobStore implements BlobStore {
   close(): Promise<void> {
     return Promise.resolve();
   }
-}
-
-function isErrno(err: unknown, code: string): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
 }

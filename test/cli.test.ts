@@ -74,6 +74,10 @@ it('reports bad input clearly and exits 1', async () => {
   const badConfig = run('model', 'init', '--config', join(dir, 'bad.json'), '--seed', '1', '--out', join(dir, 'x'));
   expect(badConfig.status).toBe(1);
   expect(badConfig.stderr).toMatch(/vocab_size/);
+  // Node's own recursive mkdir never returns for a folder under /proc.
+  const virtualFs = run('model', 'init', '--config', join(dir, 'config.json'), '--seed', '1', '--out', '/proc/dro-model');
+  expect(virtualFs.status).toBe(1);
+  expect(virtualFs.stderr).toBe('dro: cannot create folder /proc/dro-model: this filesystem does not allow new folders there (ENOENT)\n');
   const badTopP = run('model', 'generate', '--model', join(dir, 'model'), '--ids', '1', '--max-new-tokens', '2', '--top-p', '2');
   expect(badTopP.status).toBe(1);
   expect(badTopP.stderr).toMatch(/--top-p must be/);

@@ -1,7 +1,8 @@
 // A model directory in the Hugging Face layout: config.json (LlamaConfig names) and model.safetensors
 // (Hugging Face tensor names), so directories written here load in other tools and vice versa.
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeDirectories } from '../../storage/local-files.js';
 import { decodeParameters } from '../state-files.js';
 import { modelConfigToJson, parseModelConfig, type ModelConfig } from './config.js';
 
@@ -20,7 +21,7 @@ async function writeAtomically(path: string, data: Uint8Array | string): Promise
 }
 
 export async function saveModelDir(dir: string, config: ModelConfig, weights: Uint8Array): Promise<void> {
-  await mkdir(dir, { recursive: true });
+  await makeDirectories(dir);
   await writeAtomically(join(dir, WEIGHTS_FILE), weights);
   await writeAtomically(join(dir, CONFIG_FILE), JSON.stringify(modelConfigToJson(config), null, 2) + '\n');
 }

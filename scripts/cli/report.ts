@@ -1,6 +1,6 @@
 // `dro report`: a run's metrics, evaluations and config as a folder of charts (SVG and PNG) with an
 // index.html, read from the run's store alone, so it works while the run trains and after Temporal forgot it.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Resvg } from '@resvg/resvg-js';
 import type { Command } from 'commander';
@@ -10,6 +10,7 @@ import { runKeys } from '../../activities/keys.js';
 import { CheckpointError, listCheckpoints, readCheckpointState } from '../../storage/checkpoints.js';
 import { openBlobStore } from '../../storage/open.js';
 import type { BlobStore } from '../../storage/blob-store.js';
+import { makeDirectories } from '../../storage/local-files.js';
 import { textOption } from './options.js';
 import { runOption, storeOption } from './run.js';
 import { findRunStore, runMetrics, RunError, type StepMetrics } from './runs.js';
@@ -164,7 +165,7 @@ export async function writeRunReport(o: { uri: string; runId: string; outDir: st
     await store.close();
   }
   const all = [...metricCharts(metrics), ...(evaluations.length ? [evaluationChart(evaluations)] : [])];
-  await mkdir(o.outDir, { recursive: true });
+  await makeDirectories(o.outDir);
   const files: string[] = [];
   const drawn: ChartDef[] = [];
   const skipped: ChartDef[] = [];

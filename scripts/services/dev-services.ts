@@ -2,12 +2,13 @@
 // and SeaweedFS serving S3, both from the project venv. Used by `npm run services:*` and by tests that
 // need a private server of their own (for example one they restart on purpose).
 import { createHmac, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync, unlinkSync, chmodSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readFileSync, writeFileSync, unlinkSync, chmodSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { parseEnvFile } from './env-file.js';
+import { makeDirectoriesSync } from '../../storage/local-files.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -145,7 +146,7 @@ export interface S3Credentials {
 }
 
 function writeS3Identities(file: string, c: S3Credentials): void {
-  mkdirSync(dirname(file), { recursive: true });
+  makeDirectoriesSync(dirname(file));
   const identities = {
     identities: [{ name: 'dro', credentials: [{ accessKey: c.accessKeyId, secretKey: c.secretAccessKey }], actions: ['Admin', 'Read', 'Write', 'List', 'Tagging'] }],
   };
@@ -177,7 +178,7 @@ export function servicesEnv(cfg: ServicesConfig, c: S3Credentials): Record<strin
 }
 
 function writeEnvFile(cfg: ServicesConfig, vars: Record<string, string>): void {
-  mkdirSync(dirname(cfg.envFile), { recursive: true });
+  makeDirectoriesSync(dirname(cfg.envFile));
   const lines = [
     '# Written by `npm run services:up`: how to reach the local dev services.',
     '# Holds the generated S3 secret: keep it private (mode 0600, git-ignored).',
@@ -305,8 +306,8 @@ async function startService(cfg: ServicesConfig, spec: ServiceSpec, log: (line: 
         throw new Error(`${spec.name}: port ${port} (${what}) is already in use by another process; stop that process or choose other ports`);
       }
     }
-    mkdirSync(join(cfg.dataDir, 'run'), { recursive: true });
-    mkdirSync(join(cfg.dataDir, 'logs'), { recursive: true });
+    makeDirectoriesSync(join(cfg.dataDir, 'run'));
+    makeDirectoriesSync(join(cfg.dataDir, 'logs'));
     spec.prepare?.();
     const out = openSync(logFile(cfg, spec.name), 'a');
     // Everything the service writes (data, logs) is private to this user: umask 077 for the child.
@@ -368,9 +369,9 @@ export async function servicesUp(
   log: (line: string) => void = console.log,
   timeoutMs = 120_000,
 ): Promise<Record<string, string>> {
-  mkdirSync(join(cfg.dataDir, 'run'), { recursive: true });
-  mkdirSync(dirname(cfg.temporal.dbFile), { recursive: true });
-  mkdirSync(cfg.s3.dir, { recursive: true, mode: 0o700 });
+  makeDirectoriesSync(join(cfg.dataDir, 'run'));
+  makeDirectoriesSync(dirname(cfg.temporal.dbFile));
+  makeDirectoriesSync(cfg.s3.dir, 0o700);
   // Also a folder an older version made world-readable.
   chmodSync(cfg.s3.dir, 0o700);
   const release = await acquireStartLock(cfg, timeoutMs);
