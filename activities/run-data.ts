@@ -11,8 +11,8 @@ import { DatasetError, THINK_CLOSE, THINK_OPEN, type Example, type SkippedRecord
 import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { ByteTokenizer } from '../engine/tokenizer/byte-tokenizer.js';
 import { loadTokenizer, type Tokenizer } from '../engine/tokenizer/tokenizer.js';
-import { readFile } from 'node:fs/promises';
 import { failure } from './errors.js';
+import { readJsonFile } from '../storage/local-files.js';
 
 export interface RunData {
   task: Task;
@@ -64,7 +64,7 @@ async function modelConfigOf(config: RunConfig): Promise<ModelConfig> {
   }
   const path = join(config.model.path, 'config.json');
   try {
-    return parseModelConfig(JSON.parse(await readFile(path, 'utf8')), path);
+    return parseModelConfig(await readJsonFile(path), path);
   } catch (err) {
     throw failure('InvalidConfig', `model.path: ${(err as Error).message}`, err);
   }

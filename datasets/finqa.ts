@@ -1,6 +1,6 @@
 // FinQA (Chen et al., EMNLP 2021): numerical questions over an earnings-report page (text + one table).
 // Loads the original and the reduced 7-field schema, builds prompts, and scores free-text answers.
-import { readFile } from 'node:fs/promises';
+import { readJsonFile } from '../storage/local-files.js';
 import { lastNumber } from './answers.js';
 import { parseNumericAnswer } from '../dro/rewards.js';
 import { meanPassAtK } from './metrics.js';
@@ -118,17 +118,11 @@ function toExample(record: unknown): FinqaExample {
  * too: ids key predictions, so they must be unique.
  */
 export async function loadFinqa(path: string, options: LoadOptions = {}): Promise<LoadResult<FinqaExample>> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (error) {
-    throw new DatasetError(`FinQA file ${path} cannot be read: ${(error as Error).message}`);
-  }
   let data: unknown;
   try {
-    data = JSON.parse(text);
+    data = await readJsonFile(path);
   } catch (error) {
-    throw new DatasetError(`FinQA file ${path} is not valid JSON: ${(error as Error).message}`);
+    throw new DatasetError(`FinQA: ${(error as Error).message}`);
   }
   if (!Array.isArray(data)) throw new DatasetError(`FinQA file ${path} must hold a JSON array of records`);
 

@@ -4,7 +4,7 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { folderError, makeDirectories, makeDirectoriesSync } from './local-files.js';
+import { decodeUtf8File, folderError, makeDirectories, makeDirectoriesSync, readJsonFile } from './local-files.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -46,5 +46,24 @@ describe('makeDirectories', () => {
     const err = folderError('/mnt/x', Object.assign(new Error('EROFS: read-only file system'), { code: 'EROFS' }));
     expect(err.message).toBe('cannot create folder /mnt/x: the filesystem is read-only (EROFS)');
     expect((err as { code?: string }).code).toBe('EROFS');
+  });
+});
+
+describe('readJsonFile', () => {
+  it('skips a byte-order mark, and only at the start', async () => {
+    const file = join(dir, 'bom.json');
+    await writeFile(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"a": 1}')]));
+    expect(await readJsonFile(file)).toEqual({ a: 1 });
+    await writeFile(file, Buffer.from('{"a": "\ufeff"}'));
+    expect(await readJsonFile(file)).toEqual({ a: '\ufeff' });
+  });
+
+  it('names the line of the first bad UTF-8 byte, and the line and column of a JSON error', async () => {
+    const file = join(dir, 'bad.json');
+    await writeFile(file, Buffer.concat([Buffer.from('[\n1,\n2,\n"'), Buffer.from([0xc3, 0x28]), Buffer.from('"]\n')]));
+    await expect(readJsonFile(file)).rejects.toThrow(`${file}: line 4 is not valid UTF-8 text`);
+    await writeFile(file, '[\n  1,\n  2 3]');
+    await expect(readJsonFile(file)).rejects.toThrow(`${file} is not valid JSON: Expected ',' or ']' after array element at line 3, column 5`);
+    expect(decodeUtf8File(Buffer.from('x\ny'), 'f')).toBe('x\ny');
   });
 });

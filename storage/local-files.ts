@@ -1,8 +1,9 @@
-// Creating local folders with errors that say what went wrong. Node's recursive mkdir loops forever
+// Local files people make or name: folders created with errors that say what went wrong, and JSON files
+// read the way people write them. Node's recursive mkdir loops forever
 // where the kernel answers ENOENT for a folder whose parent exists (/proc), and reports a read-only
 // filesystem as ENOENT; walking the levels ourselves gives the kernel's own answer, once.
 import { mkdirSync, statSync } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 export function isErrno(err: unknown, code: string): boolean {
@@ -89,4 +90,63 @@ export function makeDirectoriesSync(path: string, mode?: number): void {
       throw folderError(path, err);
     }
   }
+}
+
+/** A file that is there but is not the UTF-8 or JSON it should be; the message names the file and where. */
+export class FileFormatError extends Error {
+  override readonly name = 'FileFormatError';
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * UTF-8 text of a file, strictly: a bad byte is an error naming the file and its line (never a silent
+ * U+FFFD), and a leading byte-order mark, which many editors write and nobody sees, is dropped.
+ */
+export function decodeUtf8File(bytes: Uint8Array, path: string): string {
+  let text: string;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    let line = 1;
+    let start = 0;
+    for (let i = 0; i <= bytes.length; i++) {
+      if (i < bytes.length && bytes[i] !== 0x0a) continue;
+      try {
+        strictUtf8.decode(bytes.subarray(start, i));
+      } catch {
+        break;
+      }
+      line++;
+      start = i + 1;
+    }
+    throw new FileFormatError(`${path}: line ${line} is not valid UTF-8 text (re-save the file as UTF-8)`);
+  }
+  return text.startsWith('\uFEFF') ? text.slice(1) : text;
+}
+
+/** JSON from `text` (the contents of `path`); a syntax error names the file and, where V8 says where, the line and column. */
+export function parseJsonText(text: string, path: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const message = (err as Error).message;
+    const at = / in JSON at position (\d+)/.exec(message);
+    if (!at) throw new FileFormatError(`${path} is not valid JSON: ${message}`, { cause: err });
+    const before = text.slice(0, Number(at[1]));
+    const line = before.split('\n').length;
+    const column = before.length - before.lastIndexOf('\n');
+    throw new FileFormatError(`${path} is not valid JSON: ${message.slice(0, at.index)} at line ${line}, column ${column}`, { cause: err });
+  }
+}
+
+/** Reads a JSON file: unreadable, not UTF-8 and not JSON are three errors, each naming the file. */
+export async function readJsonFile(path: string): Promise<unknown> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  return parseJsonText(decodeUtf8File(bytes, path), path);
 }

@@ -1,5 +1,5 @@
 // Properties over every parser that takes outside input (the safetensors header, model config.json, the
-// run config, the JSONL dataset reader, blob keys, run ids): arbitrary input gives a result or the
+// run config, JSON config files as bytes, the JSONL dataset reader, blob keys, run ids): arbitrary input gives a result or the
 // parser's own typed error, never another exception, a hang or a value that breaks the parser's promise.
 // test/properties.test.ts runs them in CI; `npm run fuzz -- --runs <n>` runs them longer.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { ModelConfigError, parseModelConfig } from '../engine/model/config.js';
 import { decodeSafetensors, encodeSafetensors, SafetensorsError } from '../engine/weights/safetensors.js';
 import { InvalidKeyError, MAX_KEY_LENGTH, utf8Length, validateKey } from '../storage/blob-store.js';
 import { CheckpointError, checkpointPrefix, validateRunId } from '../storage/checkpoints.js';
+import { decodeUtf8File, FileFormatError, parseJsonText } from '../storage/local-files.js';
 
 /** How one input ended: accepted, or refused with the expected error type. */
 export type Outcome = 'accepted' | 'refused';
@@ -112,6 +113,33 @@ export const PROPERTIES: ParserProperty[] = [
             if (err.problems.length === 0 || err.problems.length > 21 || err.message.length > 20_000) throw new Error(`an unbounded error: ${err.problems.length} problems, ${err.message.length} characters`, { cause: err });
             tally('refused');
           }
+        },
+      ),
+  },
+  {
+    name: 'JSON config files',
+    property: (tally) =>
+      fc.property(
+        fc.oneof(
+          fc.uint8Array({ maxLength: 60 }),
+          // JSON as editors save it: sometimes a byte-order mark, sometimes a byte changed.
+          fc.tuple(fc.json(), fc.boolean(), fc.nat(), fc.integer({ min: 0, max: 255 }), fc.boolean()).map(([json, bom, at, byte, corrupt]) => {
+            const bytes = Buffer.concat([Buffer.from(bom ? [0xef, 0xbb, 0xbf] : []), Buffer.from(json)]);
+            if (corrupt && bytes.length > 0) bytes[at % bytes.length] = byte;
+            return new Uint8Array(bytes);
+          }),
+        ),
+        (bytes) => {
+          const parsed = attempt(() => parseJsonText(decodeUtf8File(bytes, 'c.json'), 'c.json'), FileFormatError, tally);
+          let reference: { ok: boolean; value?: unknown };
+          try {
+            const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+            reference = { ok: true, value: JSON.parse(text) };
+          } catch {
+            reference = { ok: false };
+          }
+          if (parsed.ok !== reference.ok) throw new Error(`${parsed.ok ? 'accepted' : 'refused'} what a strict UTF-8 JSON reader ${reference.ok ? 'accepts' : 'refuses'}`);
+          if (parsed.ok && JSON.stringify(parsed.value) !== JSON.stringify(reference.value)) throw new Error('read a different value');
         },
       ),
   },

@@ -32,3 +32,14 @@ it('refuses ~user paths, naming the field', async () => {
   await expect(readRunConfig(file, dir)).rejects.toThrow(new RunError('checkpoint.store: "~alice/runs": only ~ and ~/... are expanded; write the path out'));
   expect(() => runStoreUri('~bob', undefined)).toThrow(/^--store: "~bob": only ~ and ~\/\.\.\. are expanded/);
 });
+
+it('reads a config saved with a byte-order mark; bad JSON and bad UTF-8 are named by file and line', async () => {
+  const file = join(dir, 'bom.json');
+  await writeFile(file, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ seed: 9 }))]));
+  expect((await readRunConfig(file, dir)).seed).toBe(9);
+  await writeFile(file, '{\n  "seed": 1,\n}');
+  await expect(readRunConfig(file, dir)).rejects.toThrow(new RunError(`${file} is not valid JSON: Expected double-quoted property name at line 3, column 1`));
+  await writeFile(file, Buffer.concat([Buffer.from('{\n"seed": 1,\n"name": "'), Buffer.from([0xff]), Buffer.from('"}')]));
+  await expect(readRunConfig(file, dir)).rejects.toThrow(new RunError(`${file}: line 3 is not valid UTF-8 text (re-save the file as UTF-8)`));
+  await expect(readRunConfig(join(dir, 'missing.json'), dir)).rejects.toThrow(`cannot read ${join(dir, 'missing.json')}: ENOENT`);
+});

@@ -2,7 +2,7 @@
 // (Hugging Face tensor names), so directories written here load in other tools and vice versa.
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { makeDirectories } from '../../storage/local-files.js';
+import { makeDirectories, readJsonFile } from '../../storage/local-files.js';
 import { decodeParameters } from '../state-files.js';
 import { modelConfigToJson, parseModelConfig, type ModelConfig } from './config.js';
 
@@ -29,19 +29,7 @@ export async function saveModelDir(dir: string, config: ModelConfig, weights: Ui
 export async function loadModelDir(dir: string): Promise<LoadedModel> {
   const configPath = join(dir, CONFIG_FILE);
   const weightsPath = join(dir, WEIGHTS_FILE);
-  let configText: string;
-  try {
-    configText = await readFile(configPath, 'utf8');
-  } catch (err) {
-    throw new Error(`cannot read ${configPath}: ${(err as Error).message}`, { cause: err });
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(configText);
-  } catch (err) {
-    throw new Error(`${configPath} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  const config = parseModelConfig(json, configPath);
+  const config = parseModelConfig(await readJsonFile(configPath), configPath);
   let bytes: Uint8Array;
   try {
     bytes = await readFile(weightsPath);

@@ -2,6 +2,7 @@
 // tokenizers of imported models, and loading the latter from a model directory.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { decodeUtf8File, parseJsonText } from '../../storage/local-files.js';
 import { HfTokenizer } from './hf-tokenizer.js';
 
 export const TOKENIZER_FILE = 'tokenizer.json';
@@ -39,20 +40,14 @@ export interface Tokenizer {
 }
 
 async function readOptional(path: string): Promise<string | undefined> {
+  let bytes: Uint8Array;
   try {
-    return await readFile(path, 'utf8');
+    bytes = await readFile(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
-}
-
-function parseJson(text: string, path: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new Error(`${path} is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
+  return decodeUtf8File(bytes, path);
 }
 
 /**
@@ -70,9 +65,9 @@ export async function loadTokenizer(dir: string): Promise<Tokenizer> {
   const configText = await readOptional(configPath);
   const chatTemplate = await readOptional(templatePath);
   return new HfTokenizer({
-    tokenizer: parseJson(tokenizerText, tokenizerPath),
+    tokenizer: parseJsonText(tokenizerText, tokenizerPath),
     tokenizerSource: tokenizerPath,
-    ...(configText === undefined ? {} : { config: parseJson(configText, configPath), configSource: configPath }),
+    ...(configText === undefined ? {} : { config: parseJsonText(configText, configPath), configSource: configPath }),
     ...(chatTemplate === undefined ? {} : { chatTemplate, chatTemplateSource: templatePath }),
   });
 }

@@ -1,12 +1,12 @@
 // `dro model init|score|generate`: create a model directory, score a token sequence, sample a continuation.
 import { availableParallelism } from 'node:os';
-import { readFile } from 'node:fs/promises';
 import { Option, type Command } from 'commander';
 import { parseModelConfig } from '../../engine/model/config.js';
 import { loadModelDir, saveModelDir } from '../../engine/model/model-dir.js';
 import { parameterCount } from '../../engine/model/params.js';
 import { PolicyEngine } from '../../engine/policy.js';
 import { UsageError, idsOption, integerOption, numberOption, textOption } from './options.js';
+import { readJsonFile } from '../../storage/local-files.js';
 
 interface InitOptions {
   config: string;
@@ -79,13 +79,7 @@ export function registerModelCommands(program: Command): void {
 }
 
 async function modelInit({ config: configPath, seed, out }: InitOptions): Promise<void> {
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(configPath, 'utf8'));
-  } catch (err) {
-    throw new Error(`cannot read ${configPath} as JSON: ${(err as Error).message}`, { cause: err });
-  }
-  const config = parseModelConfig(json, configPath);
+  const config = parseModelConfig(await readJsonFile(configPath), configPath);
   const engine = PolicyEngine.initialise(config, seed);
   await saveModelDir(out, config, engine.exportParameters());
   console.log(`wrote ${out}/config.json and ${out}/model.safetensors (${parameterCount(config).toLocaleString('en-US')} parameters, seed ${seed})`);

@@ -3,7 +3,6 @@
 // checkpoints and metrics from its store. A run's store comes from its config: the CLI finds it from the
 // run's workflow (memo `store`) while Temporal knows the run, else from --store, $DRO_STORE or ./runs.
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
@@ -18,6 +17,7 @@ import { temporalTarget, webUiLink } from '../../workers/connection.js';
 import { missingSearchAttributes, searchAttributeCommands } from '../../workers/search-attributes.js';
 import { CONTROL_QUEUE, progressQuery, resumeSignal, searchAttributes, trainingWorkflowId, type RunStatus, type TrainingProgress } from '../../workflows/messages.js';
 import type { trainingRun } from '../../workflows/training-run.js';
+import { readJsonFile } from '../../storage/local-files.js';
 
 export class RunError extends Error {
   override readonly name = 'RunError';
@@ -66,9 +66,9 @@ function absolutePaths(raw: Record<string, unknown>, base: string): void {
 export async function readRunConfig(file: string, base = process.cwd()): Promise<RunConfig> {
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(file, 'utf8'));
+    raw = await readJsonFile(file);
   } catch (err) {
-    throw new RunError(`cannot read ${file} as JSON: ${(err as Error).message}`);
+    throw new RunError((err as Error).message);
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new RunError(`${file}: a run config is a JSON object`);
   const r = raw as Record<string, unknown>;
