@@ -1,4 +1,6 @@
-// The lint rules that guard the workflow sandbox and floating promises really fire (and only there).
+// The lint rules that guard the workflow sandbox and floating promises really fire (and only there), and
+// npm test checks the project's own files, not whatever else lies in the folder.
+import { spawnSync } from 'node:child_process';
 import { mkdir, rm, rmdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ESLint } from 'eslint';
@@ -67,4 +69,29 @@ describe('floating promises', () => {
     const code = 'async function work(): Promise<number> {\n  return 1;\n}\nexport function run(): void {\n  work();\n}\n';
     expect(await ruleIds(code, 'storage/lint-probe.ts')).toContain('@typescript-eslint/no-floating-promises');
   });
+});
+
+describe("npm test's typecheck and lint", () => {
+  it('check the files git tracks, so a stray scratch file cannot fail them (and a tracked file with the same faults does)', async () => {
+    const stray = join(root, 'scripts', `scratch-${process.pid}.ts`);
+    // A type error and a floating promise: both steps would fail on it.
+    await writeFile(stray, 'const n: number = "text";\nasync function f(): Promise<void> {}\nf();\nexport { n };\n');
+    try {
+      const npm = (script: string) => spawnSync('npm', ['run', '-s', script], { cwd: root, encoding: 'utf8' });
+      const typecheck = npm('typecheck');
+      expect(typecheck.stdout + typecheck.stderr).toBe('');
+      expect(typecheck.status).toBe(0);
+      const lint = npm('lint');
+      expect(lint.stdout).not.toContain('scratch-');
+      expect(lint.status).toBe(0);
+      // The same file, once tracked (intent-to-add), is checked.
+      expect(spawnSync('git', ['add', '-N', stray], { cwd: root }).status).toBe(0);
+      const tracked = npm('typecheck');
+      expect(tracked.stdout).toContain(`scratch-${process.pid}.ts(1,7): error TS2322`);
+      expect(tracked.status).not.toBe(0);
+    } finally {
+      spawnSync('git', ['rm', '-q', '--cached', '--force', stray], { cwd: root });
+      await rm(stray, { force: true });
+    }
+  }, 180_000);
 });
