@@ -48,7 +48,7 @@ export const RunConfigSchema = z
           .superRefine(notYet((p: string) => !/\.gguf$/i.test(p), () => 'names a .gguf file: GGUF import is not implemented yet; use a model directory (config.json, model.safetensors)'))
           .nullable()
           .default(null)
-          .describe('Model directory (config.json, model.safetensors, tokenizer.json) or .gguf file; null = initialise a new model from `init`'),
+          .describe('Model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer.json); a .gguf file is refused until GGUF import exists; null = initialise a new model from `init`'),
         init: z
           .record(z.string(), z.union([z.number(), z.boolean()]))
           .default({ ...DEFAULT_INIT_MODEL })
