@@ -170,6 +170,7 @@ describe('the command line', () => {
       [['model', 'generate', '--model', 'm', '--ids', '1'], "dro: required option '--max-new-tokens <n>' not specified"],
       [['model', 'init', '--config', 'c.json', '--seed', 'x', '--out', 'o'], 'dro: --seed must be an integer ≥ 0, got "x"'],
       [['model', 'init', '--config', 'c.json', '--seed'], "dro: option '--seed <n>' argument missing"],
+      [['model', 'generate', '--model', 'm', '--ids', '1', '--max-new-tokens', '2', '--seed', '9007199254740993'], 'dro: --seed must be an integer from 0 to 2^53 - 1 (9007199254740991), got "9007199254740993"'],
       [['model', 'generate', '--model', 'm', '--ids', '1', '--max-new-tokens', '2', '--top-p', 'half'], 'dro: --top-p must be a number, got "half"'],
       [['model', 'score', '--model', 'm', '--ids', '1', '--threads', '0'], 'dro: --threads must be an integer ≥ 1, got "0"'],
       [['model', 'score', '--model', 'm', '--ids', '1', '--threads', '100000'], `dro: --threads must be at most ${availableParallelism()} (this machine's cores), got "100000"`],

@@ -17,6 +17,8 @@ export class UsageError extends Error {
 /** `value` as an integer ≥ `min` (and ≤ `max`, said why in `maxWhy`), or a UsageError naming `flag`. */
 export function parseInteger(value: string, flag: string, min: number, max?: { value: number; why: string }): number {
   const n = Number(value);
+  // Above 2^53 neighbouring integers share one double, so two different seeds would silently collide.
+  if (Number.isInteger(n) && !Number.isSafeInteger(n)) throw new UsageError(`${flag} must be an integer from ${min} to 2^53 - 1 (${Number.MAX_SAFE_INTEGER}), got ${JSON.stringify(value)}`);
   if (value.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} must be an integer ≥ ${min}, got ${JSON.stringify(value)}`);
   if (max && n > max.value) throw new UsageError(`${flag} must be at most ${max.value} (${max.why}), got ${JSON.stringify(value)}`);
   return n;
