@@ -30,6 +30,8 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Called after every decode step with the number of tokens generated so far over the batch. */
   onProgress?: (generated: number) => void;
+  /** When given, the seconds spent choosing tokens (outside ONNX Runtime) are added to `samplingSeconds`, for benchmarks. */
+  timings?: { samplingSeconds: number };
 }
 
 export class Generator {
@@ -76,7 +78,13 @@ export class Generator {
 
     // Samples one token for every unfinished row from logits [B, V]. Returns the token each row feeds
     // next, or undefined for a row that had already finished (it feeds a masked pad).
-    const sampleStep = (logits: FloatArray): (number | undefined)[] =>
+    const sampleStep = (logits: FloatArray): (number | undefined)[] => {
+      const started = options.timings ? process.hrtime.bigint() : 0n;
+      const tokens = chooseTokens(logits);
+      if (options.timings) options.timings.samplingSeconds += Number(process.hrtime.bigint() - started) / 1e9;
+      return tokens;
+    };
+    const chooseTokens = (logits: FloatArray): (number | undefined)[] =>
       samplers.map((sampler, b) => {
         if (sampler.done) return undefined;
         let token: number;

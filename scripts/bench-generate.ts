@@ -1,53 +1,93 @@
-// `npm run bench:generate`: decode speed with the KV cache at batch 1 and 16, for the engine-I reference
-// config and a 135M-parameter SmolLM2-shaped config, next to two bounds measured on this machine: memory
-// bandwidth (every weight is read once per decode step) and compute (the float32 MatMul peak).
+// `npm run bench:generate`: decode speed with the KV cache for the reference config and a 135M-parameter
+// SmolLM2-shaped config, at batch 1 and 16, greedy and sampled (temperature 1, top-p 0.95), next to the
+// tighter of two bounds measured on this machine: memory bandwidth (every weight read once per decode
+// step) and compute (the float32 MatMul peak). Checks that the machine is idle first; figures are
+// medians of several generations. `--json` prints one JSON object instead.
 import { parseArgs } from 'node:util';
 import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { parameterCount } from '../engine/model/params.js';
 import { PolicyEngine, type GenerateRequest } from '../engine/policy.js';
-import { copyBandwidth, matmulPeak, secondsSince } from './bench/machine.js';
+import type { SamplingOptions } from '../engine/sampling.js';
+import { checkIdle, copyBandwidth, idleWarning, matmulPeak, median } from './bench/machine.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 
-const HELP = `usage: npm run bench:generate -- [--threads 2] [--prompt 32] [--new-tokens 32] [--only reference|smollm2-135m]
+const MAX_PROMPT = 1024;
+const HELP = `usage: npm run bench:generate -- [--threads 2] [--prompt 32] [--new-tokens 32] [--batch 1,16]
+                              [--sampling greedy,top-p] [--runs 3] [--only reference|smollm2-135m] [--json]
 
-Decode tokens/s = tokens generated after the prompt / time of the decode steps (prefill excluded), with
-greedy sampling. Bounds per configuration and batch B:
+--prompt is the prompt length (1 to ${MAX_PROMPT}); decode then runs at --prompt to --prompt + --new-tokens
+cached positions. Decode tokens/s = batch × (new tokens − 1) / the time from the first to the last
+new token (prefill excluded), median of --runs generations after one warm-up. Sampling "greedy" is
+temperature 0; "top-p" is temperature 1 with top-p 0.95. Bounds per configuration and batch B:
   memory bound  = B × copy bandwidth / bytes of weights (float32: 4 × parameters)
   compute bound = MatMul peak / (2 × parameters) FLOP per token
-Both bounds are measured first on this machine.`;
+The sampling share is the part of the decode time spent choosing tokens in JavaScript.
+--json prints { "configs": [{ "name", "batch", "promptTokens", "sampling", "decodeTokensPerSecond",
+"prefillSeconds", "boundTokensPerSecond", "samplingShareOfDecode", ... }], ... }; warnings go to stderr.`;
 
-async function bench(name: string, config: ModelConfig, threads: number, promptLength: number, newTokens: number, bandwidth: number, peak: number): Promise<void> {
-  const params = parameterCount(config);
-  const init = process.hrtime.bigint();
-  const engine = PolicyEngine.initialise(config, 1, { intraOpThreads: threads });
-  const initSeconds = secondsSince(init);
-  for (const batch of [1, 16]) {
-    const requests: GenerateRequest[] = Array.from({ length: batch }, (_, b) => ({
-      promptIds: Array.from({ length: promptLength }, (_, t) => (b * 131 + t * 17) % config.vocab_size),
-      key: { seed: 1, step: 0, exampleId: `bench-${b}`, sampleIndex: 0 },
-    }));
-    const sampling = { temperature: 0, maxNewTokens: newTokens };
-    await engine.generate(requests, { ...sampling, maxNewTokens: 2 }); // builds the sessions
+const CONFIGS: Record<string, ModelConfig> = {
+  reference: parseModelConfig({ vocab_size: 260, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 2048 }, 'reference'),
+  'smollm2-135m': parseModelConfig(
+    { vocab_size: 49152, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, rms_norm_eps: 1e-5, rope_theta: 100000, tie_word_embeddings: true, max_position_embeddings: 8192 },
+    'smollm2-135m',
+  ),
+};
+
+const SAMPLING: Record<string, Partial<SamplingOptions>> = { greedy: { temperature: 0 }, 'top-p': { temperature: 1, topP: 0.95 } };
+
+interface Measurement {
+  name: string;
+  batch: number;
+  promptTokens: number;
+  sampling: string;
+  decodeTokensPerSecond: number;
+  prefillSeconds: number;
+  boundTokensPerSecond: number;
+  shareOfBound: number;
+  /** Share of the decode time spent choosing tokens in JavaScript (the rest is ONNX Runtime and feeds). */
+  samplingShareOfDecode: number;
+  decodeTokensPerSecondRuns: number[];
+}
+
+async function measure(engine: PolicyEngine, config: ModelConfig, batch: number, promptLength: number, newTokens: number, sampling: Partial<SamplingOptions>, runs: number): Promise<{ decode: number[]; prefill: number[]; samplingShare: number[] }> {
+  const requests: GenerateRequest[] = Array.from({ length: batch }, (_, b) => ({
+    promptIds: Array.from({ length: promptLength }, (_, t) => (b * 131 + t * 17) % config.vocab_size),
+    key: { seed: 1, step: 0, exampleId: `bench-${b}`, sampleIndex: 0 },
+  }));
+  const decode: number[] = [];
+  const prefill: number[] = [];
+  const samplingShare: number[] = [];
+  for (let run = 0; run <= runs; run++) {
     let firstTokenAt: bigint | undefined;
+    let samplingBeforeDecode = 0;
+    const timings = { samplingSeconds: 0 };
     const start = process.hrtime.bigint();
-    await engine.generate(requests, sampling, {
+    await engine.generate(requests, { ...sampling, maxNewTokens: newTokens }, {
+      timings,
       onProgress: () => {
-        firstTokenAt ??= process.hrtime.bigint();
+        if (firstTokenAt === undefined) {
+          firstTokenAt = process.hrtime.bigint();
+          samplingBeforeDecode = timings.samplingSeconds;
+        }
       },
     });
-    const decodeSeconds = Number(process.hrtime.bigint() - (firstTokenAt ?? start)) / 1e9;
-    const tokensPerSecond = (batch * (newTokens - 1)) / decodeSeconds;
-    const memoryBound = (batch * bandwidth) / (4 * params);
-    const computeBound = peak / (2 * params);
-    const tighter = Math.min(memoryBound, computeBound);
-    console.log(
-      `${name.padEnd(13)} batch ${String(batch).padStart(2)}: ${tokensPerSecond.toFixed(1).padStart(7)} tokens/s decode ` +
-        `(prefill ${(Number((firstTokenAt ?? start) - start) / 1e9).toFixed(2)} s) | memory bound ${memoryBound.toFixed(1)}, compute bound ${computeBound.toFixed(1)} tokens/s | ` +
-        `${((100 * tokensPerSecond) / tighter).toFixed(0)}% of the tighter bound`,
-    );
+    const end = process.hrtime.bigint();
+    // Run 0 builds the sessions and grows the memory arena to this length: a warm-up, not counted.
+    if (run === 0) continue;
+    const first = firstTokenAt ?? start;
+    const decodeSeconds = Number(end - first) / 1e9;
+    decode.push((batch * (newTokens - 1)) / decodeSeconds);
+    prefill.push(Number(first - start) / 1e9);
+    samplingShare.push((timings.samplingSeconds - samplingBeforeDecode) / decodeSeconds);
   }
-  console.log(`${''.padEnd(13)} (${(params / 1e6).toFixed(1)}M parameters, initialised in ${initSeconds.toFixed(1)} s)`);
-  await engine.release();
+  return { decode, prefill, samplingShare };
+}
+
+function list(value: string, flag: string, allowed?: readonly string[]): string[] {
+  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (items.length === 0) throw new Error(`${flag} must not be empty`);
+  if (allowed) for (const i of items) if (!allowed.includes(i)) throw new Error(`${flag}: ${i} is not one of ${allowed.join(', ')}`);
+  return items;
 }
 
 async function main(): Promise<void> {
@@ -56,7 +96,11 @@ async function main(): Promise<void> {
       threads: { type: 'string', default: '2' },
       prompt: { type: 'string', default: '32' },
       'new-tokens': { type: 'string', default: '32' },
+      batch: { type: 'string', default: '1,16' },
+      sampling: { type: 'string', default: 'greedy,top-p' },
+      runs: { type: 'string', default: '3' },
       only: { type: 'string' },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -66,24 +110,58 @@ async function main(): Promise<void> {
   }
   const threads = positiveIntegerFlag(values.threads, '--threads');
   const promptLength = positiveIntegerFlag(values.prompt, '--prompt');
+  if (promptLength > MAX_PROMPT) throw new Error(`--prompt must be at most ${MAX_PROMPT}, got ${promptLength}`);
   const newTokens = positiveIntegerFlag(values['new-tokens'], '--new-tokens');
+  if (newTokens < 2) throw new Error('--new-tokens must be at least 2 (decode speed is measured after the first new token)');
+  const runs = positiveIntegerFlag(values.runs, '--runs');
+  const batches = list(values.batch, '--batch').map((b) => positiveIntegerFlag(b, '--batch'));
+  const samplings = list(values.sampling, '--sampling', Object.keys(SAMPLING));
+  const names = values.only === undefined ? Object.keys(CONFIGS) : list(values.only, '--only', Object.keys(CONFIGS));
+
+  const idle = await checkIdle();
+  const warning = idleWarning('measuring', idle);
+  if (warning) console.error(warning);
   const bandwidth = copyBandwidth();
   const peak = (await matmulPeak(threads)).flops;
-  console.log(`copy bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s; float32 MatMul peak ${(peak / 1e9).toFixed(1)} GFLOP/s (${threads} threads)`);
-  const configs: [string, ModelConfig][] = [
-    ['reference', parseModelConfig({ vocab_size: 260, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 1024 }, 'reference')],
-    [
-      'smollm2-135m',
-      parseModelConfig(
-        { vocab_size: 49152, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, rms_norm_eps: 1e-5, rope_theta: 100000, tie_word_embeddings: true, max_position_embeddings: 8192 },
-        'smollm2-135m',
-      ),
-    ],
-  ];
-  for (const [name, config] of configs) {
-    if (values.only && values.only !== name) continue;
-    await bench(name, config, threads, promptLength, newTokens, bandwidth, peak);
+  if (!values.json) console.log(`copy bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s; float32 MatMul peak ${(peak / 1e9).toFixed(1)} GFLOP/s (${threads} threads)`);
+  const configs: Measurement[] = [];
+  for (const name of names) {
+    const config = CONFIGS[name]!;
+    const params = parameterCount(config);
+    const engine = PolicyEngine.initialise(config, 1, { intraOpThreads: threads });
+    try {
+      for (const sampling of samplings) {
+        for (const batch of batches) {
+          const { decode, prefill, samplingShare } = await measure(engine, config, batch, promptLength, newTokens, SAMPLING[sampling]!, runs);
+          const bound = Math.min((batch * bandwidth) / (4 * params), peak / (2 * params));
+          const m: Measurement = {
+            name,
+            batch,
+            promptTokens: promptLength,
+            sampling,
+            decodeTokensPerSecond: median(decode),
+            prefillSeconds: median(prefill),
+            boundTokensPerSecond: bound,
+            shareOfBound: median(decode) / bound,
+            samplingShareOfDecode: median(samplingShare),
+            decodeTokensPerSecondRuns: decode,
+          };
+          configs.push(m);
+          if (!values.json) {
+            console.log(
+              `${name.padEnd(13)} ${sampling.padEnd(6)} batch ${String(batch).padStart(2)}, prompt ${promptLength}: ${m.decodeTokensPerSecond.toFixed(1).padStart(7)} tokens/s decode ` +
+                `(prefill ${m.prefillSeconds.toFixed(2)} s, sampling ${(100 * m.samplingShareOfDecode).toFixed(1)}% of decode) | bound ${bound.toFixed(1)} tokens/s | ${(100 * m.shareOfBound).toFixed(0)}% of it`,
+            );
+          }
+        }
+      }
+    } finally {
+      await engine.release();
+    }
   }
+  const after = await checkIdle(500);
+  if (!after.idle) console.error(idleWarning('the end of the run', after));
+  if (values.json) console.log(JSON.stringify({ copyBandwidthBytesPerSecond: bandwidth, peakGflops: peak / 1e9, idle: idle.idle && after.idle, busyShare: idle.busyShare, threads, newTokens, configs }));
 }
 
 main().catch((err: unknown) => {

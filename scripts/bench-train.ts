@@ -1,18 +1,53 @@
-// `npm run bench:train`: training throughput of the ONNX Runtime engine. Measures this machine's float32
-// MatMul peak first, then tokens/s and achieved GFLOP/s of full GRPO training steps (forward, backward,
-// AdamW) on a reference config and a smaller one, and prints the share of the MatMul peak.
+// `npm run bench:train`: training throughput of the ONNX Runtime engine. Checks that the machine is
+// idle, measures its float32 MatMul peak on training-step shapes, then runs full GRPO training steps
+// (forward, backward, AdamW) on a small and a reference config, each in a process of its own (so its
+// peak memory is its own), and prints tokens/s of the median step after warm-up, achieved GFLOP/s and
+// the share of the peak. `--json` prints one JSON object instead.
+import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { uniform } from '../dro/random.js';
 import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { parameterCount } from '../engine/model/params.js';
 import { PolicyEngine, type TrainSequence } from '../engine/policy.js';
-import { matmulPeak, secondsSince } from './bench/machine.js';
+import { checkIdle, idleWarning, matmulPeak, median, secondsSince } from './bench/machine.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 
-const HELP = `usage: npm run bench:train -- [--threads 2] [--steps 3] [--only small|reference]
+const HELP = `usage: npm run bench:train -- [--threads 2] [--steps 5] [--warmup 2] [--only small|reference] [--json]
 
-FLOPs per step are counted as 6 × parameters × tokens (forward and backward of every weight) plus
-attention: 12 × layers × hidden × T per token for QKᵀ and AV, forward and backward (no causal discount).`;
+Each config runs --warmup steps (graph build, first allocations; not counted), then --steps timed
+steps; tokens/s is batch × length / the median step time. FLOPs per step are counted as 6 × parameters
+× tokens (forward and backward of every weight) plus attention: 12 × layers × hidden × T per token
+for QKᵀ and AV, forward and backward (no causal discount). The MatMul peak is the median rate of eight
+chained GEMMs of the reference config's linear-layer shapes, with the weights as inputs as in training.
+--json prints { "peakGflops", "idle", "configs": [{ "name", "tokensPerSecond", "gflops",
+"shareOfPeak", "peakRssBytes", ... }] }; warnings go to stderr.`;
+
+const CONFIGS: Record<string, { config: ModelConfig; batch: number; length: number }> = {
+  small: {
+    config: parseModelConfig({ vocab_size: 260, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512 }, 'small'),
+    batch: 8,
+    length: 128,
+  },
+  reference: {
+    config: parseModelConfig({ vocab_size: 260, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 512 }, 'reference'),
+    batch: 8,
+    length: 256,
+  },
+};
+
+interface ConfigResult {
+  name: string;
+  parameters: number;
+  batch: number;
+  length: number;
+  tokensPerSecond: number;
+  gflops: number;
+  shareOfPeak: number;
+  peakRssBytes: number;
+  medianStepSeconds: number;
+  stepSeconds: number[];
+  warmupSeconds: number[];
+}
 
 function batch(config: ModelConfig, size: number, length: number, step: number): TrainSequence[] {
   const prompt = Math.floor(length / 4);
@@ -29,46 +64,98 @@ function batch(config: ModelConfig, size: number, length: number, step: number):
   });
 }
 
-async function benchConfig(name: string, config: ModelConfig, batchSize: number, length: number, threads: number, steps: number, peak: number): Promise<void> {
+/** Runs in the child process: one config, its timings and this process's peak RSS. */
+async function measure(name: string, threads: number, warmup: number, steps: number, peakFlops: number): Promise<ConfigResult> {
+  const { config, batch: batchSize, length } = CONFIGS[name]!;
   const engine = PolicyEngine.initialise(config, 1, { intraOpThreads: threads });
-  const params = parameterCount(config);
+  const parameters = parameterCount(config);
   const tokens = batchSize * length;
-  const flopsPerStep = 6 * params * tokens + 12 * config.num_hidden_layers * config.hidden_size * length * tokens;
+  const flopsPerStep = 6 * parameters * tokens + 12 * config.num_hidden_layers * config.hidden_size * length * tokens;
   const options = { loss: 'grpo' as const, learningRate: 1e-5 };
-  const warm = process.hrtime.bigint();
-  await engine.trainStep(batch(config, batchSize, length, 0), options);
-  const firstStep = secondsSince(warm);
-  const start = process.hrtime.bigint();
-  for (let s = 1; s <= steps; s++) await engine.trainStep(batch(config, batchSize, length, s), options);
-  const perStep = secondsSince(start) / steps;
+  const warmupSeconds: number[] = [];
+  const stepSeconds: number[] = [];
+  for (let s = 0; s < warmup + steps; s++) {
+    const sequences = batch(config, batchSize, length, s);
+    const start = process.hrtime.bigint();
+    await engine.trainStep(sequences, options);
+    (s < warmup ? warmupSeconds : stepSeconds).push(secondsSince(start));
+  }
   await engine.release();
-  const gflops = flopsPerStep / perStep / 1e9;
-  console.log(
-    `${name.padEnd(10)} ${(params / 1e6).toFixed(1).padStart(6)}M params, batch ${batchSize} × ${length}: ` +
-      `${(tokens / perStep).toFixed(0).padStart(6)} tokens/s, ${perStep.toFixed(2)} s/step (first step incl. graph build ${firstStep.toFixed(1)} s), ` +
-      `${gflops.toFixed(1)} GFLOP/s = ${((100 * gflops) / peak).toFixed(0)}% of the MatMul peak`,
-  );
+  const medianStepSeconds = median(stepSeconds);
+  const gflops = flopsPerStep / medianStepSeconds / 1e9;
+  return {
+    name,
+    parameters,
+    batch: batchSize,
+    length,
+    tokensPerSecond: tokens / medianStepSeconds,
+    gflops,
+    shareOfPeak: gflops / (peakFlops / 1e9),
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+    medianStepSeconds,
+    stepSeconds,
+    warmupSeconds,
+  };
+}
+
+function runChild(name: string, threads: number, warmup: number, steps: number, peakFlops: number): ConfigResult {
+  const child = spawnSync(process.execPath, [...process.execArgv, import.meta.filename, '--child', name, '--threads', String(threads), '--warmup', String(warmup), '--steps', String(steps), '--peak', String(peakFlops)], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 24,
+  });
+  if (child.status !== 0) throw new Error(`the ${name} config failed (exit ${child.status ?? child.signal})`);
+  return JSON.parse(child.stdout.trim().split('\n').pop()!) as ConfigResult;
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { threads: { type: 'string', default: '2' }, steps: { type: 'string', default: '3' }, only: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } } });
+  const { values } = parseArgs({
+    options: {
+      threads: { type: 'string', default: '2' },
+      steps: { type: 'string', default: '5' },
+      warmup: { type: 'string', default: '2' },
+      only: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      child: { type: 'string' },
+      peak: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
   if (values.help) {
     console.log(HELP);
     return;
   }
   const threads = positiveIntegerFlag(values.threads, '--threads');
   const steps = positiveIntegerFlag(values.steps, '--steps');
-  const best = await matmulPeak(threads);
-  const peak = best.flops / 1e9;
-  console.log(`float32 MatMul peak (best of four shapes: ${best.shape}, ${threads} threads): ${peak.toFixed(1)} GFLOP/s`);
-  const configs: [string, ModelConfig, number, number][] = [
-    ['small', parseModelConfig({ vocab_size: 260, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 512 }, 'small'), 8, 128],
-    ['reference', parseModelConfig({ vocab_size: 260, hidden_size: 512, intermediate_size: 1376, num_hidden_layers: 8, num_attention_heads: 8, num_key_value_heads: 8, max_position_embeddings: 512 }, 'reference'), 8, 256],
-  ];
-  for (const [name, config, b, t] of configs) {
-    if (values.only && values.only !== name) continue;
-    await benchConfig(name, config, b, t, threads, steps, peak);
+  const warmup = Number(values.warmup);
+  if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`--warmup must be an integer ≥ 0, got ${values.warmup}`);
+  if (values.child !== undefined) {
+    console.log(JSON.stringify(await measure(values.child, threads, warmup, steps, Number(values.peak))));
+    return;
   }
+  if (values.only !== undefined && !(values.only in CONFIGS)) throw new Error(`--only must be one of ${Object.keys(CONFIGS).join(', ')}, got ${values.only}`);
+
+  const idle = await checkIdle();
+  const warning = idleWarning('measuring', idle);
+  if (warning) console.error(warning);
+  const peak = await matmulPeak(threads);
+  if (!values.json) console.log(`float32 MatMul peak (${peak.shape}, ${threads} threads): ${(peak.flops / 1e9).toFixed(1)} GFLOP/s`);
+  const configs: ConfigResult[] = [];
+  for (const name of Object.keys(CONFIGS)) {
+    if (values.only && values.only !== name) continue;
+    const r = runChild(name, threads, warmup, steps, peak.flops);
+    configs.push(r);
+    if (!values.json) {
+      console.log(
+        `${name.padEnd(10)} ${(r.parameters / 1e6).toFixed(1).padStart(6)}M params, batch ${r.batch} × ${r.length}: ` +
+          `${r.tokensPerSecond.toFixed(0).padStart(6)} tokens/s (median of ${steps} steps: ${r.medianStepSeconds.toFixed(2)} s; warm-up ${r.warmupSeconds.map((s) => s.toFixed(1)).join(', ')} s), ` +
+          `${r.gflops.toFixed(1)} GFLOP/s = ${(100 * r.shareOfPeak).toFixed(0)}% of the MatMul peak, peak RSS ${(r.peakRssBytes / 2 ** 30).toFixed(2)} GiB`,
+      );
+    }
+  }
+  const after = await checkIdle(500);
+  if (!after.idle) console.error(idleWarning('the end of the run', after));
+  if (values.json) console.log(JSON.stringify({ peakGflops: peak.flops / 1e9, idle: idle.idle && after.idle, busyShare: idle.busyShare, threads, configs }));
 }
 
 main().catch((err: unknown) => {

@@ -1,40 +1,105 @@
-// Measurements of this machine that the benchmarks compare themselves against: the float32 MatMul peak
-// of ONNX Runtime and the memory copy bandwidth.
+// Measurements of this machine that the benchmarks compare themselves against (the float32 MatMul peak
+// of ONNX Runtime, memory copy bandwidth) and the checks that keep their figures honest: whether
+// anything else is using the CPUs, and medians instead of single or mean timings.
+import { readFileSync } from 'node:fs';
 import { Graph } from '../../engine/onnx/graph.js';
 import { OrtSession } from '../../engine/ort.js';
 
 export const secondsSince = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9;
 
-/** The best float32 MatMul rate (FLOP/s) over a few large shapes, with `threads` intra-op threads. */
-export async function matmulPeak(threads: number): Promise<{ flops: number; shape: string }> {
-  let best = { flops: 0, shape: '' };
-  for (const [m, k, n] of [[1024, 1024, 1024], [2048, 1024, 2048], [4096, 512, 512], [2048, 512, 1376]] as const) {
-    const g = new Graph('peak');
-    g.output(g.matmul(g.input('a', 'float32', [m, k]), g.input('b', 'float32', [k, n])), 'c');
-    const session = await OrtSession.create(g.toModelBytes(), { intraOpThreads: threads });
-    const feeds = {
-      a: { dtype: 'float32' as const, dims: [m, k], data: Float32Array.from({ length: m * k }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5) },
-      b: { dtype: 'float32' as const, dims: [k, n], data: Float32Array.from({ length: k * n }, (_, i) => ((i * 104729) % 1000) / 1000 - 0.5) },
-    };
-    for (let i = 0; i < 2; i++) await session.run(feeds);
-    const runs = 6;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < runs; i++) await session.run(feeds);
-    await session.release();
-    const flops = (2 * m * k * n * runs) / secondsSince(start);
-    if (flops > best.flops) best = { flops, shape: `${m}×${k} · ${k}×${n}` };
-  }
-  return best;
+export function median(values: readonly number[]): number {
+  if (values.length === 0) throw new Error('median of nothing');
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-/** Large-buffer copy bandwidth in bytes/s (a copy reads and writes: 2 × its size moved). */
+/** Busy and total jiffies over all CPUs (the first line of /proc/stat); undefined where there is none. */
+function cpuTimes(): { busy: number; total: number } | undefined {
+  let line: string;
+  try {
+    line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  } catch {
+    return undefined;
+  }
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
+export interface Idleness {
+  /** Share of all CPUs' time that was busy while this process only slept, 0..1; null where unknown. */
+  busyShare: number | null;
+  idle: boolean;
+}
+
+/**
+ * Whether the machine is idle: the CPUs' busy share over `ms` while this process sleeps. A figure
+ * taken while another process holds a core is about half the idle one (a static split over 2
+ * threads waits for the slower), so the benchmarks say so instead of printing it as the truth.
+ */
+export async function checkIdle(ms = 1000, threshold = 0.1): Promise<Idleness> {
+  const before = cpuTimes();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const after = cpuTimes();
+  if (!before || !after || after.total === before.total) return { busyShare: null, idle: true };
+  const busyShare = (after.busy - before.busy) / (after.total - before.total);
+  return { busyShare, idle: busyShare <= threshold };
+}
+
+/** One line for stderr when the machine was not idle (nothing otherwise). */
+export function idleWarning(what: string, i: Idleness): string | undefined {
+  if (i.idle || i.busyShare === null) return undefined;
+  return `warning: the machine was not idle before ${what} (${(100 * i.busyShare).toFixed(0)}% of the CPUs busy): its figures are low; measure again when nothing else runs`;
+}
+
+/**
+ * The float32 MatMul rate (FLOP/s) ONNX Runtime reaches on the shapes of a training step's linear
+ * layers: 2,048 rows (batch 8 × 256) through 512 → 1376 → 512, eight GEMMs chained in one run, so
+ * feeding the inputs and fetching the (scalar) output cost nothing next to them. The weights are
+ * inputs, as in training, so ONNX Runtime cannot prepack them. Median of `runs` after two warm-ups.
+ */
+export async function matmulPeak(threads: number, runs = 7): Promise<{ flops: number; shape: string }> {
+  const [m, k, n] = [2048, 512, 1376];
+  const g = new Graph('peak');
+  let x = g.input('x', 'float32', [m, k]);
+  const up = g.input('up', 'float32', [k, n]);
+  const down = g.input('down', 'float32', [n, k]);
+  for (let i = 0; i < 4; i++) x = g.matmul(g.matmul(x, up), down);
+  g.output(g.reduceSum(x, [0, 1], false), 'sum');
+  const session = await OrtSession.create(g.toModelBytes(), { intraOpThreads: threads });
+  // Scaled so values stay near 1 through the chain: no overflow, and no denormals (which are slow).
+  const fill = (size: number, fanIn: number, salt: number): Float32Array => Float32Array.from({ length: size }, (_, i) => ((((i + salt) * 7919) % 1000) / 1000 - 0.5) * (3.4 / Math.sqrt(fanIn)));
+  const feeds = {
+    x: { dtype: 'float32' as const, dims: [m, k], data: fill(m * k, 1, 1) },
+    up: { dtype: 'float32' as const, dims: [k, n], data: fill(k * n, k, 2) },
+    down: { dtype: 'float32' as const, dims: [n, k], data: fill(n * k, n, 3) },
+  };
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < runs + 2; i++) {
+      const start = process.hrtime.bigint();
+      await session.run(feeds);
+      if (i >= 2) times.push(secondsSince(start));
+    }
+  } finally {
+    await session.release();
+  }
+  const flops = (8 * 2 * m * k * n) / median(times);
+  return { flops, shape: `${m}×${k} · ${k}×${n} and ${m}×${n} · ${n}×${k}, 8 chained` };
+}
+
+/** Large-buffer copy bandwidth in bytes/s (a copy reads and writes: 2 × its size moved); median of 7. */
 export function copyBandwidth(): number {
   const n = 64 * 1024 * 1024;
   const a = new Float32Array(n).fill(1);
   const b = new Float32Array(n);
   b.set(a);
-  const runs = 5;
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < runs; i++) b.set(a);
-  return (2 * 4 * n * runs) / secondsSince(start);
+  const times: number[] = [];
+  for (let i = 0; i < 7; i++) {
+    const start = process.hrtime.bigint();
+    b.set(a);
+    times.push(secondsSince(start));
+  }
+  return (2 * 4 * n) / median(times);
 }
