@@ -13,6 +13,12 @@ export interface SessionOptions {
    * float32, so float64 graphs (gradient checks) use 'basic'.
    */
   optimization?: 'basic' | 'all';
+  /**
+   * ONNX Runtime's memory pattern (default on) plans one contiguous block per input shape after the
+   * first run. For the training step that is a second 1.7 GB block whose pages fault in on step 2, for
+   * no steady-state gain (engine profile, experiment E3), so training sessions turn it off.
+   */
+  memoryPattern?: boolean;
 }
 
 export type ArrayData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
@@ -37,6 +43,7 @@ export class OrtSession {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: options.optimization ?? 'all',
+      enableMemPattern: options.memoryPattern ?? true,
       executionProviders: [options.executionProvider ?? 'cpu'],
     });
     return new OrtSession(session, session.outputNames);

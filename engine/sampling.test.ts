@@ -2,7 +2,7 @@
 // empirical distribution over 20,000 keyed draws, and independence from call order and batch company.
 import { describe, expect, it } from 'vitest';
 import { uniformStream } from '../dro/random.js';
-import { DEFAULT_SAMPLING_OPTIONS, resolveSamplingOptions, sampleToken, SequenceSampler, type SampleKey, type SamplingOptions } from './sampling.js';
+import { DEFAULT_SAMPLING_OPTIONS, resolveSamplingOptions, sampleToken, SequenceSampler, topPCuts, type SampleKey, type SamplingOptions } from './sampling.js';
 
 const opts = (o: Partial<SamplingOptions> = {}): SamplingOptions => resolveSamplingOptions(o);
 const keyOf = (sampleIndex: number, extra: Partial<SampleKey> = {}): SampleKey => ({ seed: 7, step: 3, exampleId: 'ex-a', sampleIndex, ...extra });
@@ -161,31 +161,31 @@ describe('top-p', () => {
   });
 });
 
-describe('top-k and top-p on larger rows with many ties', () => {
-  // A direct sort-based reading of the documented rules, to check the sampler's selection shortcuts.
-  function reference(logits: number[], o: SamplingOptions, u: number): { token: number; logprob: number } {
-    const max = Math.max(...logits);
-    const byRank = (key: (id: number) => number) => (a: number, b: number) => key(b) - key(a) || a - b;
-    let kept = logits.map((_, id) => id).filter((id) => logits[id]! > -Infinity);
-    if (o.topK > 0) kept = [...kept].sort(byRank((id) => logits[id]!)).slice(0, o.topK);
-    const w = (id: number): number => Math.exp((logits[id]! - max) / o.temperature);
-    if (o.topP < 1) {
-      const all = kept.reduce((sum, id) => sum + w(id), 0);
-      const ranked = [...kept].sort(byRank(w));
-      let mass = 0;
-      kept = ranked.filter((id) => {
-        const keep = mass < (o.topP - 1e-12) * all;
-        mass += w(id);
-        return keep;
-      });
-    }
-    kept.sort((a, b) => a - b);
-    const total = kept.reduce((sum, id) => sum + w(id), 0);
-    let cumulative = 0;
-    const token = kept.find((id) => (cumulative += w(id)) > u * total) ?? kept[kept.length - 1]!;
-    return { token, logprob: (logits[token]! - max) / o.temperature - Math.log(total) };
+// A direct sort-based reading of the documented rules, to check the sampler's selection shortcuts.
+function reference(logits: number[], o: SamplingOptions, u: number): { token: number; logprob: number } {
+  const max = Math.max(...logits);
+  const byRank = (key: (id: number) => number) => (a: number, b: number) => key(b) - key(a) || a - b;
+  let kept = logits.map((_, id) => id).filter((id) => logits[id]! > -Infinity);
+  if (o.topK > 0) kept = [...kept].sort(byRank((id) => logits[id]!)).slice(0, o.topK);
+  const w = (id: number): number => Math.exp((logits[id]! - max) / o.temperature);
+  if (o.topP < 1) {
+    const all = kept.reduce((sum, id) => sum + w(id), 0);
+    const ranked = [...kept].sort(byRank(w));
+    let mass = 0;
+    kept = ranked.filter((id) => {
+      const keep = mass < (o.topP - 1e-12) * all;
+      mass += w(id);
+      return keep;
+    });
   }
+  kept.sort((a, b) => a - b);
+  const total = kept.reduce((sum, id) => sum + w(id), 0);
+  let cumulative = 0;
+  const token = kept.find((id) => (cumulative += w(id)) > u * total) ?? kept[kept.length - 1]!;
+  return { token, logprob: (logits[token]! - max) / o.temperature - Math.log(total) };
+}
 
+describe('top-k and top-p on larger rows with many ties', () => {
   it('matches the sort-based reading for 300 random rows', () => {
     for (let r = 0; r < 300; r++) {
       const vocab = 50 + (r % 7) * 40;
@@ -201,6 +201,76 @@ describe('top-k and top-p on larger rows with many ties', () => {
       expect(got.token).toBe(want.token);
       expect(got.logprob).toBeCloseTo(want.logprob, 12);
     }
+  });
+});
+
+describe('a 49k vocabulary, as SmolLM2 has', () => {
+  const V = 49152;
+  /** Logits of a real-looking spread: a standard normal (keyed) times `spread`, plus `peak` on a few tokens. */
+  const row = (r: number, spread: number, peak = 0): Float32Array => {
+    const u = uniformStream(['big-row', r]);
+    return Float32Array.from({ length: V }, (_, i) => {
+      const z = Math.sqrt(-2 * Math.log(u(2 * i) || 1e-300)) * Math.cos(2 * Math.PI * u(2 * i + 1));
+      return z * spread + (i % 997 === r % 997 ? peak : 0);
+    });
+  };
+  const cases = [
+    { name: 'near-uniform (a freshly initialised model)', spread: 0.05, peak: 0 },
+    { name: 'spread out', spread: 1, peak: 0 },
+    { name: 'peaked (a trained model)', spread: 2.5, peak: 12 },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: top-p and top-k give the tokens and log-probs of the sort-based reading, exactly`, () => {
+      for (let r = 0; r < 6; r++) {
+        const logits = row(r, c.spread, c.peak);
+        const o = opts({ temperature: [1, 0.7, 1.3][r % 3]!, topP: [0.95, 0.9, 0.5][r % 3]!, topK: r === 5 ? 40 : 0 });
+        const key = keyOf(r, { exampleId: `big-${c.spread}` });
+        const got = sampleToken(logits, key, r, o);
+        const want = reference(Array.from(logits), o, uOf(key, r));
+        expect(got).toEqual(want);
+      }
+    });
+  }
+
+  it('the binned top-p cut agrees with the sorted one whenever it answers, and answers for almost every row', () => {
+    let answered = 0;
+    let rows = 0;
+    for (const c of cases) {
+      for (let r = 0; r < 20; r++) {
+        const logits = row(100 + r, c.spread, c.peak);
+        let max = -Infinity;
+        for (const v of logits) max = Math.max(max, v);
+        const weights = Float64Array.from(logits, (v) => Math.exp(v - max));
+        const kept = Int32Array.from({ length: V }, (_, i) => i);
+        let total = 0;
+        for (const w of weights) total += w;
+        for (const p of [0.95, 0.5, 0.999]) {
+          const target = (p - 1e-12) * total;
+          const bins = topPCuts.byBins(kept, weights, target, total);
+          rows++;
+          if (bins === undefined) continue;
+          answered++;
+          expect(bins).toEqual(topPCuts.bySort(kept, weights, target));
+        }
+      }
+    }
+    expect(answered).toBeGreaterThanOrEqual(rows - 1);
+  });
+
+  it('the binned cut defers to the sort where rounding could decide: equal weights and a share exactly at p', () => {
+    const weights = new Float64Array(1000).fill(1);
+    const kept = Int32Array.from({ length: 1000 }, (_, i) => i);
+    expect(topPCuts.byBins(kept, weights, 500, 1000)).toBeUndefined();
+    // A share within rounding of the target: the sorted cut decides, the binned one must not guess.
+    const near = Float64Array.from({ length: 1000 }, (_, i) => 1 - i / 2000);
+    let total = 0;
+    for (const w of near) total += w;
+    const sorted = [...near].sort((a, b) => b - a);
+    let prefix = 0;
+    for (let i = 0; i < 300; i++) prefix += sorted[i]!;
+    expect(topPCuts.byBins(kept, near, prefix, total)).toBeUndefined();
+    expect(topPCuts.byBins(kept, near, prefix * (1 + 1e-15), total)).toBeUndefined();
+    expect(topPCuts.bySort(kept, near, prefix).m).toBe(300);
   });
 });
 

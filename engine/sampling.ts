@@ -106,7 +106,7 @@ function keyStream(key: SampleKey): Draw {
 }
 
 /** `values` of the given ids, as a scratch array the selection below may reorder. */
-function gather(ids: readonly number[], values: Float64Array): Float64Array {
+function gather(ids: Int32Array, values: Float64Array): Float64Array {
   const out = new Float64Array(ids.length);
   for (let i = 0; i < ids.length; i++) out[i] = values[ids[i]!]!;
   return out;
@@ -151,30 +151,118 @@ function mthLargest(scratch: Float64Array, m: number): number {
  * Of `ids` (ascending), the first `m` in the order (key descending, id ascending), returned in ascending
  * id order, given the m-th largest key: everything above it, then ties at it by ascending id.
  */
-function rankPrefix(ids: readonly number[], key: Float64Array, m: number, threshold: number): number[] {
+function rankPrefix(ids: Int32Array, key: Float64Array, m: number, threshold: number): Int32Array {
   let above = 0;
-  for (const id of ids) if (key[id]! > threshold) above++;
+  for (let i = 0; i < ids.length; i++) if (key[ids[i]!]! > threshold) above++;
   let ties = m - above;
-  const out: number[] = [];
-  for (const id of ids) {
+  const out = new Int32Array(m);
+  let n = 0;
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
     const k = key[id]!;
-    if (k > threshold || (k === threshold && ties-- > 0)) out.push(id);
+    if (k > threshold || (k === threshold && ties-- > 0)) out[n++] = id;
   }
   return out;
 }
 
-function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: Draw): { token: number; logprob: number } {
+/**
+ * The top-p cut as the rules define it: walking the kept weights from the largest down, summing in that
+ * order, the count m at which the sum first reaches `target`, and the m-th largest weight. This sorts
+ * every kept weight; it is the definition, and the answer whenever the fast cut below cannot be sure.
+ */
+function topPCutBySort(kept: Int32Array, weights: Float64Array, target: number): { m: number; threshold: number } {
+  const sorted = gather(kept, weights).sort();
+  let mass = 0;
+  let m = 0;
+  while (m < sorted.length && mass < target) {
+    mass += sorted[sorted.length - 1 - m]!;
+    m++;
+  }
+  m = Math.max(m, 1);
+  return { m, threshold: sorted[sorted.length - m]! };
+}
+
+const BUCKETS = 4096;
+const UNIT_ROUNDOFF = 2 ** -53;
+
+/**
+ * The same cut without sorting the vocabulary: the weights are binned by value (bins are in weight
+ * order, so the bins above the cut hold exactly the largest weights), the bin where the running sum
+ * reaches `target` is found from the bins' sums, and only that bin is sorted. Its running sum is added
+ * in another order than the definition's, so it can differ from it by rounding: at most
+ * γ_(n-1)·total (n terms, any summation order). The answer is returned only when the sum is further
+ * than that from `target` on both sides of the cut, where the definition must decide the same;
+ * otherwise (about once in a million rows of a 49k vocabulary) undefined, and the caller sorts.
+ */
+function topPCutByBins(kept: Int32Array, weights: Float64Array, target: number, total: number): { m: number; threshold: number } | undefined {
+  const n = kept.length;
+  if (!(target > 0) || n < 2) return undefined;
+  let min = Infinity;
+  for (let i = 0; i < n; i++) {
+    const w = weights[kept[i]!]!;
+    if (w < min) min = w;
+  }
+  // Every kept weight is in [min, 1]: the largest logit's weight is exp(0) = 1.
+  const span = 1 - min;
+  if (!(span > 0)) return undefined;
+  const scale = (BUCKETS - 1) / span;
+  const bin = new Uint16Array(n);
+  const counts = new Int32Array(BUCKETS);
+  const sums = new Float64Array(BUCKETS);
+  for (let i = 0; i < n; i++) {
+    const w = weights[kept[i]!]!;
+    // Monotone in w (each operation is), so a larger weight never lands in a later bin.
+    const b = Math.min(BUCKETS - 1, Math.floor((1 - w) * scale));
+    bin[i] = b;
+    counts[b]!++;
+    sums[b]! += w;
+  }
+  let before = 0;
+  let countBefore = 0;
+  let cut = 0;
+  while (cut < BUCKETS - 1 && before + sums[cut]! < target) {
+    before += sums[cut]!;
+    countBefore += counts[cut]!;
+    cut++;
+  }
+  const inCut = new Float64Array(counts[cut]!);
+  for (let i = 0, j = 0; i < n; i++) if (bin[i] === cut) inCut[j++] = weights[kept[i]!]!;
+  inCut.sort();
+  let mass = before;
+  let m = countBefore;
+  let previous = before;
+  let threshold = NaN;
+  for (let j = inCut.length - 1; j >= 0 && mass < target; j--) {
+    previous = mass;
+    mass += inCut[j]!;
+    threshold = inCut[j]!;
+    m++;
+  }
+  if (!(mass >= target) || m === countBefore) return undefined;
+  const slack = 2 * (n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)) * total * 1.01;
+  if (mass - target <= slack || target - previous <= slack) return undefined;
+  return { m, threshold };
+}
+
+/** Whether the logits are a typed float array, whose entries are numbers by construction. */
+const isFloatArray = (row: LogitsRow): row is Float32Array | Float64Array => row instanceof Float32Array || row instanceof Float64Array;
+
+function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: Draw, cut = topPCutByBins): { token: number; logprob: number } {
   const n = logits.length;
   if (n === 0) throw new DroInputError(`logits at position ${position} are empty`);
-  const values = new Float64Array(n);
+  const typed = isFloatArray(logits);
   let max = -Infinity;
   let argmax = -1;
+  let masked = 0;
   for (let i = 0; i < n; i++) {
-    const v: unknown = logits[i];
-    if (typeof v !== 'number') throw new DroInputError(`logit at position ${position}, token ${i} is not a number (${String(v)})`);
-    if (Number.isNaN(v) || v === Infinity) throw new DroInputError(`logit at position ${position}, token ${i} is ${v}; only finite values and -Infinity (masked) are allowed`);
-    values[i] = v;
-    if (v > max) {
+    const v = logits[i]!;
+    if (!typed && typeof v !== 'number') throw new DroInputError(`logit at position ${position}, token ${i} is not a number (${String(v as unknown)})`);
+    // One comparison lets every ordinary value through; NaN and +Infinity fail it.
+    if (!(v < Infinity)) {
+      if (v !== -Infinity) throw new DroInputError(`logit at position ${position}, token ${i} is ${v}; only finite values and -Infinity (masked) are allowed`);
+    }
+    if (v === -Infinity) masked++;
+    else if (v > max) {
       max = v;
       argmax = i;
     }
@@ -183,37 +271,38 @@ function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: D
 
   if (o.temperature === 0) {
     let sum = 0;
-    for (let i = 0; i < n; i++) sum += Math.exp(values[i]! - max);
+    for (let i = 0; i < n; i++) sum += Math.exp(logits[i]! - max);
     return { token: argmax, logprob: -Math.log(sum) };
   }
 
   const t = o.temperature;
-  let kept: number[] = [];
-  for (let i = 0; i < n; i++) if (values[i]! > -Infinity) kept.push(i);
-  if (o.topK > 0 && o.topK < kept.length) kept = rankPrefix(kept, values, o.topK, mthLargest(gather(kept, values), o.topK));
+  let kept: Int32Array = new Int32Array(n - masked);
+  for (let i = 0, j = 0; i < n; i++) if (logits[i]! > -Infinity) kept[j++] = i;
+  const values = typed ? logits : Float64Array.from(logits);
+  if (o.topK > 0 && o.topK < kept.length) {
+    const asDoubles = values instanceof Float64Array ? values : Float64Array.from(values);
+    kept = rankPrefix(kept, asDoubles, o.topK, mthLargest(gather(kept, asDoubles), o.topK));
+  }
   const weights = new Float64Array(n);
-  for (const id of kept) weights[id] = Math.exp((values[id]! - max) / t);
+  for (let i = 0; i < kept.length; i++) {
+    const id = kept[i]!;
+    weights[id] = Math.exp((values[id]! - max) / t);
+  }
   if (o.topP < 1) {
     let total = 0;
-    for (const id of kept) total += weights[id]!;
-    const sorted = gather(kept, weights).sort();
+    for (let i = 0; i < kept.length; i++) total += weights[kept[i]!]!;
     const target = (o.topP - TOP_P_SLACK) * total;
-    let mass = 0;
-    let m = 0;
-    while (m < sorted.length && mass < target) {
-      mass += sorted[sorted.length - 1 - m]!;
-      m++;
-    }
-    m = Math.max(m, 1);
-    if (m < kept.length) kept = rankPrefix(kept, weights, m, sorted[sorted.length - m]!);
+    const { m, threshold } = cut(kept, weights, target, total) ?? topPCutBySort(kept, weights, target);
+    if (m < kept.length) kept = rankPrefix(kept, weights, m, threshold);
   }
   // The renormalising total is summed in id order, the same order as the CDF walk below.
   let total = 0;
-  for (const id of kept) total += weights[id]!;
+  for (let i = 0; i < kept.length; i++) total += weights[kept[i]!]!;
   const target = draw(position) * total;
   let chosen = -1;
   let cumulative = 0;
-  for (const id of kept) {
+  for (let i = 0; i < kept.length; i++) {
+    const id = kept[i]!;
     const w = weights[id]!;
     if (w > 0) chosen = id;
     cumulative += w;
@@ -286,3 +375,6 @@ export function sampleToken(logits: LogitsRow, key: SampleKey, position: number,
   checkPosition(position);
   return choose(logits, position, resolveSamplingOptions(options), keyStream(key));
 }
+
+/** The two top-p cuts, for the test that the binned one always agrees with the definition or defers to it. */
+export const topPCuts = { bySort: topPCutBySort, byBins: topPCutByBins };

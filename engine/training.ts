@@ -168,7 +168,7 @@ export class TrainSessions {
     let session = this.sessions.get(key);
     if (session) this.sessions.delete(key);
     else {
-      session = OrtSession.create(buildTrainGraph(this.config, options).toModelBytes(), this.sessionOptions);
+      session = OrtSession.create(buildTrainGraph(this.config, options).toModelBytes(), { ...this.sessionOptions, memoryPattern: false });
       // A failed build must not stay cached as a permanent failure.
       session.catch(() => this.sessions.get(key) === session && this.sessions.delete(key));
     }

@@ -26,7 +26,7 @@ export function buildPrefillGraph(config: ModelConfig, dtype: DType, withCache =
   const g = new Graph('prefill');
   const params = declareParameters(g, config, dtype, weights);
   const inputs = declareModelInputs(g, dtype);
-  const { logits, present } = transformerForward(g, config, params, inputs);
+  const { logits, present } = transformerForward(g, config, params, inputs, undefined, { lastPositionOnly: true });
   lastLogitsOutput(g, logits, config.vocab_size);
   if (withCache) outputCache(g, present);
   return g;

@@ -98,7 +98,7 @@ export interface LayerCache {
 }
 
 export interface ForwardResult {
-  /** Logits [B, T, vocab]. */
+  /** Logits [B, T, vocab] ([B, 1, vocab] with lastPositionOnly). */
   logits: Tensor;
   /** Each layer's keys and values over all positions seen (the past, if any, then these tokens). */
   present: LayerCache[];
@@ -109,7 +109,7 @@ export interface ForwardResult {
  * new token per row: T = 1), the token attends to the cached keys and to itself; `keyMask` then covers
  * past and new positions ([B, P + 1]).
  */
-export function transformerForward(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs, past?: LayerCache[]): ForwardResult {
+export function transformerForward(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs, past?: LayerCache[], options: { lastPositionOnly?: boolean } = {}): ForwardResult {
   const dtype = param(params, 'model.embed_tokens.weight').dtype;
   const d = config.head_dim;
   const kvHeads = config.num_key_value_heads;
@@ -147,6 +147,9 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
     const up = linear(g, n2, p('mlp.up_proj.weight'));
     x = g.add(x, linear(g, g.mul(g.mul(gate, g.sigmoid(gate)), up), p('mlp.down_proj.weight')));
   }
+  // Sampling reads only the last position's logits; the output projection is the largest GEMM of a
+  // small model's prefill (a fifth of SmolLM2-135M's), so the other positions skip it.
+  if (options.lastPositionOnly) x = g.slice(x, 1, -1, Infinity);
   const final = rmsNorm(g, x, param(params, 'model.norm.weight'), config.rms_norm_eps);
   const head = config.tie_word_embeddings ? param(params, 'model.embed_tokens.weight') : param(params, 'lm_head.weight');
   return { logits: linear(g, final, head), present };

@@ -424,6 +424,12 @@ export class Graph {
       dims: init.shape,
       rawData: new Uint8Array(init.data.buffer, init.data.byteOffset, init.data.byteLength),
     });
+    // A node's output that is a graph output takes the graph output's name (its consumers follow), so
+    // ONNX Runtime writes it straight into the fetched tensor. An Identity would copy it whole on every
+    // run: the KV cache in decode, every new weight and moment in training.
+    const alias = new Map<string, string>();
+    for (const o of this.outputs) if (o.tensor.producer && !alias.has(o.tensor.name)) alias.set(o.tensor.name, o.name);
+    const nameOf = (t: Tensor): string => alias.get(t.name) ?? t.name;
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'dro-temporal',
@@ -433,8 +439,8 @@ export class Graph {
         node: this.nodes.map((n, i) => ({
           name: `n${i}_${n.opType}`,
           opType: n.opType,
-          input: n.inputs.map((t) => t.name),
-          output: n.outputs.map((t) => t.name),
+          input: n.inputs.map(nameOf),
+          output: n.outputs.map(nameOf),
           attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
         })),
         input: this.inputs.map((t) => valueInfo(t.name, t.dtype, t.shape)),
@@ -442,9 +448,9 @@ export class Graph {
         initializer: this.initializers.map(tensorProto),
       },
     });
-    // Outputs are named by the caller: map internal names to them with Identity nodes.
+    // What is left: a graph input or initializer returned as an output, or one tensor under two names.
     for (const o of this.outputs) {
-      if (o.tensor.name !== o.name) model.graph!.node!.push({ name: `out_${o.name}`, opType: 'Identity', input: [o.tensor.name], output: [o.name] });
+      if (nameOf(o.tensor) !== o.name) model.graph!.node!.push({ name: `out_${o.name}`, opType: 'Identity', input: [nameOf(o.tensor)], output: [o.name] });
     }
     return onnx.ModelProto.encode(model).finish();
   }
