@@ -5,7 +5,7 @@ import { DroInputError } from '../dro/stats.js';
 import { checkIds, paddedFeeds, parameterFeeds, zeros, type FloatArray, type FloatDType } from './batching.js';
 import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
-import { buildDecodeGraph, buildPrefillGraph, GENERATE_IO } from './model/generate-graph.js';
+import { buildDecodeGraph, buildPrefillGraph, buildSharedCacheGraph, GENERATE_IO } from './model/generate-graph.js';
 import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
 import { resolveSamplingOptions, SequenceSampler, type SampleKey, type SamplingOptions } from './sampling.js';
 
@@ -34,10 +34,16 @@ export interface GenerateOptions {
   timings?: { samplingSeconds: number };
 }
 
+/** Whether generation keeps its cache in place (GroupQueryAttention): float32, and head_dim a multiple of 8 as its CPU kernel requires. */
+export function usesSharedCache(config: ModelConfig, dtype: FloatDType): boolean {
+  return dtype === 'float32' && config.head_dim % 8 === 0;
+}
+
 export class Generator {
   private recomputeSession?: Promise<OrtSession>;
   private prefillSession?: Promise<OrtSession>;
   private decodeSession?: Promise<OrtSession>;
+  private sharedCacheSession?: Promise<OrtSession>;
   /** The parameter map the cached sessions were built from; the engine replaces, never mutates, it. */
   private bakedFrom?: ReadonlyMap<string, FloatArray>;
 
@@ -115,6 +121,13 @@ export class Generator {
 
     if (this.bakedFrom !== params) await this.releaseCached();
     this.bakedFrom = params;
+    if (usesSharedCache(config, dtype)) {
+      this.sharedCacheSession ??= OrtSession.create(buildSharedCacheGraph(config, params).toModelBytes(), this.sessionOptions);
+      await this.decodeInPlace(await this.sharedCacheSession, rows, samplers, sampleStep, o.maxNewTokens, options, () => options.onProgress?.(generated));
+      return samplers.map((s) => s.result());
+    }
+    // GroupQueryAttention has no float64 kernel (float64 is for gradient checks) and needs a head size
+    // that is a multiple of 8 (real models' are 64 or 128); otherwise the cache grows by Concat.
     this.prefillSession ??= OrtSession.create(buildPrefillGraph(config, dtype, true, params).toModelBytes(), this.sessionOptions);
     this.decodeSession ??= OrtSession.create(buildDecodeGraph(config, dtype, params).toModelBytes(), this.sessionOptions);
     const [prefill, decode] = await Promise.all([this.prefillSession, this.decodeSession]);
@@ -150,9 +163,80 @@ export class Generator {
     return samplers.map((s) => s.result());
   }
 
+  /**
+   * Prefill and decode through the shared-cache graph: one key and one value buffer per layer, sized for
+   * the longest prompt plus every new token, passed as past and filled in place as present. Rows are
+   * right-aligned, each at its own position; a finished row keeps feeding a pad that nothing reads.
+   */
+  private async decodeInPlace(
+    session: OrtSession,
+    rows: number[][],
+    samplers: SequenceSampler[],
+    sampleStep: (logits: FloatArray) => (number | undefined)[],
+    maxNewTokens: number,
+    options: GenerateOptions,
+    progress: () => void,
+  ): Promise<void> {
+    const { config } = this;
+    const B = rows.length;
+    const lengths = rows.map((r) => r.length);
+    const promptWidth = Math.max(...lengths);
+    const maxLength = promptWidth + maxNewTokens;
+    const cacheDims = [B, config.num_key_value_heads, maxLength, config.head_dim];
+    const cacheSize = cacheDims.reduce((a, b) => a * b, 1);
+    const cache: Record<string, TensorData> = {};
+    for (let layer = 0; layer < config.num_hidden_layers; layer++) {
+      for (const name of [GENERATE_IO.pastKey(layer), GENERATE_IO.pastValue(layer)]) cache[name] = { dtype: 'float32', dims: cacheDims, data: new Float32Array(cacheSize) };
+    }
+    // The same arrays are the present outputs: GroupQueryAttention sees one buffer and writes into it.
+    const into: Record<string, TensorData> = {};
+    for (let layer = 0; layer < config.num_hidden_layers; layer++) {
+      into[GENERATE_IO.presentKey(layer)] = cache[GENERATE_IO.pastKey(layer)]!;
+      into[GENERATE_IO.presentValue(layer)] = cache[GENERATE_IO.pastValue(layer)]!;
+    }
+    const fetch = [GENERATE_IO.lastLogits, ...Object.keys(into)];
+    const int32 = (values: number[], dims: number[]): TensorData => ({ dtype: 'int32', dims, data: Int32Array.from(values) });
+    const int64 = (values: number[], dims: number[]): TensorData => ({ dtype: 'int64', dims, data: BigInt64Array.from(values, (v) => BigInt(v)) });
+
+    const prompt = paddedFeeds(config, 'float32', rows, 'right').feeds;
+    let out = await session.run(
+      {
+        ids: prompt.ids!,
+        positions: prompt.positions!,
+        [GENERATE_IO.seqlensK]: int32(lengths.map((n) => n - 1), [B]),
+        [GENERATE_IO.totalSequenceLength]: int32([promptWidth], []),
+        [GENERATE_IO.lastIndex]: int64(lengths.map((n, b) => b * promptWidth + n - 1), [B]),
+        ...cache,
+      },
+      fetch,
+      into,
+    );
+    const rowIndex = int64(Array.from({ length: B }, (_, b) => b), [B]);
+    for (let step = 0; ; step++) {
+      const tokens = sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
+      progress();
+      if (samplers.every((s) => s.done)) return;
+      throwIfAborted(options.signal);
+      // The token sampled after `step` decode runs sits at position length + step of its row.
+      const positions = lengths.map((n) => n + step);
+      out = await session.run(
+        {
+          ids: int64(tokens.map((t) => t ?? 0), [B, 1]),
+          positions: int64(positions, [B, 1]),
+          [GENERATE_IO.seqlensK]: int32(positions, [B]),
+          [GENERATE_IO.totalSequenceLength]: int32([Math.max(...positions) + 1], []),
+          [GENERATE_IO.lastIndex]: rowIndex,
+          ...cache,
+        },
+        fetch,
+        into,
+      );
+    }
+  }
+
   private async releaseCached(): Promise<void> {
-    const sessions = [this.prefillSession, this.decodeSession];
-    this.prefillSession = this.decodeSession = undefined;
+    const sessions = [this.prefillSession, this.decodeSession, this.sharedCacheSession];
+    this.prefillSession = this.decodeSession = this.sharedCacheSession = undefined;
     this.bakedFrom = undefined;
     for (const s of sessions) if (s) await (await s).release();
   }

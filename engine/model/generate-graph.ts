@@ -8,6 +8,9 @@ import { declareModelInputs, declareParameters, transformerForward, type LayerCa
 
 export const GENERATE_IO = {
   lastLogits: 'last_logits',
+  seqlensK: 'seqlens_k',
+  totalSequenceLength: 'total_sequence_length',
+  lastIndex: 'last_index',
   pastKey: (layer: number) => `past.${layer}.key`,
   pastValue: (layer: number) => `past.${layer}.value`,
   presentKey: (layer: number) => `present.${layer}.key`,
@@ -57,4 +60,30 @@ function outputCache(g: Graph, present: LayerCache[]): void {
     g.output(c.key, GENERATE_IO.presentKey(layer));
     g.output(c.value, GENERATE_IO.presentValue(layer));
   });
+}
+
+/**
+ * Prefill and decode in one graph, for float32: the cache of every layer is one buffer per key and value,
+ * [B, kvHeads, maxLength, d], fed as `past.*` and fetched into itself as `present.*`, which ONNX Runtime's
+ * GroupQueryAttention updates in place (it writes the new positions only). Rows are right-aligned: the
+ * prompt of row b fills positions 0..L_b−1 (`seqlens_k` = L_b − 1, padding after it is never read), each
+ * decode step adds one token per row at its own position. `last_index` [B] picks each row's last token in
+ * the flattened [B·T] positions (b·T + L_b − 1 in prefill, b in decode); the logits are computed there only.
+ */
+export function buildSharedCacheGraph(config: ModelConfig, weights?: ReadonlyMap<string, Float32Array | Float64Array>): Graph {
+  const g = new Graph('generate');
+  const dtype = 'float32';
+  const params = declareParameters(g, config, dtype, weights);
+  const inputs = { ids: g.input('ids', 'int64', ['batch', 'seq']), positions: g.input('positions', 'int64', ['batch', 'seq']) };
+  const shape = ['batch', config.num_key_value_heads, 'max', config.head_dim];
+  const cache = Array.from({ length: config.num_hidden_layers }, (_, layer) => ({
+    key: g.input(GENERATE_IO.pastKey(layer), dtype, shape),
+    value: g.input(GENERATE_IO.pastValue(layer), dtype, shape),
+  }));
+  const sharedCache = { cache, seqlensK: g.input(GENERATE_IO.seqlensK, 'int32', ['batch']), totalSequenceLength: g.input(GENERATE_IO.totalSequenceLength, 'int32', []) };
+  const gatherPositions = g.input(GENERATE_IO.lastIndex, 'int64', ['batch']);
+  const { logits, present } = transformerForward(g, config, params, inputs, undefined, { sharedCache, gatherPositions });
+  lastLogitsOutput(g, logits, config.vocab_size);
+  outputCache(g, present);
+  return g;
 }

@@ -13,8 +13,8 @@ const MASKED = -1e9;
 export interface ModelInputs {
   /** Token ids [B, T]. */
   ids: Tensor;
-  /** 1 for real tokens, 0 for padding [B, T] (float, the model dtype). Padding keys are never attended. */
-  keyMask: Tensor;
+  /** 1 for real tokens, 0 for padding [B, T] (float, the model dtype). Padding keys are never attended. Unused with a shared cache. */
+  keyMask?: Tensor;
   /** Rotary position of each token [B, T] (int64); 0..n−1 over the real tokens of a row. */
   positions: Tensor;
 }
@@ -109,14 +109,42 @@ export interface ForwardResult {
  * new token per row: T = 1), the token attends to the cached keys and to itself; `keyMask` then covers
  * past and new positions ([B, P + 1]).
  */
-export function transformerForward(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs, past?: LayerCache[], options: { lastPositionOnly?: boolean } = {}): ForwardResult {
+/**
+ * Attention through ONNX Runtime's GroupQueryAttention with one cache buffer per layer that is both its
+ * past and its present ([B, kvHeads, maxLength, d], BNSH), so a decode step writes only the new keys and
+ * values in place instead of copying the whole cache. Rows are right-aligned: row b's tokens sit at
+ * cache positions 0..seqlensK[b], and no padding mask is needed.
+ */
+export interface SharedCacheAttention {
+  /** Per layer, the key and value buffers [B, kvHeads, maxLength, d]. */
+  cache: { key: Tensor; value: Tensor }[];
+  /** int32 [B]: the cache position of each row's last token after this run (its length − 1). */
+  seqlensK: Tensor;
+  /** int32 scalar: the longest row's length after this run. */
+  totalSequenceLength: Tensor;
+}
+
+export interface ForwardOptions {
+  /** Output only the logits of the last position: sampling reads nothing else. */
+  lastPositionOnly?: boolean;
+  /** int64 [B]: output only the logits at flat position index[b] of [B·T] (each row's last real token). */
+  gatherPositions?: Tensor;
+  /** Attention with an in-place cache instead of the grouped MatMul (float32 only); `present` is then the updated buffers. */
+  sharedCache?: SharedCacheAttention;
+}
+
+export function transformerForward(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs, past?: LayerCache[], options: ForwardOptions = {}): ForwardResult {
   const dtype = param(params, 'model.embed_tokens.weight').dtype;
   const d = config.head_dim;
   const kvHeads = config.num_key_value_heads;
   const group = config.num_attention_heads / kvHeads;
   const { cos, sin } = rotaryTables(g, inputs.positions, config, dtype);
   // A single new token may see every unmasked cached key, so only the padding mask applies.
-  const bias = past ? g.mul(g.sub(1, g.unsqueeze(inputs.keyMask, [1, 2, 3])), MASKED) : attentionBias(g, inputs.keyMask, dtype);
+  const keyMask = (): Tensor => {
+    if (!inputs.keyMask) throw new Error('transformerForward: key_mask is needed without a shared cache');
+    return inputs.keyMask;
+  };
+  const bias = options.sharedCache ? undefined : past ? g.mul(g.sub(1, g.unsqueeze(keyMask(), [1, 2, 3])), MASKED) : attentionBias(g, keyMask(), dtype);
   const scale = 1 / Math.sqrt(d);
   const present: LayerCache[] = [];
   const seq = inputs.ids.shape[1]!;
@@ -130,16 +158,37 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
     const heads = (t: Tensor, perGroup: number): Tensor => g.transpose(g.reshape(t, ['batch', seq, kvHeads, perGroup, d]), [0, 2, 3, 1, 4]);
     const q = applyRotary(g, heads(linear(g, n, p('self_attn.q_proj.weight'), optional('self_attn.q_proj.bias')), group), cos, sin, d);
     let k = applyRotary(g, heads(linear(g, n, p('self_attn.k_proj.weight'), optional('self_attn.k_proj.bias')), 1), cos, sin, d);
-    let v = heads(linear(g, n, p('self_attn.v_proj.weight'), optional('self_attn.v_proj.bias')), 1);
-    const cached = past?.[layer];
-    if (cached) {
-      k = g.concat([cached.key, k], 3);
-      v = g.concat([cached.value, v], 3);
+    const vLinear = linear(g, n, p('self_attn.v_proj.weight'), optional('self_attn.v_proj.bias'));
+    let v = options.sharedCache ? vLinear : heads(vLinear, 1);
+    let merged: Tensor;
+    const shared = options.sharedCache;
+    if (shared) {
+      // GroupQueryAttention takes [B, T, heads·d]; query head h reads key/value head h / group, as here.
+      const flat = (t: Tensor, heads: number): Tensor => g.reshape(g.transpose(t, [0, 3, 1, 2, 4]), ['batch', seq, heads * d]);
+      const buffers = shared.cache[layer]!;
+      const [context, presentKey, presentValue] = g.contribNode(
+        'GroupQueryAttention',
+        [flat(q, config.num_attention_heads), flat(k, kvHeads), v, buffers.key, buffers.value, shared.seqlensK, shared.totalSequenceLength],
+        [
+          { dtype, shape: ['batch', seq, config.num_attention_heads * d] },
+          { dtype, shape: [...buffers.key.shape] },
+          { dtype, shape: [...buffers.value.shape] },
+        ],
+        { num_heads: config.num_attention_heads, kv_num_heads: kvHeads, scale: { float: scale } },
+      );
+      present.push({ key: presentKey!, value: presentValue! });
+      merged = context!;
+    } else {
+      const cached = past?.[layer];
+      if (cached) {
+        k = g.concat([cached.key, k], 3);
+        v = g.concat([cached.value, v], 3);
+      }
+      present.push({ key: k, value: v });
+      const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 2, 4, 3])), scale), bias!);
+      const context = g.matmul(g.softmax(scores, -1), v);
+      merged = g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), ['batch', seq, config.num_attention_heads * d]);
     }
-    present.push({ key: k, value: v });
-    const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 2, 4, 3])), scale), bias);
-    const context = g.matmul(g.softmax(scores, -1), v);
-    const merged = g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), ['batch', seq, config.num_attention_heads * d]);
     x = g.add(x, linear(g, merged, p('self_attn.o_proj.weight')));
 
     const n2 = rmsNorm(g, x, p('post_attention_layernorm.weight'), config.rms_norm_eps);
@@ -150,6 +199,10 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
   // Sampling reads only the last position's logits; the output projection is the largest GEMM of a
   // small model's prefill (a fifth of SmolLM2-135M's), so the other positions skip it.
   if (options.lastPositionOnly) x = g.slice(x, 1, -1, Infinity);
+  if (options.gatherPositions) {
+    const hidden = config.hidden_size;
+    x = g.reshape(g.gather(g.reshape(x, [-1, hidden]), options.gatherPositions), ['batch', 1, hidden]);
+  }
   const final = rmsNorm(g, x, param(params, 'model.norm.weight'), config.rms_norm_eps);
   const head = config.tie_word_embeddings ? param(params, 'model.embed_tokens.weight') : param(params, 'lm_head.weight');
   return { logits: linear(g, final, head), present };
