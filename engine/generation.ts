@@ -5,7 +5,7 @@ import { DroInputError } from '../dro/stats.js';
 import { checkIds, paddedFeeds, parameterFeeds, zeros, type FloatArray, type FloatDType } from './batching.js';
 import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
-import { buildDecodeGraph, buildPrefillGraph, buildSharedCacheGraph, GENERATE_IO } from './model/generate-graph.js';
+import { buildFixedCacheDecodeGraph, buildPrefillGraph, GENERATE_IO } from './model/generate-graph.js';
 import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
 import { resolveSamplingOptions, SequenceSampler, type SampleKey, type SamplingOptions } from './sampling.js';
 
@@ -34,16 +34,10 @@ export interface GenerateOptions {
   timings?: { samplingSeconds: number };
 }
 
-/** Whether generation keeps its cache in place (GroupQueryAttention): float32, and head_dim a multiple of 8 as its CPU kernel requires. */
-export function usesSharedCache(config: ModelConfig, dtype: FloatDType): boolean {
-  return dtype === 'float32' && config.head_dim % 8 === 0;
-}
-
 export class Generator {
   private recomputeSession?: Promise<OrtSession>;
   private prefillSession?: Promise<OrtSession>;
   private decodeSession?: Promise<OrtSession>;
-  private sharedCacheSession?: Promise<OrtSession>;
   /** The parameter map the cached sessions were built from; the engine replaces, never mutates, it. */
   private bakedFrom?: ReadonlyMap<string, FloatArray>;
 
@@ -121,122 +115,60 @@ export class Generator {
 
     if (this.bakedFrom !== params) await this.releaseCached();
     this.bakedFrom = params;
-    if (usesSharedCache(config, dtype)) {
-      this.sharedCacheSession ??= OrtSession.create(buildSharedCacheGraph(config, params).toModelBytes(), this.sessionOptions);
-      await this.decodeInPlace(await this.sharedCacheSession, rows, samplers, sampleStep, o.maxNewTokens, options, () => options.onProgress?.(generated));
-      return samplers.map((s) => s.result());
-    }
-    // GroupQueryAttention has no float64 kernel (float64 is for gradient checks) and needs a head size
-    // that is a multiple of 8 (real models' are 64 or 128); otherwise the cache grows by Concat.
     this.prefillSession ??= OrtSession.create(buildPrefillGraph(config, dtype, true, params).toModelBytes(), this.sessionOptions);
-    this.decodeSession ??= OrtSession.create(buildDecodeGraph(config, dtype, params).toModelBytes(), this.sessionOptions);
+    this.decodeSession ??= OrtSession.create(buildFixedCacheDecodeGraph(config, dtype, params).toModelBytes(), this.sessionOptions);
     const [prefill, decode] = await Promise.all([this.prefillSession, this.decodeSession]);
     throwIfAborted(options.signal);
     const first = paddedFeeds(config, dtype, rows, 'left').feeds;
     let out = await prefill.run(first);
-    let keyMask = first.key_mask!.data as FloatArray;
-    let width = first.ids!.dims[1]!;
-    for (;;) {
+    // The cache: per layer a key and a value buffer with a slot for every prompt position and every new
+    // token. Left padding puts step j's token of every row in the same slot, width + j.
+    const width = first.ids!.dims[1]!;
+    const slots = width + o.maxNewTokens;
+    const kv = config.num_key_value_heads;
+    const d = config.head_dim;
+    const cacheDims = [B, kv, 1, slots, d];
+    const cache: Record<string, TensorData> = {};
+    const keyMask = zeros(dtype, B * slots);
+    const prompt = first.key_mask!.data as FloatArray;
+    for (let b = 0; b < B; b++) keyMask.set(prompt.subarray(b * width, (b + 1) * width), b * slots);
+    for (let layer = 0; layer < config.num_hidden_layers; layer++) {
+      for (const [past, present] of [[GENERATE_IO.pastKey(layer), GENERATE_IO.presentKey(layer)], [GENERATE_IO.pastValue(layer), GENERATE_IO.presentValue(layer)]] as const) {
+        const buffer = zeros(dtype, B * kv * slots * d);
+        const written = out[present]!.data as FloatArray;
+        for (let row = 0; row < B * kv; row++) buffer.set(written.subarray(row * width * d, (row + 1) * width * d), row * slots * d);
+        cache[past] = { dtype, dims: cacheDims, data: buffer };
+      }
+    }
+    const mask: TensorData = { dtype, dims: [B, slots], data: keyMask };
+    for (let step = 0; ; step++) {
       const tokens = sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
       options.onProgress?.(generated);
       if (samplers.every((s) => s.done)) break;
       throwIfAborted(options.signal);
-      // The new token's key is visible only for rows that just sampled one; finished rows feed a masked pad.
-      const nextMask = zeros(dtype, B * (width + 1));
-      for (let b = 0; b < B; b++) {
-        nextMask.set(keyMask.subarray(b * width, (b + 1) * width), b * (width + 1));
-        nextMask[b * (width + 1) + width] = tokens[b] === undefined ? 0 : 1;
-      }
-      const feeds: Record<string, TensorData> = {
+      out = await decode.run({
         ids: { dtype: 'int64', dims: [B, 1], data: BigInt64Array.from(tokens, (t) => BigInt(t ?? 0)) },
         positions: { dtype: 'int64', dims: [B, 1], data: BigInt64Array.from(rows, (r, b) => BigInt(tokens[b] === undefined ? 0 : r.length - 1)) },
-        key_mask: { dtype, dims: [B, width + 1], data: nextMask },
-      };
+        key_mask: mask,
+        ...cache,
+      });
+      // The new token's key and value go into slot width + step; only rows that sampled one may see it.
+      const slot = width + step;
       for (let layer = 0; layer < config.num_hidden_layers; layer++) {
-        feeds[GENERATE_IO.pastKey(layer)] = out[GENERATE_IO.presentKey(layer)]!;
-        feeds[GENERATE_IO.pastValue(layer)] = out[GENERATE_IO.presentValue(layer)]!;
+        for (const [past, present] of [[GENERATE_IO.pastKey(layer), GENERATE_IO.presentKey(layer)], [GENERATE_IO.pastValue(layer), GENERATE_IO.presentValue(layer)]] as const) {
+          const buffer = cache[past]!.data as FloatArray;
+          const fresh = out[present]!.data as FloatArray;
+          for (let row = 0; row < B * kv; row++) buffer.set(fresh.subarray(row * d, (row + 1) * d), (row * slots + slot) * d);
+        }
       }
-      out = await decode.run(feeds);
-      keyMask = nextMask;
-      width += 1;
+      for (let b = 0; b < B; b++) if (tokens[b] !== undefined) keyMask[b * slots + slot] = 1;
     }
     return samplers.map((s) => s.result());
   }
 
-  /**
-   * Prefill and decode through the shared-cache graph: one key and one value buffer per layer, sized for
-   * the longest prompt plus every new token, passed as past and filled in place as present. Rows are
-   * right-aligned, each at its own position; a finished row keeps feeding a pad that nothing reads.
-   */
-  private async decodeInPlace(
-    session: OrtSession,
-    rows: number[][],
-    samplers: SequenceSampler[],
-    sampleStep: (logits: FloatArray) => (number | undefined)[],
-    maxNewTokens: number,
-    options: GenerateOptions,
-    progress: () => void,
-  ): Promise<void> {
-    const { config } = this;
-    const B = rows.length;
-    const lengths = rows.map((r) => r.length);
-    const promptWidth = Math.max(...lengths);
-    const maxLength = promptWidth + maxNewTokens;
-    const cacheDims = [B, config.num_key_value_heads, maxLength, config.head_dim];
-    const cacheSize = cacheDims.reduce((a, b) => a * b, 1);
-    const cache: Record<string, TensorData> = {};
-    for (let layer = 0; layer < config.num_hidden_layers; layer++) {
-      for (const name of [GENERATE_IO.pastKey(layer), GENERATE_IO.pastValue(layer)]) cache[name] = { dtype: 'float32', dims: cacheDims, data: new Float32Array(cacheSize) };
-    }
-    // The same arrays are the present outputs: GroupQueryAttention sees one buffer and writes into it.
-    const into: Record<string, TensorData> = {};
-    for (let layer = 0; layer < config.num_hidden_layers; layer++) {
-      into[GENERATE_IO.presentKey(layer)] = cache[GENERATE_IO.pastKey(layer)]!;
-      into[GENERATE_IO.presentValue(layer)] = cache[GENERATE_IO.pastValue(layer)]!;
-    }
-    const fetch = [GENERATE_IO.lastLogits, ...Object.keys(into)];
-    const int32 = (values: number[], dims: number[]): TensorData => ({ dtype: 'int32', dims, data: Int32Array.from(values) });
-    const int64 = (values: number[], dims: number[]): TensorData => ({ dtype: 'int64', dims, data: BigInt64Array.from(values, (v) => BigInt(v)) });
-
-    const prompt = paddedFeeds(config, 'float32', rows, 'right').feeds;
-    let out = await session.run(
-      {
-        ids: prompt.ids!,
-        positions: prompt.positions!,
-        [GENERATE_IO.seqlensK]: int32(lengths.map((n) => n - 1), [B]),
-        [GENERATE_IO.totalSequenceLength]: int32([promptWidth], []),
-        [GENERATE_IO.lastIndex]: int64(lengths.map((n, b) => b * promptWidth + n - 1), [B]),
-        ...cache,
-      },
-      fetch,
-      into,
-    );
-    const rowIndex = int64(Array.from({ length: B }, (_, b) => b), [B]);
-    for (let step = 0; ; step++) {
-      const tokens = sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
-      progress();
-      if (samplers.every((s) => s.done)) return;
-      throwIfAborted(options.signal);
-      // The token sampled after `step` decode runs sits at position length + step of its row.
-      const positions = lengths.map((n) => n + step);
-      out = await session.run(
-        {
-          ids: int64(tokens.map((t) => t ?? 0), [B, 1]),
-          positions: int64(positions, [B, 1]),
-          [GENERATE_IO.seqlensK]: int32(positions, [B]),
-          [GENERATE_IO.totalSequenceLength]: int32([Math.max(...positions) + 1], []),
-          [GENERATE_IO.lastIndex]: rowIndex,
-          ...cache,
-        },
-        fetch,
-        into,
-      );
-    }
-  }
-
   private async releaseCached(): Promise<void> {
-    const sessions = [this.prefillSession, this.decodeSession, this.sharedCacheSession];
-    this.prefillSession = this.decodeSession = this.sharedCacheSession = undefined;
+    const sessions = [this.prefillSession, this.decodeSession];
+    this.prefillSession = this.decodeSession = undefined;
     this.bakedFrom = undefined;
     for (const s of sessions) if (s) await (await s).release();
   }

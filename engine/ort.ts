@@ -49,26 +49,14 @@ export class OrtSession {
     return new OrtSession(session, session.outputNames);
   }
 
-  /**
-   * Runs the session. Outputs named in `into` are written into the caller's arrays (ONNX Runtime fills a
-   * pre-allocated output in place; fed as an input too, the same memory is both, which is how a KV cache
-   * is updated without a copy); the others come back as new arrays.
-   */
-  async run(feeds: Record<string, TensorData>, fetch?: string[], into?: Record<string, TensorData>): Promise<Record<string, TensorData>> {
+  async run(feeds: Record<string, TensorData>, fetch?: string[]): Promise<Record<string, TensorData>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
+    // onnxruntime-node reads CPU inputs in place, so a large buffer (a KV cache) costs nothing to feed.
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(ORT_TYPE[t.dtype], t.data, t.dims);
-    let results: ort.InferenceSession.OnnxValueMapType;
-    if (into) {
-      const fetches: Record<string, ort.Tensor | null> = {};
-      for (const name of fetch ?? this.outputNames) fetches[name] = null;
-      for (const [name, t] of Object.entries(into)) fetches[name] = new ort.Tensor(ORT_TYPE[t.dtype], t.data, t.dims);
-      results = await this.session.run(ortFeeds, fetches);
-    } else {
-      results = fetch ? await this.session.run(ortFeeds, fetch) : await this.session.run(ortFeeds);
-    }
+    const results = fetch ? await this.session.run(ortFeeds, fetch) : await this.session.run(ortFeeds);
     const out: Record<string, TensorData> = {};
     for (const [name, t] of Object.entries(results)) {
-      out[name] = into?.[name] ?? { dtype: t.type as DType, dims: [...t.dims], data: t.data as ArrayData };
+      out[name] = { dtype: t.type as DType, dims: [...t.dims], data: t.data as ArrayData };
     }
     return out;
   }

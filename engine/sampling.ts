@@ -256,7 +256,7 @@ function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: D
   let masked = 0;
   for (let i = 0; i < n; i++) {
     const v = logits[i]!;
-    if (!typed && typeof v !== 'number') throw new DroInputError(`logit at position ${position}, token ${i} is not a number (${String(v as unknown)})`);
+    if (!typed && typeof v !== 'number') throw new DroInputError(`logit at position ${position}, token ${i} is not a number (${String(v)})`);
     // One comparison lets every ordinary value through; NaN and +Infinity fail it.
     if (!(v < Infinity)) {
       if (v !== -Infinity) throw new DroInputError(`logit at position ${position}, token ${i} is ${v}; only finite values and -Infinity (masked) are allowed`);

@@ -13,7 +13,7 @@ const MASKED = -1e9;
 export interface ModelInputs {
   /** Token ids [B, T]. */
   ids: Tensor;
-  /** 1 for real tokens, 0 for padding [B, T] (float, the model dtype). Padding keys are never attended. Unused with a shared cache. */
+  /** 1 for real tokens, 0 for padding [B, T] (float, the model dtype). Padding keys are never attended. Unused with a fixed cache (decode), whose own mask covers the slots. */
   keyMask?: Tensor;
   /** Rotary position of each token [B, T] (int64); 0..n−1 over the real tokens of a row. */
   positions: Tensor;
@@ -100,51 +100,45 @@ export interface LayerCache {
 export interface ForwardResult {
   /** Logits [B, T, vocab] ([B, 1, vocab] with lastPositionOnly). */
   logits: Tensor;
-  /** Each layer's keys and values over all positions seen (the past, if any, then these tokens). */
+  /** Each layer's keys and values of these tokens (with a fixed cache: of the one new token). */
   present: LayerCache[];
 }
 
 /**
- * The forward pass. Without `past`, the T tokens attend causally among themselves. With `past` (one
- * new token per row: T = 1), the token attends to the cached keys and to itself; `keyMask` then covers
- * past and new positions ([B, P + 1]).
+ * Decode attention over a cache the caller keeps in place: per layer one key and one value buffer
+ * [B, kvHeads, 1, maxLength, d] with `mask` [B, maxLength] (1 = a written slot). The new token's key and
+ * value are attended beside the buffer, not appended to it (appending would copy the whole cache every
+ * step), and returned as `present` [B, kvHeads, 1, 1, d] for the caller to write into its slot.
  */
-/**
- * Attention through ONNX Runtime's GroupQueryAttention with one cache buffer per layer that is both its
- * past and its present ([B, kvHeads, maxLength, d], BNSH), so a decode step writes only the new keys and
- * values in place instead of copying the whole cache. Rows are right-aligned: row b's tokens sit at
- * cache positions 0..seqlensK[b], and no padding mask is needed.
- */
-export interface SharedCacheAttention {
-  /** Per layer, the key and value buffers [B, kvHeads, maxLength, d]. */
+export interface FixedCacheAttention {
   cache: { key: Tensor; value: Tensor }[];
-  /** int32 [B]: the cache position of each row's last token after this run (its length − 1). */
-  seqlensK: Tensor;
-  /** int32 scalar: the longest row's length after this run. */
-  totalSequenceLength: Tensor;
+  mask: Tensor;
 }
 
 export interface ForwardOptions {
+  /** Decode (T = 1) against a cache the caller updates in place. */
+  fixedCache?: FixedCacheAttention;
   /** Output only the logits of the last position: sampling reads nothing else. */
   lastPositionOnly?: boolean;
-  /** int64 [B]: output only the logits at flat position index[b] of [B·T] (each row's last real token). */
-  gatherPositions?: Tensor;
-  /** Attention with an in-place cache instead of the grouped MatMul (float32 only); `present` is then the updated buffers. */
-  sharedCache?: SharedCacheAttention;
 }
 
-export function transformerForward(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs, past?: LayerCache[], options: ForwardOptions = {}): ForwardResult {
+/**
+ * The forward pass. Without a fixed cache, the T tokens attend causally among themselves (padding keys
+ * masked by `keyMask`). With one (T = 1), the new token attends to the cache's written slots and itself.
+ */
+export function transformerForward(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs, options: ForwardOptions = {}): ForwardResult {
   const dtype = param(params, 'model.embed_tokens.weight').dtype;
   const d = config.head_dim;
   const kvHeads = config.num_key_value_heads;
   const group = config.num_attention_heads / kvHeads;
   const { cos, sin } = rotaryTables(g, inputs.positions, config, dtype);
-  // A single new token may see every unmasked cached key, so only the padding mask applies.
   const keyMask = (): Tensor => {
-    if (!inputs.keyMask) throw new Error('transformerForward: key_mask is needed without a shared cache');
+    if (!inputs.keyMask) throw new Error('transformerForward: key_mask is needed without a fixed cache');
     return inputs.keyMask;
   };
-  const bias = options.sharedCache ? undefined : past ? g.mul(g.sub(1, g.unsqueeze(keyMask(), [1, 2, 3])), MASKED) : attentionBias(g, keyMask(), dtype);
+  // Masked slots of a fixed cache get the same large negative bias as masked keys: exp() of it is 0.
+  const fixedBias = options.fixedCache ? g.mul(g.sub(1, g.unsqueeze(options.fixedCache.mask, [1, 2, 3])), MASKED) : undefined;
+  const bias = options.fixedCache ? undefined : attentionBias(g, keyMask(), dtype);
   const scale = 1 / Math.sqrt(d);
   const present: LayerCache[] = [];
   const seq = inputs.ids.shape[1]!;
@@ -157,38 +151,26 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
     // [B, T, heads·d] → [B, kvHeads, group, T, d]; keys and values have group 1 and broadcast.
     const heads = (t: Tensor, perGroup: number): Tensor => g.transpose(g.reshape(t, ['batch', seq, kvHeads, perGroup, d]), [0, 2, 3, 1, 4]);
     const q = applyRotary(g, heads(linear(g, n, p('self_attn.q_proj.weight'), optional('self_attn.q_proj.bias')), group), cos, sin, d);
-    let k = applyRotary(g, heads(linear(g, n, p('self_attn.k_proj.weight'), optional('self_attn.k_proj.bias')), 1), cos, sin, d);
-    const vLinear = linear(g, n, p('self_attn.v_proj.weight'), optional('self_attn.v_proj.bias'));
-    let v = options.sharedCache ? vLinear : heads(vLinear, 1);
-    let merged: Tensor;
-    const shared = options.sharedCache;
-    if (shared) {
-      // GroupQueryAttention takes [B, T, heads·d]; query head h reads key/value head h / group, as here.
-      const flat = (t: Tensor, heads: number): Tensor => g.reshape(g.transpose(t, [0, 3, 1, 2, 4]), ['batch', seq, heads * d]);
-      const buffers = shared.cache[layer]!;
-      const [context, presentKey, presentValue] = g.contribNode(
-        'GroupQueryAttention',
-        [flat(q, config.num_attention_heads), flat(k, kvHeads), v, buffers.key, buffers.value, shared.seqlensK, shared.totalSequenceLength],
-        [
-          { dtype, shape: ['batch', seq, config.num_attention_heads * d] },
-          { dtype, shape: [...buffers.key.shape] },
-          { dtype, shape: [...buffers.value.shape] },
-        ],
-        { num_heads: config.num_attention_heads, kv_num_heads: kvHeads, scale: { float: scale } },
-      );
-      present.push({ key: presentKey!, value: presentValue! });
-      merged = context!;
+    const k = applyRotary(g, heads(linear(g, n, p('self_attn.k_proj.weight'), optional('self_attn.k_proj.bias')), 1), cos, sin, d);
+    const v = heads(linear(g, n, p('self_attn.v_proj.weight'), optional('self_attn.v_proj.bias')), 1);
+    present.push({ key: k, value: v });
+    let context: Tensor;
+    const fixed = options.fixedCache;
+    if (fixed) {
+      const { key: cacheKey, value: cacheValue } = fixed.cache[layer]!;
+      // Softmax over [cached slots, new token] written out, so the scores are never concatenated with
+      // symbolic sizes: m is the row maximum, e the shifted exponentials.
+      const cached = g.add(g.mul(g.matmul(q, g.transpose(cacheKey, [0, 1, 2, 4, 3])), scale), fixedBias!);
+      const own = g.mul(g.matmul(q, g.transpose(k, [0, 1, 2, 4, 3])), scale);
+      const m = g.max(g.reduceMax(cached, [-1], true), own);
+      const eCached = g.exp(g.sub(cached, m));
+      const eOwn = g.exp(g.sub(own, m));
+      context = g.div(g.add(g.matmul(eCached, cacheValue), g.mul(eOwn, v)), g.add(g.reduceSum(eCached, [-1], true), eOwn));
     } else {
-      const cached = past?.[layer];
-      if (cached) {
-        k = g.concat([cached.key, k], 3);
-        v = g.concat([cached.value, v], 3);
-      }
-      present.push({ key: k, value: v });
       const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 2, 4, 3])), scale), bias!);
-      const context = g.matmul(g.softmax(scores, -1), v);
-      merged = g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), ['batch', seq, config.num_attention_heads * d]);
+      context = g.matmul(g.softmax(scores, -1), v);
     }
+    const merged = g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), ['batch', seq, config.num_attention_heads * d]);
     x = g.add(x, linear(g, merged, p('self_attn.o_proj.weight')));
 
     const n2 = rmsNorm(g, x, p('post_attention_layernorm.weight'), config.rms_norm_eps);
@@ -199,10 +181,6 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
   // Sampling reads only the last position's logits; the output projection is the largest GEMM of a
   // small model's prefill (a fifth of SmolLM2-135M's), so the other positions skip it.
   if (options.lastPositionOnly) x = g.slice(x, 1, -1, Infinity);
-  if (options.gatherPositions) {
-    const hidden = config.hidden_size;
-    x = g.reshape(g.gather(g.reshape(x, [-1, hidden]), options.gatherPositions), ['batch', 1, hidden]);
-  }
   const final = rmsNorm(g, x, param(params, 'model.norm.weight'), config.rms_norm_eps);
   const head = config.tie_word_embeddings ? param(params, 'model.embed_tokens.weight') : param(params, 'lm_head.weight');
   return { logits: linear(g, final, head), present };

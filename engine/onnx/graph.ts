@@ -44,8 +44,6 @@ export interface GraphNode {
   attrs: Record<string, AttrValue>;
   /** Op-specific facts the gradient rules need (static axes, permutation, ...). */
   info: Record<string, unknown>;
-  /** The operator set of the op: the standard one, or ONNX Runtime's contrib ops ('com.microsoft'), which have no gradient rules. */
-  domain?: 'com.microsoft';
 }
 
 interface Initializer {
@@ -138,13 +136,6 @@ export class Graph {
   output(tensor: Tensor, name: string): void {
     if (this.outputs.some((o) => o.name === name)) throw new GraphError(`duplicate graph output ${name}`);
     this.outputs.push({ tensor, name });
-  }
-
-  /** A node of ONNX Runtime's contrib operator set (com.microsoft), e.g. GroupQueryAttention; inference graphs only. */
-  contribNode(opType: string, inputs: Tensor[], outs: { dtype: DType; shape: Dim[] }[], attrs: Record<string, AttrValue> = {}): Tensor[] {
-    const outputs = this.node(opType, inputs, outs, attrs);
-    outputs[0]!.producer!.domain = 'com.microsoft';
-    return outputs;
   }
 
   /** Adds a node; `outShapes`/`outTypes` give the static result (the builder's shape inference). */
@@ -442,13 +433,12 @@ export class Graph {
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'dro-temporal',
-      opsetImport: [{ domain: '', version: ONNX_OPSET }, ...(this.nodes.some((n) => n.domain) ? [{ domain: 'com.microsoft', version: 1 }] : [])],
+      opsetImport: [{ domain: '', version: ONNX_OPSET }],
       graph: {
         name: this.name,
         node: this.nodes.map((n, i) => ({
           name: `n${i}_${n.opType}`,
           opType: n.opType,
-          ...(n.domain ? { domain: n.domain } : {}),
           input: n.inputs.map(nameOf),
           output: n.outputs.map(nameOf),
           attribute: Object.entries(n.attrs).map(([k, v]) => attribute(k, v)),
