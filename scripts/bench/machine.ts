@@ -14,7 +14,7 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-/** Busy and total jiffies over all CPUs (the first line of /proc/stat); undefined where there is none. */
+/** Busy and total jiffies (1/100 s on Linux) over all CPUs (the first line of /proc/stat); undefined where there is none. */
 function cpuTimes(): { busy: number; total: number } | undefined {
   let line: string;
   try {
@@ -28,22 +28,26 @@ function cpuTimes(): { busy: number; total: number } | undefined {
 }
 
 export interface Idleness {
-  /** Share of all CPUs' time that was busy while this process only slept, 0..1; null where unknown. */
+  /** Share of all CPUs' time other processes kept busy, 0..1; null where unknown. */
   busyShare: number | null;
   idle: boolean;
 }
 
 /**
- * Whether the machine is idle: the CPUs' busy share over `ms` while this process sleeps. A figure
+ * Whether the machine is idle: the CPUs' busy share over `ms`, less this process's own. A figure
  * taken while another process holds a core is about half the idle one (a static split over 2
  * threads waits for the slower), so the benchmarks say so instead of printing it as the truth.
  */
 export async function checkIdle(ms = 1000, threshold = 0.1): Promise<Idleness> {
   const before = cpuTimes();
+  const ownBefore = process.cpuUsage();
   await new Promise((resolve) => setTimeout(resolve, ms));
   const after = cpuTimes();
+  const own = process.cpuUsage(ownBefore);
   if (!before || !after || after.total === before.total) return { busyShare: null, idle: true };
-  const busyShare = (after.busy - before.busy) / (after.total - before.total);
+  // This process's own threads (ONNX Runtime's pool winding down after a run) are not "something else".
+  const ownJiffies = ((own.user + own.system) / 1e6) * 100;
+  const busyShare = Math.max(0, after.busy - before.busy - ownJiffies) / (after.total - before.total);
   return { busyShare, idle: busyShare <= threshold };
 }
 
