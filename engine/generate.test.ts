@@ -170,3 +170,22 @@ for (const [label, config] of CONFIGS) describe(label, () => {
     });
   });
 });
+
+describe('choosing tokens on a helper thread', () => {
+  it('gives exactly the tokens and log-probs of choosing every row on the engine thread, and names a row whose logits are NaN', async () => {
+    const wide = parseModelConfig({ ...base, vocab_size: 8192, hidden_size: 32 }, 'generate test config, 8192 tokens');
+    const e = PolicyEngine.initialise(wide, 5);
+    engines.push(e);
+    const batch = Array.from({ length: 16 }, (_, i) => ({ promptIds: [1 + i, 2 * i + 3, 7], key: { seed: 9, step: 2, exampleId: `wide-${i}`, sampleIndex: 0 } }));
+    for (const sampling of [{ temperature: 0 }, { temperature: 1, topP: 0.9 }, { temperature: 0.8, topK: 50 }]) {
+      const both = await e.generate(batch, { ...sampling, maxNewTokens: 6 });
+      const one = await e.generate(batch, { ...sampling, maxNewTokens: 6 }, { samplingThreads: 1 });
+      expect(both).toEqual(one);
+    }
+    const params = initParameters(wide, 5);
+    params.get('model.layers.1.self_attn.q_proj.weight')!.fill(3e38);
+    const broken = PolicyEngine.fromParameters(wide, params);
+    engines.push(broken);
+    await expect(broken.generate(batch, { maxNewTokens: 2 })).rejects.toThrow(/^generate request 0, new token 0: .*NaN.*the largest: model\.layers\.1\.self_attn\.q_proj\.weight/);
+  });
+});

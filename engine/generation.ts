@@ -7,6 +7,7 @@ import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import { buildFixedCacheDecodeGraph, buildPrefillGraph, GENERATE_IO } from './model/generate-graph.js';
 import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
+import { HELPER_MIN_LOGITS, SamplingHelper } from './sampling-helper.js';
 import { resolveSamplingOptions, SequenceSampler, type SampleKey, type SamplingOptions } from './sampling.js';
 
 export interface GenerateRequest {
@@ -30,6 +31,11 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Called after every decode step with the number of tokens generated so far over the batch. */
   onProgress?: (generated: number) => void;
+  /**
+   * Threads that choose tokens: 2 (the default) lets a helper thread take half the rows when the batch
+   * has enough logits; 1 chooses every row on the engine thread. The tokens are the same either way.
+   */
+  samplingThreads?: 1 | 2;
   /** When given, the seconds spent choosing tokens (outside ONNX Runtime) are added to `samplingSeconds`, for benchmarks. */
   timings?: { samplingSeconds: number };
 }
@@ -38,6 +44,8 @@ export class Generator {
   private recomputeSession?: Promise<OrtSession>;
   private prefillSession?: Promise<OrtSession>;
   private decodeSession?: Promise<OrtSession>;
+  private quietDecodeSession?: Promise<OrtSession>;
+  private helper?: Promise<SamplingHelper>;
   /** The parameter map the cached sessions were built from; the engine replaces, never mutates, it. */
   private bakedFrom?: ReadonlyMap<string, FloatArray>;
 
@@ -78,27 +86,58 @@ export class Generator {
 
     // Samples one token for every unfinished row from logits [B, V]. Returns the token each row feeds
     // next, or undefined for a row that had already finished (it feeds a masked pad).
-    const sampleStep = (logits: FloatArray): (number | undefined)[] => {
+    const helperEligible = (rowCount: number): boolean => options.samplingThreads !== 1 && dtype === 'float32' && rowCount >= 2 && rowCount * V >= HELPER_MIN_LOGITS;
+    const sampleStep = async (logits: FloatArray): Promise<(number | undefined)[]> => {
       const started = options.timings ? process.hrtime.bigint() : 0n;
-      const tokens = chooseTokens(logits);
+      const tokens = await chooseTokens(logits);
       if (options.timings) options.timings.samplingSeconds += Number(process.hrtime.bigint() - started) / 1e9;
       return tokens;
     };
-    const chooseTokens = (logits: FloatArray): (number | undefined)[] =>
-      samplers.map((sampler, b) => {
-        if (sampler.done) return undefined;
-        let token: number;
-        try {
-          ({ token } = sampler.next(logits.subarray(b * V, (b + 1) * V)));
-        } catch (err) {
-          // The options were checked above, so what the sampler refuses now is the model's own output.
-          if (err instanceof DroInputError) throw overflowError(`generate request ${b}, new token ${rows[b]!.length - requests[b]!.promptIds.length}: ${err.message}`, params, err);
-          throw err;
+    // The options were checked above, so what a sampler refuses now is the model's own output.
+    const modelFault = (b: number, err: unknown): unknown =>
+      err instanceof DroInputError ? overflowError(`generate request ${b}, new token ${rows[b]!.length - requests[b]!.promptIds.length}: ${err.message}`, params, err) : err;
+    const chooseTokens = async (logits: FloatArray): Promise<(number | undefined)[]> => {
+      const active = samplers.flatMap((s, b) => (s.done ? [] : [b]));
+      // With enough logits, the later half of the rows is chosen on the helper thread meanwhile.
+      const split = helperEligible(active.length) && logits instanceof Float32Array ? Math.ceil(active.length / 2) : active.length;
+      const remoteRows = active.slice(split);
+      let remote: Promise<{ token: number; logprob: number }[]> | undefined;
+      if (remoteRows.length > 0) {
+        const rowsLogits = new Float32Array(remoteRows.length * V);
+        remoteRows.forEach((b, i) => rowsLogits.set(logits.subarray(b * V, (b + 1) * V), i * V));
+        const helper = await (this.helper ??= SamplingHelper.start());
+        remote = helper.choose(rowsLogits, V, remoteRows.map((b) => samplers[b]!.request()), DroInputError);
+      }
+      const chosen = new Map<number, number>();
+      try {
+        for (const b of active.slice(0, split)) {
+          try {
+            chosen.set(b, samplers[b]!.next(logits.subarray(b * V, (b + 1) * V)).token);
+          } catch (err) {
+            throw modelFault(b, err);
+          }
         }
+      } catch (err) {
+        await remote?.catch(() => undefined);
+        throw err;
+      }
+      if (remote) {
+        let choices: { token: number; logprob: number }[];
+        try {
+          choices = await remote;
+        } catch (err) {
+          throw modelFault((err as { row?: number }).row === undefined ? remoteRows[0]! : remoteRows[(err as { row: number }).row]!, err);
+        }
+        remoteRows.forEach((b, i) => chosen.set(b, samplers[b]!.record(choices[i]!, V).token));
+      }
+      return samplers.map((_, b) => {
+        const token = chosen.get(b);
+        if (token === undefined) return undefined;
         rows[b]!.push(token);
         generated++;
         return token;
       });
+    };
 
     if (options.useCache === false) {
       this.recomputeSession ??= OrtSession.create(buildPrefillGraph(config, dtype, false).toModelBytes(), this.sessionOptions);
@@ -107,7 +146,7 @@ export class Generator {
       while (!samplers.every((s) => s.done)) {
         throwIfAborted(options.signal);
         const out = await session.run({ ...weights, ...paddedFeeds(config, dtype, rows, 'left').feeds });
-        sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
+        await sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
         options.onProgress?.(generated);
       }
       return samplers.map((s) => s.result());
@@ -116,8 +155,13 @@ export class Generator {
     if (this.bakedFrom !== params) await this.releaseCached();
     this.bakedFrom = params;
     this.prefillSession ??= OrtSession.create(buildPrefillGraph(config, dtype, true, params).toModelBytes(), this.sessionOptions);
-    this.decodeSession ??= OrtSession.create(buildFixedCacheDecodeGraph(config, dtype, params).toModelBytes(), this.sessionOptions);
-    const [prefill, decode] = await Promise.all([this.prefillSession, this.decodeSession]);
+    // When a helper thread chooses half the tokens, ONNX Runtime's threads must not spin-wait meanwhile
+    // on the same two cores; a batch chosen on one thread (batch 1) is faster with them spinning.
+    const quiet = helperEligible(B);
+    const decodeSession = quiet
+      ? (this.quietDecodeSession ??= OrtSession.create(buildFixedCacheDecodeGraph(config, dtype, params).toModelBytes(), { ...this.sessionOptions, spinning: false }))
+      : (this.decodeSession ??= OrtSession.create(buildFixedCacheDecodeGraph(config, dtype, params).toModelBytes(), this.sessionOptions));
+    const [prefill, decode] = await Promise.all([this.prefillSession, decodeSession]);
     throwIfAborted(options.signal);
     const first = paddedFeeds(config, dtype, rows, 'left').feeds;
     let out = await prefill.run(first);
@@ -142,7 +186,7 @@ export class Generator {
     }
     const mask: TensorData = { dtype, dims: [B, slots], data: keyMask };
     for (let step = 0; ; step++) {
-      const tokens = sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
+      const tokens = await sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
       options.onProgress?.(generated);
       if (samplers.every((s) => s.done)) break;
       throwIfAborted(options.signal);
@@ -167,8 +211,8 @@ export class Generator {
   }
 
   private async releaseCached(): Promise<void> {
-    const sessions = [this.prefillSession, this.decodeSession];
-    this.prefillSession = this.decodeSession = undefined;
+    const sessions = [this.prefillSession, this.decodeSession, this.quietDecodeSession];
+    this.prefillSession = this.decodeSession = this.quietDecodeSession = undefined;
     this.bakedFrom = undefined;
     for (const s of sessions) if (s) await (await s).release();
   }
@@ -178,5 +222,8 @@ export class Generator {
     this.recomputeSession = undefined;
     await this.releaseCached();
     if (recompute) await (await recompute).release();
+    const helper = this.helper;
+    this.helper = undefined;
+    if (helper) await (await helper).close();
   }
 }

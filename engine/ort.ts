@@ -19,6 +19,11 @@ export interface SessionOptions {
    * no steady-state gain (engine profile, experiment E3), so training sessions turn it off.
    */
   memoryPattern?: boolean;
+  /**
+   * Whether ONNX Runtime's idle intra-op threads spin-wait for the next op (default true). Between two
+   * decode runs the generator chooses tokens on two threads, which spinning threads would compete with.
+   */
+  spinning?: boolean;
 }
 
 export type ArrayData = Float32Array | Float64Array | BigInt64Array | Int32Array | Uint8Array;
@@ -44,6 +49,7 @@ export class OrtSession {
       executionMode: 'sequential',
       graphOptimizationLevel: options.optimization ?? 'all',
       enableMemPattern: options.memoryPattern ?? true,
+      ...(options.spinning === false ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
       executionProviders: [options.executionProvider ?? 'cpu'],
     });
     return new OrtSession(session, session.outputNames);

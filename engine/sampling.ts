@@ -326,10 +326,12 @@ export class SequenceSampler {
   readonly #logprobs: number[] = [];
   #stopReason: StopReason | null = null;
   #vocabSize: number | undefined;
+  readonly #key: SampleKey;
 
   constructor(key: SampleKey, options: SamplingOptions) {
     this.#options = resolveSamplingOptions(options);
     this.#draw = keyStream(key);
+    this.#key = { ...key };
   }
 
   /**
@@ -337,13 +339,35 @@ export class SequenceSampler {
    * tokens generated so far). Returns the token and its log-probability under the sampling distribution.
    */
   next(logits: LogitsRow): { token: number; logprob: number } {
+    const { position } = this.#check(logits.length);
+    return this.#record(choose(logits, position, this.#options, this.#draw), logits.length);
+  }
+
+  /**
+   * What another thread needs to make the next choice exactly as next() would: sampleToken(logits, key,
+   * position, options) is the same function of the same inputs. Its result goes to record().
+   */
+  request(): { key: SampleKey; position: number; options: SamplingOptions } {
+    return { key: { ...this.#key }, position: this.#ids.length, options: this.#options };
+  }
+
+  /** Takes a choice made elsewhere for the request() of this position, from a row of `vocabSize` logits. */
+  record(choice: { token: number; logprob: number }, vocabSize: number): { token: number; logprob: number } {
+    this.#check(vocabSize);
+    return this.#record(choice, vocabSize);
+  }
+
+  #check(vocabSize: number): { position: number } {
     if (this.#stopReason !== null) throw new DroInputError(`the sequence has ended (${this.#stopReason}); no further token can be sampled`);
     const position = this.#ids.length;
-    if (this.#vocabSize !== undefined && logits.length !== this.#vocabSize) {
-      throw new DroInputError(`logits at position ${position} have ${logits.length} entries, earlier rows had ${this.#vocabSize}`);
+    if (this.#vocabSize !== undefined && vocabSize !== this.#vocabSize) {
+      throw new DroInputError(`logits at position ${position} have ${vocabSize} entries, earlier rows had ${this.#vocabSize}`);
     }
-    const choice = choose(logits, position, this.#options, this.#draw);
-    this.#vocabSize = logits.length;
+    return { position };
+  }
+
+  #record(choice: { token: number; logprob: number }, vocabSize: number): { token: number; logprob: number } {
+    this.#vocabSize = vocabSize;
     this.#ids.push(choice.token);
     this.#logprobs.push(choice.logprob);
     this.#stopReason = this.#ending(choice.token);

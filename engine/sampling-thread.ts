@@ -1,0 +1,28 @@
+// The sampling helper's thread (engine/sampling-helper.ts): chooses a token for each row it is sent with
+// sampleToken, the engine thread's own function, and replies in order.
+import { parentPort } from 'node:worker_threads';
+import { DroInputError } from '../dro/stats.js';
+import { sampleToken, type SampleKey, type SamplingOptions } from './sampling.js';
+
+interface Job {
+  id: number;
+  logits: SharedArrayBuffer;
+  vocab: number;
+  requests: { key: SampleKey; position: number; options: SamplingOptions }[];
+}
+
+const port = parentPort!;
+port.on('message', ({ id, logits, vocab, requests }: Job) => {
+  const rows = new Float32Array(logits);
+  const choices: { token: number; logprob: number }[] = [];
+  for (const [i, r] of requests.entries()) {
+    try {
+      choices.push(sampleToken(rows.subarray(i * vocab, (i + 1) * vocab), r.key, r.position, r.options));
+    } catch (err) {
+      port.postMessage({ id, error: err instanceof Error ? err.message : String(err), input: err instanceof DroInputError, row: i });
+      return;
+    }
+  }
+  port.postMessage({ id, choices });
+});
+port.postMessage({ ready: true });
