@@ -1,6 +1,7 @@
 // Reading a JSONL dataset file record by record, shared by every JSONL loader (ParaRev, SFT demonstrations):
 // one place decides what a bad line is and how it is reported (a SkippedRecord, or DatasetError when strict).
 import { readFile } from 'node:fs/promises';
+import { decodeUtf8, splitLines } from '../storage/local-files.js';
 import { DatasetError } from './task.js';
 import type { LoadOptions, SkippedRecord } from './task.js';
 
@@ -49,26 +50,9 @@ export async function readJsonlRecords(file: string, options: LoadOptions, visit
   return skipped;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
-
-function splitLines(content: Buffer): Buffer[] {
-  const lines: Buffer[] = [];
-  let start = 0;
-  for (let nl = content.indexOf(0x0a); nl >= 0; nl = content.indexOf(0x0a, start)) {
-    lines.push(content.subarray(start, nl));
-    start = nl + 1;
-  }
-  lines.push(content.subarray(start));
-  return lines;
-}
-
-function decodeLine(bytes: Buffer, first: boolean): string {
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new BadRecord('not valid UTF-8 text (re-save the file as UTF-8)');
-  }
+function decodeLine(bytes: Uint8Array, first: boolean): string {
+  const text = decodeUtf8(bytes);
+  if (text === undefined) throw new BadRecord('not valid UTF-8 text (re-save the file as UTF-8)');
   // A byte-order mark some editors write: not part of the first record.
   return first && text.startsWith('\uFEFF') ? text.slice(1) : text;
 }

@@ -99,27 +99,35 @@ export class FileFormatError extends Error {
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
+/** `bytes` as UTF-8, strictly (a byte-order mark kept), or undefined where a byte is not valid UTF-8. */
+export function decodeUtf8(bytes: Uint8Array): string | undefined {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The lines of a file's bytes, split at each \n (which no multi-byte UTF-8 sequence contains). */
+export function splitLines(bytes: Uint8Array): Uint8Array[] {
+  const lines: Uint8Array[] = [];
+  let start = 0;
+  for (let nl = bytes.indexOf(0x0a); nl >= 0; nl = bytes.indexOf(0x0a, start)) {
+    lines.push(bytes.subarray(start, nl));
+    start = nl + 1;
+  }
+  lines.push(bytes.subarray(start));
+  return lines;
+}
+
 /**
  * UTF-8 text of a file, strictly: a bad byte is an error naming the file and its line (never a silent
  * U+FFFD), and a leading byte-order mark, which many editors write and nobody sees, is dropped.
  */
 export function decodeUtf8File(bytes: Uint8Array, path: string): string {
-  let text: string;
-  try {
-    text = strictUtf8.decode(bytes);
-  } catch {
-    let line = 1;
-    let start = 0;
-    for (let i = 0; i <= bytes.length; i++) {
-      if (i < bytes.length && bytes[i] !== 0x0a) continue;
-      try {
-        strictUtf8.decode(bytes.subarray(start, i));
-      } catch {
-        break;
-      }
-      line++;
-      start = i + 1;
-    }
+  const text = decodeUtf8(bytes);
+  if (text === undefined) {
+    const line = splitLines(bytes).findIndex((l) => decodeUtf8(l) === undefined) + 1;
     throw new FileFormatError(`${path}: line ${line} is not valid UTF-8 text (re-save the file as UTF-8)`);
   }
   return text.startsWith('\uFEFF') ? text.slice(1) : text;
