@@ -99,7 +99,7 @@ export class Generator {
     const chooseTokens = async (logits: FloatArray): Promise<(number | undefined)[]> => {
       const active = samplers.flatMap((s, b) => (s.done ? [] : [b]));
       // With enough logits, the later half of the rows is chosen on the helper thread meanwhile.
-      const split = helperEligible(active.length) && logits instanceof Float32Array ? Math.ceil(active.length / 2) : active.length;
+      const split = helperEligible(active.length) ? Math.ceil(active.length / 2) : active.length;
       const remoteRows = active.slice(split);
       let remote: Promise<{ token: number; logprob: number }[]> | undefined;
       if (remoteRows.length > 0) {
@@ -157,10 +157,8 @@ export class Generator {
     this.prefillSession ??= OrtSession.create(buildPrefillGraph(config, dtype, true, params).toModelBytes(), this.sessionOptions);
     // When a helper thread chooses half the tokens, ONNX Runtime's threads must not spin-wait meanwhile
     // on the same two cores; a batch chosen on one thread (batch 1) is faster with them spinning.
-    const quiet = helperEligible(B);
-    const decodeSession = quiet
-      ? (this.quietDecodeSession ??= OrtSession.create(buildFixedCacheDecodeGraph(config, dtype, params).toModelBytes(), { ...this.sessionOptions, spinning: false }))
-      : (this.decodeSession ??= OrtSession.create(buildFixedCacheDecodeGraph(config, dtype, params).toModelBytes(), this.sessionOptions));
+    const newDecodeSession = (spinning: boolean): Promise<OrtSession> => OrtSession.create(buildFixedCacheDecodeGraph(config, dtype, params).toModelBytes(), { ...this.sessionOptions, spinning });
+    const decodeSession = helperEligible(B) ? (this.quietDecodeSession ??= newDecodeSession(false)) : (this.decodeSession ??= newDecodeSession(true));
     const [prefill, decode] = await Promise.all([this.prefillSession, decodeSession]);
     throwIfAborted(options.signal);
     const first = paddedFeeds(config, dtype, rows, 'left').feeds;
@@ -176,14 +174,21 @@ export class Generator {
     const keyMask = zeros(dtype, B * slots);
     const prompt = first.key_mask!.data as FloatArray;
     for (let b = 0; b < B; b++) keyMask.set(prompt.subarray(b * width, (b + 1) * width), b * slots);
-    for (let layer = 0; layer < config.num_hidden_layers; layer++) {
-      for (const [past, present] of [[GENERATE_IO.pastKey(layer), GENERATE_IO.presentKey(layer)], [GENERATE_IO.pastValue(layer), GENERATE_IO.presentValue(layer)]] as const) {
-        const buffer = zeros(dtype, B * kv * slots * d);
-        const written = out[present]!.data as FloatArray;
-        for (let row = 0; row < B * kv; row++) buffer.set(written.subarray(row * width * d, (row + 1) * width * d), row * slots * d);
-        cache[past] = { dtype, dims: cacheDims, data: buffer };
+    // Each buffer is fed as past.* and filled from present.*, which holds `width` positions after the
+    // prefill and one position after each decode run; `at` is the slot of the first.
+    const buffers = Array.from({ length: config.num_hidden_layers }, (_, layer): [string, string][] => [
+      [GENERATE_IO.pastKey(layer), GENERATE_IO.presentKey(layer)],
+      [GENERATE_IO.pastValue(layer), GENERATE_IO.presentValue(layer)],
+    ]).flat();
+    const writeCache = (positions: number, at: number): void => {
+      for (const [past, present] of buffers) {
+        const buffer = cache[past]!.data as FloatArray;
+        const fresh = out[present]!.data as FloatArray;
+        for (let row = 0; row < B * kv; row++) buffer.set(fresh.subarray(row * positions * d, (row + 1) * positions * d), (row * slots + at) * d);
       }
-    }
+    };
+    for (const [past] of buffers) cache[past] = { dtype, dims: cacheDims, data: zeros(dtype, B * kv * slots * d) };
+    writeCache(width, 0);
     const mask: TensorData = { dtype, dims: [B, slots], data: keyMask };
     for (let step = 0; ; step++) {
       const tokens = await sampleStep(out[GENERATE_IO.lastLogits]!.data as FloatArray);
@@ -198,13 +203,7 @@ export class Generator {
       });
       // The new token's key and value go into slot width + step; only rows that sampled one may see it.
       const slot = width + step;
-      for (let layer = 0; layer < config.num_hidden_layers; layer++) {
-        for (const [past, present] of [[GENERATE_IO.pastKey(layer), GENERATE_IO.presentKey(layer)], [GENERATE_IO.pastValue(layer), GENERATE_IO.presentValue(layer)]] as const) {
-          const buffer = cache[past]!.data as FloatArray;
-          const fresh = out[present]!.data as FloatArray;
-          for (let row = 0; row < B * kv; row++) buffer.set(fresh.subarray(row * d, (row + 1) * d), (row * slots + slot) * d);
-        }
-      }
+      writeCache(1, slot);
       for (let b = 0; b < B; b++) if (tokens[b] !== undefined) keyMask[b * slots + slot] = 1;
     }
     return samplers.map((s) => s.result());

@@ -247,7 +247,7 @@ function topPCutByBins(kept: Int32Array, weights: Float64Array, target: number, 
 /** Whether the logits are a typed float array, whose entries are numbers by construction. */
 const isFloatArray = (row: LogitsRow): row is Float32Array | Float64Array => row instanceof Float32Array || row instanceof Float64Array;
 
-function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: Draw, cut = topPCutByBins): { token: number; logprob: number } {
+function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: Draw): { token: number; logprob: number } {
   const n = logits.length;
   if (n === 0) throw new DroInputError(`logits at position ${position} are empty`);
   const typed = isFloatArray(logits);
@@ -292,7 +292,7 @@ function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: D
     let total = 0;
     for (let i = 0; i < kept.length; i++) total += weights[kept[i]!]!;
     const target = (o.topP - TOP_P_SLACK) * total;
-    const { m, threshold } = cut(kept, weights, target, total) ?? topPCutBySort(kept, weights, target);
+    const { m, threshold } = topPCutByBins(kept, weights, target, total) ?? topPCutBySort(kept, weights, target);
     if (m < kept.length) kept = rankPrefix(kept, weights, m, threshold);
   }
   // The renormalising total is summed in id order, the same order as the CDF walk below.
@@ -339,8 +339,7 @@ export class SequenceSampler {
    * tokens generated so far). Returns the token and its log-probability under the sampling distribution.
    */
   next(logits: LogitsRow): { token: number; logprob: number } {
-    const { position } = this.#check(logits.length);
-    return this.#record(choose(logits, position, this.#options, this.#draw), logits.length);
+    return this.#record(choose(logits, this.#check(logits.length), this.#options, this.#draw), logits.length);
   }
 
   /**
@@ -357,13 +356,14 @@ export class SequenceSampler {
     return this.#record(choice, vocabSize);
   }
 
-  #check(vocabSize: number): { position: number } {
+  /** The position of the next token, once the sequence may take one from a row of `vocabSize` logits. */
+  #check(vocabSize: number): number {
     if (this.#stopReason !== null) throw new DroInputError(`the sequence has ended (${this.#stopReason}); no further token can be sampled`);
     const position = this.#ids.length;
     if (this.#vocabSize !== undefined && vocabSize !== this.#vocabSize) {
       throw new DroInputError(`logits at position ${position} have ${vocabSize} entries, earlier rows had ${this.#vocabSize}`);
     }
-    return { position };
+    return position;
   }
 
   #record(choice: { token: number; logprob: number }, vocabSize: number): { token: number; logprob: number } {

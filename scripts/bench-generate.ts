@@ -8,7 +8,7 @@ import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { parameterCount } from '../engine/model/params.js';
 import { PolicyEngine, type GenerateRequest } from '../engine/policy.js';
 import type { SamplingOptions } from '../engine/sampling.js';
-import { checkIdle, idleWarning, matmulPeak, median, readBandwidth } from './bench/machine.js';
+import { matmulPeak, median, reportIdle, readBandwidth } from './bench/machine.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 
 const MAX_PROMPT = 1024;
@@ -119,9 +119,7 @@ async function main(): Promise<void> {
   const samplings = list(values.sampling, '--sampling', Object.keys(SAMPLING));
   const names = values.only === undefined ? Object.keys(CONFIGS) : list(values.only, '--only', Object.keys(CONFIGS));
 
-  const idle = await checkIdle();
-  const warning = idleWarning('measuring', idle);
-  if (warning) console.error(warning);
+  const idle = await reportIdle('before measuring');
   const bandwidth = await readBandwidth(threads);
   const peak = (await matmulPeak(threads)).flops;
   if (!values.json) console.log(`read bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s; float32 MatMul peak ${(peak / 1e9).toFixed(1)} GFLOP/s (${threads} threads)`);
@@ -160,8 +158,7 @@ async function main(): Promise<void> {
       await engine.release();
     }
   }
-  const after = await checkIdle(500);
-  if (!after.idle) console.error(idleWarning('the end of the run', after));
+  const after = await reportIdle('at the end of the run', 500);
   if (values.json) console.log(JSON.stringify({ readBandwidthBytesPerSecond: bandwidth, peakGflops: peak / 1e9, idle: idle.idle && after.idle, busyShare: idle.busyShare, threads, newTokens, configs }));
 }
 

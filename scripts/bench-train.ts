@@ -9,7 +9,7 @@ import { uniform } from '../dro/random.js';
 import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { parameterCount } from '../engine/model/params.js';
 import { PolicyEngine, type TrainSequence } from '../engine/policy.js';
-import { checkIdle, idleWarning, matmulPeak, median, secondsSince } from './bench/machine.js';
+import { matmulPeak, median, reportIdle, secondsSince } from './bench/machine.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 
 const HELP = `usage: npm run bench:train -- [--threads 2] [--steps 5] [--warmup 2] [--only small|reference] [--json]
@@ -135,9 +135,7 @@ async function main(): Promise<void> {
   }
   if (values.only !== undefined && !(values.only in CONFIGS)) throw new Error(`--only must be one of ${Object.keys(CONFIGS).join(', ')}, got ${values.only}`);
 
-  const idle = await checkIdle();
-  const warning = idleWarning('measuring', idle);
-  if (warning) console.error(warning);
+  const idle = await reportIdle('before measuring');
   const peak = await matmulPeak(threads);
   if (!values.json) console.log(`float32 MatMul peak (${peak.shape}, ${threads} threads): ${(peak.flops / 1e9).toFixed(1)} GFLOP/s`);
   const configs: ConfigResult[] = [];
@@ -153,8 +151,7 @@ async function main(): Promise<void> {
       );
     }
   }
-  const after = await checkIdle(500);
-  if (!after.idle) console.error(idleWarning('the end of the run', after));
+  const after = await reportIdle('at the end of the run', 500);
   if (values.json) console.log(JSON.stringify({ peakGflops: peak.flops / 1e9, idle: idle.idle && after.idle, busyShare: idle.busyShare, threads, configs }));
 }
 

@@ -61,4 +61,3 @@ function outputCache(g: Graph, present: LayerCache[]): void {
     g.output(c.value, GENERATE_IO.presentValue(layer));
   });
 }
-

@@ -38,7 +38,7 @@ export interface Idleness {
  * taken while another process holds a core is about half the idle one (a static split over 2
  * threads waits for the slower), so the benchmarks say so instead of printing it as the truth.
  */
-export async function checkIdle(ms = 1000, threshold = 0.1): Promise<Idleness> {
+async function checkIdle(ms = 1000, threshold = 0.1): Promise<Idleness> {
   const before = cpuTimes();
   const ownBefore = process.cpuUsage();
   await new Promise((resolve) => setTimeout(resolve, ms));
@@ -51,10 +51,13 @@ export async function checkIdle(ms = 1000, threshold = 0.1): Promise<Idleness> {
   return { busyShare, idle: busyShare <= threshold };
 }
 
-/** One line for stderr when the machine was not idle (nothing otherwise). */
-export function idleWarning(what: string, i: Idleness): string | undefined {
-  if (i.idle || i.busyShare === null) return undefined;
-  return `warning: the machine was not idle before ${what} (${(100 * i.busyShare).toFixed(0)}% of the CPUs busy): its figures are low; measure again when nothing else runs`;
+/** Checks that the machine is idle and says on stderr when it is not, naming the moment (`before measuring`). */
+export async function reportIdle(when: string, ms?: number): Promise<Idleness> {
+  const i = await checkIdle(ms);
+  if (!i.idle && i.busyShare !== null) {
+    console.error(`warning: the machine was not idle ${when} (${(100 * i.busyShare).toFixed(0)}% of the CPUs busy): its figures are low; measure again when nothing else runs`);
+  }
+  return i;
 }
 
 /**
