@@ -21,6 +21,7 @@
 // - Ending: a stop token ends the sequence first, then a stop sequence (generated ids ending with it),
 //   then maxNewTokens; the ending token is kept. `truncated` is true only for the maxNewTokens ending.
 import { uniformStream } from '../dro/random.js';
+import { expNonPositive } from './exp.js';
 import { assertKnownKeys, assertNumberIn, DroInputError } from '../dro/stats.js';
 
 export type LogitsRow = Float32Array | Float64Array | readonly number[];
@@ -193,30 +194,51 @@ const UNIT_ROUNDOFF = 2 ** -53;
  * γ_(n-1)·total (n terms, any summation order). The answer is returned only when the sum is further
  * than that from `target` on both sides of the cut, where the definition must decide the same;
  * otherwise (about once in a million rows of a 49k vocabulary) undefined, and the caller sorts.
+ * This form bins the weights itself; the sampler bins them while computing them (fillWeights).
  */
 function topPCutByBins(kept: Int32Array, weights: Float64Array, target: number, total: number): { m: number; threshold: number } | undefined {
-  const n = kept.length;
-  if (!(target > 0) || n < 2) return undefined;
+  const cut = binnedCut(kept, weights, target, total);
+  return cut && { m: cut.m, threshold: cut.threshold };
+}
+
+/** The binned cut, its bin, and how many weights exceed its threshold (for keepAboveCut), or undefined. */
+function binnedCut(kept: Int32Array, weights: Float64Array, target: number, total: number): BinnedCut | undefined {
   let min = Infinity;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < kept.length; i++) min = Math.min(min, weights[kept[i]!]!);
+  const scale = binScale(min);
+  if (scale === undefined) return undefined;
+  const { bin, counts, sums } = scratch.binsFor(kept.length);
+  for (let i = 0; i < kept.length; i++) {
     const w = weights[kept[i]!]!;
-    if (w < min) min = w;
-  }
-  // Every kept weight is in [min, 1]: the largest logit's weight is exp(0) = 1.
-  const span = 1 - min;
-  if (!(span > 0)) return undefined;
-  const scale = (BUCKETS - 1) / span;
-  const bin = new Uint16Array(n);
-  const counts = new Int32Array(BUCKETS);
-  const sums = new Float64Array(BUCKETS);
-  for (let i = 0; i < n; i++) {
-    const w = weights[kept[i]!]!;
-    // Monotone in w (each operation is), so a larger weight never lands in a later bin.
-    const b = Math.min(BUCKETS - 1, Math.floor((1 - w) * scale));
+    const b = binOf(w, scale);
     bin[i] = b;
     counts[b]!++;
     sums[b]! += w;
   }
+  return cutFromBins(kept, weights, target, total);
+}
+
+interface BinnedCut {
+  m: number;
+  threshold: number;
+  bin: number;
+  above: number;
+}
+
+/** Bins per unit of weight when every weight is in [lowest, 1], or undefined when they cannot differ. */
+function binScale(lowest: number): number | undefined {
+  const span = 1 - lowest;
+  return span > 0 ? (BUCKETS - 1) / span : undefined;
+}
+
+/** Monotone in w (each operation is), so a larger weight never lands in a later bin. */
+const binOf = (w: number, scale: number): number => Math.min(BUCKETS - 1, Math.floor((1 - w) * scale));
+
+/** The cut from scratch's bins, filled for `kept`. */
+function cutFromBins(kept: Int32Array, weights: Float64Array, target: number, total: number): BinnedCut | undefined {
+  const n = kept.length;
+  if (!(target > 0) || n < 2) return undefined;
+  const { bin, counts, sums } = scratch;
   let before = 0;
   let countBefore = 0;
   let cut = 0;
@@ -232,7 +254,8 @@ function topPCutByBins(kept: Int32Array, weights: Float64Array, target: number, 
   let m = countBefore;
   let previous = before;
   let threshold = NaN;
-  for (let j = inCut.length - 1; j >= 0 && mass < target; j--) {
+  let j = inCut.length - 1;
+  for (; j >= 0 && mass < target; j--) {
     previous = mass;
     mass += inCut[j]!;
     threshold = inCut[j]!;
@@ -241,7 +264,83 @@ function topPCutByBins(kept: Int32Array, weights: Float64Array, target: number, 
   if (!(mass >= target) || m === countBefore) return undefined;
   const slack = 2 * (n * UNIT_ROUNDOFF / (1 - n * UNIT_ROUNDOFF)) * total * 1.01;
   if (mass - target <= slack || target - previous <= slack) return undefined;
-  return { m, threshold };
+  let above = m;
+  for (let i = j + 1; i < inCut.length && inCut[i] === threshold; i++) above--;
+  return { m, threshold, bin: cut, above };
+}
+
+/**
+ * The nucleus of a binned cut, as rankPrefix would give it (everything above the threshold, then ties
+ * at it by ascending id), in one pass over the bins, with its total summed in id order.
+ */
+function keepAboveCut(kept: Int32Array, weights: Float64Array, cut: BinnedCut): { kept: Int32Array; total: number } {
+  const { bin } = scratch;
+  const out = new Int32Array(cut.m);
+  let ties = cut.m - cut.above;
+  let total = 0;
+  let n = 0;
+  for (let i = 0; i < kept.length; i++) {
+    const b = bin[i]!;
+    if (b > cut.bin) continue;
+    const id = kept[i]!;
+    const w = weights[id]!;
+    if (b < cut.bin || w > cut.threshold || (w === cut.threshold && ties-- > 0)) {
+      out[n++] = id;
+      total += w;
+    }
+  }
+  return { kept: out, total };
+}
+
+/**
+ * Arrays reused from row to row, so choosing a token allocates little: a 49k row would otherwise
+ * allocate and zero about 1 MB. Module state is per thread, and a row is chosen synchronously, so no
+ * two rows share them at once. Entries outside the kept ids are stale and never read.
+ */
+const scratch = {
+  weights: new Float64Array(0),
+  bin: new Uint16Array(0),
+  identity: new Int32Array(0),
+  counts: new Int32Array(BUCKETS),
+  sums: new Float64Array(BUCKETS),
+  weightsFor(n: number): Float64Array {
+    if (this.weights.length < n) this.weights = new Float64Array(n);
+    return this.weights;
+  },
+  /** Empty bins, and a bin index per kept position. */
+  binsFor(n: number): { bin: Uint16Array; counts: Int32Array; sums: Float64Array } {
+    if (this.bin.length < n) this.bin = new Uint16Array(n);
+    this.counts.fill(0);
+    this.sums.fill(0);
+    return this;
+  },
+  /** The ids 0..n−1 (callers only read it). */
+  ids(n: number): Int32Array {
+    if (this.identity.length !== n) this.identity = Int32Array.from({ length: n }, (_, i) => i);
+    return this.identity;
+  },
+};
+
+// The two loops that take an exponential per vocabulary entry are small functions of their own, so
+// the JIT inlines expNonPositive into them (inside choose() its inlining budget is spent).
+
+/** Σ exp(logit − max) in id order. */
+function sumOfShiftedExp(logits: LogitsRow, max: number): number {
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += expNonPositive(logits[i]! - max);
+  return sum;
+}
+
+/** weights[id] = exp((logit − max) / t) for the kept ids; returns their total in id order (the CDF's order). */
+function fillWeights(kept: Int32Array, values: LogitsRow, max: number, t: number, weights: Float64Array): number {
+  let total = 0;
+  for (let i = 0; i < kept.length; i++) {
+    const id = kept[i]!;
+    const w = expNonPositive((values[id]! - max) / t);
+    weights[id] = w;
+    total += w;
+  }
+  return total;
 }
 
 /** Whether the logits are a typed float array, whose entries are numbers by construction. */
@@ -270,35 +369,45 @@ function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: D
   if (argmax < 0) throw new DroInputError(`every logit at position ${position} is -Infinity: no token can be sampled`);
 
   if (o.temperature === 0) {
-    let sum = 0;
-    for (let i = 0; i < n; i++) sum += Math.exp(logits[i]! - max);
-    return { token: argmax, logprob: -Math.log(sum) };
+    return { token: argmax, logprob: -Math.log(sumOfShiftedExp(logits, max)) };
   }
 
   const t = o.temperature;
-  let kept: Int32Array = new Int32Array(n - masked);
-  for (let i = 0, j = 0; i < n; i++) if (logits[i]! > -Infinity) kept[j++] = i;
+  let kept: Int32Array;
+  if (masked === 0) kept = scratch.ids(n);
+  else {
+    kept = new Int32Array(n - masked);
+    for (let i = 0, j = 0; i < n; i++) if (logits[i]! > -Infinity) kept[j++] = i;
+  }
   const values = typed ? logits : Float64Array.from(logits);
   if (o.topK > 0 && o.topK < kept.length) {
     const asDoubles = values instanceof Float64Array ? values : Float64Array.from(values);
     kept = rankPrefix(kept, asDoubles, o.topK, mthLargest(gather(kept, asDoubles), o.topK));
   }
-  const weights = new Float64Array(n);
-  for (let i = 0; i < kept.length; i++) {
-    const id = kept[i]!;
-    weights[id] = Math.exp((values[id]! - max) / t);
-  }
+  const weights = scratch.weightsFor(n);
+  const all = fillWeights(kept, values, max, t, weights);
   if (o.topP < 1) {
-    let total = 0;
-    for (let i = 0; i < kept.length; i++) total += weights[kept[i]!]!;
-    const target = (o.topP - TOP_P_SLACK) * total;
-    const { m, threshold } = topPCutByBins(kept, weights, target, total) ?? topPCutBySort(kept, weights, target);
-    if (m < kept.length) kept = rankPrefix(kept, weights, m, threshold);
+    const target = (o.topP - TOP_P_SLACK) * all;
+    const cut = binnedCut(kept, weights, target, all);
+    let total: number;
+    if (cut) ({ kept, total } = keepAboveCut(kept, weights, cut));
+    else {
+      const { m, threshold } = topPCutBySort(kept, weights, target);
+      total = all;
+      if (m < kept.length) {
+        kept = rankPrefix(kept, weights, m, threshold);
+        total = 0;
+        for (let i = 0; i < kept.length; i++) total += weights[kept[i]!]!;
+      }
+    }
+    return drawFrom(kept, weights, total, values, max, t, draw(position));
   }
-  // The renormalising total is summed in id order, the same order as the CDF walk below.
-  let total = 0;
-  for (let i = 0; i < kept.length; i++) total += weights[kept[i]!]!;
-  const target = draw(position) * total;
+  return drawFrom(kept, weights, all, values, max, t, draw(position));
+}
+
+/** The inverse-CDF choice among the kept ids (ascending) for the uniform u, and its log-prob. */
+function drawFrom(kept: Int32Array, weights: Float64Array, total: number, values: LogitsRow, max: number, t: number, u: number): { token: number; logprob: number } {
+  const target = u * total;
   let chosen = -1;
   let cumulative = 0;
   for (let i = 0; i < kept.length; i++) {
