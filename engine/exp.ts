@@ -16,8 +16,6 @@ function fromHighWord(high: number): number {
 // word and a zero low word decides the same.
 /** |x| ≥ this: fdlibm's hx > 0x3fd62e42 (|x| > 0.5·ln 2), where the argument is reduced. */
 const REDUCE_ABOVE = fromHighWord(0x3fd62e43);
-/** |x| < this: hx < 0x3ff0a2b2 (|x| < 1.5·ln 2), where k = ±1. */
-const K_ONE_BELOW = fromHighWord(0x3ff0a2b2);
 /** |x| < 2^-28: exp(x) rounds to 1 + x. */
 const TINY = fromHighWord(0x3e300000);
 /** Below this fdlibm's subnormal scaling starts (k < −1021); the rare such input goes to Math.exp. */
@@ -39,27 +37,19 @@ const POW2 = Float64Array.from({ length: 1022 }, (_, i) => fromHighWord(((0x3ff 
 export function expNonPositive(x: number): number {
   if (!(x <= 0 && x > FAST_ABOVE)) return Math.exp(x);
   const ax = -x;
-  let hi = 0;
-  let lo = 0;
-  let k = 0;
-  if (ax >= REDUCE_ABOVE) {
-    if (ax < K_ONE_BELOW) {
-      hi = x + LN2_HI;
-      lo = -LN2_LO;
-      k = -1;
-    } else {
-      // fdlibm's (int)(invln2·x − 0.5): truncation toward zero.
-      k = (INV_LN2 * x - 0.5) | 0;
-      hi = x - k * LN2_HI;
-      lo = k * LN2_LO;
-    }
-    x = hi - lo;
-  } else if (ax < TINY) {
-    return 1 + x;
-  }
-  const t = x * x;
-  const c = x - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
-  if (k === 0) return 1 - ((x * c) / (c - 2.0) - x);
-  const y = 1 - (lo - (x * c) / (2.0 - c) - hi);
+  if (ax < TINY) return 1 + x;
+  // fdlibm takes k = 0 below 0.5·ln 2 and k = −1 below 1.5·ln 2 in branches of their own, whose
+  // results are what the general reduction gives for that k (its hi, lo and final formula reduce to
+  // theirs exactly). Logits put x on both sides of those thresholds at random, so branching on them
+  // costs a misprediction per entry: k comes from the general formula, which agrees with fdlibm's
+  // choice except just below 0.5·ln 2 (where it already gives −1), corrected by a rarely taken branch.
+  let k = (INV_LN2 * x - 0.5) | 0;
+  if (k === -1 && ax < REDUCE_ABOVE) k = 0;
+  const hi = x - k * LN2_HI;
+  const lo = k * LN2_LO;
+  const r = hi - lo;
+  const t = r * r;
+  const c = r - t * (P1 + t * (P2 + t * (P3 + t * (P4 + t * P5))));
+  const y = 1 - (lo - (r * c) / (2.0 - c) - hi);
   return y * POW2[k + 1021]!;
 }

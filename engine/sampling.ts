@@ -231,8 +231,15 @@ function binScale(lowest: number): number | undefined {
   return span > 0 ? (BUCKETS - 1) / span : undefined;
 }
 
-/** Monotone in w (each operation is), so a larger weight never lands in a later bin. */
-const binOf = (w: number, scale: number): number => Math.min(BUCKETS - 1, Math.floor((1 - w) * scale));
+/**
+ * Monotone in w (each operation is), so a larger weight never lands in a later bin. (1 − w)·scale ≥ 0,
+ * so truncating with | 0 is flooring, and it stays in int32 arithmetic: Math.floor and Math.min here
+ * were five times slower.
+ */
+const binOf = (w: number, scale: number): number => {
+  const y = (1 - w) * scale;
+  return y < BUCKETS - 1 ? y | 0 : BUCKETS - 1;
+};
 
 /** The cut from scratch's bins, filled for `kept`. */
 function cutFromBins(kept: Int32Array, weights: Float64Array, target: number, total: number): BinnedCut | undefined {
