@@ -1,9 +1,10 @@
 // exp(x) for x ≤ 0 with exactly Math.exp's bits, faster in the sampler's loops: the sampler takes one
 // exponential per vocabulary entry per row (49k at SmolLM2's size), and V8's Math.exp is a call into
-// its C++ port of fdlibm's e_exp.c. This is the same algorithm, step for step in float64 (argument
-// reduction by ln 2 in two parts, the degree-5 minimax polynomial, scaling by 2^k), written in
-// JavaScript so the JIT inlines it into the loop: about 1.3× faster there, and a token never depends on
-// which of the two computed a weight (engine/exp.test.ts compares them on millions of inputs).
+// its C++ port of fdlibm's e_exp.c. This is that algorithm in float64 (argument reduction by ln 2 in
+// two parts, the degree-5 minimax polynomial, scaling by 2^k), with the same operations in the same
+// order for every input, written in JavaScript so the JIT inlines it into the loop: about 1.2× faster
+// over a row of real logits, and a token never depends on which of the two computed a weight
+// (engine/exp.test.ts compares them on millions of inputs and at every threshold).
 
 /** The double whose high 32 bits are `high` and low bits 0 (the form of fdlibm's thresholds). */
 function fromHighWord(high: number): number {
