@@ -103,10 +103,13 @@ export class Generator {
       const remoteRows = active.slice(split);
       let remote: Promise<{ token: number; logprob: number }[]> | undefined;
       if (remoteRows.length > 0) {
-        const rowsLogits = new Float32Array(remoteRows.length * V);
-        remoteRows.forEach((b, i) => rowsLogits.set(logits.subarray(b * V, (b + 1) * V), i * V));
         const helper = await (this.helper ??= SamplingHelper.start());
-        remote = helper.choose(rowsLogits, V, remoteRows.map((b) => samplers[b]!.request()), DroInputError);
+        remote = helper.choose(
+          remoteRows.map((b) => (logits as Float32Array).subarray(b * V, (b + 1) * V)),
+          V,
+          remoteRows.map((b) => samplers[b]!.request()),
+          DroInputError,
+        );
       }
       const chosen = new Map<number, number>();
       try {

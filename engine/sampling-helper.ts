@@ -24,6 +24,7 @@ export const HELPER_MIN_LOGITS = 65_536;
 
 export class SamplingHelper {
   private nextId = 0;
+  private buffer?: SharedArrayBuffer;
   private readonly waiting = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
 
   private constructor(private readonly worker: Worker) {
@@ -55,13 +56,24 @@ export class SamplingHelper {
   }
 
   /**
-   * Chooses a token for each row of `logits` ([requests.length, vocab], copied to the thread). Input
-   * errors come back as `InputError` (the caller maps them as it would its own sampler's), with `row`
-   * the index of the first row that failed.
+   * Chooses a token for each row (`vocab` logits each, copied to the thread). Input errors come back
+   * as `InputError` (the caller maps them as it would its own sampler's), with `row` the index of the
+   * first row that failed.
    */
-  async choose(logits: Float32Array, vocab: number, requests: ChoiceRequest[], InputError: new (message: string) => Error): Promise<{ token: number; logprob: number }[]> {
-    const shared = new SharedArrayBuffer(logits.byteLength);
-    new Float32Array(shared).set(logits);
+  async choose(rows: readonly Float32Array[], vocab: number, requests: ChoiceRequest[], InputError: new (message: string) => Error): Promise<{ token: number; logprob: number }[]> {
+    const bytes = rows.length * vocab * Float32Array.BYTES_PER_ELEMENT;
+    // One buffer serves every request while none overlap: a fresh 1.5 MB buffer per decode step cost
+    // about 1 ms in page faults, more than half a row's choice.
+    let shared = this.buffer;
+    if (!shared || shared.byteLength < bytes || this.waiting.size > 0) {
+      shared = new SharedArrayBuffer(bytes);
+      if (this.waiting.size === 0) this.buffer = shared;
+    }
+    const view = new Float32Array(shared, 0, rows.length * vocab);
+    rows.forEach((row, i) => {
+      if (row.length !== vocab) throw new Error(`sampling helper: row ${i} has ${row.length} logits, not ${vocab}`);
+      view.set(row, i * vocab);
+    });
     const id = this.nextId++;
     const reply = await new Promise<Reply>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });

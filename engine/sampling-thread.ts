@@ -13,7 +13,8 @@ interface Job {
 
 const port = parentPort!;
 port.on('message', ({ id, logits, vocab, requests }: Job) => {
-  const rows = new Float32Array(logits);
+  // The buffer is reused and may be longer than this request's rows.
+  const rows = new Float32Array(logits, 0, requests.length * vocab);
   const choices: { token: number; logprob: number }[] = [];
   for (const [i, r] of requests.entries()) {
     try {
