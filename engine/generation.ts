@@ -159,9 +159,10 @@ export class Generator {
     this.bakedFrom = params;
     this.prefillSession ??= OrtSession.create(buildPrefillGraph(config, dtype, true, params).toModelBytes(), this.sessionOptions);
     // When a helper thread chooses half the tokens, ONNX Runtime's threads must not spin-wait meanwhile
-    // on the same two cores; a batch chosen on one thread (batch 1) is faster with them spinning.
-    const newDecodeSession = (spinning: boolean): Promise<OrtSession> => OrtSession.create(buildFixedCacheDecodeGraph(config, dtype, params).toModelBytes(), { ...this.sessionOptions, spinning });
-    const decodeSession = helperEligible(B) ? (this.quietDecodeSession ??= newDecodeSession(false)) : (this.decodeSession ??= newDecodeSession(true));
+    // on the same two cores, so they stop at the end of each run; a batch chosen on one thread (batch 1)
+    // is a little faster with them spinning throughout.
+    const newDecodeSession = (spinning: 'always' | 'in-run'): Promise<OrtSession> => OrtSession.create(buildFixedCacheDecodeGraph(config, dtype, params).toModelBytes(), { ...this.sessionOptions, spinning });
+    const decodeSession = helperEligible(B) ? (this.quietDecodeSession ??= newDecodeSession('in-run')) : (this.decodeSession ??= newDecodeSession('always'));
     const [prefill, decode] = await Promise.all([this.prefillSession, decodeSession]);
     throwIfAborted(options.signal);
     const first = paddedFeeds(config, dtype, rows, 'left').feeds;
