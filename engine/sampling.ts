@@ -194,7 +194,7 @@ const UNIT_ROUNDOFF = 2 ** -53;
  * γ_(n-1)·total (n terms, any summation order). The answer is returned only when the sum is further
  * than that from `target` on both sides of the cut, where the definition must decide the same;
  * otherwise (about once in a million rows of a 49k vocabulary) undefined, and the caller sorts.
- * This form bins the weights itself; the sampler bins them while computing them (fillWeights).
+ * The sampler calls binnedCut directly, which also returns what keepAboveCut needs.
  */
 function topPCutByBins(kept: Int32Array, weights: Float64Array, target: number, total: number): { m: number; threshold: number } | undefined {
   const cut = binnedCut(kept, weights, target, total);

@@ -185,7 +185,7 @@ function parseHeader(bytes: Uint8Array, fileSize: number, source: string): GgufH
     const dims: number[] = [];
     for (let d = 0; d < rank; d++) dims.push(c.count(`dimension ${d} of tensor ${name}`));
     if (dims.some((d) => d === 0)) throw new GgufError(`${source}: tensor ${name} has an empty dimension [${dims.join(', ')}]`);
-    const elements = dims.reduce((a, b) => a * b, 1);
+    const elements = elementCount({ dims });
     if (!Number.isSafeInteger(elements) || elements > fileSize * 8) throw new GgufError(`${source}: tensor ${name} has dimensions [${dims.join(', ')}], too large for this file`);
     const typeId = c.u32(`the type of tensor ${name}`);
     const offset = c.count(`the data offset of tensor ${name}`);
@@ -265,10 +265,10 @@ export class GgufReader {
   }
 }
 
-export const elementCount = (t: Pick<GgufTensorInfo, 'dims'>): number => t.dims.reduce((a, b) => a * b, 1);
+const elementCount = (t: Pick<GgufTensorInfo, 'dims'>): number => t.dims.reduce((a, b) => a * b, 1);
 
 /** The error for a tensor whose type this reader does not dequantise. */
-export function unsupported(source: string, t: GgufTensorInfo): GgufError {
+function unsupported(source: string, t: GgufTensorInfo): GgufError {
   return new GgufError(`${source}: tensor ${t.name} has type ${t.typeName}, which this importer does not dequantise (it reads ${SUPPORTED_GGUF_TYPES.join(', ')})`);
 }
 
