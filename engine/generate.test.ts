@@ -171,6 +171,27 @@ for (const [label, config] of CONFIGS) describe(label, () => {
   });
 });
 
+describe('Llama 3.1 RoPE scaling', () => {
+  it('KV-cache decode still matches full recompute', async () => {
+    // head_dim 16, theta 10000: wavelengths 2π·10000^(i/8) ≈ 6.3, 19.9, 62.8, ...; original 32 with factors 1 and 4
+    // keeps the first (< 8), blends the second (8..32) and slows the rest, so every regime is exercised.
+    const scaled = parseModelConfig({ ...base, hidden_size: 64, rope_theta: 10000, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 32 } }, 'generate test config, llama3 scaling');
+    const e = PolicyEngine.initialise(scaled, 3);
+    engines.push(e);
+    const batch = requests(4);
+    const fast = await e.generate(batch, { temperature: 0, maxNewTokens: 20 });
+    const slow = await e.generate(batch, { temperature: 0, maxNewTokens: 20 }, { useCache: false });
+    let worst = 0;
+    fast.forEach((f, b) => {
+      expect(f.ids).toEqual(slow[b]!.ids);
+      f.logprobs.forEach((lp, t) => (worst = Math.max(worst, Math.abs(lp - slow[b]!.logprobs[t]!))));
+    });
+    expect(worst).toBeLessThanOrEqual(1e-4);
+    const sampled = { temperature: 1, topP: 0.9, maxNewTokens: 12 };
+    expect((await e.generate(requests(3, 1), sampled)).map((r) => r.ids)).toEqual((await e.generate(requests(3, 1), sampled, { useCache: false })).map((r) => r.ids));
+  });
+});
+
 describe('choosing tokens on a helper thread', () => {
   it('gives exactly the tokens and log-probs of choosing every row on the engine thread, and names a row whose logits are NaN', async () => {
     const wide = parseModelConfig({ ...base, vocab_size: 8192, hidden_size: 32 }, 'generate test config, 8192 tokens');

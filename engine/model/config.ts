@@ -22,6 +22,22 @@ export interface ModelConfig {
   head_dim: number;
   /** Standard deviation of the normal initialisation of Linear and embedding weights. */
   initializer_range: number;
+  /**
+   * Llama 3.1-style scaling of the rotary frequencies (config.json `rope_scaling` or transformers v5
+   * `rope_parameters` with rope_type "llama3"); absent for plain RoPE, so configs without it hash and
+   * compare as before.
+   */
+  rope_scaling?: Llama3RopeScaling;
+}
+
+/** transformers' "llama3" RoPE type: long wavelengths slowed by `factor`, short ones kept, a smooth ramp between. */
+export interface Llama3RopeScaling {
+  rope_type: 'llama3';
+  factor: number;
+  low_freq_factor: number;
+  high_freq_factor: number;
+  /** The context length of pretraining; wavelengths are compared against it divided by the two factors. */
+  original_max_position_embeddings: number;
 }
 
 export class ModelConfigError extends Error {
@@ -106,8 +122,9 @@ class FieldReader {
  *   carry no attention_bias field, so attention_bias defaults to true and an explicit false is rejected;
  *   use_sliding_window: true is rejected (only full causal attention is implemented).
  * - mistral: no attention biases; accepted only without a sliding window (sliding_window null or absent).
- * RoPE: only plain RoPE. rope_scaling must be null or absent. transformers v5 configs move rope_theta into
- * rope_parameters; that form is read when its rope_type is "default".
+ * RoPE: plain RoPE, or Llama 3.1 scaling (rope_type "llama3", also under the older key `type`), given as
+ * rope_scaling (transformers v4) or rope_parameters (v5, which also carries rope_theta); every other rope
+ * type (linear, dynamic, yarn, longrope, ...) and a partial rotary factor are refused naming the field.
  */
 export function parseModelConfig(json: unknown, source = 'model config'): ModelConfig {
   if (!isObject(json)) throw new ModelConfigError(source, [`(config): must be a JSON object, got ${show(json)}`]);
@@ -131,7 +148,7 @@ export function parseModelConfig(json: unknown, source = 'model config'): ModelC
   const tie_word_embeddings = r.read('tie_word_embeddings', isBoolean, 'a boolean', false);
   const max_position_embeddings = r.read('max_position_embeddings', isPositiveInt, positiveInt, 2048);
   const initializer_range = r.read('initializer_range', isNonNegativeNumber, 'a non-negative number', 0.02);
-  const rope_theta = readRopeTheta(r);
+  const { rope_theta, rope_scaling } = readRope(r, max_position_embeddings);
   const attention_bias = readAttentionBias(r, modelType);
 
   const headDimGiven = r.has('head_dim') && r.value('head_dim') !== null;
@@ -178,6 +195,7 @@ export function parseModelConfig(json: unknown, source = 'model config'): ModelC
     attention_bias,
     head_dim,
     initializer_range,
+    ...(rope_scaling ? { rope_scaling } : {}),
   };
 }
 
@@ -194,33 +212,100 @@ function readAttentionBias(r: FieldReader, modelType: ModelType): boolean {
   return bias;
 }
 
-/** rope_theta from the top level (transformers v4) or rope_parameters (v5); both must agree when both are given. */
-function readRopeTheta(r: FieldReader): number {
-  const topLevel = r.read('rope_theta', isPositiveNumber, 'a positive number', 10000);
-  if (r.has('rope_scaling') && r.value('rope_scaling') !== null) {
-    r.problem('rope_scaling', `RoPE scaling is not supported (only plain RoPE): must be null or absent, got ${show(r.value('rope_scaling'))}`);
-  }
-  const params = r.value('rope_parameters');
-  if (params === undefined || params === null) return topLevel;
-  if (!isObject(params)) {
-    r.problem('rope_parameters', `must be an object or null, got ${show(params)}`);
-    return topLevel;
+interface RopeDescription {
+  theta?: number;
+  scaling?: Llama3RopeScaling;
+}
+
+const isPositiveNumberField = (params: Record<string, unknown>, key: string): boolean => isPositiveNumber(params[key]);
+
+/**
+ * One of rope_scaling / rope_parameters in a common form, or undefined after recording a problem. A missing
+ * original_max_position_embeddings falls back as transformers v5's standardize_rope_params does: the
+ * top-level field of that name, else max_position_embeddings.
+ */
+function readRopeDescription(r: FieldReader, field: string, params: Record<string, unknown>, maxPositions: number): RopeDescription | undefined {
+  const problemsBefore = r.problems.length;
+  if (params.rope_type !== undefined && params.type !== undefined && params.rope_type !== params.type) {
+    r.problem(field, `rope_type ${show(params.rope_type)} and type ${show(params.type)} disagree`);
+    return undefined;
   }
   const ropeType = params.rope_type ?? params.type ?? 'default';
-  if (ropeType !== 'default') {
-    r.problem('rope_parameters', `rope_type ${show(ropeType)} is not supported (only "default", plain RoPE)`);
-    return topLevel;
+  if (ropeType !== 'default' && ropeType !== 'llama3') {
+    r.problem(field, `rope_type ${show(ropeType)} is not supported (only "default", plain RoPE, and "llama3")`);
+    return undefined;
   }
-  const theta = params.rope_theta;
-  if (theta === undefined) return topLevel;
-  if (!isPositiveNumber(theta)) {
-    r.problem('rope_parameters', `rope_theta must be a positive number, got ${show(theta)}`);
-    return topLevel;
+  const out: RopeDescription = {};
+  if (params.rope_theta !== undefined) {
+    if (isPositiveNumber(params.rope_theta)) out.theta = params.rope_theta;
+    else r.problem(field, `rope_theta must be a positive number, got ${show(params.rope_theta)}`);
   }
-  if (r.has('rope_theta') && r.valid('rope_theta') && topLevel !== theta) {
-    r.problem('rope_parameters', `rope_theta ${theta} disagrees with the top-level rope_theta ${topLevel}`);
+  if (params.partial_rotary_factor !== undefined && params.partial_rotary_factor !== null && params.partial_rotary_factor !== 1) {
+    r.problem(field, `partial_rotary_factor ${show(params.partial_rotary_factor)} is not supported (rotary embeddings over the whole head only)`);
   }
-  return theta;
+  if (ropeType === 'llama3') {
+    for (const key of ['factor', 'low_freq_factor', 'high_freq_factor']) {
+      if (!isPositiveNumberField(params, key)) r.problem(field, `${key} must be a positive number for rope_type "llama3", got ${show(params[key])}`);
+    }
+    const low = params.low_freq_factor;
+    const high = params.high_freq_factor;
+    // The ramp between the two wavelengths divides by their difference.
+    if (isPositiveNumber(low) && isPositiveNumber(high) && high <= low) {
+      r.problem(field, `high_freq_factor (${high}) must be greater than low_freq_factor (${low})`);
+    }
+    let original = params.original_max_position_embeddings;
+    const topLevel = r.value('original_max_position_embeddings');
+    if (original === undefined || original === null) original = topLevel ?? maxPositions;
+    else if (topLevel !== undefined && topLevel !== null && topLevel !== original) {
+      r.problem(field, `original_max_position_embeddings ${show(original)} disagrees with the top-level original_max_position_embeddings ${show(topLevel)}`);
+    }
+    if (!isPositiveInt(original)) r.problem(field, `original_max_position_embeddings must be a positive integer, got ${show(original)}`);
+    if (r.problems.length === problemsBefore) {
+      out.scaling = {
+        rope_type: 'llama3',
+        factor: params.factor as number,
+        low_freq_factor: low as number,
+        high_freq_factor: high as number,
+        original_max_position_embeddings: original as number,
+      };
+    }
+  }
+  return r.problems.length === problemsBefore ? out : undefined;
+}
+
+/**
+ * rope_theta and the scaling from the top level and rope_scaling (transformers v4) or rope_parameters (v5).
+ * Where several of them give the same quantity they must agree, so no source silently wins.
+ */
+function readRope(r: FieldReader, maxPositions: number): { rope_theta: number; rope_scaling?: Llama3RopeScaling } {
+  const topLevel = r.read('rope_theta', isPositiveNumber, 'a positive number', 10000);
+  const described: [string, RopeDescription][] = [];
+  for (const field of ['rope_scaling', 'rope_parameters']) {
+    const params = r.value(field);
+    if (params === undefined || params === null) continue;
+    if (!isObject(params)) {
+      r.problem(field, `must be an object or null, got ${show(params)}`);
+      continue;
+    }
+    const d = readRopeDescription(r, field, params, maxPositions);
+    if (d) described.push([field, d]);
+  }
+  let theta = topLevel;
+  let scaling: Llama3RopeScaling | undefined;
+  for (const [field, d] of described) {
+    if (d.theta !== undefined) {
+      if (r.has('rope_theta') && r.valid('rope_theta') && topLevel !== d.theta) {
+        r.problem(field, `rope_theta ${d.theta} disagrees with the top-level rope_theta ${topLevel}`);
+      }
+      theta = d.theta;
+    }
+  }
+  if (described.length === 2 && JSON.stringify(described[0]![1].scaling ?? null) !== JSON.stringify(described[1]![1].scaling ?? null)) {
+    r.problem('rope_parameters', `describes another RoPE scaling than rope_scaling (${show(described[1]![1].scaling ?? 'none')} vs ${show(described[0]![1].scaling ?? 'none')})`);
+  } else {
+    scaling = described[0]?.[1].scaling;
+  }
+  return scaling ? { rope_theta: theta, rope_scaling: scaling } : { rope_theta: theta };
 }
 
 /**
@@ -244,7 +329,7 @@ export function modelConfigToJson(config: ModelConfig): Record<string, unknown> 
     head_dim: config.head_dim,
     rms_norm_eps: config.rms_norm_eps,
     rope_theta: config.rope_theta,
-    rope_scaling: null,
+    rope_scaling: config.rope_scaling ? { ...config.rope_scaling } : null,
     tie_word_embeddings: config.tie_word_embeddings,
     max_position_embeddings: config.max_position_embeddings,
     attention_bias: config.attention_bias,

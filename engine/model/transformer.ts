@@ -6,6 +6,7 @@
 import type { DType, Graph, Tensor } from '../onnx/graph.js';
 import type { ModelConfig } from './config.js';
 import { parameterSpecs } from './params.js';
+import { rotaryInverseFrequencies } from './rope.js';
 
 /** A large negative bias for masked attention scores: exp() of it is exactly 0 in float32 and float64. */
 const MASKED = -1e9;
@@ -63,7 +64,7 @@ function linear(g: Graph, x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
 /** cos and sin of the rotary angles, [B, 1, 1, T, d], in the layout of grouped attention heads. */
 function rotaryTables(g: Graph, positions: Tensor, config: ModelConfig, dtype: DType): { cos: Tensor; sin: Tensor } {
   const half = config.head_dim / 2;
-  const invFreq = Array.from({ length: half }, (_, i) => Math.pow(config.rope_theta, (-2 * i) / config.head_dim));
+  const invFreq = rotaryInverseFrequencies(config);
   const angles = g.mul(g.unsqueeze(g.cast(positions, dtype), [-1]), g.constant(invFreq, dtype, [half]));
   const full = g.unsqueeze(g.concat([angles, angles], -1), [1, 2]);
   return { cos: unaryNode(g, 'Cos', full), sin: unaryNode(g, 'Sin', full) };
