@@ -31,7 +31,7 @@ export class PolicyHost {
     await this.release(run.runId);
     const { config } = run;
     const options = { intraOpThreads: config.model.intraOpThreads, executionProvider: config.model.executionProvider };
-    const engine = await EngineClient.start(config.model.path === null ? { kind: 'init', config: data.modelConfig, seed: config.seed } : { kind: 'dir', dir: config.model.path }, options);
+    const engine = await EngineClient.start(config.model.path === null ? { kind: 'init', config: data.modelConfig, seed: config.seed } : { kind: 'path', path: config.model.path }, options);
     const hosted: HostedRun = { engine };
     this.runs.set(run.runId, hosted);
     return hosted;

@@ -1,7 +1,6 @@
 // A run's data as the activities see it: the task, its training and held-out examples, the tokenizer,
 // and the one place that turns examples and completions into token ids (prompt, chain context,
 // reference outcome), so generation, scoring, training and evaluation all agree.
-import { join } from 'node:path';
 import type { RunConfig } from '../dro/config.js';
 import { finqaTask } from '../datasets/finqa.js';
 import { pararevSource, pararevTask } from '../datasets/pararev.js';
@@ -10,9 +9,9 @@ import { syntheticExample, syntheticTask } from '../datasets/synthetic.js';
 import { DatasetError, THINK_CLOSE, THINK_OPEN, type Example, type SkippedRecord, type Task } from '../datasets/task.js';
 import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { ByteTokenizer } from '../engine/tokenizer/byte-tokenizer.js';
-import { loadTokenizer, type Tokenizer } from '../engine/tokenizer/tokenizer.js';
+import { loadModelConfig, loadModelTokenizer } from '../engine/model/model-source.js';
+import type { Tokenizer } from '../engine/tokenizer/tokenizer.js';
 import { failure } from './errors.js';
-import { readJsonFile } from '../storage/local-files.js';
 
 export interface RunData {
   task: Task;
@@ -62,9 +61,8 @@ async function modelConfigOf(config: RunConfig): Promise<ModelConfig> {
       throw failure('InvalidConfig', (err as Error).message, err);
     }
   }
-  const path = join(config.model.path, 'config.json');
   try {
-    return parseModelConfig(await readJsonFile(path), path);
+    return await loadModelConfig(config.model.path);
   } catch (err) {
     throw failure('InvalidConfig', `model.path: ${(err as Error).message}`, err);
   }
@@ -108,7 +106,7 @@ async function loadRunData(config: RunConfig): Promise<RunData> {
   const useByte = config.model.tokenizer === 'byte' || (config.model.tokenizer === 'auto' && config.model.path === null);
   let tokenizer: Tokenizer;
   try {
-    tokenizer = useByte ? new ByteTokenizer() : await loadTokenizer(config.model.path!);
+    tokenizer = useByte ? new ByteTokenizer() : await loadModelTokenizer(config.model.path!);
   } catch (err) {
     throw failure('InvalidConfig', `model.tokenizer: ${(err as Error).message}`, err);
   }

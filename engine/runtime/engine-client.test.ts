@@ -108,7 +108,7 @@ describe('engine thread', () => {
   });
 
   it('reports a model that cannot be loaded', async () => {
-    await expect(EngineClient.start({ kind: 'dir', dir: '/nonexistent/model' })).rejects.toThrow('engine thread could not start: cannot read /nonexistent/model/config.json');
+    await expect(EngineClient.start({ kind: 'path', path: '/nonexistent/model' })).rejects.toThrow('engine thread could not start: cannot read /nonexistent/model/config.json');
   });
 
   it('passes engine errors back as the same classes, with their message', async () => {

@@ -2,7 +2,7 @@
 // Runtime's blocking session.run never stalls the main event loop. Serves calls posted by EngineClient.
 import { parentPort, workerData } from 'node:worker_threads';
 import { errorToWire, throwIfAborted } from '../errors.js';
-import { loadModelDir } from '../model/model-dir.js';
+import { loadModel } from '../model/model-source.js';
 import { PolicyEngine, type PolicyStateFiles, type PolicyTag, type TrainOptions } from '../policy.js';
 import type { FromEngine, StartMessage, ToEngine } from './protocol.js';
 
@@ -13,7 +13,7 @@ const send = (message: FromEngine, transfer: ArrayBuffer[] = []): void => port.p
 async function start(): Promise<PolicyEngine> {
   const { source, options } = workerData as StartMessage;
   if (source.kind === 'init') return PolicyEngine.initialise(source.config, source.seed, options);
-  const { config, params } = await loadModelDir(source.dir);
+  const { config, params } = await loadModel(source.path);
   return PolicyEngine.fromParameters(config, params, options);
 }
 

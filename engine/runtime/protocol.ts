@@ -4,7 +4,7 @@ import type { EngineOptions } from '../policy.js';
 import type { ModelConfig } from '../model/config.js';
 
 /** How the engine thread gets its model: initialised from a seed, or loaded from a model directory. */
-export type EngineSource = { kind: 'init'; config: ModelConfig; seed: number } | { kind: 'dir'; dir: string };
+export type EngineSource = { kind: 'init'; config: ModelConfig; seed: number } | { kind: 'path'; path: string };
 
 export interface StartMessage {
   source: EngineSource;

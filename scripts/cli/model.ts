@@ -1,8 +1,10 @@
-// `dro model init|score|generate`: create a model directory, score a token sequence, sample a continuation.
+// `dro model init|import|tokenize|score|generate`: create or import a model directory, tokenize text, score a
+// token sequence, sample a continuation.
 import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
 import { parseModelConfig } from '../../engine/model/config.js';
-import { loadModelDir, saveModelDir } from '../../engine/model/model-dir.js';
+import { saveModelDir } from '../../engine/model/model-dir.js';
+import { importGgufToDir, importHuggingFaceDir, loadModel, loadModelTokenizer } from '../../engine/model/model-source.js';
 import { parameterCount } from '../../engine/model/params.js';
 import { PolicyEngine } from '../../engine/policy.js';
 import { UsageError, idsOption, integerOption, numberOption, textOption } from './options.js';
@@ -12,6 +14,19 @@ interface InitOptions {
   config: string;
   seed: number;
   out: string;
+}
+
+interface ImportOptions {
+  gguf?: string;
+  hf?: string;
+  out: string;
+}
+
+interface TokenizeOptions {
+  model: string;
+  text: string;
+  chat: boolean;
+  json: boolean;
 }
 
 interface ScoreOptions {
@@ -36,7 +51,7 @@ interface GenerateOptions {
 
 export function registerModelCommands(program: Command): void {
   const model = program.command('model').description('create, score and sample from a model directory (config.json + model.safetensors)');
-  const modelDir = () => textOption('--model <dir>', 'model directory to load (config.json and model.safetensors, e.g. from `dro model init`)').makeOptionMandatory();
+  const modelDir = () => textOption('--model <path>', 'model to load: a model directory (config.json, model.safetensors, e.g. from `dro model init` or `dro model import`) or a .gguf file').makeOptionMandatory();
   const json = () => new Option('--json', 'print one JSON object instead of text').default(false);
   // More threads than cores only contend, and a huge count makes ONNX Runtime allocate without end.
   const threads = () => integerOption('--threads <n>', `intra-op threads for the ONNX engine, from 1 to this machine's ${availableParallelism()} cores`, 1, { value: availableParallelism(), why: "this machine's cores" }).default(1);
@@ -50,6 +65,25 @@ export function registerModelCommands(program: Command): void {
     .addOption(integerOption('--seed <n>', 'initialisation seed, an integer ≥ 0 (same seed, same bytes)', 0).makeOptionMandatory())
     .addOption(textOption('--out <dir>', 'model directory to write').makeOptionMandatory())
     .action((opts: InitOptions) => modelInit(opts));
+
+  model
+    .command('import')
+    .description(
+      'convert a GGUF file (--gguf) or check and copy a Hugging Face model directory (--hf) into a model directory: config.json, model.safetensors (float32), tokenizer.json, tokenizer_config.json',
+    )
+    .addOption(textOption('--gguf <file>', 'GGUF file of a llama or qwen2 model (F32, F16, BF16, Q8_0, Q4_0, Q4_1 tensors)').conflicts('hf'))
+    .addOption(textOption('--hf <dir>', 'Hugging Face model directory: config.json, model.safetensors or shards with model.safetensors.index.json, tokenizer.json'))
+    .addOption(textOption('--out <dir>', 'model directory to write; must not exist yet').makeOptionMandatory())
+    .action((opts: ImportOptions) => modelImport(opts));
+
+  model
+    .command('tokenize')
+    .description("print the token ids of a text under a model's own tokenizer (tokenizer.json, or a GGUF's vocabulary)")
+    .addOption(modelDir())
+    .addOption(textOption('--text <text>', 'text to tokenize; special-token text such as <|im_start|> becomes its special id').makeOptionMandatory())
+    .addOption(new Option('--chat', "tokenize the text as one user message through the model's chat template, with the assistant prompt after it (what a run's prompt looks like)").default(false))
+    .addOption(json())
+    .action((opts: TokenizeOptions) => modelTokenize(opts));
 
   model
     .command('score')
@@ -85,10 +119,32 @@ async function modelInit({ config: configPath, seed, out }: InitOptions): Promis
   console.log(`wrote ${out}/config.json and ${out}/model.safetensors (${parameterCount(config).toLocaleString('en-US')} parameters, seed ${seed})`);
 }
 
+async function modelImport(opts: ImportOptions): Promise<void> {
+  if ((opts.gguf === undefined) === (opts.hf === undefined)) throw new UsageError('give one source: --gguf <file> or --hf <dir>');
+  const started = performance.now();
+  const summary = opts.gguf !== undefined ? await importGgufToDir(opts.gguf, opts.out) : await importHuggingFaceDir(opts.hf!, opts.out);
+  const c = summary.config;
+  console.log(
+    `wrote ${opts.out}: ${summary.files.join(', ')} (${summary.parameters.toLocaleString('en-US')} parameters in ${summary.tensors} tensors; ${c.num_hidden_layers} layers, ${c.hidden_size} wide, vocabulary ${c.vocab_size}) in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+  );
+}
+
+async function modelTokenize(opts: TokenizeOptions): Promise<void> {
+  const tokenizer = await loadModelTokenizer(opts.model);
+  let text = opts.text;
+  if (opts.chat) {
+    if (!tokenizer.applyChatTemplate) throw new UsageError(`--chat: the tokenizer of ${opts.model} has no chat template`);
+    text = tokenizer.applyChatTemplate([{ role: 'user', content: text }], { addGenerationPrompt: true });
+  }
+  const ids = tokenizer.encode(text);
+  if (opts.json) console.log(JSON.stringify({ ids, tokens: ids.map((id) => tokenizer.idToToken(id) ?? null) }));
+  else console.log(`${ids.join(',')}\n${ids.length} tokens`);
+}
+
 async function modelScore(opts: ScoreOptions): Promise<void> {
   const { ids } = opts;
   if (ids.length < 2) throw new UsageError('--ids needs at least two token ids (the first one is only context)');
-  const { config, params } = await loadModelDir(opts.model);
+  const { config, params } = await loadModel(opts.model);
   const engine = PolicyEngine.fromParameters(config, params, { intraOpThreads: opts.threads });
   try {
     const [result] = await engine.score([{ ids, targetStart: 1 }]);
@@ -103,7 +159,7 @@ const FLAGS = { temperature: '--temperature', topP: '--top-p', topK: '--top-k', 
 
 async function modelGenerate(opts: GenerateOptions): Promise<void> {
   const sampling = { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, stopTokenIds: opts.stop };
-  const { config, params } = await loadModelDir(opts.model);
+  const { config, params } = await loadModel(opts.model);
   const engine = PolicyEngine.fromParameters(config, params, { intraOpThreads: opts.threads });
   try {
     const [result] = await engine.generate([{ promptIds: opts.ids, key: { seed: opts.seed, step: 0, exampleId: 'cli', sampleIndex: 0 } }], sampling).catch((err: unknown) => {
