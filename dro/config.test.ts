@@ -21,7 +21,7 @@ describe('parseRunConfig defaults', () => {
     const c = parseRunConfig({});
     expect(parseRunConfig(undefined)).toEqual(c);
     expect(c.seed).toBe(0);
-    expect(c.model).toEqual({ path: null, init: { ...DEFAULT_INIT_MODEL }, tokenizer: 'auto', executionProvider: 'cpu', intraOpThreads: 2, loraRank: 0, loraAlpha: 32 });
+    expect(c.model).toEqual({ path: null, init: { ...DEFAULT_INIT_MODEL }, tokenizer: 'auto', executionProvider: 'cpu', intraOpThreads: 2, loraRank: 0, loraAlpha: 32, loraTargets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] });
     expect(c.dro.r3).toEqual({ ...DEFAULT_R3_OPTIONS });
     expect(resolveR3Options(c.dro.r3)).toEqual(c.dro.r3);
     expect(c.dro.advantageScale).toBe(DEFAULT_ADVANTAGE_OPTIONS.scale);
@@ -48,6 +48,22 @@ describe('parseRunConfig defaults', () => {
     expect(c.dro.reward).toBe('r3');
     expect(c.model.path).toBe('/models/smol');
     expect(c.model.intraOpThreads).toBe(2);
+  });
+});
+
+describe('LoRA fields', () => {
+  it('accepts a rank with any non-empty set of projections, also for a new model', () => {
+    const c = parseRunConfig({ model: { loraRank: 8, loraAlpha: 16, loraTargets: ['down_proj', 'q_proj'] } });
+    expect(c.model).toMatchObject({ path: null, loraRank: 8, loraAlpha: 16, loraTargets: ['down_proj', 'q_proj'] });
+    expect(parseRunConfig({ model: { loraRank: 4, path: '/models/smol' } }).model.loraTargets).toEqual(['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+  });
+
+  it('refuses bad loraTargets naming the field: unknown, empty, repeated, not a list', () => {
+    expect(problems({ model: { loraTargets: ['q_proj', 'lm_head'] } })).toEqual([expect.stringMatching(/^model\.loraTargets\.1: .*"q_proj".*"down_proj"/)]);
+    expect(problems({ model: { loraTargets: [] } })).toEqual([expect.stringMatching(/^model\.loraTargets: .*>=1/)]);
+    expect(problems({ model: { loraTargets: ['v_proj', 'q_proj', 'v_proj'] } })).toEqual(["model.loraTargets: lists 'v_proj' twice"]);
+    expect(problems({ model: { loraTargets: 'q_proj' } })).toEqual([expect.stringMatching(/^model\.loraTargets: /)]);
+    expect(problems({ model: { loraRank: -1, loraAlpha: 0 } })).toEqual([expect.stringMatching(/^model\.loraRank: /), expect.stringMatching(/^model\.loraAlpha: /)]);
   });
 });
 
@@ -104,10 +120,7 @@ describe('parseRunConfig errors', () => {
   });
 
   it('refuses fields whose feature does not exist yet, and cross-field data rules', () => {
-    expect(problems({ model: { loraRank: 4 } })[0]).toMatch(/^model\.loraRank: is 4: LoRA is not implemented yet/);
     expect(problems({ model: { path: '/m/smol.GGUF' } })[0]).toMatch(/^model\.path: names a \.gguf file/);
-    // Refused next to other mistakes too, not only when everything else is valid.
-    expect(problems({ model: { loraRank: 2 }, rollout: { groupSize: 0 } })).toEqual(expect.arrayContaining([expect.stringMatching(/^model\.loraRank/), expect.stringMatching(/^rollout\.groupSize/)]));
     expect(problems({ data: { task: 'finqa' }, sft: { steps: 10 } })).toEqual([expect.stringMatching(/^sft\.demonstrations: is null but task finqa has no built-in demonstrations/)]);
     expect(parseRunConfig({ data: { task: 'finqa' }, sft: { steps: 10, demonstrations: 'demos.jsonl' } }).sft.steps).toBe(10);
     expect(problems({ data: { trainPath: 'train.json' } })).toEqual([expect.stringMatching(/^data\.trainPath: must be null for the synthetic task/)]);

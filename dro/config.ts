@@ -22,6 +22,20 @@ const notYet = <T>(allowed: (value: T) => boolean, message: (value: T) => string
 const section = <T extends z.ZodRawShape>(shape: T, description: string) =>
   z.object(shape).strict().prefault({} as never).describe(description);
 
+/** Every projection of a Llama-family layer that LoRA can adapt, in the PEFT (Hugging Face module) names. */
+export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+/** The attention projections, as in the LoRA paper and most PEFT recipes. */
+export const DEFAULT_LORA_TARGETS: readonly LoraTarget[] = Object.freeze(['q_proj', 'k_proj', 'v_proj', 'o_proj']);
+
+const noDuplicates = (values: readonly string[], ctx: z.RefinementCtx): void => {
+  const seen = new Set<string>();
+  for (const v of values) {
+    if (seen.has(v)) ctx.addIssue({ code: 'custom', message: `lists '${v}' twice` });
+    seen.add(v);
+  }
+};
+
 /** A tiny Llama-style policy for runs that start from scratch (Hugging Face LlamaConfig names). */
 export const DEFAULT_INIT_MODEL: Readonly<Record<string, number | boolean>> = Object.freeze({
   vocab_size: 260,
@@ -56,11 +70,14 @@ export const RunConfigSchema = z
         tokenizer: z.enum(['auto', 'byte', 'model']).default('auto').describe("'byte' tokenizer, the model's tokenizer.json ('model'), or 'auto': byte for new models, the model's otherwise"),
         executionProvider: z.enum(['cpu', 'cuda']).default('cpu').describe('ONNX Runtime execution provider; cuda needs the CUDA provider installed'),
         intraOpThreads: int(1).default(2).describe('ONNX Runtime intra-op threads per session (fixed, so results are reproducible)'),
-        loraRank: int(0)
-          .superRefine(notYet((r: number) => r === 0, (r) => `is ${r}: LoRA is not implemented yet; use 0 (train all weights)`))
-          .default(0)
-          .describe('LoRA adapter rank; 0 trains all weights'),
+        loraRank: int(0).default(0).describe('LoRA adapter rank r: > 0 freezes the base weights and trains rank-r adapters of model.loraTargets (also on a new model); 0 trains all weights'),
         loraAlpha: positive().default(32).describe('LoRA scaling numerator (scale = alpha / rank)'),
+        loraTargets: z
+          .array(z.enum(LORA_TARGETS))
+          .min(1)
+          .superRefine(noDuplicates)
+          .default([...DEFAULT_LORA_TARGETS])
+          .describe('Projections that get LoRA adapters (PEFT target_modules), when model.loraRank > 0'),
       },
       'The policy: where it comes from and how it runs',
     ),

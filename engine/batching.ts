@@ -1,7 +1,7 @@
 // Turning token sequences and parameters into session feeds: vocabulary checks, padding with key masks
 // and positions, parameter and scalar tensors in the engine's float type.
 import type { ModelConfig } from './model/config.js';
-import { parameterSpecs } from './model/params.js';
+import { parameterSpecs, type ParamSpec } from './model/params.js';
 import { EngineInputError } from './errors.js';
 import type { TensorData } from './ort.js';
 
@@ -22,11 +22,22 @@ export function scalarFeed(dtype: FloatDType, x: number): TensorData {
   return { dtype, dims: [], data: dtype === 'float64' ? Float64Array.of(x) : Float32Array.of(x) };
 }
 
-/** Every parameter as a feed under its HF name (the graphs declare them as inputs by those names). */
-export function parameterFeeds(config: ModelConfig, dtype: FloatDType, params: ReadonlyMap<string, FloatArray>): Record<string, TensorData> {
+/** Weight tensors a session takes as inputs, by name with their shapes: the parameters, and under LoRA the adapters too. */
+export interface Weights {
+  specs: readonly ParamSpec[];
+  values: ReadonlyMap<string, FloatArray>;
+}
+
+/** Every weight as a feed under its name (the graphs declare them as inputs by those names). */
+export function weightFeeds(dtype: FloatDType, weights: Weights): Record<string, TensorData> {
   const feeds: Record<string, TensorData> = {};
-  for (const spec of parameterSpecs(config)) feeds[spec.name] = { dtype, dims: spec.shape, data: params.get(spec.name)! };
+  for (const spec of weights.specs) feeds[spec.name] = { dtype, dims: spec.shape, data: weights.values.get(spec.name)! };
   return feeds;
+}
+
+/** Every parameter as a feed under its HF name. */
+export function parameterFeeds(config: ModelConfig, dtype: FloatDType, params: ReadonlyMap<string, FloatArray>): Record<string, TensorData> {
+  return weightFeeds(dtype, { specs: parameterSpecs(config), values: params });
 }
 
 /** Throws unless every id is inside the vocabulary, naming the first bad one. */

@@ -1,15 +1,18 @@
 // The policy engine: one model's state (parameters, AdamW moments and step, the frozen reference policy,
 // the identity tag) and scoring, generation and training composed over it. The state is one record
-// that is replaced, never edited, so a load or a sequence of updates lands whole or not at all.
-import { copyAs, type FloatArray, type FloatDType } from './batching.js';
+// that is replaced, never edited, so a load or a sequence of updates lands whole or not at all. Under
+// LoRA the trained parameters are the adapters; the base weights are frozen beside the state.
+import { sha256Hex } from '../storage/checkpoints.js';
+import { copyAs, type FloatArray, type FloatDType, type Weights } from './batching.js';
 import { EngineInputError, PolicyTagMismatchError } from './errors.js';
 import { Generator, type GenerateOptions, type GenerateRequest, type GenerateResult } from './generation.js';
 import type { ModelConfig } from './model/config.js';
-import { elementCount, initParameters, parameterSpecs } from './model/params.js';
+import { adapterSpecs, checkLoraConfig, initAdapters, LoraError, mergeAdapters, type LoraConfig } from './model/lora.js';
+import { elementCount, initParameters, parameterSpecs, type ParamSpec } from './model/params.js';
 import type { OrtSession, SessionOptions } from './ort.js';
 import type { SamplingOptions } from './sampling.js';
 import { createScoreSession, scoreBatch, type ScoreOptions, type ScoreRequest, type ScoreResult } from './scoring.js';
-import { decodeOptimizer, decodeParameters, encodeOptimizer, encodeParameters, type OptimizerTensors } from './state-files.js';
+import { decodeAdapters, decodeOptimizer, decodeParameters, encodeAdapters, encodeOptimizer, encodeParameters, type OptimizerTensors } from './state-files.js';
 import { runUpdates, TrainSessions, type AdamState, type TrainSequence, type TrainStep, type TrainStepOptions, type TrainStepResult } from './training.js';
 
 export type { FloatArray } from './batching.js';
@@ -22,6 +25,13 @@ export { EngineAbortError, EngineInputError, EngineThreadError, NonFiniteUpdateE
 export interface EngineOptions extends SessionOptions {
   /** float32 for real work; float64 for gradient checks. */
   dtype?: FloatDType;
+  /** Train LoRA adapters on the frozen loaded weights instead of every weight. */
+  lora?: EngineLora;
+}
+
+export interface EngineLora extends LoraConfig {
+  /** Keys the adapters' initialisation (the run seed). */
+  seed: number;
 }
 
 /** Which policy version the engine holds: set by whoever loads or advances the state, checked by whoever relies on it. */
@@ -33,6 +43,7 @@ export interface PolicyTag {
 
 /** A whole engine state as files (see engine/state-files.ts for the formats). */
 export interface PolicyStateFiles {
+  /** The trained parameters: model.safetensors, or under LoRA adapter_model.safetensors. */
   parameters: Uint8Array;
   /** null: a fresh optimizer (zero moments, step 0). */
   optimizer: Uint8Array | null;
@@ -85,14 +96,24 @@ export class PolicyEngine {
   private readonly generator: Generator;
   private readonly trainSessions: TrainSessions;
   private readonly sessionOptions: SessionOptions;
+  /** Under LoRA: the adapters' shape settings (scale = alpha / rank). */
+  readonly lora: LoraConfig | undefined;
+  /** Under LoRA: the frozen base weights, fed beside the adapters to every session. */
+  private readonly base: ReadonlyMap<string, FloatArray> | undefined;
+  /** The tensors training changes: every parameter, or the adapters. */
+  private readonly trained: readonly ParamSpec[];
+  /** The base with the current adapters merged in, for generation; rebuilt when the adapters change. */
+  private merged?: { adapters: ReadonlyMap<string, FloatArray>; params: ReadonlyMap<string, FloatArray> };
+  private baseSha256?: string;
 
   private constructor(
     readonly config: ModelConfig,
     params: ReadonlyMap<string, FloatArray>,
     options: EngineOptions,
   ) {
+    const { lora, ...sessionOptions } = options;
     this.dtype = options.dtype ?? 'float32';
-    this.sessionOptions = { optimization: this.dtype === 'float64' ? 'basic' : 'all', ...options };
+    this.sessionOptions = { optimization: this.dtype === 'float64' ? 'basic' : 'all', ...sessionOptions };
     const own = new Map<string, FloatArray>();
     for (const spec of parameterSpecs(config)) {
       const p = params.get(spec.name);
@@ -100,10 +121,25 @@ export class PolicyEngine {
       if (p.length !== elementCount(spec.shape)) throw new EngineInputError(`parameter ${spec.name} has ${p.length} values, expected shape [${spec.shape.join(', ')}]`);
       own.set(spec.name, copyAs(this.dtype, p));
     }
-    // Until a reference is frozen or loaded, the KL anchor is the policy the engine started from.
-    this.state = { params: own, m: new Map(), v: new Map(), step: 0, reference: own, tag: undefined };
+    let trained: ReadonlyMap<string, FloatArray> = own;
+    if (lora) {
+      try {
+        checkLoraConfig(lora, 'LoRA');
+      } catch (err) {
+        if (err instanceof LoraError) throw new EngineInputError(err.message, { cause: err });
+        throw err;
+      }
+      if (!Number.isSafeInteger(lora.seed)) throw new EngineInputError(`LoRA: seed must be a safe integer, got ${lora.seed}`);
+      this.lora = { rank: lora.rank, alpha: lora.alpha, targets: [...lora.targets] };
+      this.base = own;
+      trained = new Map([...initAdapters(config, this.lora, lora.seed)].map(([name, a]) => [name, copyAs(this.dtype, a)]));
+    }
+    this.trained = this.lora ? adapterSpecs(config, this.lora) : parameterSpecs(config);
+    // Until a reference is frozen or loaded, the KL anchor is the policy the engine started from: under
+    // LoRA the base itself, since B = 0 at init.
+    this.state = { params: trained, m: new Map(), v: new Map(), step: 0, reference: trained, tag: undefined };
     this.generator = new Generator(config, this.dtype, this.sessionOptions);
-    this.trainSessions = new TrainSessions(config, this.sessionOptions);
+    this.trainSessions = new TrainSessions(config, this.sessionOptions, undefined, this.lora);
   }
 
   static fromParameters(config: ModelConfig, params: ReadonlyMap<string, FloatArray>, options: EngineOptions = {}): PolicyEngine {
@@ -128,9 +164,22 @@ export class PolicyEngine {
     this.state = { ...this.state, tag: tag === undefined ? undefined : checkedTag(tag, 'tag') };
   }
 
-  /** The engine's own arrays, shared with the reference snapshot: read them, never write them. */
+  /** The trained parameters (every one, or the LoRA adapters), shared with the reference snapshot: read them, never write them. */
   parameters(): ReadonlyMap<string, FloatArray> {
     return this.state.params;
+  }
+
+  /** What every session is fed for the trained tensors `trained`: under LoRA the frozen base beside them. */
+  private weights(trained: ReadonlyMap<string, FloatArray>): Weights {
+    if (!this.base) return { specs: this.trained, values: trained };
+    return { specs: [...parameterSpecs(this.config), ...this.trained], values: new Map([...this.base, ...trained]) };
+  }
+
+  /** The model's full weights for `trained`: the parameters, or the base with the adapters merged in. */
+  private modelParameters(trained: ReadonlyMap<string, FloatArray>): ReadonlyMap<string, FloatArray> {
+    if (!this.lora || !this.base) return trained;
+    if (this.merged?.adapters !== trained) this.merged = { adapters: trained, params: mergeAdapters(this.config, this.lora, this.base, trained) };
+    return this.merged.params;
   }
 
   /** Log-probs and ranks of ids[targetStart..] for each sequence, given everything before each token. */
@@ -138,16 +187,19 @@ export class PolicyEngine {
     const policy = options.policy ?? 'current';
     if (policy !== 'current' && policy !== 'reference') throw new EngineInputError(`score policy must be 'current' or 'reference', got ${JSON.stringify(policy)}`);
     const params = policy === 'reference' ? this.state.reference : this.state.params;
-    const session = (): Promise<OrtSession> => (this.scoreSession ??= createScoreSession(this.config, this.dtype, this.sessionOptions));
-    return scoreBatch(session, this.config, this.dtype, params, requests, options.signal);
+    const session = (): Promise<OrtSession> => (this.scoreSession ??= createScoreSession(this.config, this.dtype, this.sessionOptions, this.lora));
+    return scoreBatch(session, this.config, this.dtype, this.weights(params), requests, options.signal);
   }
 
   /**
    * Samples a continuation of every prompt. Each sequence's draws are keyed by its own SampleKey, so
-   * its tokens do not depend on the rest of the batch, on batch size, or on retries.
+   * its tokens do not depend on the rest of the batch, on batch size, or on retries. Under LoRA it samples
+   * from the merged weights (W + scale·B·A, the same model up to rounding): the cached path bakes weights
+   * into its sessions, and a merged projection costs no more than the base one. Training never reads these
+   * log-probs (the GRPO old log-probs come from score), so the rounding difference cannot reach an update.
    */
   generate(requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: GenerateOptions = {}): Promise<GenerateResult[]> {
-    return this.generator.generate(this.state.params, requests, sampling, options);
+    return this.generator.generate(this.modelParameters(this.state.params), requests, sampling, options);
   }
 
   /**
@@ -158,7 +210,8 @@ export class PolicyEngine {
     const start = this.state;
     if (opts.expect !== undefined && !sameTag(checkedTag(opts.expect, 'expected tag'), start.tag)) throw new PolicyTagMismatchError({ ...opts.expect }, start.tag && { ...start.tag });
     const next = opts.next === undefined ? start.tag : checkedTag(opts.next, 'next tag');
-    const { state, results } = await runUpdates(this.config, this.dtype, this.trainSessions, start, steps, opts.signal, opts.onProgress);
+    const model = { config: this.config, dtype: this.dtype, trained: this.trained, frozen: this.base && { specs: parameterSpecs(this.config), values: this.base } };
+    const { state, results } = await runUpdates(model, this.trainSessions, start, steps, opts.signal, opts.onProgress);
     // The updates were computed from `start`; committing them over anything else would lose a change.
     if (this.state !== start) throw new Error('the engine state changed while train() ran (engine calls must not overlap); nothing was committed');
     this.state = { ...state, reference: start.reference, tag: next };
@@ -185,35 +238,58 @@ export class PolicyEngine {
   /** Replaces parameters, optimizer state, reference and tag together, after every file has been checked. */
   loadState(files: PolicyStateFiles): void {
     const tag = checkedTag(files.tag, 'tag');
-    const params = decodeParameters(files.parameters, this.config, this.dtype, 'model.safetensors');
-    const optimizer: OptimizerTensors = files.optimizer === null ? { m: new Map(), v: new Map(), step: 0 } : decodeOptimizer(files.optimizer, this.config, this.dtype, 'optimizer.safetensors');
-    const reference = files.reference === null ? params : decodeParameters(files.reference, this.config, this.dtype, 'reference.safetensors');
+    const params = this.decodeTrained(files.parameters, this.lora ? 'adapter_model.safetensors' : 'model.safetensors');
+    const optimizer: OptimizerTensors = files.optimizer === null ? { m: new Map(), v: new Map(), step: 0 } : decodeOptimizer(files.optimizer, this.trained, this.dtype, 'optimizer.safetensors');
+    const reference = files.reference === null ? params : this.decodeTrained(files.reference, this.lora ? 'reference adapter_model.safetensors' : 'reference.safetensors');
     this.state = { params, ...optimizer, reference, tag };
   }
 
-  /** The parameters as safetensors bytes with Hugging Face names. */
+  private decodeTrained(bytes: Uint8Array, source: string): Map<string, FloatArray> {
+    return this.lora ? decodeAdapters(bytes, this.config, this.lora, this.dtype, source) : decodeParameters(bytes, this.config, this.dtype, source);
+  }
+
+  private encodeTrained(values: ReadonlyMap<string, FloatArray>): Uint8Array {
+    return this.lora ? encodeAdapters(this.config, this.lora, values) : encodeParameters(this.config, values);
+  }
+
+  /** The trained parameters as safetensors bytes: every parameter (Hugging Face names), or under LoRA adapter_model.safetensors (PEFT names). */
   exportParameters(): Uint8Array {
-    return encodeParameters(this.config, this.state.params);
+    return this.encodeTrained(this.state.params);
   }
 
-  /** The reference policy's parameters, in the same format as exportParameters. */
+  /** The reference policy's trained parameters, in the same format as exportParameters. */
   exportReferencePolicy(): Uint8Array {
-    return encodeParameters(this.config, this.state.reference);
+    return this.encodeTrained(this.state.reference);
   }
 
-  /** AdamW moments (prefixed names) and the step count as safetensors bytes. */
+  /** The weights training leaves alone under LoRA (the loaded model), or the current parameters without it. */
+  exportBaseParameters(): Uint8Array {
+    return encodeParameters(this.config, this.base ?? this.state.params);
+  }
+
+  /**
+   * sha256 of exportBaseParameters() under LoRA: what a LoRA checkpoint records of the base it belongs to.
+   * Computed once (the base never changes) from the weights as loaded, so it does not depend on how the
+   * files were laid out (one file, shards, GGUF).
+   */
+  baseDigest(): string {
+    if (!this.base) throw new EngineInputError('baseDigest: this engine trains every parameter; only a LoRA engine has a frozen base');
+    return (this.baseSha256 ??= sha256Hex(this.exportBaseParameters()));
+  }
+
+  /** AdamW moments of the trained parameters (prefixed names) and the step count as safetensors bytes. */
   exportOptimizer(): Uint8Array {
-    return encodeOptimizer(this.config, this.dtype, this.state);
+    return encodeOptimizer(this.trained, this.dtype, this.state);
   }
 
-  /** Replaces the parameters only (every parameter must be present with its shape); reference and tag stay. */
-  importParameters(bytes: Uint8Array, source = 'model.safetensors'): void {
-    this.state = { ...this.state, params: decodeParameters(bytes, this.config, this.dtype, source) };
+  /** Replaces the trained parameters only (every one must be present with its shape); reference and tag stay. */
+  importParameters(bytes: Uint8Array, source = this.lora ? 'adapter_model.safetensors' : 'model.safetensors'): void {
+    this.state = { ...this.state, params: this.decodeTrained(bytes, source) };
   }
 
   /** Replaces the moments and step only, after the whole file has been checked. */
   importOptimizer(bytes: Uint8Array, source = 'optimizer.safetensors'): void {
-    this.state = { ...this.state, ...decodeOptimizer(bytes, this.config, this.dtype, source) };
+    this.state = { ...this.state, ...decodeOptimizer(bytes, this.trained, this.dtype, source) };
   }
 
   async release(): Promise<void> {

@@ -1,8 +1,9 @@
 // Scoring: per-token log-probs and ranks of given targets for a right-padded batch, in one run of a
 // session that takes the parameters as inputs, so the current and the reference policy share it.
-import { paddedFeeds, parameterFeeds, type FloatArray, type FloatDType } from './batching.js';
+import { paddedFeeds, weightFeeds, type FloatArray, type FloatDType, type Weights } from './batching.js';
 import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
+import type { LoraConfig } from './model/lora.js';
 import { buildScoreGraph } from './model/train-graph.js';
 import { OrtSession, type SessionOptions } from './ort.js';
 
@@ -23,8 +24,8 @@ export interface ScoreOptions {
   signal?: AbortSignal;
 }
 
-export function createScoreSession(config: ModelConfig, dtype: FloatDType, options: SessionOptions): Promise<OrtSession> {
-  return OrtSession.create(buildScoreGraph(config, dtype).toModelBytes(), options);
+export function createScoreSession(config: ModelConfig, dtype: FloatDType, options: SessionOptions, lora?: LoraConfig): Promise<OrtSession> {
+  return OrtSession.create(buildScoreGraph(config, dtype, lora).toModelBytes(), options);
 }
 
 /** Checks the requests before `session` is asked for, so a bad request never pays for building one. */
@@ -32,7 +33,7 @@ export async function scoreBatch(
   session: () => Promise<OrtSession>,
   config: ModelConfig,
   dtype: FloatDType,
-  params: ReadonlyMap<string, FloatArray>,
+  weights: Weights,
   requests: readonly ScoreRequest[],
   signal?: AbortSignal,
 ): Promise<ScoreResult[]> {
@@ -44,7 +45,7 @@ export async function scoreBatch(
   const { feeds, length } = paddedFeeds(config, dtype, requests.map((r) => r.ids), 'right');
   const ready = await session();
   throwIfAborted(signal);
-  const out = await ready.run({ ...parameterFeeds(config, dtype, params), ...feeds });
+  const out = await ready.run({ ...weightFeeds(dtype, weights), ...feeds });
   const logprobs = out.logprobs!.data as FloatArray;
   const ranks = out.ranks!.data as BigInt64Array;
   const width = length - 1;
@@ -53,7 +54,7 @@ export async function scoreBatch(
     const to = b * width + r.ids.length - 1;
     const scored = Array.from(logprobs.subarray(from, to));
     const bad = scored.findIndex(Number.isNaN);
-    if (bad >= 0) throw overflowError(`score request ${b}: the log-prob at position ${r.targetStart + bad} is NaN`, params);
+    if (bad >= 0) throw overflowError(`score request ${b}: the log-prob at position ${r.targetStart + bad} is NaN`, weights.values);
     return { logprobs: scored, ranks: Array.from(ranks.subarray(from, to), Number) };
   });
 }

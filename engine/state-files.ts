@@ -1,10 +1,12 @@
 // The engine state as files: parameters as safetensors with Hugging Face names (so they load in other
-// tools), AdamW moments as `optimizer.adam_m.*` / `optimizer.adam_v.*` plus `optimizer.step`. Decoding
-// checks every tensor and returns fresh arrays, so a caller can validate a whole state before using any.
+// tools), LoRA adapters under PEFT's names, AdamW moments of whatever is trained as `optimizer.adam_m.*` /
+// `optimizer.adam_v.*` plus `optimizer.step`. Decoding checks every tensor and returns fresh arrays, so a
+// caller can validate a whole state before using any.
 import { zeros, type FloatArray, type FloatDType } from './batching.js';
 import { EngineInputError } from './errors.js';
 import type { ModelConfig } from './model/config.js';
-import { assertModelFits, elementCount, parameterSpecs } from './model/params.js';
+import { adapterSpecs, type LoraConfig } from './model/lora.js';
+import { assertModelFits, elementCount, parameterSpecs, type ParamSpec } from './model/params.js';
 import { decodeSafetensors, encodeSafetensors, SafetensorsError, tensorFrom, toFloat32, toFloat64, type SafeTensor, type SafetensorsFile } from './weights/safetensors.js';
 
 export const OPTIMIZER_STEP_TENSOR = 'optimizer.step';
@@ -17,16 +19,28 @@ export interface OptimizerTensors {
   step: number;
 }
 
-export function encodeParameters(config: ModelConfig, params: ReadonlyMap<string, FloatArray>): Uint8Array {
+function encodeTensors(specs: readonly ParamSpec[], values: ReadonlyMap<string, FloatArray>): Uint8Array {
   const tensors = new Map<string, SafeTensor>();
-  for (const spec of parameterSpecs(config)) tensors.set(spec.name, tensorFrom(params.get(spec.name)!, spec.shape));
+  for (const spec of specs) tensors.set(spec.name, tensorFrom(values.get(spec.name)!, spec.shape));
   return encodeSafetensors(tensors, { format: 'pt' });
 }
 
-/** Missing moments (an engine that never trained) are written as the zeros they stand for. */
-export function encodeOptimizer(config: ModelConfig, dtype: FloatDType, state: { m: ReadonlyMap<string, FloatArray>; v: ReadonlyMap<string, FloatArray>; step: number }): Uint8Array {
+export function encodeParameters(config: ModelConfig, params: ReadonlyMap<string, FloatArray>): Uint8Array {
+  return encodeTensors(parameterSpecs(config), params);
+}
+
+/** adapter_model.safetensors: lora_A / lora_B under PEFT's names, loadable by PeftModel.from_pretrained. */
+export function encodeAdapters(config: ModelConfig, lora: LoraConfig, adapters: ReadonlyMap<string, FloatArray>): Uint8Array {
+  return encodeTensors(adapterSpecs(config, lora), adapters);
+}
+
+/**
+ * Moments of the trained tensors `specs` (every parameter, or the adapters). Missing moments (an engine
+ * that never trained) are written as the zeros they stand for.
+ */
+export function encodeOptimizer(specs: readonly ParamSpec[], dtype: FloatDType, state: { m: ReadonlyMap<string, FloatArray>; v: ReadonlyMap<string, FloatArray>; step: number }): Uint8Array {
   const tensors = new Map<string, SafeTensor>();
-  for (const spec of parameterSpecs(config)) {
+  for (const spec of specs) {
     const size = elementCount(spec.shape);
     tensors.set(M_PREFIX + spec.name, tensorFrom(state.m.get(spec.name) ?? zeros(dtype, size), spec.shape));
     tensors.set(V_PREFIX + spec.name, tensorFrom(state.v.get(spec.name) ?? zeros(dtype, size), spec.shape));
@@ -82,11 +96,23 @@ export function decodeParameters(bytes: Uint8Array, config: ModelConfig, dtype: 
   return new Map(specs.map((spec) => [spec.name, readTensor(file, spec.name, spec.shape, dtype, source)]));
 }
 
-export function decodeOptimizer(bytes: Uint8Array, config: ModelConfig, dtype: FloatDType, source: string): OptimizerTensors {
+/** The adapters of an adapter_model.safetensors; every tensor must be there with its shape, and no other. */
+export function decodeAdapters(bytes: Uint8Array, config: ModelConfig, lora: LoraConfig, dtype: FloatDType, source: string): Map<string, FloatArray> {
+  const file = decode(bytes, source);
+  const specs = adapterSpecs(config, lora);
+  const used = new Set(specs.map((s) => s.name));
+  const extra = [...file.tensors.keys()].filter((n) => !used.has(n)).sort();
+  if (extra.length > 0) {
+    throw new EngineInputError(`${source}: ${extra.length} tensor(s) the adapter config (r ${lora.rank}, target modules ${lora.targets.join(', ')}) does not have, e.g. ${extra.slice(0, 3).join(', ')}`);
+  }
+  return new Map(specs.map((spec) => [spec.name, readTensor(file, spec.name, spec.shape, dtype, source)]));
+}
+
+export function decodeOptimizer(bytes: Uint8Array, specs: readonly ParamSpec[], dtype: FloatDType, source: string): OptimizerTensors {
   const file = decode(bytes, source);
   const m = new Map<string, FloatArray>();
   const v = new Map<string, FloatArray>();
-  for (const spec of parameterSpecs(config)) {
+  for (const spec of specs) {
     m.set(spec.name, readTensor(file, M_PREFIX + spec.name, spec.shape, dtype, source));
     v.set(spec.name, readTensor(file, V_PREFIX + spec.name, spec.shape, dtype, source));
   }

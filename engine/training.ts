@@ -2,10 +2,11 @@
 // bias corrections), a bounded cache of train sessions, and running a sequence of updates on copies of
 // the optimizer state, so the engine commits all of them or none.
 import type { Aggregation } from '../dro/grpo.js';
-import { paddedFeeds, parameterFeeds, scalarFeed, zeros, type FloatArray, type FloatDType } from './batching.js';
+import { paddedFeeds, scalarFeed, weightFeeds, zeros, type FloatArray, type FloatDType, type Weights } from './batching.js';
 import { EngineInputError, NonFiniteUpdateError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
-import { parameterSpecs } from './model/params.js';
+import type { LoraConfig } from './model/lora.js';
+import type { ParamSpec } from './model/params.js';
 import { buildTrainGraph, TRAIN_IO, type TrainGraphOptions } from './model/train-graph.js';
 import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
 
@@ -157,6 +158,8 @@ export class TrainSessions {
     private readonly config: ModelConfig,
     private readonly sessionOptions: SessionOptions,
     readonly capacity = 3,
+    /** Train LoRA adapters instead of every parameter. */
+    private readonly lora?: LoraConfig,
   ) {}
 
   get size(): number {
@@ -168,7 +171,7 @@ export class TrainSessions {
     let session = this.sessions.get(key);
     if (session) this.sessions.delete(key);
     else {
-      session = OrtSession.create(buildTrainGraph(this.config, options).toModelBytes(), { ...this.sessionOptions, memoryPattern: false });
+      session = OrtSession.create(buildTrainGraph(this.config, options, this.lora).toModelBytes(), { ...this.sessionOptions, memoryPattern: false });
       // A failed build must not stay cached as a permanent failure.
       session.catch(() => this.sessions.get(key) === session && this.sessions.delete(key));
     }
@@ -198,20 +201,31 @@ async function checkAbort(signal: AbortSignal | undefined): Promise<void> {
   throwIfAborted(signal);
 }
 
+/** What the updates train: `start.params` holds the `trained` tensors; `frozen` weights are fed unchanged. */
+export interface TrainedModel {
+  config: ModelConfig;
+  dtype: FloatDType;
+  /** Every parameter, or under LoRA the adapters. */
+  trained: readonly ParamSpec[];
+  /** The frozen LoRA base weights, or undefined when every parameter is trained. */
+  frozen?: Weights;
+}
+
 /**
  * Runs the updates in order, each on the state the previous one produced, and returns the final state
  * without touching `start`. Every batch is checked before the first session run, and the signal before
  * and after every run, the last one included.
  */
 export async function runUpdates(
-  config: ModelConfig,
-  dtype: FloatDType,
+  model: TrainedModel,
   sessions: TrainSessions,
   start: AdamState,
   steps: readonly TrainStep[],
   signal?: AbortSignal,
   onProgress?: (updates: number) => void,
 ): Promise<{ state: AdamState; results: TrainStepResult[] }> {
+  const { config, dtype, trained: specs } = model;
+  const frozen = model.frozen ? weightFeeds(dtype, model.frozen) : {};
   const prepared = steps.map((s, i) => {
     try {
       return prepareUpdate(config, dtype, s.sequences, s.options);
@@ -220,7 +234,6 @@ export async function runUpdates(
       throw err;
     }
   });
-  const specs = parameterSpecs(config);
   let state = start;
   const results: TrainStepResult[] = [];
   for (const p of prepared) {
@@ -229,7 +242,8 @@ export async function runUpdates(
     await checkAbort(signal);
     const update = state.step + 1;
     const feeds: Record<string, TensorData> = {
-      ...parameterFeeds(config, dtype, state.params),
+      ...frozen,
+      ...weightFeeds(dtype, { specs, values: state.params }),
       ...p.feeds,
       [TRAIN_IO.learningRate]: scalarFeed(dtype, p.learningRate),
       [TRAIN_IO.biasCorrection1]: scalarFeed(dtype, 1 - Math.pow(p.graph.beta1, update)),

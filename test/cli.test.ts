@@ -236,7 +236,7 @@ describe('dro train with a config', () => {
       JSON.stringify({
         colour: 'blue',
         rollout: { groupSize: 0 },
-        model: { executionProvider: 'tpu', loraRank: 2 },
+        model: { executionProvider: 'tpu', loraRank: -2 },
         checkpoint: { store },
       }),
     );

@@ -1,11 +1,13 @@
 // The training-step graph: the GRPO loss exactly as dro/grpo.ts defines it (or the SFT loss), its
 // gradients by engine/onnx/autodiff.ts, global-norm clipping and a decoupled-weight-decay AdamW update,
 // all in one ONNX session. The learning rate and Adam's bias corrections are inputs, so schedules stay
-// outside the graph and the step count is never baked in.
+// outside the graph and the step count is never baked in. With LoRA only the adapters are differentiated
+// and updated; the frozen base weights stay plain inputs (see declareLossModel).
 import type { Aggregation } from '../../dro/grpo.js';
 import { gradients } from '../onnx/autodiff.js';
 import { Graph, type DType, type Tensor } from '../onnx/graph.js';
 import type { ModelConfig } from './config.js';
+import { declareAdapters, type LoraConfig } from './lora.js';
 import { declareModelInputs, declareParameters, nextTokenLogprobs, nextTokenRanks, transformerLogits } from './transformer.js';
 
 export interface TrainGraphOptions {
@@ -76,19 +78,32 @@ function aggregate(g: Graph, o: TrainGraphOptions, perToken: Tensor, mask: Tenso
 
 interface LossGraph {
   g: Graph;
+  /** The trained tensors: every parameter, or only the LoRA adapters. */
   params: Map<string, Tensor>;
   loss: Tensor;
   logprobs: Tensor;
 }
 
+/**
+ * The model's weights and its logits. Under LoRA the base weights are frozen by being inputs nobody
+ * differentiates, not initializers: one copy in memory is fed by reference to every session (score and
+ * train share it, nothing is rebuilt when a checkpoint loads), where baked-in weights would put another
+ * copy into each session and a model's bytes into the ONNX proto, which protobuf caps at 2 GB.
+ */
+function declareLossModel(g: Graph, config: ModelConfig, dtype: TrainGraphOptions['dtype'], lora: LoraConfig | undefined): { trained: Map<string, Tensor>; logits: Tensor; ids: Tensor } {
+  const params = declareParameters(g, config, dtype);
+  const adapters = lora ? declareAdapters(g, config, lora, dtype) : undefined;
+  const inputs = declareModelInputs(g, dtype);
+  const logits = transformerLogits(g, config, params, inputs, { adapters: adapters?.byWeight });
+  return { trained: adapters?.inputs ?? params, logits, ids: inputs.ids };
+}
+
 /** Model inputs, the completion mask (and GRPO inputs), and the scalar loss. */
-function buildLoss(config: ModelConfig, o: Pick<TrainGraphOptions, 'dtype' | 'loss' | 'epsilonLow' | 'epsilonHigh' | 'klBeta' | 'aggregation' | 'maxCompletionLength'>, name: string): LossGraph {
+function buildLoss(config: ModelConfig, o: Pick<TrainGraphOptions, 'dtype' | 'loss' | 'epsilonLow' | 'epsilonHigh' | 'klBeta' | 'aggregation' | 'maxCompletionLength'>, name: string, lora?: LoraConfig): LossGraph {
   const g = new Graph(name);
-  const params = declareParameters(g, config, o.dtype);
-  const inputs = declareModelInputs(g, o.dtype);
+  const { trained: params, logits, ids } = declareLossModel(g, config, o.dtype, lora);
   const mask = g.input(TRAIN_IO.completionMask, o.dtype, ['batch', 'seq-1']);
-  const logits = transformerLogits(g, config, params, inputs);
-  const { logprobs } = nextTokenLogprobs(g, logits, inputs.ids);
+  const { logprobs } = nextTokenLogprobs(g, logits, ids);
   let loss: Tensor;
   if (o.loss === 'sft') {
     loss = g.div(g.neg(g.reduceSum(g.mul(logprobs, mask), [0, 1])), g.max(g.reduceSum(mask, [0, 1]), g.scalar(1, mask)));
@@ -101,17 +116,17 @@ function buildLoss(config: ModelConfig, o: Pick<TrainGraphOptions, 'dtype' | 'lo
   return { g, params, loss, logprobs };
 }
 
-/** Loss and the raw gradient of every parameter (outputs `loss` and `grad.<name>`): for gradient checks. */
-export function buildGradientGraph(config: ModelConfig, o: Pick<TrainGraphOptions, 'dtype' | 'loss' | 'epsilonLow' | 'epsilonHigh' | 'klBeta' | 'aggregation' | 'maxCompletionLength'>): Graph {
-  const { g, params, loss } = buildLoss(config, o, `gradient_${o.loss}`);
+/** Loss and the raw gradient of every trained tensor (outputs `loss` and `grad.<name>`): for gradient checks. */
+export function buildGradientGraph(config: ModelConfig, o: Pick<TrainGraphOptions, 'dtype' | 'loss' | 'epsilonLow' | 'epsilonHigh' | 'klBeta' | 'aggregation' | 'maxCompletionLength'>, lora?: LoraConfig): Graph {
+  const { g, params, loss } = buildLoss(config, o, `gradient_${o.loss}`, lora);
   const names = [...params.keys()];
   gradients(g, loss, names.map((n) => params.get(n)!)).forEach((grad, i) => g.output(grad, `grad.${names[i]!}`));
   g.output(loss, TRAIN_IO.loss);
   return g;
 }
 
-export function buildTrainGraph(config: ModelConfig, o: TrainGraphOptions): Graph {
-  const { g, params, loss, logprobs } = buildLoss(config, o, `train_${o.loss}`);
+export function buildTrainGraph(config: ModelConfig, o: TrainGraphOptions, lora?: LoraConfig): Graph {
+  const { g, params, loss, logprobs } = buildLoss(config, o, `train_${o.loss}`, lora);
   const names = [...params.keys()];
   const paramTensors = names.map((n) => params.get(n)!);
   const grads = gradients(g, loss, paramTensors);
@@ -146,12 +161,11 @@ export function buildTrainGraph(config: ModelConfig, o: TrainGraphOptions): Grap
   return g;
 }
 
-/** The scoring graph: next-token log-probs and ranks for a padded batch. */
-export function buildScoreGraph(config: ModelConfig, dtype: DType): Graph {
+/** The scoring graph: next-token log-probs and ranks for a padded batch (through the adapters under LoRA). */
+export function buildScoreGraph(config: ModelConfig, dtype: DType, lora?: LoraConfig): Graph {
   const g = new Graph('score');
-  const params = declareParameters(g, config, dtype);
-  const inputs = declareModelInputs(g, dtype);
-  const scores = nextTokenLogprobs(g, transformerLogits(g, config, params, inputs), inputs.ids);
+  const { logits, ids } = declareLossModel(g, config, dtype, lora);
+  const scores = nextTokenLogprobs(g, logits, ids);
   g.output(scores.logprobs, 'logprobs');
   g.output(nextTokenRanks(g, scores), 'ranks');
   return g;

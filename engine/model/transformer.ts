@@ -5,6 +5,7 @@
 // query attention is a broadcast MatMul, never a copy of the keys and values.
 import type { DType, Graph, Tensor } from '../onnx/graph.js';
 import type { ModelConfig } from './config.js';
+import type { GraphAdapter } from './lora.js';
 import { parameterSpecs } from './params.js';
 import { rotaryInverseFrequencies } from './rope.js';
 
@@ -55,9 +56,14 @@ function rmsNorm(g: Graph, x: Tensor, weight: Tensor, eps: number): Tensor {
   return g.mul(g.mul(x, g.pow(g.add(meanSquare, eps), -0.5)), weight);
 }
 
-/** x · Wᵀ (+ b) for a Hugging Face Linear weight W [out, in]. */
-function linear(g: Graph, x: Tensor, weight: Tensor, bias?: Tensor): Tensor {
-  const y = g.matmul(x, g.transpose(weight, [1, 0]));
+/**
+ * x · Wᵀ (+ b) for a Hugging Face Linear weight W [out, in]; with a LoRA adapter, plus scale·(x·Aᵀ)·Bᵀ
+ * through the rank-r bottleneck (never the [out, in] product B·A, which would also make training compute
+ * a full-size gradient of it).
+ */
+function linear(g: Graph, x: Tensor, weight: Tensor, bias?: Tensor, adapter?: GraphAdapter): Tensor {
+  let y = g.matmul(x, g.transpose(weight, [1, 0]));
+  if (adapter) y = g.add(y, g.mul(g.matmul(g.matmul(x, g.transpose(adapter.a, [1, 0])), g.transpose(adapter.b, [1, 0])), adapter.scale));
   return bias ? g.add(y, bias) : y;
 }
 
@@ -121,6 +127,8 @@ export interface ForwardOptions {
   fixedCache?: FixedCacheAttention;
   /** Output only the logits of the last position: sampling reads nothing else. */
   lastPositionOnly?: boolean;
+  /** LoRA adapters by the name of the weight they adapt (e.g. model.layers.0.self_attn.q_proj.weight). */
+  adapters?: ReadonlyMap<string, GraphAdapter>;
 }
 
 /**
@@ -148,12 +156,13 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
   for (let layer = 0; layer < config.num_hidden_layers; layer++) {
     const p = (name: string): Tensor => param(params, `model.layers.${layer}.${name}`);
     const optional = (name: string): Tensor | undefined => (config.attention_bias ? p(name) : undefined);
+    const project = (x: Tensor, module: string, bias?: Tensor): Tensor => linear(g, x, p(`${module}.weight`), bias, options.adapters?.get(`model.layers.${layer}.${module}.weight`));
     const n = rmsNorm(g, x, p('input_layernorm.weight'), config.rms_norm_eps);
     // [B, T, heads·d] → [B, kvHeads, group, T, d]; keys and values have group 1 and broadcast.
     const heads = (t: Tensor, perGroup: number): Tensor => g.transpose(g.reshape(t, ['batch', seq, kvHeads, perGroup, d]), [0, 2, 3, 1, 4]);
-    const q = applyRotary(g, heads(linear(g, n, p('self_attn.q_proj.weight'), optional('self_attn.q_proj.bias')), group), cos, sin, d);
-    const k = applyRotary(g, heads(linear(g, n, p('self_attn.k_proj.weight'), optional('self_attn.k_proj.bias')), 1), cos, sin, d);
-    const v = heads(linear(g, n, p('self_attn.v_proj.weight'), optional('self_attn.v_proj.bias')), 1);
+    const q = applyRotary(g, heads(project(n, 'self_attn.q_proj', optional('self_attn.q_proj.bias')), group), cos, sin, d);
+    const k = applyRotary(g, heads(project(n, 'self_attn.k_proj', optional('self_attn.k_proj.bias')), 1), cos, sin, d);
+    const v = heads(project(n, 'self_attn.v_proj', optional('self_attn.v_proj.bias')), 1);
     present.push({ key: k, value: v });
     let context: Tensor;
     const fixed = options.fixedCache;
@@ -172,12 +181,12 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
       context = g.matmul(g.softmax(scores, -1), v);
     }
     const merged = g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), ['batch', seq, config.num_attention_heads * d]);
-    x = g.add(x, linear(g, merged, p('self_attn.o_proj.weight')));
+    x = g.add(x, project(merged, 'self_attn.o_proj'));
 
     const n2 = rmsNorm(g, x, p('post_attention_layernorm.weight'), config.rms_norm_eps);
-    const gate = linear(g, n2, p('mlp.gate_proj.weight'));
-    const up = linear(g, n2, p('mlp.up_proj.weight'));
-    x = g.add(x, linear(g, g.mul(g.mul(gate, g.sigmoid(gate)), up), p('mlp.down_proj.weight')));
+    const gate = project(n2, 'mlp.gate_proj');
+    const up = project(n2, 'mlp.up_proj');
+    x = g.add(x, project(g.mul(g.mul(gate, g.sigmoid(gate)), up), 'mlp.down_proj'));
   }
   // Sampling reads only the last position's logits; the output projection is the largest GEMM of a
   // small model's prefill (a fifth of SmolLM2-135M's), so the other positions skip it.
@@ -188,8 +197,8 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
 }
 
 /** Logits [B, T, vocab] of the model for the token batch. */
-export function transformerLogits(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs): Tensor {
-  return transformerForward(g, config, params, inputs).logits;
+export function transformerLogits(g: Graph, config: ModelConfig, params: Map<string, Tensor>, inputs: ModelInputs, options: ForwardOptions = {}): Tensor {
+  return transformerForward(g, config, params, inputs, options).logits;
 }
 
 export interface NextTokenScores {

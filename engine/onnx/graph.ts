@@ -430,13 +430,24 @@ export class Graph {
     const alias = new Map<string, string>();
     for (const o of this.outputs) if (o.tensor.producer && !alias.has(o.tensor.name)) alias.set(o.tensor.name, o.name);
     const nameOf = (t: Tensor): string => alias.get(t.name) ?? t.name;
+    // ONNX Runtime runs every node, needed or not, and gradient rules emit the gradient of every input of
+    // a node (e.g. of a frozen LoRA base weight, as costly as the layer's forward): only nodes an output
+    // depends on are written.
+    const live = new Set(this.outputs.map((o) => o.tensor.name));
+    const kept = new Set<GraphNode>();
+    for (let i = this.nodes.length - 1; i >= 0; i--) {
+      const n = this.nodes[i]!;
+      if (!n.outputs.some((t) => live.has(t.name))) continue;
+      kept.add(n);
+      for (const t of n.inputs) live.add(t.name);
+    }
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'dro-temporal',
       opsetImport: [{ domain: '', version: ONNX_OPSET }],
       graph: {
         name: this.name,
-        node: this.nodes.map((n, i) => ({
+        node: this.nodes.filter((n) => kept.has(n)).map((n, i) => ({
           name: `n${i}_${n.opType}`,
           opType: n.opType,
           input: n.inputs.map(nameOf),
@@ -445,7 +456,8 @@ export class Graph {
         })),
         input: this.inputs.map((t) => valueInfo(t.name, t.dtype, t.shape)),
         output: this.outputs.map((o) => valueInfo(o.name, o.tensor.dtype, o.tensor.shape)),
-        initializer: this.initializers.map(tensorProto),
+        // Constants only pruned nodes used would each draw an ONNX Runtime warning.
+        initializer: this.initializers.filter((init) => live.has(init.name)).map(tensorProto),
       },
     });
     // What is left: a graph input or initializer returned as an output, or one tensor under two names.

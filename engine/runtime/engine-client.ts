@@ -174,6 +174,13 @@ export class EngineClient {
   exportReferencePolicy(): Promise<Uint8Array> {
     return this.call('exportReferencePolicy', []);
   }
+  exportBaseParameters(): Promise<Uint8Array> {
+    return this.call('exportBaseParameters', []);
+  }
+  /** Under LoRA: sha256 of the frozen base weights (see PolicyEngine.baseDigest). */
+  baseDigest(): Promise<string> {
+    return this.call('baseDigest', []);
+  }
   /** Sends the bytes to the engine thread; a buffer the view spans whole is transferred (detached). */
   importParameters(bytes: Uint8Array, source?: string): Promise<void> {
     return this.call('importParameters', [bytes, source], {}, transferable(bytes));

@@ -52,6 +52,10 @@ async function dispatch(engine: PolicyEngine, method: string, args: unknown[], s
       return transferred(engine.exportOptimizer());
     case 'exportReferencePolicy':
       return transferred(engine.exportReferencePolicy());
+    case 'exportBaseParameters':
+      return transferred(engine.exportBaseParameters());
+    case 'baseDigest':
+      return { value: engine.baseDigest() };
     case 'importParameters':
       engine.importParameters(...(args as Parameters<PolicyEngine['importParameters']>));
       return {};
