@@ -221,6 +221,30 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
  * starts 8-byte aligned.
  */
 export function encodeSafetensors(tensors: Map<string, SafeTensor> | Record<string, SafeTensor>, metadata: Record<string, string> = {}): Uint8Array {
+  const { header, order, dataLength } = safetensorsLayout(tensors, metadata);
+  const out = new Uint8Array(header.length + dataLength);
+  out.set(header, 0);
+  let at = header.length;
+  for (const [, tensor] of order) {
+    out.set(tensor.data, at);
+    at += tensor.data.length;
+  }
+  return out;
+}
+
+export interface SafetensorsLayout {
+  /** The 8-byte length and the padded JSON header: the file's first bytes. */
+  header: Uint8Array;
+  /** The tensors in the order their data follow the header. */
+  order: [string, SafeTensor][];
+  dataLength: number;
+}
+
+/**
+ * What encodeSafetensors writes, without copying any tensor data: the header bytes and the data order, so a
+ * writer can stream files too large for one buffer and still produce exactly encodeSafetensors' bytes.
+ */
+export function safetensorsLayout(tensors: Map<string, SafeTensor> | Record<string, SafeTensor>, metadata: Record<string, string> = {}): SafetensorsLayout {
   const where = 'encodeSafetensors';
   const entries: [string, SafeTensor][] = tensors instanceof Map ? [...tensors.entries()] : Object.entries(tensors);
   const sizes = new Map<string, number>();
@@ -261,26 +285,57 @@ export function encodeSafetensors(tensors: Map<string, SafeTensor> | Record<stri
   if (headerLength > MAX_HEADER_BYTES) {
     throw new SafetensorsError(`${where}: header would be ${headerLength} bytes, over the ${MAX_HEADER_BYTES}-byte limit readers enforce`);
   }
-  const out = new Uint8Array(8 + headerLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerLength), true);
-  out.set(json, 8);
-  out.fill(0x20, 8 + json.length, 8 + headerLength);
-  let at = 8 + headerLength;
-  for (const [, tensor] of entries) {
-    out.set(tensor.data, at);
-    at += tensor.data.length;
-  }
-  return out;
+  const header = new Uint8Array(8 + headerLength);
+  new DataView(header.buffer).setBigUint64(0, BigInt(headerLength), true);
+  header.set(json, 8);
+  header.fill(0x20, 8 + json.length, 8 + headerLength);
+  return { header, order: entries, dataLength: offset };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Decode
 
-interface Placed {
-  name: string;
-  tensor: SafeTensor;
+/** A tensor as the header describes it; `begin` and `end` are byte offsets into the data buffer. */
+export interface SafetensorsEntry {
+  dtype: SafetensorsDtype;
+  shape: number[];
   begin: number;
   end: number;
+}
+
+export interface SafetensorsHeader {
+  /** Where the data buffer starts in the file: 8 + the header length. */
+  dataStart: number;
+  /** In data-buffer order. */
+  entries: Map<string, SafetensorsEntry>;
+  metadata: Record<string, string>;
+}
+
+/**
+ * The header's size in bytes (8-byte length + JSON) from the file's first 8 bytes, checked against the
+ * reader limit and the file's length, so a reader knows how much of a large file to read before parsing.
+ */
+export function safetensorsHeaderSize(first: Uint8Array, fileLength: number, source = 'safetensors data'): number {
+  const problem = (what: string): SafetensorsError => new SafetensorsError(`${source}: ${what}`);
+  if (!(first instanceof Uint8Array)) throw problem('expected the file contents as a Uint8Array');
+  if (first.length < 8 || fileLength < 8) throw problem(`file is ${fileLength} bytes, too short for the 8-byte header length`);
+  const headerLength = new DataView(first.buffer, first.byteOffset, first.byteLength).getBigUint64(0, true);
+  if (headerLength > BigInt(MAX_HEADER_BYTES)) throw problem(`header length ${headerLength} is over the ${MAX_HEADER_BYTES}-byte limit`);
+  const n = Number(headerLength);
+  if (8 + n > fileLength) throw problem(`header length ${n} runs past the end of the ${fileLength}-byte file`);
+  return 8 + n;
+}
+
+/**
+ * Parses and fully validates the header of a `fileLength`-byte safetensors file from `prefix`, its first
+ * bytes (at least safetensorsHeaderSize of them): every tensor's dtype, shape and offsets, and that the
+ * tensors tile the data buffer exactly. Reads no tensor data, so it works for files of any size.
+ */
+export function decodeSafetensorsHeader(prefix: Uint8Array, fileLength: number, source = 'safetensors data'): SafetensorsHeader {
+  const problem = (what: string): SafetensorsError => new SafetensorsError(`${source}: ${what}`);
+  const dataStart = safetensorsHeaderSize(prefix, fileLength, source);
+  if (prefix.length < dataStart) throw problem(`only ${prefix.length} bytes of the ${dataStart}-byte header were given`);
+  return parseHeaderJson(prefix, dataStart - 8, fileLength, problem);
 }
 
 /**
@@ -291,19 +346,18 @@ interface Placed {
  * in data-buffer order.
  */
 export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'): SafetensorsFile {
-  const problem = (what: string): SafetensorsError => new SafetensorsError(`${source}: ${what}`);
-  if (!(bytes instanceof Uint8Array)) throw problem('expected the file contents as a Uint8Array');
-  if (bytes.length < 8) throw problem(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
+  if (!(bytes instanceof Uint8Array)) throw new SafetensorsError(`${source}: expected the file contents as a Uint8Array`);
+  const { dataStart, entries, metadata } = decodeSafetensorsHeader(bytes, bytes.length, source);
+  const tensors = new Map<string, SafeTensor>();
+  for (const [name, e] of entries) tensors.set(name, { dtype: e.dtype, shape: e.shape, data: bytes.subarray(dataStart + e.begin, dataStart + e.end) });
+  return { tensors, metadata };
+}
 
-  const headerLength = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(0, true);
-  if (headerLength > BigInt(MAX_HEADER_BYTES)) throw problem(`header length ${headerLength} is over the ${MAX_HEADER_BYTES}-byte limit`);
-  const n = Number(headerLength);
-  if (8 + n > bytes.length) throw problem(`header length ${n} runs past the end of the ${bytes.length}-byte file`);
-
+function parseHeaderJson(prefix: Uint8Array, n: number, fileLength: number, problem: (what: string) => SafetensorsError): SafetensorsHeader {
   let text: string;
   try {
     // ignoreBOM keeps a byte-order mark in the text, so JSON.parse rejects it as the reference reader does.
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes.subarray(8, 8 + n));
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(prefix.subarray(8, 8 + n));
   } catch {
     throw problem('header is not valid UTF-8');
   }
@@ -316,9 +370,9 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'
   if (!isPlainObject(header)) throw problem(`header must be a JSON object, got ${Array.isArray(header) ? 'an array' : describe(header)}`);
 
   const dataStart = 8 + n;
-  const dataLength = bytes.length - dataStart;
+  const dataLength = fileLength - dataStart;
   let metadata: Record<string, string> = {};
-  const placed: Placed[] = [];
+  const placed: (SafetensorsEntry & { name: string })[] = [];
 
   for (const [name, entry] of Object.entries(header)) {
     if (name === METADATA_KEY) {
@@ -344,14 +398,13 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'
     const size = count * ITEM_SIZE[dtype];
     if (end - begin !== size) throw problem(`${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but ${dtype} ${describe(shape)} needs ${size}`);
     if (end > dataLength) throw problem(`${where}: data_offsets [${begin}, ${end}] run past the end of the ${dataLength}-byte data buffer`);
-    const tensor: SafeTensor = { dtype, shape: [...(shape as number[])], data: bytes.subarray(dataStart + begin, dataStart + end) };
-    placed.push({ name, tensor, begin, end });
+    placed.push({ name, dtype, shape: [...(shape as number[])], begin, end });
   }
 
   // The tensors must tile the data buffer exactly: no byte unaccounted for, none claimed twice.
   placed.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let covered = 0;
-  let previous: Placed | undefined;
+  let previous: (typeof placed)[number] | undefined;
   for (const p of placed) {
     if (p.begin < covered) {
       throw problem(`tensor ${JSON.stringify(p.name)}: data_offsets [${p.begin}, ${p.end}] overlap tensor ${JSON.stringify(previous?.name)}, which ends at ${covered}`);
@@ -362,7 +415,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = 'safetensors data'
   }
   if (covered !== dataLength) throw problem(`data buffer is ${dataLength} bytes but the tensors' data_offsets cover only [0, ${covered})`);
 
-  return { tensors: new Map(placed.map((p) => [p.name, p.tensor])), metadata };
+  return { dataStart, entries: new Map(placed.map(({ name, ...e }) => [name, e])), metadata };
 }
 
 function parseMetadata(entry: unknown, problem: (what: string) => SafetensorsError): Record<string, string> {
