@@ -33,6 +33,15 @@ describe('decodeParameters', () => {
     }
   });
 
+  it('accepts what a model directory accepts: rotary inv_freq buffers and an lm_head.weight copying tied embeddings', () => {
+    const t = file();
+    t.set('model.rotary_emb.inv_freq', { dtype: 'F32', shape: [2], data: new Uint8Array(8) });
+    t.set('lm_head.weight', t.get('model.embed_tokens.weight')!);
+    expect([...decodeParameters(encodeSafetensors(t), config, 'float32', 'w.safetensors').keys()]).not.toContain('lm_head.weight');
+    t.set('lm_head.weight', { ...t.get('model.embed_tokens.weight')!, data: new Uint8Array(16 * 8 * 4) });
+    expect(() => decodeParameters(encodeSafetensors(t), config, 'float32', 'w.safetensors')).toThrow(/^w\.safetensors: tensor lm_head\.weight differs from model\.embed_tokens\.weight at element 0/);
+  });
+
   it('refuses weights with tensors the config does not use (a config with fewer layers)', () => {
     const fewer = { ...config, num_hidden_layers: 1 };
     expect(() => decodeParameters(encodeSafetensors(file()), fewer, 'float32', 'w.safetensors')).toThrow(/^w\.safetensors: 9 tensor\(s\) the model config does not use, e\.g\. model\.layers\.1\./);

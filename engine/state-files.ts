@@ -7,6 +7,7 @@ import { EngineInputError } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import { adapterSpecs, type LoraConfig } from './model/lora.js';
 import { assertModelFits, elementCount, parameterSpecs, type ParamSpec } from './model/params.js';
+import { checkFiniteTensor, checkTensorEntry, checkTiedHead, EMBEDDINGS, planParameterTensors, TIED_HEAD } from './model/weight-check.js';
 import { decodeSafetensors, encodeSafetensors, SafetensorsError, tensorFrom, toFloat32, toFloat64, type SafeTensor, type SafetensorsFile } from './weights/safetensors.js';
 
 export const OPTIMIZER_STEP_TENSOR = 'optimizer.step';
@@ -61,12 +62,7 @@ function decode(bytes: Uint8Array, source: string): SafetensorsFile {
 
 function readTensor(file: SafetensorsFile, name: string, shape: readonly number[], dtype: FloatDType, source: string): FloatArray {
   const t = file.tensors.get(name);
-  if (!t) throw new EngineInputError(`${source}: tensor ${name} is missing`);
-  if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-    throw new EngineInputError(`${source}: tensor ${name} has shape [${t.shape.join(', ')}], the model needs [${shape.join(', ')}]`);
-  }
-  // Integers (I32, U8, ...) are not weights: converting them would load nonsense silently.
-  if (!FLOAT_DTYPES.has(t.dtype)) throw new EngineInputError(`${source}: tensor ${name} has dtype ${t.dtype}; weights must be a float type (F32, F16, BF16, F64)`);
+  checkTensorEntry(name, t, shape, source);
   let values: FloatArray;
   try {
     values = dtype === 'float64' ? toFloat64(t) : toFloat32(t);
@@ -74,26 +70,20 @@ function readTensor(file: SafetensorsFile, name: string, shape: readonly number[
     if (err instanceof SafetensorsError) throw new EngineInputError(`${source}: tensor ${name}: ${err.message}`, { cause: err });
     throw err;
   }
-  const bad = values.findIndex((v) => !Number.isFinite(v));
-  if (bad >= 0) throw new EngineInputError(`${source}: tensor ${name} holds ${values[bad]} at element ${bad}; weights must be finite`);
+  checkFiniteTensor(values, name, source);
   return values;
 }
-
-const FLOAT_DTYPES = new Set(['F32', 'F16', 'BF16', 'F64']);
 
 export function decodeParameters(bytes: Uint8Array, config: ModelConfig, dtype: 'float32', source: string): Map<string, Float32Array>;
 export function decodeParameters(bytes: Uint8Array, config: ModelConfig, dtype: FloatDType, source: string): Map<string, FloatArray>;
 export function decodeParameters(bytes: Uint8Array, config: ModelConfig, dtype: FloatDType, source: string): Map<string, FloatArray> {
   assertModelFits(config, source);
   const file = decode(bytes, source);
-  const specs = parameterSpecs(config);
-  // Weights the config does not use mean the two disagree (e.g. fewer layers): never drop them silently.
-  const used = new Set(specs.map((s) => s.name));
-  const extra = [...file.tensors.keys()].filter((n) => !used.has(n)).sort();
-  if (extra.length > 0) {
-    throw new EngineInputError(`${source}: ${extra.length} tensor(s) the model config does not use, e.g. ${extra.slice(0, 3).join(', ')}; does the config (num_hidden_layers ${config.num_hidden_layers}, tie_word_embeddings ${config.tie_word_embeddings}) match the weights?`);
-  }
-  return new Map(specs.map((spec) => [spec.name, readTensor(file, spec.name, spec.shape, dtype, source)]));
+  // The same acceptance as a model directory's (model/weight-check.ts): one rule for every weights file.
+  const plan = planParameterTensors(file.tensors, config, source);
+  const params = new Map(plan.specs.map((spec) => [spec.name, readTensor(file, spec.name, spec.shape, dtype, source)]));
+  if (plan.tiedHead) checkTiedHead(readTensor(file, TIED_HEAD, file.tensors.get(TIED_HEAD)!.shape, dtype, source), params.get(EMBEDDINGS)!, source);
+  return params;
 }
 
 /** The adapters of an adapter_model.safetensors; every tensor must be there with its shape, and no other. */

@@ -63,21 +63,21 @@ export function planParameterTensors(tensors: ReadonlyMap<string, TensorInfo>, c
     );
   }
   for (const spec of specs) {
-    const t = tensors.get(spec.name);
-    if (!t) {
-      const hint = spec.name === TIED_HEAD ? ' (tie_word_embeddings is false; a checkpoint without an output head ties it to the embeddings: set tie_word_embeddings true)' : '';
-      throw new EngineInputError(`${source}: tensor ${spec.name} is missing${hint}`);
+    if (spec.name === TIED_HEAD && !tensors.has(TIED_HEAD)) {
+      throw new EngineInputError(`${source}: tensor ${TIED_HEAD} is missing (tie_word_embeddings is false; a checkpoint without an output head ties it to the embeddings: set tie_word_embeddings true)`);
     }
-    checkEntry(spec.name, t, spec.shape, source);
+    checkTensorEntry(spec.name, tensors.get(spec.name), spec.shape, source);
   }
   if (tiedHead) {
     const embeddings = specs.find((s) => s.name === EMBEDDINGS)!;
-    checkEntry(TIED_HEAD, tensors.get(TIED_HEAD)!, embeddings.shape, source);
+    checkTensorEntry(TIED_HEAD, tensors.get(TIED_HEAD), embeddings.shape, source);
   }
   return { specs, ignored, tiedHead };
 }
 
-function checkEntry(name: string, t: TensorInfo, shape: readonly number[], source: string): void {
+/** One tensor a model, adapter or optimizer file must hold: present, of `shape`, and a float dtype. */
+export function checkTensorEntry(name: string, t: TensorInfo | undefined, shape: readonly number[], source: string): asserts t is TensorInfo {
+  if (!t) throw new EngineInputError(`${source}: tensor ${name} is missing`);
   const where = t.file ?? source;
   if (!sameShape(t.shape, shape)) throw new EngineInputError(`${where}: tensor ${name} has shape [${t.shape.join(', ')}], the model needs [${shape.join(', ')}]`);
   // Integers (I32, U8, ...) are not weights: converting them would load nonsense silently.
