@@ -3,7 +3,8 @@
 // the store (the checkpoint's state.json holds the run's config), so any policy worker can take it. A
 // step already evaluated returns the stored result and computes nothing; so does "the newest checkpoint"
 // when the newest one has been evaluated, which is what a scheduled evaluation finds between checkpoints.
-import type { CheckpointState } from './policy-state.js';
+import { checkLoraBase, trainedWeightsFile, type CheckpointState } from './policy-state.js';
+import { engineOptions, engineSource } from './policy-host.js';
 import { EngineClient } from '../engine/runtime/engine-client.js';
 import { CheckpointError, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type LoadedCheckpoint } from '../storage/checkpoints.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -60,9 +61,12 @@ export function createEvaluationActivities(deps: { openStore: StoreOpener }) {
       const state = checkpoint.state as CheckpointState;
       const { config } = state;
       const data = await runData(config, state.configHash);
-      const engine = await EngineClient.start({ kind: 'init', config: data.modelConfig, seed: config.seed }, { intraOpThreads: config.model.intraOpThreads, executionProvider: config.model.executionProvider });
+      // Full weights replace whatever the engine starts with, so a seed's model will do; LoRA adapters need their base.
+      const lora = config.model.loraRank > 0;
+      const engine = await EngineClient.start(lora ? engineSource(config, data) : { kind: 'init', config: data.modelConfig, seed: config.seed }, engineOptions(config));
       try {
-        await engine.loadState({ parameters: checkpoint.files['model.safetensors']!, optimizer: null, reference: null, tag: { runId, configHash: state.configHash, step } });
+        if (lora) await checkLoraBase(engine, state, `checkpoint ${step} of run ${runId}`);
+        await engine.loadState({ parameters: checkpoint.files[trainedWeightsFile(config)]!, optimizer: null, reference: null, tag: { runId, configHash: state.configHash, step } });
         const examples = data.eval.slice(0, config.evaluation.examples);
         // The same keys for every checkpoint, so evaluations of one run differ only by the weights.
         const n = config.evaluation.samples;

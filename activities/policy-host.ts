@@ -2,8 +2,10 @@
 // (run id, config hash, training step). Activities state the version they expect; a worker that does
 // not hold it (restarted, never had the run, or its engine thread died) answers PolicyStateLost, the
 // workflow's cue to pin a worker, load the last checkpoint there and replay from it.
+import type { RunConfig } from '../dro/config.js';
 import { EngineClient } from '../engine/runtime/engine-client.js';
-import type { PolicyTag } from '../engine/policy.js';
+import type { EngineSource } from '../engine/runtime/protocol.js';
+import type { EngineOptions, PolicyTag } from '../engine/policy.js';
 import { failure } from './errors.js';
 import type { RunData } from './run-data.js';
 import type { PolicyVersion, RunRef, UpdateSummary, WarmStartResult } from './types.js';
@@ -14,6 +16,19 @@ export interface HostedRun {
   lastUpdate?: { step: number; summary: UpdateSummary };
   /** The warm start this engine applied, so a repeated warm start returns it instead of failing. */
   warmStart?: WarmStartResult;
+}
+
+/** Where a run's model comes from: initialised from the run seed, or model.path (under LoRA, the frozen base). */
+export function engineSource(config: RunConfig, data: RunData): EngineSource {
+  return config.model.path === null ? { kind: 'init', config: data.modelConfig, seed: config.seed } : { kind: 'path', path: config.model.path };
+}
+
+/** How a run's engine runs and what it trains: every weight, or LoRA adapters initialised from the run seed. */
+export function engineOptions(config: RunConfig): EngineOptions {
+  const { model } = config;
+  const options: EngineOptions = { intraOpThreads: model.intraOpThreads, executionProvider: model.executionProvider };
+  if (model.loraRank > 0) options.lora = { rank: model.loraRank, alpha: model.loraAlpha, targets: model.loraTargets, seed: config.seed };
+  return options;
 }
 
 const describe = (t: PolicyTag | undefined): string => (t ? `run ${t.runId}, config ${t.configHash.slice(0, 12)}, step ${t.step}` : 'no usable state');
@@ -29,9 +44,7 @@ export class PolicyHost {
   /** A fresh engine thread for the run with its model initialised (or read from model.path); replaces any old one. */
   async start(run: RunRef, data: RunData): Promise<HostedRun> {
     await this.release(run.runId);
-    const { config } = run;
-    const options = { intraOpThreads: config.model.intraOpThreads, executionProvider: config.model.executionProvider };
-    const engine = await EngineClient.start(config.model.path === null ? { kind: 'init', config: data.modelConfig, seed: config.seed } : { kind: 'path', path: config.model.path }, options);
+    const engine = await EngineClient.start(engineSource(run.config, data), engineOptions(run.config));
     const hosted: HostedRun = { engine };
     this.runs.set(run.runId, hosted);
     return hosted;

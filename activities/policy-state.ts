@@ -1,14 +1,19 @@
 // Activities that move a run's policy state onto, through and off a policy worker: pinning a worker,
 // loading the latest valid checkpoint (or a fresh model), the supervised warm start, and committing a
-// checkpoint with retention. Checkpoints hold everything a rewind needs (DESIGN.md §5).
+// checkpoint with retention. Checkpoints hold everything a rewind needs (DESIGN.md §5); a LoRA run's hold
+// the adapters in PEFT's layout (adapter_model.safetensors, adapter_config.json) and their optimizer
+// state instead of the model, with the sha256 of the base they belong to.
 import { hostname } from 'node:os';
 import type { RunConfig } from '../dro/config.js';
 import type { HyperparameterChange } from '../dro/hyperparameters.js';
 import { initialCursor, DataSampler } from '../datasets/sampler.js';
 import { loadDemonstrations, syntheticDemonstrations } from '../datasets/demonstrations.js';
 import type { SyntheticExample } from '../datasets/synthetic.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson } from '../engine/model/lora.js';
+import { WEIGHTS_FILE } from '../engine/model/model-dir.js';
 import { runtimeInfo } from '../engine/ort.js';
 import type { TrainSequence } from '../engine/policy.js';
+import type { EngineClient } from '../engine/runtime/engine-client.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { applyRetention, commitCheckpoint, CheckpointError, loadCheckpoint, loadLatestCheckpoint } from '../storage/checkpoints.js';
 import { readJson, seconds, withHeartbeat, type StoreOpener } from './context.js';
@@ -36,6 +41,27 @@ export interface CheckpointState {
   /** The hyper-parameter changes in effect at this step (fromStep ≤ step); later ones are in the run's change log. */
   hyperparameters: HyperparameterChange[];
   runtime: { onnxruntimeVersion: string; cpuModel: string; intraOpThreads: number; executionProvider: string };
+  /** LoRA runs: the base the adapters belong to (sha256 of its weights as loaded, see PolicyEngine.baseDigest). */
+  loraBase?: { sha256: string; path: string | null };
+}
+
+/** The checkpoint file of the trained weights: the model, or under LoRA its adapters. */
+export const trainedWeightsFile = (config: RunConfig): string => (config.model.loraRank > 0 ? ADAPTER_WEIGHTS_FILE : WEIGHTS_FILE);
+
+/**
+ * A LoRA checkpoint's adapters mean something only on the base they were trained on: the engine's base
+ * (model.path, or the model initialised from the seed) must be the one the checkpoint records.
+ */
+export async function checkLoraBase(engine: EngineClient, state: CheckpointState, what: string): Promise<void> {
+  if (!state.loraBase) throw failure('InvalidData', `${what} holds LoRA adapters but does not record the base model they belong to`);
+  const now = await engine.baseDigest();
+  if (state.loraBase.sha256 !== now) {
+    const where = state.config.model.path === null ? 'the model initialised from model.init and the seed' : `model.path (${state.config.model.path})`;
+    throw failure(
+      'InvalidConfig',
+      `${what} holds LoRA adapters trained on a base whose weights have sha256 ${state.loraBase.sha256.slice(0, 12)}, but ${where} now gives weights with sha256 ${now.slice(0, 12)}: the adapters belong to another base; restore that model or start a new run`,
+    );
+  }
 }
 
 /** Subset version 0 is the whole training pool; later versions are written by filtering rounds. */
@@ -85,9 +111,11 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
       if (state.configHash !== run.configHash) {
         throw failure('InvalidConfig', `checkpoint ${latest.step} of run ${run.runId} was written with config ${state.configHash.slice(0, 12)}, this run has ${run.configHash.slice(0, 12)}; resume with the checkpoint's config`);
       }
-      const reference = latest.step === BASE_STEP ? null : (await loadCheckpoint(store, run.runId, BASE_STEP, { signal })).files['model.safetensors']!;
+      const weightsFile = trainedWeightsFile(run.config);
+      if (run.config.model.loraRank > 0) await checkLoraBase(hosted.engine, state, `checkpoint ${latest.step} of run ${run.runId}`);
+      const reference = latest.step === BASE_STEP ? null : (await loadCheckpoint(store, run.runId, BASE_STEP, { signal })).files[weightsFile]!;
       await hosted.engine.loadState({
-        parameters: loaded.files['model.safetensors']!,
+        parameters: loaded.files[weightsFile]!,
         optimizer: loaded.files['optimizer.safetensors']!,
         reference,
         tag: versionOf(run, latest.step),
@@ -183,9 +211,15 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
         hyperparameters: (run.hyperparameters ?? []).filter((c) => c.fromStep <= position.step),
         runtime: { onnxruntimeVersion: rt.onnxruntimeVersion, cpuModel: rt.cpuModel, intraOpThreads: run.config.model.intraOpThreads, executionProvider: run.config.model.executionProvider },
       };
+      const { model } = run.config;
+      const files: Record<string, Uint8Array> = { [trainedWeightsFile(run.config)]: parameters, 'optimizer.safetensors': optimizer };
+      if (model.loraRank > 0) {
+        state.loraBase = { sha256: await hosted.engine.baseDigest(), path: model.path };
+        files[ADAPTER_CONFIG_FILE] = new TextEncoder().encode(adapterConfigJson({ rank: model.loraRank, alpha: model.loraAlpha, targets: model.loraTargets }, model.path));
+      }
       report({ uploading: parameters.byteLength + optimizer.byteLength });
       try {
-        await commitCheckpoint(withUploadFault(store, deps.faults, position.step), run.runId, position.step, { 'model.safetensors': parameters, 'optimizer.safetensors': optimizer }, state, { signal });
+        await commitCheckpoint(withUploadFault(store, deps.faults, position.step), run.runId, position.step, files, state, { signal });
       } catch (err) {
         if (err instanceof CheckpointError && /already committed with different content/.test(err.message)) throw failure('CheckpointConflict', err.message, err);
         throw err;

@@ -1,0 +1,136 @@
+// A LoRA run's checkpoints through the real activities (no Temporal): they hold the adapters in PEFT's
+// layout, their optimizer state and the base's sha256, never the model; the base on disk is untouched;
+// a restarted worker and an evaluation load the base from model.path and the adapters from the
+// checkpoint; a changed base is refused by name.
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApplicationFailure } from '@temporalio/common';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities } from '../activities/index.js';
+import { PolicyHost, versionOf } from '../activities/policy-host.js';
+import type { CheckpointState } from '../activities/policy-state.js';
+import type { LoopPosition, RunRef } from '../activities/types.js';
+import { parseRunConfig } from '../dro/config.js';
+import { parseModelConfig } from '../engine/model/config.js';
+import { saveModelDir } from '../engine/model/model-dir.js';
+import { initParameters } from '../engine/model/params.js';
+import { encodeParameters } from '../engine/state-files.js';
+import { decodeSafetensors } from '../engine/weights/safetensors.js';
+import { configHash } from '../scripts/cli/runs.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { loadCheckpoint } from '../storage/checkpoints.js';
+import { openBlobStore } from '../storage/open.js';
+
+const MODEL = { model_type: 'llama', vocab_size: 260, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 256, tie_word_embeddings: true };
+const modelConfig = parseModelConfig(MODEL, 'LoRA checkpoint test model');
+
+let dir: string;
+let modelDir: string;
+let store: BlobStore;
+let run: RunRef;
+const hosts: PolicyHost[] = [];
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+
+function newHost() {
+  const host = new PolicyHost('lora-queue');
+  hosts.push(host);
+  return { host, acts: createActivities({ host }) };
+}
+
+async function failsWith(promise: Promise<unknown>, type: string): Promise<string> {
+  const err = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err, `expected an ApplicationFailure of type ${type}`).toBeInstanceOf(ApplicationFailure);
+  expect((err as ApplicationFailure).type, (err as Error).message).toBe(type);
+  return (err as Error).message;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'dro-lora-'));
+  modelDir = join(dir, 'base');
+  await saveModelDir(modelDir, modelConfig, encodeParameters(modelConfig, initParameters(modelConfig, 11)));
+  const storeUri = join(dir, 'store');
+  store = await openBlobStore(storeUri);
+  const config = parseRunConfig({
+    seed: 3,
+    model: { path: modelDir, tokenizer: 'byte', intraOpThreads: 1, loraRank: 4, loraAlpha: 8, loraTargets: ['q_proj', 'v_proj', 'down_proj'] },
+    data: { synthetic: { digits: 2, trainCount: 16, evalCount: 4 } },
+    rollout: { promptsPerStep: 2, groupSize: 3, maxNewTokens: 16, batchSequences: 6 },
+    sft: { steps: 2, batchSize: 4 },
+    dro: { klBeta: 0.01 },
+    optimizer: { learningRate: 1e-2 },
+    schedule: { totalSteps: 2 },
+    checkpoint: { store: storeUri, every: 1, keepLast: 10 },
+    filtering: { enabled: false },
+    evaluation: { examples: 2, maxNewTokens: 8 },
+  });
+  run = { runId: 'lora', config, configHash: configHash(config) };
+});
+
+afterAll(async () => {
+  for (const host of hosts) await host.shutdown();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('a LoRA run through the activities', () => {
+  const first = newHost();
+  let position: LoopPosition;
+
+  it('checkpoints the adapters in PEFT layout with their optimizer state and the base sha256, and leaves the base alone', async () => {
+    const { acts, host } = first;
+    expect((await acts.loadPolicy(run)).checkpoint).toBeNull();
+    await acts.warmStart(run);
+    const cursor = await acts.initialCursor(run);
+    await acts.saveCheckpoint(run, { step: 0, cursor, subsetVersion: 0 });
+    const batch = await acts.sampleBatch(run, { cursor, subsetVersion: 0 });
+    await acts.rollout(run, { step: 1, exampleIds: batch.exampleIds });
+    await acts.scoreReference(run, { step: 1 });
+    await acts.computeRewards(run, { step: 1 });
+    expect((await acts.update(run, { step: 1 })).applied).toBe(true);
+    position = { step: 1, cursor: batch.cursor, subsetVersion: 0 };
+    await acts.saveCheckpoint(run, position);
+
+    const checkpoint = await loadCheckpoint(store, run.runId, 1);
+    expect(Object.keys(checkpoint.files).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors']);
+    const adapterConfig = JSON.parse(new TextDecoder().decode(checkpoint.files['adapter_config.json'])) as Record<string, unknown>;
+    expect(adapterConfig).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', r: 4, lora_alpha: 8, lora_dropout: 0, bias: 'none', target_modules: ['q_proj', 'v_proj', 'down_proj'], base_model_name_or_path: modelDir });
+    const adapters = decodeSafetensors(checkpoint.files['adapter_model.safetensors']!).tensors;
+    expect(adapters.size).toBe(2 * 3 * 2);
+    expect(adapters.get('base_model.model.model.layers.1.self_attn.v_proj.lora_A.weight')?.shape).toEqual([4, 32]);
+    expect(adapters.get('base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight')?.shape).toEqual([16, 4]);
+    expect(adapters.get('base_model.model.model.layers.0.mlp.down_proj.lora_A.weight')?.shape).toEqual([4, 64]);
+    const moments = [...decodeSafetensors(checkpoint.files['optimizer.safetensors']!).tensors.keys()];
+    expect(moments.filter((k) => k !== 'optimizer.step').every((k) => /^optimizer\.adam_[mv]\.base_model\.model\..*\.lora_[AB]\.weight$/.test(k))).toBe(true);
+    expect(moments).toHaveLength(2 * adapters.size + 1);
+    // The base the adapters belong to is recorded, and training left its bytes alone.
+    const baseFile = await readFile(join(modelDir, 'model.safetensors'));
+    const engine = (await host.require(versionOf(run, 1))).engine;
+    expect(sha(await engine.exportBaseParameters())).toBe(sha(baseFile));
+    expect((checkpoint.state as CheckpointState).loraBase).toEqual({ sha256: sha(baseFile), path: modelDir });
+  });
+
+  it('a restarted worker loads the base from model.path and the adapters from the checkpoint; an evaluation does too', async () => {
+    const before = sha(await (await first.host.require(versionOf(run, 1))).engine.exportParameters());
+    const restarted = newHost();
+    expect((await restarted.acts.loadPolicy(run)).checkpoint).toEqual({ step: 1, position });
+    expect(sha(await (await restarted.host.require(versionOf(run, 1))).engine.exportParameters())).toBe(before);
+    const evaluated = await restarted.acts.runEvaluation({ runId: run.runId, store: run.config.checkpoint.store, step: 1 });
+    expect(evaluated).toMatchObject({ step: 1, examples: 2 });
+  });
+
+  it('refuses a checkpoint whose base changed, naming both digests', async () => {
+    const original = await readFile(join(modelDir, 'model.safetensors'));
+    await saveModelDir(modelDir, modelConfig, encodeParameters(modelConfig, initParameters(modelConfig, 12)));
+    try {
+      const message = await failsWith(newHost().acts.loadPolicy(run), 'InvalidConfig');
+      expect(message).toMatch(new RegExp(`checkpoint 1 of run lora holds LoRA adapters trained on a base whose weights have sha256 ${sha(original).slice(0, 12)}, but model\\.path \\(.*\\) now gives weights with sha256 [0-9a-f]{12}`));
+      await failsWith(createActivities().runEvaluation({ runId: run.runId, store: run.config.checkpoint.store, step: 0 }), 'InvalidConfig');
+    } finally {
+      await saveModelDir(modelDir, modelConfig, original);
+    }
+  });
+});
