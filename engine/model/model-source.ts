@@ -1,17 +1,17 @@
 // Where a model comes from: a model directory in the Hugging Face layout, or a GGUF file read directly
 // (dequantised in memory, its tokenizer rebuilt from its metadata). One place decides which, so the run's
 // data, the engine thread and the CLI agree on what `model.path` names.
-import { readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { makeDirectories, readJsonFile } from '../../storage/local-files.js';
 import { encodeParameters } from '../state-files.js';
 import { HfTokenizer } from '../tokenizer/hf-tokenizer.js';
-import { CHAT_TEMPLATE_FILE, loadTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, type Tokenizer } from '../tokenizer/tokenizer.js';
+import { loadTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { tokenizerFilesFromGguf } from '../tokenizer/gguf-tokenizer.js';
 import { GgufReader } from '../weights/gguf.js';
-import { modelConfigToJson, parseModelConfig, type ModelConfig } from './config.js';
+import { parseModelConfig, type ModelConfig } from './config.js';
 import { ggufConfigJson, importGguf } from './gguf-import.js';
-import { CONFIG_FILE, loadModelDir, WEIGHTS_FILE, type LoadedModel } from './model-dir.js';
+import { CONFIG_FILE, importHuggingFaceDir as importModelDir, loadModelDir, WEIGHTS_FILE, type LoadedModel } from './model-dir.js';
 
 /** A path ending in .gguf is a GGUF file; anything else a model directory. */
 export const isGgufPath = (path: string): boolean => /\.gguf$/i.test(path);
@@ -78,30 +78,12 @@ export async function importGgufToDir(ggufPath: string, out: string): Promise<Im
   return { config: model.config, tensors: model.params.size, parameters, files: Object.keys(files) };
 }
 
-/** Tokenizer and generation files a Hugging Face directory may carry, copied as they are. */
-const COPIED_FILES = [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, CHAT_TEMPLATE_FILE, 'special_tokens_map.json', 'generation_config.json'];
-
 /**
- * Checks a Hugging Face model directory (its config, every tensor's name and shape) and writes it as a
- * model directory of this project's layout, with its tokenizer files.
+ * Checks a Hugging Face model directory (config, every tensor of one file or a sharded checkpoint, the
+ * tokenizer) and writes it in this project's layout, streamed so models over 2 GiB import: model-dir.ts.
  */
 export async function importHuggingFaceDir(src: string, out: string): Promise<ImportSummary> {
-  const { config, params } = await loadModelDir(src);
-  const files: Record<string, Uint8Array | string> = {
-    [CONFIG_FILE]: JSON.stringify(modelConfigToJson(config), null, 2) + '\n',
-    [WEIGHTS_FILE]: encodeParameters(config, params),
-  };
-  for (const name of COPIED_FILES) {
-    const data = await readFile(join(src, name)).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw new Error(`cannot read ${join(src, name)}: ${err.message}`, { cause: err });
-    });
-    if (data !== undefined) files[name] = data;
-  }
-  await writeDirectoryWhole(out, files);
-  let parameters = 0;
-  for (const p of params.values()) parameters += p.length;
-  return { config, tensors: params.size, parameters, files: Object.keys(files) };
+  return importModelDir(src, out);
 }
 
 /** Writes `files` into a new directory `out` that appears only when all of them are written. */
