@@ -74,6 +74,7 @@ export async function waitFor<T>(what: string, check: () => Promise<T | undefine
 }
 
 export interface RunDigest {
+  /** sha256 of the trained weights: model.safetensors, or a LoRA run's adapter_model.safetensors. */
   model: string;
   optimizer: string;
   /** Per step, every metric except `timing`. */
@@ -86,5 +87,6 @@ export async function runDigest(storeUri: string, runId: string, step: number): 
   const store = await openBlobStore(storeUri);
   const checkpoint = await loadCheckpoint(store, runId, step);
   const metrics = (await runMetrics(storeUri, runId)).map(({ timing: _timing, ...rest }) => rest);
-  return { model: sha(checkpoint.files['model.safetensors']!), optimizer: sha(checkpoint.files['optimizer.safetensors']!), metrics };
+  const weights = checkpoint.files['model.safetensors'] ?? checkpoint.files['adapter_model.safetensors']!;
+  return { model: sha(weights), optimizer: sha(checkpoint.files['optimizer.safetensors']!), metrics };
 }
