@@ -12,11 +12,6 @@ import { DEFAULT_GRPO_LOSS_OPTIONS } from './grpo.js';
 const int = (min: number) => z.number().int().min(min);
 const share = () => z.number().min(0).max(1);
 const positive = () => z.number().positive();
-// A field whose feature does not exist yet: refused on the field itself, not in the cross-field checks
-// (those run only when everything else parsed), so its message comes with every other problem.
-const notYet = <T>(allowed: (value: T) => boolean, message: (value: T) => string) => (value: T, ctx: z.RefinementCtx) => {
-  if (!allowed(value)) ctx.addIssue({ code: 'custom', message: message(value) });
-};
 // Every field of a section has a default, so an absent section is parsed as {} (prefault runs the
 // defaults; a plain default would skip them). TypeScript cannot see that through the generic.
 const section = <T extends z.ZodRawShape>(shape: T, description: string) =>
@@ -59,10 +54,9 @@ export const RunConfigSchema = z
         path: z
           .string()
           .min(1)
-          .superRefine(notYet((p: string) => !/\.gguf$/i.test(p), () => 'names a .gguf file: GGUF import is not implemented yet; use a model directory (config.json, model.safetensors)'))
           .nullable()
           .default(null)
-          .describe('Model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer.json); a .gguf file is refused until GGUF import exists; null = initialise a new model from `init`'),
+          .describe('Model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer.json), or a .gguf file (dequantised to float32 when loaded; its tokenizer rebuilt from its metadata); null = initialise a new model from `init`'),
         init: z
           .record(z.string(), z.union([z.number(), z.boolean()]))
           .default({ ...DEFAULT_INIT_MODEL })

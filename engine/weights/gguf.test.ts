@@ -90,6 +90,17 @@ describe('the header', () => {
     expect(h32.tensors[1]!.offset - h32.dataOffset).toBe(96); // 68 bytes rounded up to the alignment 32
   });
 
+  it('carries a file\'s metadata over byte for byte when its tensors are written in another type', () => {
+    const bytes = encodeGguf(metadata, tensors);
+    const h = decodeGgufHeader(bytes);
+    const f32 = new Uint8Array(new Float32Array(64).fill(0.5).buffer);
+    const copy = encodeGguf({ bytes: bytes.subarray(h.metadataSpan.start, h.metadataSpan.end), count: h.metadataSpan.count }, [{ ...tensors[0]!, typeId: 0, data: f32 }, tensors[1]!]);
+    const hc = decodeGgufHeader(copy);
+    expect(hc.metadata).toEqual(h.metadata);
+    expect(hc.metadataSpan).toEqual(h.metadataSpan);
+    expect(hc.tensors.map((t) => [t.name, t.typeName, t.byteLength])).toEqual([['token_embd.weight', 'F32', 256], ['output_norm.weight', 'F32', 12]]);
+  });
+
   it('honours general.alignment and refuses one that is not a power of two', () => {
     const h = decodeGgufHeader(encodeGguf([['general.alignment', { type: 'u32', value: 64 }]], tensors, 64));
     expect(h.alignment).toBe(64);

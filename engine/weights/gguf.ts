@@ -60,6 +60,8 @@ export interface GgufHeader {
   alignment: number;
   /** Offset of the tensor data section. */
   dataOffset: number;
+  /** Where the metadata key-value entries lie in the file, so a converted copy can carry them over byte for byte. */
+  metadataSpan: { start: number; end: number; count: number };
 }
 
 /** Thrown by the parser when the bytes it was given end first; the file reader then reads more. */
@@ -162,6 +164,7 @@ function parseHeader(bytes: Uint8Array, fileSize: number, source: string): GgufH
   const tensorCount = c.count('the tensor count');
   const kvCount = c.count('the metadata count');
   const metadata = new Map<string, GgufValue>();
+  const metadataStart = c.at;
   for (let i = 0; i < kvCount; i++) {
     const key = c.string(`metadata key ${i}`);
     const type = c.u32(`the value type of metadata ${key}`);
@@ -173,6 +176,7 @@ function parseHeader(bytes: Uint8Array, fileSize: number, source: string): GgufH
     throw new GgufError(`${source}: general.alignment is ${String(alignmentValue)}; it must be a power of two`);
   }
   const alignment = alignmentValue;
+  const metadataSpan = { start: metadataStart, end: c.at, count: kvCount };
   const infos: Omit<GgufTensorInfo, 'offset'>[] = [];
   const relative: number[] = [];
   const names = new Set<string>();
@@ -207,7 +211,7 @@ function parseHeader(bytes: Uint8Array, fileSize: number, source: string): GgufH
       throw new GgufError(`${source}: truncated: tensor ${t.name} needs bytes ${t.offset} to ${t.offset + t.byteLength}, but the file ends at ${fileSize}`);
     }
   }
-  return { version, metadata, tensors, alignment, dataOffset };
+  return { version, metadata, tensors, alignment, dataOffset, metadataSpan };
 }
 
 /** Parses a whole GGUF held in memory (small files, tests). */
@@ -344,8 +348,11 @@ export type TypedValue = { type: 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | '
 
 const TYPE_IDS: Record<string, number> = { u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10, i64: 11, f64: 12 };
 
-/** Serialises a GGUF version 3 file. */
-export function encodeGguf(metadata: [string, TypedValue][], tensors: GgufTensorToWrite[], alignment = DEFAULT_ALIGNMENT): Uint8Array {
+/**
+ * Serialises a GGUF version 3 file. `metadata` is a list of typed entries, or entries already encoded
+ * (another file's metadataSpan bytes and their count), e.g. to write a file's tensors in another type.
+ */
+export function encodeGguf(metadata: [string, TypedValue][] | { bytes: Uint8Array; count: number }, tensors: GgufTensorToWrite[], alignment = DEFAULT_ALIGNMENT): Uint8Array {
   const parts: Uint8Array[] = [];
   const enc = new TextEncoder();
   const u32 = (v: number): void => {
@@ -384,15 +391,20 @@ export function encodeGguf(metadata: [string, TypedValue][], tensors: GgufTensor
   u32(MAGIC);
   u32(3);
   u64(tensors.length);
-  u64(metadata.length);
-  for (const [key, v] of metadata) {
-    str(key);
-    u32(TYPE_IDS[v.type]!);
-    if (v.type === 'array') {
-      u32(TYPE_IDS[v.itemType]!);
-      u64(v.items.length);
-      for (const item of v.items) scalar(v.itemType, item);
-    } else scalar(v.type, v.value);
+  if (Array.isArray(metadata)) {
+    u64(metadata.length);
+    for (const [key, v] of metadata) {
+      str(key);
+      u32(TYPE_IDS[v.type]!);
+      if (v.type === 'array') {
+        u32(TYPE_IDS[v.itemType]!);
+        u64(v.items.length);
+        for (const item of v.items) scalar(v.itemType, item);
+      } else scalar(v.type, v.value);
+    }
+  } else {
+    u64(metadata.count);
+    parts.push(metadata.bytes);
   }
   let offset = 0;
   const offsets: number[] = [];

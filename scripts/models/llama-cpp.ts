@@ -2,7 +2,11 @@
 // same GGUF: its tokenizer, its teacher-forced next-token distributions and its greedy choices, for the
 // cross-check tests and for `npm run bench:versus`. Always the prebuilt CPU binary shipped in the
 // package: nothing is built or downloaded.
+import { open, writeFile } from 'node:fs/promises';
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaModel, type Token } from 'node-llama-cpp';
+import { encodeGguf, GgufReader, type GgufTensorToWrite } from '../../engine/weights/gguf.js';
+
+const GGML_F32 = 0;
 
 export interface LlamaCppModel {
   readonly llama: Llama;
@@ -24,12 +28,26 @@ export interface LlamaCppModel {
 // The full distribution: node-llama-cpp's sampler otherwise truncates to its default top-k before normalising.
 const FULL = { temperature: 1, topK: 0, topP: 1, minP: 0 } as const;
 
-export async function openLlamaCpp(ggufPath: string, threads = 2): Promise<LlamaCppModel> {
+export interface LlamaCppOptions {
+  threads?: number;
+  /** llama.cpp keeps its KV cache in F16 unless told otherwise; F32 for comparisons at float32 precision. */
+  kvCache?: 'F16' | 'F32';
+}
+
+export async function openLlamaCpp(ggufPath: string, { threads = 2, kvCache = 'F16' }: LlamaCppOptions = {}): Promise<LlamaCppModel> {
   const llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: ggufPath });
   const contexts: LlamaContext[] = [];
   const context = async (sequences: number, contextSize: number): Promise<LlamaContext> => {
-    const ctx = await model.createContext({ sequences, contextSize: contextSize * sequences, threads, batchSize: Math.min(2048, contextSize * sequences) });
+    const ctx = await model.createContext({
+      sequences,
+      contextSize: contextSize * sequences,
+      threads,
+      batchSize: Math.min(2048, contextSize * sequences),
+      experimentalKvCacheKeyType: kvCache,
+      experimentalKvCacheValueType: kvCache,
+      flashAttention: kvCache === 'F32' ? false : 'auto',
+    });
     contexts.push(ctx);
     return ctx;
   };
@@ -85,4 +103,28 @@ export async function openLlamaCpp(ggufPath: string, threads = 2): Promise<Llama
       await llama.dispose();
     },
   };
+}
+
+/**
+ * Writes a copy of a GGUF file with every tensor dequantised to F32 (metadata carried over byte for byte),
+ * so llama.cpp and this engine can be compared on identical float32 weights, without the activation
+ * quantisation llama.cpp applies in quantised matmuls.
+ */
+export async function writeF32Copy(src: string, dst: string): Promise<void> {
+  const reader = await GgufReader.open(src);
+  try {
+    const { header } = reader;
+    const { start, end, count } = header.metadataSpan;
+    const raw = new Uint8Array(end - start);
+    const file = await open(src, 'r');
+    await file.read(raw, 0, raw.length, start).finally(() => file.close());
+    const tensors: GgufTensorToWrite[] = [];
+    for (const t of header.tensors) {
+      const data = await reader.read(t.name);
+      tensors.push({ name: t.name, dims: t.dims, typeId: GGML_F32, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+    }
+    await writeFile(dst, encodeGguf({ bytes: raw, count }, tensors, header.alignment));
+  } finally {
+    await reader.close();
+  }
 }
