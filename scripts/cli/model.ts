@@ -1,5 +1,5 @@
-// `dro model init|import|tokenize|score|generate`: create or import a model directory, tokenize text, score a
-// token sequence, sample a continuation.
+// `dro model init|import|merge|tokenize|score|generate`: create, import or merge a model directory, tokenize
+// text, score a token sequence, sample a continuation.
 import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
 import { parseModelConfig } from '../../engine/model/config.js';
@@ -7,6 +7,7 @@ import { saveModelDir } from '../../engine/model/model-dir.js';
 import { importGgufToDir, importHuggingFaceDir, loadModel, loadModelTokenizer } from '../../engine/model/model-source.js';
 import { parameterCount } from '../../engine/model/params.js';
 import { PolicyEngine } from '../../engine/policy.js';
+import { registerMergeCommand } from './model-merge.js';
 import { UsageError, idsOption, integerOption, numberOption, textOption } from './options.js';
 import { readJsonFile } from '../../storage/local-files.js';
 
@@ -50,7 +51,7 @@ interface GenerateOptions {
 }
 
 export function registerModelCommands(program: Command): void {
-  const model = program.command('model').description('create, score and sample from a model directory (config.json + model.safetensors)');
+  const model = program.command('model').description('create, import, merge, tokenize with, score and sample from a model (a directory with config.json + model.safetensors, or a .gguf file)');
   const modelDir = () => textOption('--model <path>', 'model to load: a model directory (config.json, model.safetensors, e.g. from `dro model init` or `dro model import`) or a .gguf file').makeOptionMandatory();
   const json = () => new Option('--json', 'print one JSON object instead of text').default(false);
   // More threads than cores only contend, and a huge count makes ONNX Runtime allocate without end.
@@ -75,6 +76,8 @@ export function registerModelCommands(program: Command): void {
     .addOption(textOption('--hf <dir>', 'Hugging Face model directory: config.json, model.safetensors or shards with model.safetensors.index.json, tokenizer.json'))
     .addOption(textOption('--out <dir>', 'model directory to write; must not exist yet').makeOptionMandatory())
     .action((opts: ImportOptions) => modelImport(opts));
+
+  registerMergeCommand(model);
 
   model
     .command('tokenize')
