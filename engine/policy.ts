@@ -7,7 +7,7 @@ import { copyAs, type FloatArray, type FloatDType, type Weights } from './batchi
 import { EngineInputError, PolicyTagMismatchError } from './errors.js';
 import { Generator, type GenerateOptions, type GenerateRequest, type GenerateResult } from './generation.js';
 import type { ModelConfig } from './model/config.js';
-import { adapterSpecs, checkLoraConfig, initAdapters, LoraError, mergeAdapters, type LoraConfig } from './model/lora.js';
+import { ADAPTER_WEIGHTS_FILE, adapterSpecs, checkLoraConfig, initAdapters, LoraError, mergeAdapters, type LoraConfig } from './model/lora.js';
 import { elementCount, initParameters, parameterSpecs, type ParamSpec } from './model/params.js';
 import type { OrtSession, SessionOptions } from './ort.js';
 import type { SamplingOptions } from './sampling.js';
@@ -224,7 +224,11 @@ export class PolicyEngine {
     return result!;
   }
 
-  /** The current parameters become the reference policy (the KL anchor) until the next freeze or load. */
+  /**
+   * The current parameters become the reference policy (the KL anchor) until the next freeze or load. Under
+   * LoRA that is the base with the current adapters: the base itself before any training, the warm-started
+   * policy after an SFT warm start, as without LoRA.
+   */
   freezeReferencePolicy(): void {
     // No copy: the parameter map and its arrays are never written after they are stored (see EngineState).
     this.state = { ...this.state, reference: this.state.params };
@@ -238,9 +242,9 @@ export class PolicyEngine {
   /** Replaces parameters, optimizer state, reference and tag together, after every file has been checked. */
   loadState(files: PolicyStateFiles): void {
     const tag = checkedTag(files.tag, 'tag');
-    const params = this.decodeTrained(files.parameters, this.lora ? 'adapter_model.safetensors' : 'model.safetensors');
+    const params = this.decodeTrained(files.parameters, this.lora ? ADAPTER_WEIGHTS_FILE : 'model.safetensors');
     const optimizer: OptimizerTensors = files.optimizer === null ? { m: new Map(), v: new Map(), step: 0 } : decodeOptimizer(files.optimizer, this.trained, this.dtype, 'optimizer.safetensors');
-    const reference = files.reference === null ? params : this.decodeTrained(files.reference, this.lora ? 'reference adapter_model.safetensors' : 'reference.safetensors');
+    const reference = files.reference === null ? params : this.decodeTrained(files.reference, this.lora ? `reference ${ADAPTER_WEIGHTS_FILE}` : 'reference.safetensors');
     this.state = { params, ...optimizer, reference, tag };
   }
 
@@ -283,7 +287,7 @@ export class PolicyEngine {
   }
 
   /** Replaces the trained parameters only (every one must be present with its shape); reference and tag stay. */
-  importParameters(bytes: Uint8Array, source = this.lora ? 'adapter_model.safetensors' : 'model.safetensors'): void {
+  importParameters(bytes: Uint8Array, source = this.lora ? ADAPTER_WEIGHTS_FILE : 'model.safetensors'): void {
     this.state = { ...this.state, params: this.decodeTrained(bytes, source) };
   }
 
