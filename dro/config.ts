@@ -71,7 +71,7 @@ export const RunConfigSchema = z
           .min(1)
           .superRefine(noDuplicates)
           .default([...DEFAULT_LORA_TARGETS])
-          .describe('Projections that get LoRA adapters (PEFT target_modules), when model.loraRank > 0'),
+          .describe('Projections that get LoRA adapters in every layer (PEFT target_modules, each listed once), when model.loraRank > 0'),
       },
       'The policy: where it comes from and how it runs',
     ),
@@ -301,6 +301,8 @@ interface JsonSchemaNode {
   description?: string;
   enum?: unknown[];
   anyOf?: JsonSchemaNode[];
+  items?: JsonSchemaNode;
+  minItems?: number;
   minimum?: number;
   maximum?: number;
   exclusiveMinimum?: number;
@@ -327,6 +329,7 @@ function allowedValues(node: JsonSchemaNode): string {
   if (node.enum) return node.enum.map((v) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v))).join(' | ');
   if (node.type === 'null') return 'null';
   if (node.type === 'object') return 'object';
+  if (node.type === 'array' && node.items) return `list of ${allowedValues(node.items)}${node.minItems ? ` (at least ${node.minItems})` : ''}`;
   const kind = node.type === 'integer' ? 'integer' : node.type === 'number' ? 'number' : String(node.type);
   const bounds: string[] = [];
   if (node.minimum !== undefined && node.minimum > -Number.MAX_SAFE_INTEGER) bounds.push(`≥ ${node.minimum}`);
