@@ -141,7 +141,7 @@ export function runSummary(runId: string, config: RunConfig): { staticSummary: s
   return { staticSummary: staticSummary.slice(0, 200), staticDetails };
 }
 
-async function storeFor(uri: string): Promise<BlobStore> {
+export async function storeFor(uri: string): Promise<BlobStore> {
   try {
     return await openBlobStore(uri);
   } catch (err) {
