@@ -2,8 +2,9 @@
 // differences (float64), the adapted engine's scores against the slow TypeScript forward pass of the
 // merged weights, the merged model against base + adapters, B = 0 giving exactly the base, training
 // that leaves the base bytes alone, PEFT's file layout, and a state round trip that resumes bit for bit.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
+import { randomIds as keyedIds, releasedAfterAll } from './test-support.js';
 import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
 import { paddedFeeds } from './batching.js';
 import { EngineInputError } from './errors.js';
@@ -24,16 +25,9 @@ const tiny = (extra: Record<string, unknown> = {}): ModelConfig =>
 const ALL: LoraConfig = { rank: 2, alpha: 6, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
 const ATTENTION: LoraConfig = { rank: 4, alpha: 8, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
 
-const engines: PolicyEngine[] = [];
-function track(e: PolicyEngine): PolicyEngine {
-  engines.push(e);
-  return e;
-}
-afterAll(async () => {
-  for (const e of engines) await e.release();
-});
+const track = releasedAfterAll();
 
-const randomIds = (key: string, n: number, vocab: number): number[] => Array.from({ length: n }, (_, i) => Math.floor(uniform(['lora-ids', key, i]) * vocab));
+const randomIds = (key: string, n: number, vocab: number): number[] => keyedIds('lora-ids', key, n, vocab);
 
 function grpoBatch(key: string, vocab: number): TrainSequence[] {
   return [0, 1, 2].map((i) => {

@@ -1,9 +1,10 @@
 // The policy engine on ONNX Runtime against independent references: the slow TypeScript forward pass
 // (log-probs and ranks), dro/grpo.ts (loss value), finite differences (full-model gradients), plus
 // batching independence, learning on a copy task, bit-identical determinism and safetensors round trips.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { grpoLoss } from '../dro/grpo.js';
 import { uniform } from '../dro/random.js';
+import { randomIds as keyedIds, releasedAfterAll } from './test-support.js';
 import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
 import { parseModelConfig, type ModelConfig } from './model/config.js';
 import { initParameters, parameterSpecs } from './model/params.js';
@@ -18,16 +19,9 @@ const tiny = (extra: Record<string, unknown> = {}): ModelConfig =>
     'tiny test config',
   );
 
-const engines: PolicyEngine[] = [];
-function track(e: PolicyEngine): PolicyEngine {
-  engines.push(e);
-  return e;
-}
-afterAll(async () => {
-  for (const e of engines) await e.release();
-});
+const track = releasedAfterAll();
 
-const randomIds = (key: string, n: number, vocab: number): number[] => Array.from({ length: n }, (_, i) => Math.floor(uniform(['ids', key, i]) * vocab));
+const randomIds = (key: string, n: number, vocab: number): number[] => keyedIds('ids', key, n, vocab);
 
 describe('scoring against the slow reference forward pass', () => {
   const variants: [string, ModelConfig][] = [

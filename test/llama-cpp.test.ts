@@ -121,7 +121,7 @@ describe('against llama.cpp on SmolLM2-135M-Instruct', () => {
     const { stdout } = await run(DRO, ['model', 'tokenize', '--model', out, '--text', CHAT, '--chat', '--json']);
     expect((JSON.parse(stdout) as { ids: number[] }).ids).toEqual(prompts.at(-1));
     // A second import into the same directory is refused and changes nothing.
-    await expect(run(DRO, ['model', 'import', '--gguf', gguf, '--out', out])).rejects.toThrow(/already exists: choose a new --out directory/);
+    await expect(run(DRO, ['model', 'import', '--gguf', gguf, '--out', out])).rejects.toThrow(/already exists: choose a new output directory/);
   });
 
   it('on the Q4_1 file: log-probs within quantisation error, the same top-1 token nearly everywhere, greedy tokens the same until a near tie', async () => {

@@ -5,12 +5,11 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { readJsonFile } from '../../storage/local-files.js';
 import { EngineInputError } from '../errors.js';
-import { decodeAdapters, encodeParameters } from '../state-files.js';
-import { CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../tokenizer/tokenizer.js';
-import { modelConfigToJson, type ModelConfig } from './config.js';
+import { decodeAdapters } from '../state-files.js';
+import type { ModelConfig } from './config.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LoraError, mergeAdapters, parseAdapterConfig, type LoraConfig } from './lora.js';
-import { CONFIG_FILE, WEIGHTS_FILE } from './model-dir.js';
-import { isGgufPath, loadModel, writeDirectoryWhole } from './model-source.js';
+import { writeModelDirectory } from './model-dir.js';
+import { loadModel, modelSideFiles } from './model-source.js';
 
 export interface LoadedAdapter {
   lora: LoraConfig;
@@ -50,31 +49,16 @@ export interface MergeSummary {
   files: string[];
 }
 
-/** Tokenizer files of a base model directory that the merged model keeps, copied as they are. */
-const TOKENIZER_FILES = [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE, CHAT_TEMPLATE_FILE];
 
 /**
  * Writes `out`: the base model with W' = W + (alpha/r)·B·A in every adapted projection (config.json,
- * model.safetensors in float32) and the base directory's tokenizer files. The directory appears whole
+ * model.safetensors in float32) and the base's tokenizer files (a directory's own, or rebuilt from a GGUF). The directory appears whole
  * or not at all, and an existing one is never overwritten.
  */
 export async function mergeAdapterToDir(modelPath: string, adapterPath: string, out: string): Promise<MergeSummary> {
   const { config, params } = await loadModel(modelPath);
   const { lora, adapters } = await loadAdapter(adapterPath, config);
   const merged = mergeAdapters(config, lora, params, adapters);
-  const files: Record<string, Uint8Array | string> = {
-    [CONFIG_FILE]: JSON.stringify(modelConfigToJson(config), null, 2) + '\n',
-    [WEIGHTS_FILE]: encodeParameters(config, merged),
-  };
-  if (!isGgufPath(modelPath)) {
-    for (const name of TOKENIZER_FILES) {
-      const data = await readFile(join(modelPath, name)).catch((err: NodeJS.ErrnoException) => {
-        if (err.code === 'ENOENT') return undefined;
-        throw new Error(`cannot read ${join(modelPath, name)}: ${err.message}`, { cause: err });
-      });
-      if (data !== undefined) files[name] = data;
-    }
-  }
-  await writeDirectoryWhole(out, files);
-  return { config, lora, files: Object.keys(files) };
+  const { files } = await writeModelDirectory(out, config, merged, await modelSideFiles(modelPath));
+  return { config, lora, files };
 }

@@ -2,7 +2,7 @@
 // sharded checkpoint (model.safetensors.index.json and its shard files), with Hugging Face tensor names, so
 // directories written here load in other tools and theirs load here. Weights are read tensor by tensor
 // through file handles, so files over 2 GiB load and the peak memory is about the model's float32 size.
-import { copyFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isErrno, makeDirectories, readJsonFile } from '../../storage/local-files.js';
 import { EngineInputError } from '../errors.js';
@@ -210,24 +210,50 @@ export interface ModelDirImport {
  */
 export async function importHuggingFaceDir(src: string, out: string, options: PieceOptions = {}): Promise<ModelDirImport> {
   // Checked first so a taken name fails at once, not after reading the whole model; the rename checks again.
-  const present = await readdir(out).catch((err: unknown) => (isErrno(err, 'ENOENT') ? [] : ['(not an empty directory)']));
-  if (present.length > 0) throw new EngineInputError(`${out} already exists: choose a new output directory (nothing was overwritten)`);
+  await refuseExisting(out);
   const { config, params } = await loadModelDir(src, options);
-  const copied: string[] = [];
-  for (const name of COPIED_FILES) if (await exists(join(src, name))) copied.push(name);
-  if (copied.includes(TOKENIZER_FILE)) {
+  const sideFiles = await readSideFiles(src);
+  if (sideFiles[TOKENIZER_FILE] !== undefined) {
     const tokenizer = await loadTokenizer(src);
     if (tokenizer.vocabSize > config.vocab_size) {
       throw new EngineInputError(`${join(src, TOKENIZER_FILE)}: the tokenizer has ${tokenizer.vocabSize} tokens but ${join(src, CONFIG_FILE)} vocab_size is ${config.vocab_size}`);
     }
   }
+  return writeModelDirectory(out, config, params, sideFiles, options);
+}
 
+/** The files of COPIED_FILES a model directory has, by name, as they are. */
+export async function readSideFiles(dir: string): Promise<Record<string, Uint8Array>> {
+  const files: Record<string, Uint8Array> = {};
+  for (const name of COPIED_FILES) {
+    const data = await readFile(join(dir, name)).catch((err: unknown) => {
+      if (isErrno(err, 'ENOENT')) return undefined;
+      throw new EngineInputError(`cannot read ${join(dir, name)}: ${(err as Error).message}`, { cause: err });
+    });
+    if (data !== undefined) files[name] = data;
+  }
+  return files;
+}
+
+async function refuseExisting(out: string): Promise<void> {
+  const present = await readdir(out).catch((err: unknown) => (isErrno(err, 'ENOENT') ? [] : ['(not an empty directory)']));
+  if (present.length > 0) throw new EngineInputError(`${out} already exists: choose a new output directory (nothing was overwritten)`);
+}
+
+/**
+ * Writes the new model directory `out`: config.json, one float32 model.safetensors (streamed, so over 2 GiB
+ * is fine; transformers loads such a file too) and `sideFiles` (tokenizer and generation files). It is
+ * assembled in a sibling staging directory and renamed into place, so `out` appears whole or not at all,
+ * and an existing non-empty `out` is never overwritten.
+ */
+export async function writeModelDirectory(out: string, config: ModelConfig, params: ReadonlyMap<string, Float32Array>, sideFiles: Record<string, Uint8Array | string>, options: PieceOptions = {}): Promise<ModelDirImport> {
+  await refuseExisting(out);
   const staging = `${out}.partial-${process.pid}`;
   await rm(staging, { recursive: true, force: true });
   await makeDirectories(staging);
   try {
     await writeModelFiles(staging, config, params, options);
-    for (const name of copied) await copyFile(join(src, name), join(staging, name));
+    for (const [name, data] of Object.entries(sideFiles)) await writeFile(join(staging, name), data);
     // rename(2) replaces an empty directory and fails on a non-empty one, so a racing writer loses nothing.
     await rename(staging, out).catch((err: unknown) => {
       if (isErrno(err, 'ENOTEMPTY') || isErrno(err, 'EEXIST') || isErrno(err, 'ENOTDIR')) throw new EngineInputError(`${out} already exists: choose a new output directory (nothing was overwritten)`, { cause: err });
@@ -239,5 +265,5 @@ export async function importHuggingFaceDir(src: string, out: string, options: Pi
   }
   let parameters = 0;
   for (const p of params.values()) parameters += p.length;
-  return { config, tensors: params.size, parameters, files: [CONFIG_FILE, WEIGHTS_FILE, ...copied] };
+  return { config, tensors: params.size, parameters, files: [CONFIG_FILE, WEIGHTS_FILE, ...Object.keys(sideFiles)] };
 }
