@@ -1,14 +1,17 @@
 // GGUF import: a model written the way llama.cpp's converter writes one (llama.cpp tensor names,
 // reversed dims, q/k rows permuted for its adjacent-pair rotary) imports back to exactly the Hugging
 // Face parameters and config; missing, extra and misshaped tensors and unimplemented architectures or
-// RoPE variants fail naming what is wrong.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+// RoPE variants fail naming what is wrong. A GGUF read directly and one imported into a model directory
+// give the same model, and a bad file makes `import` write nothing.
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { encodeGguf, GgufReader, type GgufTensorToWrite, type TypedValue } from '../weights/gguf.js';
 import { parseModelConfig } from './config.js';
 import { importGguf } from './gguf-import.js';
+import { loadModelDir } from './model-dir.js';
+import { importGgufToDir, loadModel, loadModelConfig, loadModelTokenizer } from './model-source.js';
 import { initParameters, parameterSpecs } from './params.js';
 
 const dir = await mkdtemp(join(tmpdir(), 'gguf-import-'));
@@ -104,5 +107,41 @@ describe('GGUF import', () => {
     await expect(importFrom('gemma.gguf', with_('general.architecture', { type: 'string', value: 'gemma2' }), llamaCppTensors())).rejects.toThrow(/general.architecture is "gemma2"; this importer reads llama, qwen2/);
     await expect(importFrom('yarn.gguf', with_('llama.rope.scaling.type', { type: 'string', value: 'yarn' }), llamaCppTensors())).rejects.toThrow(/metadata llama.rope.scaling.type is "yarn"; only plain RoPE/);
     await expect(importFrom('partial.gguf', with_('llama.rope.dimension_count', { type: 'u32', value: 2 }), llamaCppTensors())).rejects.toThrow(/rope.dimension_count is 2, but heads are 4 wide/);
+  });
+});
+
+describe('GGUF files as models: read directly, or imported into a model directory', () => {
+  it('loads the same weights and config straight from the file and from the directory `importGgufToDir` writes', async () => {
+    const path = join(dir, 'direct.gguf');
+    await writeFile(path, encodeGguf(META, llamaCppTensors()));
+    expect(await loadModelConfig(path)).toEqual(config);
+    const direct = await loadModel(path);
+    for (const [name, value] of params) expect(direct.params.get(name), name).toEqual(value);
+    const out = join(dir, 'imported');
+    const summary = await importGgufToDir(path, out);
+    // This GGUF carries no tokenizer, so the directory has none (a run on it uses the byte tokenizer).
+    expect(summary.files).toEqual(['config.json', 'model.safetensors']);
+    expect(summary.parameters).toBe([...params.values()].reduce((a, p) => a + p.length, 0));
+    const loaded = await loadModelDir(out);
+    expect(loaded.config).toEqual(config);
+    for (const [name, value] of params) expect(loaded.params.get(name), name).toEqual(value);
+    await expect(loadModelTokenizer(path)).rejects.toThrow(/has no tokenizer \(no tokenizer.ggml.model metadata\)/);
+    await expect(importGgufToDir(path, out)).rejects.toThrow(/already exists/);
+  });
+
+  it('writes nothing for a truncated file, a wrong magic or a tensor type it does not dequantise, and says which', async () => {
+    const whole = encodeGguf(META, llamaCppTensors());
+    const q4k = llamaCppTensors().map((t) => (t.name === 'blk.1.ffn_down.weight' ? { ...t, typeId: 12 } : t));
+    const cases: [string, Uint8Array, RegExp][] = [
+      ['truncated.gguf', whole.subarray(0, whole.length - 100), /truncated/],
+      ['magic.gguf', Uint8Array.from([0x47, 0x47, 0x4d, 0x4c, ...whole.subarray(4)]), /not a GGUF file \(it starts with 47 47 4d 4c/],
+      ['q4k.gguf', encodeGguf(META, q4k), /tensor blk\.1\.ffn_down\.weight has type Q4_K, which this importer does not dequantise/],
+    ];
+    for (const [name, bytes, message] of cases) {
+      await writeFile(join(dir, name), bytes);
+      const out = join(dir, `${name}.out`);
+      await expect(importGgufToDir(join(dir, name), out), name).rejects.toThrow(message);
+      expect((await readdir(dir)).filter((f) => f.startsWith(`${name}.out`)), name).toEqual([]);
+    }
   });
 });

@@ -11,6 +11,8 @@ import { parseModelConfig, type ModelConfig } from './config.js';
 import { ggufConfigJson, importGguf } from './gguf-import.js';
 import { CONFIG_FILE, importHuggingFaceDir as importModelDir, loadModelDir, readSideFiles, writeModelDirectory, type LoadedModel, type ModelDirImport } from './model-dir.js';
 
+const GGUF_TOKENIZER_KEY = 'tokenizer.ggml.model';
+
 /** A path ending in .gguf is a GGUF file; anything else a model directory. */
 export const isGgufPath = (path: string): boolean => /\.gguf$/i.test(path);
 
@@ -43,6 +45,7 @@ export async function loadModel(path: string): Promise<LoadedModel> {
 export async function loadModelTokenizer(path: string): Promise<Tokenizer> {
   if (!isGgufPath(path)) return loadTokenizer(path);
   return withGguf(path, (r) => {
+    if (!r.header.metadata.has(GGUF_TOKENIZER_KEY)) throw new Error(`${path} has no tokenizer (no ${GGUF_TOKENIZER_KEY} metadata): use model.tokenizer "byte"`);
     const files = tokenizerFilesFromGguf(r.header, path);
     return new HfTokenizer({ tokenizer: files.tokenizer, config: files.config, tokenizerSource: `${path} (tokenizer metadata)`, configSource: `${path} (tokenizer metadata)` });
   });
@@ -55,7 +58,9 @@ export async function loadModelTokenizer(path: string): Promise<Tokenizer> {
  */
 export async function modelSideFiles(path: string): Promise<Record<string, Uint8Array | string>> {
   if (!isGgufPath(path)) return readSideFiles(path);
-  const files = await withGguf(path, (r) => tokenizerFilesFromGguf(r.header, path));
+  // A GGUF without a tokenizer converts to a directory without one (runs on it use model.tokenizer "byte").
+  const files = await withGguf(path, (r) => (r.header.metadata.has(GGUF_TOKENIZER_KEY) ? tokenizerFilesFromGguf(r.header, path) : undefined));
+  if (!files) return {};
   return { [TOKENIZER_FILE]: JSON.stringify(files.tokenizer) + '\n', [TOKENIZER_CONFIG_FILE]: JSON.stringify(files.config, null, 2) + '\n' };
 }
 
