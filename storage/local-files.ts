@@ -3,8 +3,8 @@
 // where the kernel answers ENOENT for a folder whose parent exists (/proc), and reports a read-only
 // filesystem as ENOENT; walking the levels ourselves gives the kernel's own answer, once.
 import { mkdirSync, statSync } from 'node:fs';
-import { mkdir, readFile, stat } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 
 export function isErrno(err: unknown, code: string): boolean {
   return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === code;
@@ -157,4 +157,38 @@ export async function readJsonFile(path: string): Promise<unknown> {
     throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
   }
   return parseJsonText(decodeUtf8File(bytes, path), path);
+}
+
+/** Refused when the directory to create exists and is not empty. */
+export class DirectoryExistsError extends Error {
+  override readonly name = 'DirectoryExistsError';
+}
+
+/**
+ * Creates the directory `out` with what `fill` writes into it: filled as a sibling staging directory and
+ * renamed into place, so `out` appears whole or not at all (a failure removes the staging directory), and
+ * an existing non-empty `out` is refused with DirectoryExistsError, never overwritten.
+ */
+export async function createDirectoryWhole(out: string, fill: (dir: string) => Promise<void>): Promise<void> {
+  const staging = `${out}.partial-${process.pid}`;
+  await rm(staging, { recursive: true, force: true });
+  await makeDirectories(staging);
+  try {
+    await fill(staging);
+    // rename(2) replaces an empty directory and fails on a non-empty one, so a racing writer loses nothing.
+    await rename(staging, out).catch((err: unknown) => {
+      if (isErrno(err, 'ENOTEMPTY') || isErrno(err, 'EEXIST') || isErrno(err, 'ENOTDIR')) throw new DirectoryExistsError(`${out} already exists: choose a new output directory (nothing was overwritten)`, { cause: err });
+      throw err;
+    });
+  } catch (err) {
+    await rm(staging, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** `files` (name → bytes) as the new directory `out` (createDirectoryWhole). */
+export function writeNewDirectory(out: string, files: Record<string, Uint8Array | string>): Promise<void> {
+  return createDirectoryWhole(out, async (dir) => {
+    for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data);
+  });
 }

@@ -1,7 +1,8 @@
 // A LoRA run's checkpoints through the real activities (no Temporal): they hold the adapters in PEFT's
 // layout, their optimizer state and the base's sha256, never the model; the base on disk is untouched;
 // a restarted worker and an evaluation load the base from model.path and the adapters from the
-// checkpoint; a changed base is refused by name.
+// checkpoint; `dro checkpoints --export` writes a PEFT adapter directory that merges into a model scoring
+// like base + adapters; a changed base is refused by name.
 import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,11 +15,13 @@ import type { CheckpointState } from '../activities/policy-state.js';
 import type { LoopPosition, RunRef } from '../activities/types.js';
 import { parseRunConfig } from '../dro/config.js';
 import { parseModelConfig } from '../engine/model/config.js';
-import { saveModelDir } from '../engine/model/model-dir.js';
+import { mergeAdapterToDir } from '../engine/model/adapter-dir.js';
+import { loadModelDir, saveModelDir } from '../engine/model/model-dir.js';
+import { PolicyEngine } from '../engine/policy.js';
 import { initParameters } from '../engine/model/params.js';
 import { encodeParameters } from '../engine/state-files.js';
 import { decodeSafetensors } from '../engine/weights/safetensors.js';
-import { configHash } from '../scripts/cli/runs.js';
+import { configHash, exportCheckpoint } from '../scripts/cli/runs.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
@@ -120,6 +123,40 @@ describe('a LoRA run through the activities', () => {
     expect(sha(await (await restarted.host.require(versionOf(run, 1))).engine.exportParameters())).toBe(before);
     const evaluated = await restarted.acts.runEvaluation({ runId: run.runId, store: run.config.checkpoint.store, step: 1 });
     expect(evaluated).toMatchObject({ step: 1, examples: 2 });
+  });
+
+  it('exports a checkpoint as a PEFT adapter directory that `dro model merge` folds into a model scoring like base + adapters', async () => {
+    const out = join(dir, 'exported');
+    expect(await exportCheckpoint(run.config.checkpoint.store, run.runId, 'latest', out)).toEqual({ step: 1, files: ['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', 'state.json'] });
+    const stored = await loadCheckpoint(store, run.runId, 1);
+    expect(sha(await readFile(join(out, 'adapter_model.safetensors')))).toBe(sha(stored.files['adapter_model.safetensors']!));
+    await expect(exportCheckpoint(run.config.checkpoint.store, run.runId, 1, out)).rejects.toThrow(/already exists/);
+    await expect(exportCheckpoint(run.config.checkpoint.store, run.runId, 7, join(dir, 'none'))).rejects.toThrow(/cannot load checkpoint lora\/checkpoints\/00000007/);
+
+    const merged = join(dir, 'merged');
+    await mergeAdapterToDir(modelDir, out, merged);
+    const adapted = (await first.host.require(versionOf(run, 1))).engine;
+    const { config, params } = await loadModelDir(merged);
+    const plain = PolicyEngine.fromParameters(config, params, { intraOpThreads: 1 });
+    try {
+      const request = { ids: [256, 3, 44, 17, 91, 5, 200, 12, 7], targetStart: 1 };
+      const [a] = await adapted.score([request]);
+      const [b] = await plain.score([request]);
+      const moved = await (async () => {
+        const base = await loadModelDir(modelDir);
+        const e = PolicyEngine.fromParameters(base.config, base.params, { intraOpThreads: 1 });
+        try {
+          const [c] = await e.score([request]);
+          return Math.max(...c!.logprobs.map((x, i) => Math.abs(x - a!.logprobs[i]!)));
+        } finally {
+          await e.release();
+        }
+      })();
+      expect(moved).toBeGreaterThan(1e-3);
+      for (let i = 0; i < a!.logprobs.length; i++) expect(Math.abs(a!.logprobs[i]! - b!.logprobs[i]!)).toBeLessThan(1e-4);
+    } finally {
+      await plain.release();
+    }
   });
 
   it('refuses a checkpoint whose base changed, naming both digests', async () => {

@@ -2,9 +2,9 @@
 // sharded checkpoint (model.safetensors.index.json and its shard files), with Hugging Face tensor names, so
 // directories written here load in other tools and theirs load here. Weights are read tensor by tensor
 // through file handles, so files over 2 GiB load and the peak memory is about the model's float32 size.
-import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isErrno, makeDirectories, readJsonFile } from '../../storage/local-files.js';
+import { createDirectoryWhole, DirectoryExistsError, isErrno, makeDirectories, readJsonFile } from '../../storage/local-files.js';
 import { EngineInputError } from '../errors.js';
 import { CHAT_TEMPLATE_FILE, loadTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../tokenizer/tokenizer.js';
 import { float32Tensor, SafetensorsFileReader, writeSafetensorsFile, type PieceOptions } from '../weights/safetensors-file.js';
@@ -248,21 +248,12 @@ async function refuseExisting(out: string): Promise<void> {
  */
 export async function writeModelDirectory(out: string, config: ModelConfig, params: ReadonlyMap<string, Float32Array>, sideFiles: Record<string, Uint8Array | string>, options: PieceOptions = {}): Promise<ModelDirImport> {
   await refuseExisting(out);
-  const staging = `${out}.partial-${process.pid}`;
-  await rm(staging, { recursive: true, force: true });
-  await makeDirectories(staging);
-  try {
-    await writeModelFiles(staging, config, params, options);
-    for (const [name, data] of Object.entries(sideFiles)) await writeFile(join(staging, name), data);
-    // rename(2) replaces an empty directory and fails on a non-empty one, so a racing writer loses nothing.
-    await rename(staging, out).catch((err: unknown) => {
-      if (isErrno(err, 'ENOTEMPTY') || isErrno(err, 'EEXIST') || isErrno(err, 'ENOTDIR')) throw new EngineInputError(`${out} already exists: choose a new output directory (nothing was overwritten)`, { cause: err });
-      throw err;
-    });
-  } catch (err) {
-    await rm(staging, { recursive: true, force: true });
-    throw err;
-  }
+  await createDirectoryWhole(out, async (dir) => {
+    await writeModelFiles(dir, config, params, options);
+    for (const [name, data] of Object.entries(sideFiles)) await writeFile(join(dir, name), data);
+  }).catch((err: unknown) => {
+    throw err instanceof DirectoryExistsError ? new EngineInputError(err.message, { cause: err }) : err;
+  });
   let parameters = 0;
   for (const p of params.values()) parameters += p.length;
   return { config, tensors: params.size, parameters, files: [CONFIG_FILE, WEIGHTS_FILE, ...Object.keys(sideFiles)] };

@@ -5,12 +5,13 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { RunConfigError } from '../../dro/config.js';
 import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
 import { trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
-import { textOption } from './options.js';
+import { parseInteger, textOption, UsageError } from './options.js';
 import { webUiLink } from '../../workers/connection.js';
 import { describeChange, followRun, formatDuration } from './progress.js';
 import {
   connectClient,
   describeRun,
+  exportCheckpoint,
   findRunStore,
   failureMessage,
   newRunId,
@@ -147,12 +148,23 @@ export function registerRunCommands(program: Command): void {
 
   program
     .command('checkpoints')
-    .description("every checkpoint of a run in its store, valid or invalid with the reason")
+    .description("every checkpoint of a run in its store, valid or invalid with the reason; with --export, one checkpoint's files written out")
     .addOption(runOption())
     .addOption(storeOption())
     .addOption(jsonOption())
-    .action(async (o: { run: string; store?: string; json: boolean }) => {
+    .addOption(
+      textOption('--export <step>', 'write checkpoint <step> ("latest": the newest valid one) into --out, every file checked against its manifest: model.safetensors, or for a LoRA run adapter_model.safetensors + adapter_config.json (a PEFT adapter directory, for `dro model merge --adapter`), with optimizer.safetensors and state.json').implies({ json: false }),
+    )
+    .addOption(textOption('--out <dir>', 'with --export: the directory to write; must not exist yet'))
+    .action(async (o: { run: string; store?: string; json: boolean; export?: string; out?: string }) => {
       const uri = await findRunStore(o.run, o.store);
+      if (o.export !== undefined) {
+        if (o.out === undefined) throw new UsageError('--export needs --out <dir>');
+        const step = o.export === 'latest' ? 'latest' : parseInteger(o.export, '--export', 0);
+        const done = await exportCheckpoint(uri, o.run, step, o.out);
+        return console.log(`wrote checkpoint ${done.step} of run ${o.run} to ${o.out}: ${done.files.join(', ')}`);
+      }
+      if (o.out !== undefined) throw new UsageError('--out is for --export <step>');
       const list = await runCheckpoints(uri, o.run);
       if (o.json) return console.log(JSON.stringify(list, null, 2));
       if (list.length === 0) return console.log(`run ${o.run} has no checkpoints in ${uri}`);

@@ -10,14 +10,14 @@ import type { CheckpointState } from '../../activities/policy-state.js';
 import { runKeys } from '../../activities/keys.js';
 import { canonicalJson, parseRunConfig, type RunConfig } from '../../dro/config.js';
 import { BlobNotFoundError, type BlobStore } from '../../storage/blob-store.js';
-import { listCheckpoints, loadLatestCheckpoint, validateRunId, type CheckpointListing } from '../../storage/checkpoints.js';
+import { CheckpointError, STATE_FILE, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type CheckpointListing, type LoadedCheckpoint } from '../../storage/checkpoints.js';
 import { openBlobStore } from '../../storage/open.js';
 import type { HyperparameterChange } from '../../dro/hyperparameters.js';
 import { temporalTarget, webUiLink } from '../../workers/connection.js';
 import { missingSearchAttributes, searchAttributeCommands } from '../../workers/search-attributes.js';
 import { CONTROL_QUEUE, progressQuery, resumeSignal, searchAttributes, trainingWorkflowId, type RunStatus, type TrainingProgress } from '../../workflows/messages.js';
 import type { trainingRun } from '../../workflows/training-run.js';
-import { readJsonFile } from '../../storage/local-files.js';
+import { readJsonFile, writeNewDirectory } from '../../storage/local-files.js';
 
 export class RunError extends Error {
   override readonly name = 'RunError';
@@ -314,6 +314,34 @@ export async function runMetrics(uri: string, runId: string): Promise<StepMetric
   const out: StepMetrics[] = [];
   for (const key of keys) out.push(JSON.parse(new TextDecoder().decode(await store.get(key))) as StepMetrics);
   return out;
+}
+
+/**
+ * Writes the files of checkpoint `step` (or the newest valid one), each checked against the manifest's
+ * sha256, under their own names into the new directory `out`, which appears whole or not at all. A LoRA
+ * run's checkpoint becomes a PEFT adapter directory (adapter_model.safetensors, adapter_config.json).
+ */
+export async function exportCheckpoint(uri: string, runId: string, step: number | 'latest', out: string): Promise<{ step: number; files: string[] }> {
+  const store = await storeFor(uri);
+  let checkpoint: LoadedCheckpoint;
+  if (step === 'latest') {
+    const latest = await loadLatestCheckpoint(store, runId);
+    if (!latest.checkpoint) throw new RunError(`run ${runId} has no valid checkpoint in ${uri}`);
+    checkpoint = latest.checkpoint;
+  } else {
+    try {
+      checkpoint = await loadCheckpoint(store, runId, step);
+    } catch (err) {
+      if (err instanceof CheckpointError) throw new RunError(err.message);
+      throw err;
+    }
+  }
+  try {
+    await writeNewDirectory(out, { ...checkpoint.files, [STATE_FILE]: JSON.stringify(checkpoint.state, null, 2) + '\n' });
+  } catch (err) {
+    throw new RunError((err as Error).message);
+  }
+  return { step: checkpoint.ref.step, files: [...Object.keys(checkpoint.files), STATE_FILE].sort() };
 }
 
 export async function runEvaluations(uri: string, runId: string, steps: number[]): Promise<Record<number, Record<string, number>>> {
