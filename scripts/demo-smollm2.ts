@@ -56,6 +56,7 @@ interface Evaluation {
   predictions: { exampleId: string; completions: string[] }[];
 }
 
+const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
 const words = (text: string): number => (text.trim() === '' ? 0 : text.trim().split(/\s+/).length);
 const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
 
@@ -108,7 +109,7 @@ async function writeReport({ runId, config, steps, seconds, split, gguf, out, wh
     `- Run id: \`${runId}\` (store \`${relative(ROOT, config.checkpoint.store) || config.checkpoint.store}\`), ${steps} DRO steps, **${(seconds / 60).toFixed(1)} minutes** ${whole ? 'in all (fetch, import, evaluations and training)' : 'from the workflow\'s start to its end (evaluations and training)'}.`,
     `- Model: SmolLM2-135M-Instruct, read directly from its Q4_1 GGUF (dequantised to float32), its tokenizer and chat template rebuilt from the GGUF.`,
     `- LoRA: rank ${config.model.loraRank}, alpha ${config.model.loraAlpha}, on ${config.model.loraTargets.join(', ')}; the base weights frozen.`,
-    `- Reward: R3 (${config.dro.r3.weighting} weighting, contrast ${config.dro.r3.contrast}); ${config.rollout.promptsPerStep} prompts × ${config.rollout.groupSize} chains per step, up to ${config.rollout.maxNewTokens} new tokens, temperature ${config.rollout.temperature}; AdamW learning rate ${config.optimizer.learningRate}.`,
+    `- Reward: R3 (${config.dro.r3.weighting} weighting, contrast ${config.dro.r3.contrast}); ${plural(config.rollout.promptsPerStep, 'prompt')} × ${config.rollout.groupSize} chains per step, up to ${config.rollout.maxNewTokens} new tokens, temperature ${config.rollout.temperature}; AdamW learning rate ${config.optimizer.learningRate}.`,
     `- Data: the ParaRev subset in \`../shared/datasets/pararev\`, split by paragraph: ${split.trainCount} training records, ${split.heldOutCount} held-out records (${HELD_OUT_PARAGRAPHS} paragraphs chosen by the sha256 of their id). Held-out answers are greedy (temperature ${config.evaluation.temperature}), up to ${config.evaluation.maxNewTokens} new tokens.`,
     `- Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${arch()}, CPU only.`,
     '',
@@ -181,7 +182,7 @@ async function main(): Promise<void> {
   await withLocalWorker('demo-smollm2', async ({ client }) => {
     const runId = `smollm2-${newRunId().slice(4)}`;
     const run = await startRun(client, config, runId);
-    console.log(`==> run ${runId}: ${config.schedule.totalSteps} DRO steps, LoRA rank ${config.model.loraRank} on ${config.model.loraTargets.join(', ')}, R3 reward, ${config.rollout.promptsPerStep} prompts × ${config.rollout.groupSize} chains per step`);
+    console.log(`==> run ${runId}: ${config.schedule.totalSteps} DRO steps, LoRA rank ${config.model.loraRank} on ${config.model.loraTargets.join(', ')}, R3 reward, ${plural(config.rollout.promptsPerStep, 'prompt')} × ${config.rollout.groupSize} chains per step`);
     console.log(`    Web UI: ${run.link}`);
     const followed = await followRun(run.handle, process.stdout);
     if (!followed.ended) return;
