@@ -101,6 +101,11 @@ describe('the header', () => {
     expect(hc.tensors.map((t) => [t.name, t.typeName, t.byteLength])).toEqual([['token_embd.weight', 'F32', 256], ['output_norm.weight', 'F32', 12]]);
   });
 
+  it('keeps a string\'s leading U+FEFF (a token is its bytes, not a text file with a byte-order mark)', () => {
+    const h = decodeGgufHeader(encodeGguf([['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', items: ['\uFEFFa', 'b'] }]], []));
+    expect(h.metadata.get('tokenizer.ggml.tokens')).toEqual(['\uFEFFa', 'b']);
+  });
+
   it('honours general.alignment and refuses one that is not a power of two', () => {
     const h = decodeGgufHeader(encodeGguf([['general.alignment', { type: 'u32', value: 64 }]], tensors, 64));
     expect(h.alignment).toBe(64);

@@ -70,7 +70,8 @@ class NeedMore extends Error {}
 /** GGUF metadata value types. */
 const ValueType = { U8: 0, I8: 1, U16: 2, I16: 3, U32: 4, I32: 5, F32: 6, BOOL: 7, STRING: 8, ARRAY: 9, U64: 10, I64: 11, F64: 12 } as const;
 
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a leading U+FEFF: a token's text is its bytes (TextDecoder would drop it as a byte-order mark).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class Cursor {
   private readonly view: DataView;
