@@ -203,11 +203,12 @@ describe.skipIf(!present)('FinQA shared files', () => {
     );
     expect(m.accuracy).toBeCloseTo(2 / 3, 12);
     expect(m.exactMatch).toBeCloseTo(1 / 3, 12); // only 127.4; "16.85%" is not 0.1685 to 5 dp
-    // c per example: 2, 2, 2 of n = 3 → pass@1 = 2/3 each; pass@3 = 1 each.
+    // c per example: 2, 2, 2 of n = 3 → pass@1 = 2/3 each; pass@2 = 1 − C(1, 2)/C(3, 2) = 1; pass@3 = 1 each.
     expect(m['pass@1']).toBeCloseTo(2 / 3, 12);
+    expect(m['pass@2']).toBe(1);
     expect(m['pass@3']).toBe(1);
     expect(m.malformed).toBeCloseTo(2 / 9, 12);
-    expect(Object.keys(m).sort()).toEqual(['accuracy', 'exactMatch', 'malformed', 'pass@1', 'pass@3']);
+    expect(Object.keys(m).sort()).toEqual(['accuracy', 'exactMatch', 'malformed', 'pass@1', 'pass@2', 'pass@3']);
   });
 
   it('reports pass@1 only for single samples, and rejects unknown ids', () => {

@@ -3,7 +3,7 @@
 import { readJsonFile } from '../storage/local-files.js';
 import { lastNumber } from './answers.js';
 import { parseNumericAnswer } from '../dro/rewards.js';
-import { meanPassAtK } from './metrics.js';
+import { passAtKTable } from './metrics.js';
 import { DatasetError, FORMAT_INSTRUCTION, parseThinkAnswer } from './task.js';
 import type { Example, LoadOptions, LoadResult, ParsedCompletion, Prediction, SkippedRecord, Task, TaskSource } from './task.js';
 
@@ -258,8 +258,8 @@ function answerCorrect(answer: string, example: FinqaExample): boolean {
 }
 
 /**
- * accuracy (answerCorrect) and exactMatch score each example's first completion; pass@k uses all of them, with k = n
- * taken as the smallest n over the predictions so every example can supply k samples. A malformed
+ * accuracy (answerCorrect) and exactMatch score each example's first completion; pass@k uses all of them, for
+ * k = 1, 2, 4, … up to the smallest n over the predictions (passAtKTable), so every example can supply k samples. A malformed
  * completion is still scored on its best-effort answer; `malformed` reports how often that happened.
  */
 function metrics(predictions: readonly Prediction[], examples: readonly FinqaExample[]): Record<string, number> {
@@ -288,15 +288,12 @@ function metrics(predictions: readonly Prediction[], examples: readonly FinqaExa
     });
     counts.push({ n: prediction.completions.length, c });
   }
-  const minN = Math.min(...counts.map((x) => x.n));
-  const result: Record<string, number> = {
+  return {
     accuracy: correctFirst / predictions.length,
     exactMatch: exactFirst / predictions.length,
-    'pass@1': meanPassAtK(counts, 1),
+    ...passAtKTable(counts),
+    malformed: malformed / completions,
   };
-  if (minN > 1) result[`pass@${minN}`] = meanPassAtK(counts, minN);
-  result.malformed = malformed / completions;
-  return result;
 }
 
 export const finqaTask: Task<FinqaExample> = {

@@ -1,6 +1,6 @@
 // Tests for the pass@k estimator: hand-computed values, edge cases and argument checks.
 import { describe, expect, it } from 'vitest';
-import { meanPassAtK, passAtK } from './metrics.js';
+import { meanPassAtK, passAtK, passAtKTable } from './metrics.js';
 
 /** C(n, k) by the textbook product, for checking the stable form on small n. */
 function binomial(n: number, k: number): number {
@@ -63,5 +63,15 @@ describe('meanPassAtK', () => {
   it('rejects an empty list and k beyond an example n', () => {
     expect(() => meanPassAtK([], 1)).toThrow(/no examples/);
     expect(() => meanPassAtK([{ n: 4, c: 1 }, { n: 2, c: 1 }], 3)).toThrow(/k must be in/);
+  });
+});
+
+describe('passAtKTable', () => {
+  it('gives pass@k at every power of two below the smallest n, and at that n', () => {
+    const counts = [{ n: 8, c: 2 }, { n: 8, c: 0 }];
+    expect(passAtKTable(counts)).toEqual({ 'pass@1': meanPassAtK(counts, 1), 'pass@2': meanPassAtK(counts, 2), 'pass@4': meanPassAtK(counts, 4), 'pass@8': meanPassAtK(counts, 8) });
+    expect(Object.keys(passAtKTable([{ n: 6, c: 1 }, { n: 9, c: 3 }]))).toEqual(['pass@1', 'pass@2', 'pass@4', 'pass@6']);
+    expect(passAtKTable([{ n: 1, c: 1 }, { n: 3, c: 0 }])).toEqual({ 'pass@1': 0.5 });
+    expect(() => passAtKTable([])).toThrow(/no examples/);
   });
 });

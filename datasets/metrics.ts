@@ -31,3 +31,17 @@ export function meanPassAtK(correctCounts: readonly { n: number; c: number }[], 
   for (const { n, c } of correctCounts) sum += passAtK(n, c, k);
   return sum / correctCounts.length;
 }
+
+/**
+ * pass@k for k = 1, 2, 4, … up to the smallest n over the examples, and at that n itself (so n = 8 gives
+ * pass@1, pass@2, pass@4, pass@8 as in the paper's tables; n = 6 gives pass@1, pass@2, pass@4, pass@6),
+ * keyed "pass@k".
+ */
+export function passAtKTable(correctCounts: readonly { n: number; c: number }[]): Record<string, number> {
+  if (correctCounts.length === 0) throw new RangeError('passAtKTable: no examples to average');
+  const minN = Math.min(...correctCounts.map((x) => x.n));
+  const ks: number[] = [];
+  for (let k = 1; k < minN; k *= 2) ks.push(k);
+  ks.push(minN);
+  return Object.fromEntries(ks.map((k) => [`pass@${k}`, meanPassAtK(correctCounts, k)]));
+}

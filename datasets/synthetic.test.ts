@@ -301,7 +301,7 @@ describe('metrics', () => {
   it('scores the last integer of the first completion and counts malformed output', () => {
     const m = syntheticTask.metrics(
       [
-        // Right, with words around the answer; the second completion (wrong) is ignored.
+        // Right, with words around the answer; the second completion (wrong) counts for pass@k only.
         { exampleId: e1.id, completions: ['<think>work</think> The result is 8585. Have a nice day!', '<think>x</think> 1'] },
         // Wrong: the last integer is 12, not 3346.
         { exampleId: e2.id, completions: ['<think>w</think> 3346, or maybe 12'] },
@@ -310,7 +310,28 @@ describe('metrics', () => {
       ],
       [e1, e2, e3],
     );
-    expect(m).toEqual({ accuracy: 2 / 3, malformed: 1 / 3 });
+    // pass@1 is c/n per example over all its completions: 1/2, 0, 1.
+    expect(m).toEqual({ accuracy: 2 / 3, malformed: 1 / 3, 'pass@1': 0.5 });
+  });
+
+  it('reports pass@1, 2, 4, 8 from 8 samples per example, by the unbiased estimator', () => {
+    const right = '<think>w</think> 8585';
+    const wrong = '<think>w</think> 1';
+    // e1: 2 of 8 right (the first wrong); e3: 0 of 8 right.
+    const m = syntheticTask.metrics(
+      [
+        { exampleId: e1.id, completions: [wrong, right, right, wrong, wrong, wrong, wrong, wrong] },
+        { exampleId: e3.id, completions: Array.from({ length: 8 }, () => wrong) },
+      ],
+      [e1, e3],
+    );
+    // pass@k for (n 8, c 2) is 1 − C(6, k)/C(8, k): k 1 → 1/4, k 2 → 1 − 15/28, k 4 → 1 − 15/70, k 8 → 1.
+    expect(m.accuracy).toBe(0);
+    expect(m['pass@1']).toBeCloseTo(0.25 / 2, 12);
+    expect(m['pass@2']).toBeCloseTo((1 - 15 / 28) / 2, 12);
+    expect(m['pass@4']).toBeCloseTo((1 - 15 / 70) / 2, 12);
+    expect(m['pass@8']).toBeCloseTo(0.5, 12);
+    expect(Object.keys(m).sort()).toEqual(['accuracy', 'malformed', 'pass@1', 'pass@2', 'pass@4', 'pass@8']);
   });
 
   it('handles separators, no integer, and an empty prediction list', () => {
@@ -318,7 +339,7 @@ describe('metrics', () => {
     expect(lastInteger('no digits here')).toBeUndefined();
     expect(lastInteger('-5 then 12345')).toBe(12345);
     const m = syntheticTask.metrics([{ exampleId: e1.id, completions: ['<think>a</think> The result is 8,585.'] }, { exampleId: e3.id, completions: ['<think>a</think> unsure'] }], [e1, e3]);
-    expect(m).toEqual({ accuracy: 0.5, malformed: 0 });
+    expect(m).toEqual({ accuracy: 0.5, malformed: 0, 'pass@1': 0.5 });
     expect(syntheticTask.metrics([], [e1])).toEqual({ accuracy: 0, malformed: 0 });
   });
 
@@ -329,7 +350,8 @@ describe('metrics', () => {
       examples.map((e, i) => ({ exampleId: e.id, completions: [completions[i]?.text ?? ''] })),
       examples,
     );
-    expect(m).toEqual({ accuracy: completions.filter((c) => c.correct).length / examples.length, malformed: 0 });
+    const accuracy = completions.filter((c) => c.correct).length / examples.length;
+    expect(m).toEqual({ accuracy, malformed: 0, 'pass@1': accuracy });
   });
 
   it('counts as correct exactly the completions answerCorrect accepts', () => {

@@ -4,6 +4,7 @@ import { lastNumber } from './answers.js';
 import { uniform } from '../dro/random.js';
 import { DatasetError, FORMAT_INSTRUCTION, parseThinkAnswer, THINK_CLOSE, THINK_OPEN } from './task.js';
 import type { Example, LoadResult, ParsedCompletion, Prediction, Task, TaskSource } from './task.js';
+import { passAtKTable } from './metrics.js';
 
 /**
  * One generated problem. For '+' both operands have exactly `digits` digits; for '*' `a` has `digits` digits and
@@ -260,21 +261,33 @@ function syntheticAnswerCorrect(answer: string, example: SyntheticExample): bool
  * malformed = the completion does not follow the <think> format. Both are 0 with no predictions.
  * A prediction for an unknown example, or with no completions, is a DatasetError.
  */
+/**
+ * accuracy and malformed score each example's first completion (as before pass@k existed, so runs with one
+ * sample report what they always did); pass@k uses all of them (passAtKTable: k = 1, 2, 4, … up to n).
+ */
 function syntheticMetrics(predictions: readonly Prediction[], examples: readonly SyntheticExample[]): Record<string, number> {
   const byId = new Map(examples.map((e) => [e.id, e]));
   let correct = 0;
   let malformed = 0;
+  const counts: { n: number; c: number }[] = [];
   for (const prediction of predictions) {
     const example = byId.get(prediction.exampleId);
     if (!example) throw new DatasetError(`prediction for unknown example ${prediction.exampleId}`);
-    const first = prediction.completions[0];
-    if (first === undefined) throw new DatasetError(`prediction for ${prediction.exampleId} has no completions`);
-    const parsed = parseThinkAnswer(first);
-    if (!parsed.wellFormed) malformed++;
-    if (syntheticAnswerCorrect(parsed.answer, example)) correct++;
+    if (prediction.completions.length === 0) throw new DatasetError(`prediction for ${prediction.exampleId} has no completions`);
+    let c = 0;
+    prediction.completions.forEach((text, i) => {
+      const parsed = parseThinkAnswer(text);
+      const right = syntheticAnswerCorrect(parsed.answer, example);
+      if (right) c++;
+      if (i > 0) return;
+      if (!parsed.wellFormed) malformed++;
+      if (right) correct++;
+    });
+    counts.push({ n: prediction.completions.length, c });
   }
   const n = predictions.length;
-  return { accuracy: n === 0 ? 0 : correct / n, malformed: n === 0 ? 0 : malformed / n };
+  if (n === 0) return { accuracy: 0, malformed: 0 };
+  return { accuracy: correct / n, malformed: malformed / n, ...passAtKTable(counts) };
 }
 
 export const syntheticTask: Task<SyntheticExample> = {
