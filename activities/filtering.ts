@@ -43,7 +43,10 @@ export function createFilteringActivities(deps: { host?: PolicyHost; openStore: 
       const version = subsetVersionOfRound(input.round);
       // A round that keeps nothing would leave no data to train on: keep the previous subset and say so.
       const subset = result.subset.length > 0 ? result.subset : previous;
-      await writeJson(store, runKeys.filterRound(run.runId, input.round), { round: input.round, step: input.step, decisions: result.decisions, emptyRoundKeptPrevious: result.subset.length === 0 }, progress.signal);
+      const generatedTokens = groups.reduce((a, g) => a + g.completions.reduce((b, c) => b + c.ids.length, 0), 0);
+      // The round's compute beside a step's (metrics' tokens), so filtering's cost can be counted against what it saves.
+      const tokens = { generated: generatedTokens, scored: scored.tokens };
+      await writeJson(store, runKeys.filterRound(run.runId, input.round), { round: input.round, step: input.step, tokens, decisions: result.decisions, emptyRoundKeptPrevious: result.subset.length === 0 }, progress.signal);
       await writeJson(store, runKeys.subset(run.runId, version), { version, round: input.round, subset: [...subset].sort() }, progress.signal);
       const cursor = new DataSampler(previous, input.cursor).withSubset(subset, version).cursor;
       return {
@@ -55,7 +58,7 @@ export function createFilteringActivities(deps: { host?: PolicyHost; openStore: 
         droppedTooHard: result.droppedTooHard,
         droppedTooEasy: result.droppedTooEasy,
         carriedOver: result.carriedOver,
-        generatedTokens: groups.reduce((a, g) => a + g.completions.reduce((b, c) => b + c.ids.length, 0), 0),
+        generatedTokens,
         seconds: seconds(started),
       };
     });

@@ -146,6 +146,9 @@ describe('one run, every activity twice', () => {
     expect(filtered.result.subsetVersion).toBe(1);
     expect(filtered.result.candidates).toBe(4);
     expect(Object.keys(filtered.keys)).toEqual(expect.arrayContaining([runKeys.subset(r.runId, 1), runKeys.filterRound(r.runId, 0)]));
+    const round = JSON.parse(new TextDecoder().decode(await store.get(runKeys.filterRound(r.runId, 0)))) as { tokens: { generated: number; scored: number } };
+    expect(round.tokens.generated).toBe(filtered.result.generatedTokens);
+    expect(round.tokens.scored).toBeGreaterThan(0);
 
     const base: LoopPosition = { step: 0, cursor: filtered.result.cursor, subsetVersion: 1 };
     const saved0 = await twice(r.runId, 'saveCheckpoint 0', () => acts.saveCheckpoint(r, base));
