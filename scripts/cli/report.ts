@@ -20,7 +20,7 @@ export const PNG_SCALE = 2;
 
 // Vega's default "sans-serif" maps to Arial in resvg, which many Linux boxes lack; a list lets the PNG
 // pick whatever of these exists and browsers showing the SVG do the same.
-const FONT = 'Helvetica, Arial, DejaVu Sans, Liberation Sans, sans-serif';
+export const FONT = 'Helvetica, Arial, DejaVu Sans, Liberation Sans, sans-serif';
 
 type Series = Record<string, unknown>;
 
@@ -32,7 +32,7 @@ interface ChartDef {
   rows: { step: number; series: Series }[];
 }
 
-interface Evaluation {
+export interface Evaluation {
   step: number;
   metrics: Record<string, number>;
 }
@@ -91,6 +91,11 @@ async function renderSvg(chart: ChartDef, values: ReturnType<typeof points>): Pr
       ...(several ? { color: { field: 'series', type: 'nominal', title: null, legend: { orient: 'bottom', columns: 3 } }, strokeDash: { field: 'series', type: 'nominal', title: null } } : {}),
     },
   };
+  return renderSpec(spec);
+}
+
+/** A Vega-Lite spec as SVG (Vega, no browser). */
+export async function renderSpec(spec: TopLevelSpec): Promise<string> {
   const view = new View(parse(compile(spec).spec), { renderer: 'none' });
   try {
     return await view.toSVG();
@@ -99,7 +104,10 @@ async function renderSvg(chart: ChartDef, values: ReturnType<typeof points>): Pr
   }
 }
 
-async function readEvaluations(store: BlobStore, runId: string): Promise<Evaluation[]> {
+/** An SVG drawn as PNG at PNG_SCALE with the system's fonts. */
+export const svgToPng = (svg: string): Uint8Array => new Resvg(svg, { font: { loadSystemFonts: true }, fitTo: { mode: 'zoom', value: PNG_SCALE }, background: 'white' }).render().asPng();
+
+export async function readEvaluations(store: BlobStore, runId: string): Promise<Evaluation[]> {
   const out: Evaluation[] = [];
   for (const { key } of await store.list(runKeys.evaluationsPrefix(runId))) {
     if (!key.endsWith('.json')) continue;
@@ -176,7 +184,7 @@ export async function writeRunReport(o: { uri: string; runId: string; outDir: st
       continue;
     }
     const svg = await renderSvg(chart, values);
-    const png = new Resvg(svg, { font: { loadSystemFonts: true }, fitTo: { mode: 'zoom', value: PNG_SCALE }, background: 'white' }).render().asPng();
+    const png = svgToPng(svg);
     for (const [ext, data] of [['svg', svg], ['png', png]] as const) {
       const file = join(o.outDir, `${chart.name}.${ext}`);
       await writeFile(file, data);

@@ -1,0 +1,109 @@
+// `npm run experiment:reproduce`: the paper's claims at small scale, as real trainingRun workflows. Every
+// (arm, seed) of scripts/experiment/reproduce.config.json is a durable run with an id derived from its
+// config: a run that completed is not run again, one that was interrupted is resumed from its last
+// checkpoint, the rest are started, one at a time, on the local services (or whatever Temporal the
+// environment names). Then reproduction.md and its charts are generated from the runs' records.
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { arch, cpus, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { listCheckpoints } from '../storage/checkpoints.js';
+import { trainingWorkflowId } from '../workflows/messages.js';
+import type { trainingRun } from '../workflows/training-run.js';
+import { followRun } from './cli/progress.js';
+import { describeRun, expandHome, resumeRun, startRun, storeFor, type Connected } from './cli/runs.js';
+import { parseExperimentConfig, planExperiment, type PlannedRun } from './experiment/plan.js';
+import { writeReproductionReport } from './experiment/report.js';
+import { withLocalWorker } from './local-run.js';
+
+const ROOT = join(import.meta.dirname, '..');
+const CONFIG = join(ROOT, 'scripts', 'experiment', 'reproduce.config.json');
+const HELP = `usage: npm run experiment:reproduce -- [--quick] [--out reports] [--store <uri>] [--tag <name>] [--report-only]
+
+Runs every arm (aggregate, r3, correctness, r3-filtered) for every seed of
+scripts/experiment/reproduce.config.json as a trainingRun workflow, then writes <out>/reproduction.md
+and its charts from the runs' records. Run it again after an interruption: finished runs are kept,
+interrupted ones resume from their last checkpoint.
+  --quick        the config's tiny settings (one seed, a few steps), for CI
+  --out <dir>    where the report and charts go (default: reports/)
+  --store <uri>  the runs' store instead of the config's checkpoint.store
+  --tag <name>   put <name> into every run id: the same settings run afresh instead of being found done
+  --report-only  regenerate the report from the records without running anything`;
+
+/** Brings one run to completion: skips it when done, resumes it when interrupted, starts it otherwise. */
+async function complete(c: Connected, run: PlannedRun, log: (line: string) => void): Promise<void> {
+  const d = await describeRun(c, run.runId);
+  const store = await storeFor(run.config.checkpoint.store);
+  const valid = (await listCheckpoints(store, run.runId, { verify: 'size' })).filter((x) => x.valid);
+  await store.close();
+  if (d.state === 'completed' && d.status !== 'stopped') {
+    // Temporal remembers the run, but the report reads the store: a run whose records are elsewhere cannot count.
+    if (valid.at(-1)?.step !== run.config.schedule.totalSteps) throw new Error(`${run.runId} completed, but ${run.config.checkpoint.store} does not hold its final checkpoint (it ran with another --store?); pass that store, or --tag <name> to run afresh`);
+    return log(`${run.runId}: completed before; kept`);
+  }
+  if (d.state !== 'running') {
+    const hasCheckpoints = valid.length > 0;
+    if (hasCheckpoints || d.state !== 'not-found') {
+      const outcome = await resumeRun(c, run.runId, { store: run.config.checkpoint.store, log });
+      log(`${run.runId}: ${outcome.message}`);
+    } else {
+      await startRun(c, run.config, run.runId);
+      log(`${run.runId}: started`);
+    }
+  } else log(`${run.runId}: running already; following it`);
+  const followed = await followRun(c.client.workflow.getHandle<typeof trainingRun>(trainingWorkflowId(run.runId)), process.stdout);
+  if (!followed.ended) throw new Error('interrupted; run the command again to continue where it stopped');
+}
+
+function gitCommit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      out: { type: 'string', default: join(ROOT, 'reports') },
+      store: { type: 'string' },
+      tag: { type: 'string' },
+      'report-only': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) return console.log(HELP);
+  const started = performance.now();
+  const configText = await readFile(CONFIG, 'utf8');
+  const experiment = parseExperimentConfig(JSON.parse(configText), CONFIG);
+  const store = values.store === undefined ? undefined : resolveStore(values.store);
+  const plan = planExperiment(experiment, values.quick ? 'quick' : 'full', { ...(store === undefined ? {} : { store }), ...(values.tag === undefined ? {} : { tag: values.tag }) });
+  // The config's relative store is the repository's runs/ folder, as for every run started from the repository.
+  for (const r of plan.runs) r.config.checkpoint.store = resolveStore(r.config.checkpoint.store);
+  const uri = plan.runs[0]!.config.checkpoint.store;
+  console.log(`==> ${plan.runs.length} runs (${plan.mode} settings): ${plan.runs.map((r) => `${r.arm}/s${r.seed}`).join(', ')}; store ${uri}`);
+
+  if (!values['report-only']) {
+    await withLocalWorker('reproduce', async ({ client }) => {
+      for (const run of plan.runs) await complete(client, run, (line) => console.log(`==> ${line}`));
+    });
+  }
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  const machine = `${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${arch()}, CPU only`;
+  const outDir = resolve(values.out);
+  await writeReproductionReport({ plan, uri, configText, commit: gitCommit(), machine, ...(values['report-only'] ? {} : { wallSeconds: (performance.now() - started) / 1000 }) }, outDir);
+  console.log(`wrote ${join(outDir, 'reproduction.md')}`);
+}
+
+/** A store URI as the runs record it: a local path made absolute from the repository, ~ expanded. */
+function resolveStore(uri: string): string {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(uri) && !uri.startsWith('file://') ? uri : resolve(ROOT, expandHome(uri.replace(/^file:\/\//, ''), '--store'));
+}
+
+main().catch((err: unknown) => {
+  console.error(`experiment:reproduce: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});
