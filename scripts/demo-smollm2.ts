@@ -4,8 +4,6 @@
 // the held-out part is evaluated before and after (ROUGE-L against the authors' revision, output length).
 // Writes reports/smollm2-demo.md. It shows the pipeline works on a real model, not that it helps at this scale.
 import { createHash } from 'node:crypto';
-import { arch, cpus, totalmem } from 'node:os';
-import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -21,6 +19,7 @@ import { followRun } from './cli/progress.js';
 import { connectClient, newRunId, readRunConfig, startRun, storeFor } from './cli/runs.js';
 import { withLocalWorker } from './local-run.js';
 import { ensureSmolLM2 } from './models/smollm2.js';
+import { gitCommit, machineLine } from './provenance.js';
 import { servicesConfig } from './services/dev-services.js';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -68,14 +67,6 @@ function lengths(e: Evaluation): { completionWords: number; answerWords: number 
   return { completionWords: mean(first.map(words)), answerWords: mean(first.map((c) => words(parseThinkAnswer(c).answer))) };
 }
 
-function gitCommit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
 interface ReportInput {
   runId: string;
   config: RunConfig;
@@ -102,7 +93,6 @@ async function writeReport({ runId, config, steps, seconds, split, gguf, out, wh
     ['malformed (no <think>…</think> then an answer)', (e) => `${(100 * e.metrics.malformed!).toFixed(0)}%`],
     ['answer unchanged from the original paragraph', (e) => `${(100 * e.metrics.unchanged!).toFixed(0)}%`],
   ];
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const report = [
     '# DRO with LoRA on SmolLM2-135M-Instruct (demo)',
     '',
@@ -113,7 +103,7 @@ async function writeReport({ runId, config, steps, seconds, split, gguf, out, wh
     `- LoRA: rank ${config.model.loraRank}, alpha ${config.model.loraAlpha}, on ${config.model.loraTargets.join(', ')}; the base weights frozen.`,
     `- Reward: R3 (${config.dro.r3.weighting} weighting, contrast ${config.dro.r3.contrast}); ${plural(config.rollout.promptsPerStep, 'prompt')} × ${config.rollout.groupSize} chains per step, up to ${config.rollout.maxNewTokens} new tokens, temperature ${config.rollout.temperature}; AdamW learning rate ${config.optimizer.learningRate}.`,
     `- Data: the ParaRev subset in \`../shared/datasets/pararev\`, split by paragraph: ${split.trainCount} training records, ${split.heldOutCount} held-out records (${HELD_OUT_PARAGRAPHS} paragraphs chosen by the sha256 of their id). Held-out answers are greedy (temperature ${config.evaluation.temperature}), up to ${config.evaluation.maxNewTokens} new tokens.`,
-    `- Machine: ${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${arch()}, CPU only.`,
+    `- Machine: ${machineLine()}.`,
     '',
     `| held-out, ${before.predictions.length} examples | before (step 0) | after (step ${steps}) |`,
     '|---|---:|---:|',

@@ -3,9 +3,7 @@
 // config: a run that completed is not run again, one that was interrupted is resumed from its last
 // checkpoint, the rest are started, one at a time, on the local services (or whatever Temporal the
 // environment names). Then reproduction.md and its charts are generated from the runs' records.
-import { execFileSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import { arch, cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { listCheckpoints } from '../storage/checkpoints.js';
@@ -16,6 +14,7 @@ import { describeRun, expandHome, resumeRun, startRun, storeFor, type Connected 
 import { parseExperimentConfig, planExperiment, type PlannedRun } from './experiment/plan.js';
 import { writeReproductionReport } from './experiment/report.js';
 import { withLocalWorker } from './local-run.js';
+import { gitCommit, machineLine } from './provenance.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const CONFIG = join(ROOT, 'scripts', 'experiment', 'reproduce.config.json');
@@ -56,14 +55,6 @@ async function complete(c: Connected, run: PlannedRun, log: (line: string) => vo
   if (!followed.ended) throw new Error('interrupted; run the command again to continue where it stopped');
 }
 
-function gitCommit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
-
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -91,8 +82,7 @@ async function main(): Promise<void> {
       for (const run of plan.runs) await complete(client, run, (line) => console.log(`==> ${line}`));
     });
   }
-  const cpu = cpus()[0]?.model ?? 'unknown CPU';
-  const machine = `${cpus().length} × ${cpu}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${arch()}, CPU only`;
+  const machine = machineLine();
   const outDir = resolve(values.out);
   await writeReproductionReport({ plan, uri, configText, commit: gitCommit(), machine, ...(values['report-only'] ? {} : { wallSeconds: (performance.now() - started) / 1000 }) }, outDir);
   console.log(`wrote ${join(outDir, 'reproduction.md')}`);
