@@ -9,7 +9,7 @@ import { tokenizerFilesFromGguf } from '../tokenizer/gguf-tokenizer.js';
 import { GgufReader } from '../weights/gguf.js';
 import { parseModelConfig, type ModelConfig } from './config.js';
 import { ggufConfigJson, importGguf } from './gguf-import.js';
-import { CONFIG_FILE, importHuggingFaceDir as importModelDir, loadModelDir, readSideFiles, writeModelDirectory, type LoadedModel, type ModelDirImport } from './model-dir.js';
+import { CONFIG_FILE, loadModelDir, readSideFiles, writeModelDirectory, type LoadedModel, type ModelDirImport } from './model-dir.js';
 
 const GGUF_TOKENIZER_KEY = 'tokenizer.ggml.model';
 
@@ -72,9 +72,3 @@ export async function importGgufToDir(ggufPath: string, out: string): Promise<Mo
   const { config, params } = await loadModel(ggufPath);
   return writeModelDirectory(out, config, params, await modelSideFiles(ggufPath));
 }
-
-/**
- * Checks a Hugging Face model directory (config, every tensor of one file or a sharded checkpoint, the
- * tokenizer) and writes it in this project's layout, streamed so models over 2 GiB import.
- */
-export const importHuggingFaceDir = (src: string, out: string): Promise<ModelDirImport> => importModelDir(src, out);

@@ -3,8 +3,8 @@
 import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
 import { parseModelConfig } from '../../engine/model/config.js';
-import { saveModelDir } from '../../engine/model/model-dir.js';
-import { importGgufToDir, importHuggingFaceDir, loadModel, loadModelTokenizer } from '../../engine/model/model-source.js';
+import { importHuggingFaceDir, saveModelDir } from '../../engine/model/model-dir.js';
+import { importGgufToDir, loadModel, loadModelTokenizer } from '../../engine/model/model-source.js';
 import { parameterCount } from '../../engine/model/params.js';
 import { PolicyEngine } from '../../engine/policy.js';
 import { registerMergeCommand } from './model-merge.js';
