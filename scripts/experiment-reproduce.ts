@@ -4,7 +4,7 @@
 // checkpoint, the rest are started, one at a time, on the local services (or whatever Temporal the
 // environment names). Then reproduction.md and its charts are generated from the runs' records.
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
 import { listCheckpoints } from '../storage/checkpoints.js';
 import { trainingWorkflowId } from '../workflows/messages.js';
@@ -12,6 +12,7 @@ import type { trainingRun } from '../workflows/training-run.js';
 import { followRun } from './cli/progress.js';
 import { describeRun, expandHome, resumeRun, startRun, storeFor, type Connected } from './cli/runs.js';
 import { parseExperimentConfig, planExperiment, type PlannedRun } from './experiment/plan.js';
+import { InvocationLog } from './experiment/invocations.js';
 import { writeReproductionReport } from './experiment/report.js';
 import { withLocalWorker } from './local-run.js';
 import { gitCommit, machineLine } from './provenance.js';
@@ -30,8 +31,8 @@ interrupted ones resume from their last checkpoint.
   --tag <name>   put <name> into every run id: the same settings run afresh instead of being found done
   --report-only  regenerate the report from the records without running anything`;
 
-/** Brings one run to completion: skips it when done, resumes it when interrupted, starts it otherwise. */
-async function complete(c: Connected, run: PlannedRun, log: (line: string) => void): Promise<void> {
+/** Brings one run to completion: keeps it when done (false), resumes it when interrupted, starts it otherwise (true). */
+async function complete(c: Connected, run: PlannedRun, log: (line: string) => void): Promise<boolean> {
   const d = await describeRun(c, run.runId);
   const store = await storeFor(run.config.checkpoint.store);
   const valid = (await listCheckpoints(store, run.runId, { verify: 'size' })).filter((x) => x.valid);
@@ -39,7 +40,8 @@ async function complete(c: Connected, run: PlannedRun, log: (line: string) => vo
   if (d.state === 'completed' && d.status !== 'stopped') {
     // Temporal remembers the run, but the report reads the store: a run whose records are elsewhere cannot count.
     if (valid.at(-1)?.step !== run.config.schedule.totalSteps) throw new Error(`${run.runId} completed, but ${run.config.checkpoint.store} does not hold its final checkpoint (it ran with another --store?); pass that store, or --tag <name> to run afresh`);
-    return log(`${run.runId}: completed before; kept`);
+    log(`${run.runId}: completed before; kept`);
+    return false;
   }
   if (d.state !== 'running') {
     const hasCheckpoints = valid.length > 0;
@@ -53,6 +55,7 @@ async function complete(c: Connected, run: PlannedRun, log: (line: string) => vo
   } else log(`${run.runId}: running already; following it`);
   const followed = await followRun(c.client.workflow.getHandle<typeof trainingRun>(trainingWorkflowId(run.runId)), process.stdout);
   if (!followed.ended) throw new Error('interrupted; run the command again to continue where it stopped');
+  return true;
 }
 
 async function main(): Promise<void> {
@@ -67,7 +70,6 @@ async function main(): Promise<void> {
     },
   });
   if (values.help) return console.log(HELP);
-  const started = performance.now();
   const configText = await readFile(CONFIG, 'utf8');
   const experiment = parseExperimentConfig(JSON.parse(configText), CONFIG);
   const store = values.store === undefined ? undefined : resolveStore(values.store);
@@ -77,14 +79,22 @@ async function main(): Promise<void> {
   const uri = plan.runs[0]!.config.checkpoint.store;
   console.log(`==> ${plan.runs.length} runs (${plan.mode} settings): ${plan.runs.map((r) => `${r.arm}/s${r.seed}`).join(', ')}; store ${uri}`);
 
+  const commit = gitCommit();
   if (!values['report-only']) {
-    await withLocalWorker('reproduce', async ({ client }) => {
-      for (const run of plan.runs) await complete(client, run, (line) => console.log(`==> ${line}`));
-    });
+    const records = await storeFor(uri);
+    try {
+      const invocation = new InvocationLog(records, plan, { commit, machine: machineLine() });
+      await withLocalWorker('reproduce', async ({ client }) => {
+        for (const run of plan.runs) if (await complete(client, run, (line) => console.log(`==> ${line}`))) await invocation.finished(run.runId);
+      });
+      await invocation.complete();
+    } finally {
+      await records.close();
+    }
   }
-  const machine = machineLine();
   const outDir = resolve(values.out);
-  await writeReproductionReport({ plan, uri, configText, commit: gitCommit(), machine, ...(values['report-only'] ? {} : { wallSeconds: (performance.now() - started) / 1000 }) }, outDir);
+  const shownUri = uri.startsWith(ROOT + sep) ? relative(ROOT, uri) : uri;
+  await writeReproductionReport({ plan, uri, shownUri, configText, commit }, outDir);
   console.log(`wrote ${join(outDir, 'reproduction.md')}`);
 }
 

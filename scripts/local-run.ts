@@ -29,6 +29,7 @@ export async function withLocalWorker<T>(name: string, body: (run: LocalRun) => 
   makeDirectoriesSync(join(cfg.dataDir, 'logs'));
   const logFile = join(cfg.dataDir, 'logs', `${name}-worker.log`);
   const worker = await WorkerProcess.start('all');
+  console.log(`    worker pid ${worker.pid} ready`);
   const stopWorker = async (): Promise<void> => {
     await worker.kill('SIGTERM');
     await writeFile(logFile, worker.output);

@@ -5,10 +5,15 @@ import { join } from 'node:path';
 
 const ROOT = join(import.meta.dirname, '..');
 
-/** The checked-out commit (short), or "unknown" outside a git checkout. */
+/**
+ * The checked-out commit (short), with "-dirty" when tracked files outside reports/ differ from it (the
+ * numbers then come from code no commit holds), or "unknown" outside a git checkout.
+ */
 export function gitCommit(): string {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    const git = (...args: string[]): string => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8' }).trim();
+    const dirty = git('status', '--porcelain', '--untracked-files=no', '--', '.', ':(exclude)reports') !== '';
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? '-dirty' : ''}`;
   } catch {
     return 'unknown';
   }

@@ -1,5 +1,6 @@
 // A `dro worker` child process, for everything that starts workers of its own (quickstart, benchmarks,
 // tests): `ready` resolves once it polls, `exited` when it ends, and `kill` signals only its own PID.
+// The worker shuts itself down when its parent dies, so a starter killed with SIGKILL leaves no orphan.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
@@ -28,7 +29,7 @@ export class WorkerProcess {
   }
 
   static async start(role: 'control' | 'policy' | 'all', env: Record<string, string | undefined> = {}): Promise<WorkerProcess> {
-    const child = spawn(DRO, ['worker', '--role', role], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(DRO, ['worker', '--role', role, '--exit-with-parent'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const worker = new WorkerProcess(child);
     await worker.ready;
     return worker;

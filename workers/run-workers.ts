@@ -19,6 +19,11 @@ export interface RunWorkersOptions {
   /** Called once every worker polls, with the policy worker's own queue when there is one. */
   onReady?: (info: { identity: string; policyQueue?: string }) => void;
   logLevel?: LogLevel;
+  /**
+   * Shut down (as on SIGTERM) once the process that started this one is gone: a script's own worker must
+   * not outlive a script killed with SIGKILL, polling a queue that nobody will use and holding its memory.
+   */
+  exitWithParent?: boolean;
 }
 
 const WORKFLOWS = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
@@ -47,9 +52,22 @@ export async function runWorkers(options: RunWorkersOptions): Promise<void> {
       workers.push(await Worker.create({ ...common, taskQueue: policyQueue, maxConcurrentActivityTaskExecutions: 4 }));
     }
     options.onReady?.({ identity, policyQueue: host ? policyQueue : undefined });
+    if (options.exitWithParent) watchParent();
     await Promise.all(workers.map((w) => w.run()));
   } finally {
     await host?.shutdown();
     await connection.close();
   }
+}
+
+/** Sends this process SIGTERM (the Runtime's graceful shutdown) when its parent ends and it is re-parented. */
+function watchParent(): void {
+  const parent = process.ppid;
+  const timer = setInterval(() => {
+    if (process.ppid === parent) return;
+    clearInterval(timer);
+    console.error(`the process that started this worker (pid ${parent}) is gone; shutting down`);
+    process.kill(process.pid, 'SIGTERM');
+  }, 1000);
+  timer.unref();
 }

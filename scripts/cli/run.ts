@@ -196,7 +196,8 @@ export function registerRunCommands(program: Command): void {
     .command('worker')
     .description('run workers until SIGINT/SIGTERM: control (workflows, light activities), policy (the engine), or all in one process')
     .addOption(new Option('--role <role>', 'which worker to run').choices(['control', 'policy', 'all']).default('all'))
-    .action(async (o: { role: WorkerRole }) => {
-      await runWorkers({ role: o.role, onReady: (info) => console.log(`worker ${info.identity} ready${info.policyQueue ? ` (policy queue ${info.policyQueue})` : ''}`) });
+    .option('--exit-with-parent', 'shut down when the process that started this worker ends (for scripts that start a worker of their own)', false)
+    .action(async (o: { role: WorkerRole; exitWithParent: boolean }) => {
+      await runWorkers({ role: o.role, exitWithParent: o.exitWithParent, onReady: (info) => console.log(`worker ${info.identity} ready${info.policyQueue ? ` (policy queue ${info.policyQueue})` : ''}`) });
     });
 }

@@ -38,6 +38,8 @@ export interface PlannedRun {
 }
 
 export interface Plan {
+  /** Names this experiment (mode, tag and every run) where its driver records are kept. */
+  id: string;
   mode: 'full' | 'quick';
   seeds: number[];
   /** The shared run settings of this mode, as given (before the arms' changes). */
@@ -83,5 +85,6 @@ export function planExperiment(experiment: ExperimentConfig, mode: 'full' | 'qui
       return { arm, seed, runId: `repro-${mode}${tag ? `-${tag}` : ''}-${arm}-s${seed}-${digest}`, config };
     }),
   );
-  return { mode, seeds, run, runs };
+  const id = `repro-${mode}${tag ? `-${tag}` : ''}-${createHash('sha256').update(runs.map((r) => r.runId).join('\n')).digest('hex').slice(0, 8)}`;
+  return { id, mode, seeds, run, runs };
 }
