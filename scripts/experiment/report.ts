@@ -130,7 +130,7 @@ export interface ReportContext {
 }
 
 /** Where the runs ran and how long their drivers took, from the driver records in the store. */
-function provenance(invocations: DriverInvocation[], reportCommit: string): string {
+export function provenance(invocations: DriverInvocation[], reportCommit: string): string {
   if (invocations.length === 0) return `Report generated at commit ${reportCommit}; the store holds no driver records, so the commit the runs ran at, their wall time and machine are unknown.`;
   const list = (xs: string[]): string => [...new Set(xs)].join(', ');
   const seconds = invocations.reduce((a, x) => a + x.seconds, 0);
