@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import type { RunConfig } from '../dro/config.js';
 import { sharedDatasetFile } from '../datasets/paths.js';
 import { parseThinkAnswer } from '../datasets/task.js';
+import { readJson } from '../activities/context.js';
 import { runKeys } from '../activities/keys.js';
 import type { CheckpointState } from '../activities/policy-state.js';
 import { loadLatestCheckpoint } from '../storage/checkpoints.js';
@@ -82,7 +83,7 @@ interface ReportInput {
 /** reports/smollm2-demo.md from the run's own records: its config, its stored evaluations at step 0 and the last step. */
 async function writeReport({ runId, config, steps, seconds, split, gguf, out, whole }: ReportInput): Promise<void> {
   const store = await storeFor(config.checkpoint.store);
-  const read = async (step: number): Promise<Evaluation> => JSON.parse(new TextDecoder().decode(await store.get(runKeys.evaluation(runId, step)))) as Evaluation;
+  const read = (step: number): Promise<Evaluation> => readJson<Evaluation>(store, runKeys.evaluation(runId, step));
   const [before, after] = [await read(0), await read(steps)];
   const rows: [string, (e: Evaluation) => string][] = [
     ['ROUGE-L F1 against the authors\' revision', (e) => e.metrics.rougeLF1!.toFixed(4)],

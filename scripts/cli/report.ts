@@ -6,6 +6,7 @@ import { Resvg } from '@resvg/resvg-js';
 import type { Command } from 'commander';
 import { View, parse } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
+import { readJson } from '../../activities/context.js';
 import { runKeys } from '../../activities/keys.js';
 import { CheckpointError, listCheckpoints, readCheckpointState } from '../../storage/checkpoints.js';
 import { openBlobStore } from '../../storage/open.js';
@@ -111,7 +112,7 @@ export async function readEvaluations(store: BlobStore, runId: string): Promise<
   const out: Evaluation[] = [];
   for (const { key } of await store.list(runKeys.evaluationsPrefix(runId))) {
     if (!key.endsWith('.json')) continue;
-    const e = JSON.parse(new TextDecoder().decode(await store.get(key))) as Evaluation;
+    const e = await readJson<Evaluation>(store, key);
     out.push({ step: e.step, metrics: e.metrics ?? {} });
   }
   return out.sort((a, b) => a.step - b.step);

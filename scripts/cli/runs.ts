@@ -7,9 +7,10 @@ import { homedir } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import type { CheckpointState } from '../../activities/policy-state.js';
+import { readJson, readJsonIfExists } from '../../activities/context.js';
 import { runKeys } from '../../activities/keys.js';
 import { canonicalJson, parseRunConfig, type RunConfig } from '../../dro/config.js';
-import { BlobNotFoundError, type BlobStore } from '../../storage/blob-store.js';
+import type { BlobStore } from '../../storage/blob-store.js';
 import { CheckpointError, STATE_FILE, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type CheckpointListing, type LoadedCheckpoint } from '../../storage/checkpoints.js';
 import { openBlobStore } from '../../storage/open.js';
 import type { HyperparameterChange } from '../../dro/hyperparameters.js';
@@ -293,12 +294,8 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
 
 /** Every hyper-parameter change the run accepted: its change log, else what its checkpoint recorded. */
 async function changeLog(store: BlobStore, runId: string, state: CheckpointState | undefined): Promise<HyperparameterChange[]> {
-  try {
-    return (JSON.parse(new TextDecoder().decode(await store.get(runKeys.hyperparameters(runId)))) as { changes: HyperparameterChange[] }).changes;
-  } catch (err) {
-    if (!(err instanceof BlobNotFoundError)) throw err;
-    return state?.hyperparameters ?? [];
-  }
+  const log = await readJsonIfExists<{ changes: HyperparameterChange[] }>(store, runKeys.hyperparameters(runId));
+  return log ? log.changes : (state?.hyperparameters ?? []);
 }
 
 export async function runCheckpoints(uri: string, runId: string): Promise<CheckpointListing[]> {
@@ -312,7 +309,7 @@ export async function runMetrics(uri: string, runId: string): Promise<StepMetric
   const store = await storeFor(uri);
   const keys = (await store.list(runKeys.metricsPrefix(runId))).map((k) => k.key).sort();
   const out: StepMetrics[] = [];
-  for (const key of keys) out.push(JSON.parse(new TextDecoder().decode(await store.get(key))) as StepMetrics);
+  for (const key of keys) out.push(await readJson<StepMetrics>(store, key));
   return out;
 }
 
@@ -349,7 +346,7 @@ export async function runEvaluations(uri: string, runId: string, steps: number[]
   const out: Record<number, Record<string, number>> = {};
   for (const step of steps) {
     try {
-      out[step] = (JSON.parse(new TextDecoder().decode(await store.get(runKeys.evaluation(runId, step)))) as { metrics: Record<string, number> }).metrics;
+      out[step] = (await readJson<{ metrics: Record<string, number> }>(store, runKeys.evaluation(runId, step))).metrics;
     } catch {
       // Not evaluated (yet).
     }

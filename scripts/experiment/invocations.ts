@@ -1,6 +1,7 @@
 // What each driver invocation of an experiment leaves in the runs' store: when it started, how long it has
 // run, at which commit and on which machine, and which runs it finished. The report reads these, so a
 // report regenerated from the records still states the experiment's wall time and provenance.
+import { readJson, writeJson } from '../../activities/context.js';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Plan } from './plan.js';
 
@@ -49,7 +50,7 @@ export class InvocationLog {
 
   private async save(): Promise<void> {
     this.record.seconds = (performance.now() - this.started) / 1000;
-    await this.store.put(this.key, new TextEncoder().encode(`${JSON.stringify(this.record, null, 2)}\n`));
+    await writeJson(this.store, this.key, this.record);
   }
 }
 
@@ -59,7 +60,7 @@ export async function readInvocations(store: BlobStore, plan: Plan): Promise<Dri
   for (const { key } of await store.list(prefix(plan))) {
     let parsed: DriverInvocation;
     try {
-      parsed = JSON.parse(new TextDecoder().decode(await store.get(key))) as DriverInvocation;
+      parsed = await readJson<DriverInvocation>(store, key);
     } catch (err) {
       throw new Error(`${key} in ${store.location} is not a driver record: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
     }

@@ -71,6 +71,7 @@ export function planExperiment(experiment: ExperimentConfig, mode: 'full' | 'qui
   if (tag !== undefined && !/^[a-z0-9][a-z0-9-]{0,31}$/i.test(tag)) throw new Error(`--tag must be 1 to 32 letters, digits or dashes, got ${JSON.stringify(tag)}`);
   const seeds = mode === 'quick' ? (experiment.quick.seeds ?? experiment.seeds) : experiment.seeds;
   const run = mode === 'quick' ? overlay(experiment.run, experiment.quick.run ?? {}) : experiment.run;
+  const stem = `repro-${mode}${tag ? `-${tag}` : ''}`;
   const runs = ARM_NAMES.flatMap((arm) =>
     seeds.map((seed) => {
       let config: RunConfig;
@@ -82,9 +83,9 @@ export function planExperiment(experiment: ExperimentConfig, mode: 'full' | 'qui
       }
       // The store is where the run lives, not what it computes: the same run found in a copied store keeps its id.
       const digest = createHash('sha256').update(canonicalJson({ ...config, checkpoint: { ...config.checkpoint, store: null } })).digest('hex').slice(0, 8);
-      return { arm, seed, runId: `repro-${mode}${tag ? `-${tag}` : ''}-${arm}-s${seed}-${digest}`, config };
+      return { arm, seed, runId: `${stem}-${arm}-s${seed}-${digest}`, config };
     }),
   );
-  const id = `repro-${mode}${tag ? `-${tag}` : ''}-${createHash('sha256').update(runs.map((r) => r.runId).join('\n')).digest('hex').slice(0, 8)}`;
+  const id = `${stem}-${createHash('sha256').update(runs.map((r) => r.runId).join('\n')).digest('hex').slice(0, 8)}`;
   return { id, mode, seeds, run, runs };
 }

@@ -6,6 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
+import { readJson } from '../../activities/context.js';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { makeDirectories } from '../../storage/local-files.js';
 import { FONT, readEvaluations, renderSpec, svgToPng, type Evaluation } from '../cli/report.js';
@@ -24,7 +25,7 @@ interface RunRecords {
 async function readRounds(store: BlobStore, runId: string): Promise<RunRecords['rounds']> {
   const out: RunRecords['rounds'] = [];
   for (const { key } of await store.list(`${runId}/filtering/`)) {
-    const r = JSON.parse(new TextDecoder().decode(await store.get(key))) as { step: number; tokens?: { generated: number; scored: number } };
+    const r = await readJson<{ step: number; tokens?: { generated: number; scored: number } }>(store, key);
     out.push({ step: r.step, tokens: (r.tokens?.generated ?? 0) + (r.tokens?.scored ?? 0) });
   }
   return out;
