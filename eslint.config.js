@@ -6,6 +6,8 @@ import tseslint from 'typescript-eslint';
 // Workflow code runs in Temporal's deterministic sandbox: it may import the SDK, its own folder and
 // anything as a type, but never Node built-ins, native/IO libraries or our engine code as values.
 const workflowFiles = ['workflows/**/*.ts', 'test/fixtures/workflows/**/*.ts'];
+// The workflow tier's tests and fixtures run in Node beside the sandbox, never inside it.
+const workflowTestFiles = ['workflows/**/*.test.ts', 'workflows/test-support.ts'];
 const nodeBuiltins = builtinModules.filter((m) => !m.startsWith('_'));
 
 export default tseslint.config(
@@ -25,6 +27,7 @@ export default tseslint.config(
   },
   {
     files: workflowFiles,
+    ignores: workflowTestFiles,
     rules: {
       'no-restricted-imports': 'off',
       '@typescript-eslint/no-restricted-imports': [

@@ -1,0 +1,174 @@
+// The workflow tier: trainingRun on a private dev server with typed mock activities (test-support.ts),
+// covering in seconds what the real-server scenarios cover in minutes: a lost policy state re-pins and
+// rewinds to the last checkpoint, stop while paused, continue-as-new carrying accepted changes, and the
+// give-up after too many re-pins without progress.
+import { WorkflowFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRunConfig, type RunConfig, type RunConfigInput } from '../dro/config.js';
+import { waitFor } from '../test/training-harness.js';
+import { CONTROL_QUEUE, pauseSignal, progressQuery, searchAttributes, setHyperparametersUpdate, stopSignal, trainingWorkflowId, type TrainingProgress } from './messages.js';
+import { bundleWorkflows, Fleet, replays, startEnvironment } from './test-support.js';
+import type { trainingRun } from './training-run.js';
+
+let env: TestWorkflowEnvironment;
+let bundle: WorkflowBundleWithSourceMap;
+
+beforeAll(async () => {
+  [env, bundle] = await Promise.all([startEnvironment(), bundleWorkflows()]);
+}, 60_000);
+afterAll(async () => {
+  await env?.teardown();
+});
+
+/** A run config: the mocks read only the schedule, cadences, orchestration and a few sizes. */
+function config(overrides: RunConfigInput): RunConfig {
+  return parseRunConfig({ seed: 5, rollout: { promptsPerStep: 2 }, checkpoint: { store: 'unused', every: 4 }, filtering: { enabled: false }, evaluation: { baseAndFinal: false }, ...overrides });
+}
+
+function start(runId: string, cfg: RunConfig): Promise<WorkflowHandleWithFirstExecutionRunId<typeof trainingRun>> {
+  return env.client.workflow.start<typeof trainingRun>('trainingRun', { taskQueue: CONTROL_QUEUE, workflowId: trainingWorkflowId(runId), args: [{ runId, config: cfg, configHash: `hash-${runId}` }] });
+}
+
+/** The progress query of the run's current execution, polled until `ok` holds. */
+function progressReaches(runId: string, what: string, ok: (p: TrainingProgress) => boolean): Promise<TrainingProgress> {
+  const handle = env.client.workflow.getHandle(trainingWorkflowId(runId));
+  return waitFor(`run ${runId}: ${what}`, async () => {
+    const p = await handle.query(progressQuery);
+    return ok(p) ? p : undefined;
+  }, 10_000, 20);
+}
+
+const steps = (fleet: Fleet): number[] => fleet.records.map((r) => r.step);
+
+// One at a time: every test's workers poll the workflow's own queue constants on the shared server.
+describe.sequential('trainingRun on mock activities', () => {
+  it('a lost policy state re-pins another worker, rewinds to the last checkpoint and replays from it', async () => {
+    const fleet = new Fleet('rewind');
+    fleet.loseStateAt('update', 7);
+    const cfg = config({ schedule: { totalSteps: 8 }, filtering: { enabled: true, every: 4 }, evaluation: { every: 4, baseAndFinal: true } });
+    await fleet.serve(env, bundle, async () => {
+      const handle = await start('rewind', cfg);
+      const result = await handle.result();
+      expect(result).toMatchObject({ status: 'completed', steps: 8, lastCheckpoint: 8, repins: 1, replayedSteps: 2, executions: 1 });
+      // Steps 5 and 6 ran again from checkpoint 4, on the second worker, with the same batches: the
+      // position (cursor and filtered subset) came back from the checkpoint.
+      expect(steps(fleet)).toEqual([1, 2, 3, 4, 5, 6, 5, 6, 7, 8]);
+      expect(fleet.records[6]!.exampleIds).toEqual(fleet.records[4]!.exampleIds);
+      expect(fleet.records[7]!.exampleIds).toEqual(fleet.records[5]!.exampleIds);
+      expect(fleet.records[4]!.exampleIds[0]).toMatch(/^v2-/);
+      expect(fleet.pins).toEqual(['rewind-policy-0', 'rewind-policy-1']);
+      expect(fleet.callsOf('update').filter((c) => c.step === 7).map((c) => c.queue)).toEqual(['rewind-policy-0', 'rewind-policy-1']);
+      expect(fleet.callsOf('rollout').filter((c) => c.step! >= 5).map((c) => `${c.step} ${c.queue}`)).toEqual([
+        '5 rewind-policy-0',
+        '6 rewind-policy-0',
+        '7 rewind-policy-0',
+        '5 rewind-policy-1',
+        '6 rewind-policy-1',
+        '7 rewind-policy-1',
+        '8 rewind-policy-1',
+      ]);
+      expect([...fleet.checkpoints.keys()]).toEqual([0, 4, 8]);
+      expect(result.evaluations).toMatchObject({ base: { step: 0 }, final: { step: 8 } });
+      const p = await handle.query(progressQuery);
+      expect(p).toMatchObject({ repins: 1, stepsCompleted: 10, policyWorker: 'rewind-policy-1', evaluationsStarted: [4] });
+      expect(p.notes.join('\n')).toMatch(/policy worker rewind-policy-0 lost the run's state \(update: .*\); pinning another and rewinding/);
+      await waitFor('the evaluation of step 4', () => Promise.resolve(fleet.evaluated.includes(4) ? true : undefined), 10_000, 20);
+      await replays(handle, bundle);
+    });
+  });
+
+  it('stop while paused ends the run with a checkpoint at the step reached, as stopped', async () => {
+    const fleet = new Fleet('stop');
+    const third = fleet.hold('rollout', 3);
+    await fleet.serve(env, bundle, async () => {
+      const handle = await start('stop', config({ schedule: { totalSteps: 8 } }));
+      await third.reached;
+      await handle.signal(pauseSignal);
+      third.release();
+      const paused = await progressReaches('stop', 'paused after step 3', (p) => p.phase === 'paused');
+      expect(paused).toMatchObject({ status: 'paused', step: 3, paused: true, lastCheckpoint: 0 });
+      expect((await handle.describe()).typedSearchAttributes.get(searchAttributes.status)).toBe('paused');
+      await handle.signal(stopSignal);
+      const result = await handle.result();
+      expect(result).toMatchObject({ status: 'stopped', steps: 3, lastCheckpoint: 3, repins: 0 });
+      expect([...fleet.checkpoints.keys()]).toEqual([0, 3]);
+      expect(fleet.checkpoints.get(3)!.step).toBe(3);
+      // Nothing ran after the pause: no step 4.
+      expect(steps(fleet)).toEqual([1, 2, 3]);
+      expect(fleet.calls.filter((c) => c.step === 4)).toEqual([]);
+      expect((await handle.describe()).typedSearchAttributes.get(searchAttributes.status)).toBe('stopped');
+      expect((await handle.query(progressQuery)).phase).toBe('stopped');
+      await replays(handle, bundle);
+    });
+  });
+
+  it('continue-as-new carries the accepted hyper-parameter changes into the next executions', async () => {
+    const fleet = new Fleet('carry');
+    const first = fleet.hold('rollout', 1);
+    const fourth = fleet.hold('rollout', 4);
+    const cfg = config({ optimizer: { learningRate: 1e-4 }, schedule: { totalSteps: 6 }, checkpoint: { store: 'unused', every: 2 }, orchestration: { stepsPerExecution: 2 } });
+    await fleet.serve(env, bundle, async () => {
+      const handle = await start('carry', cfg);
+      await first.reached;
+      // During step 1: applies from the next step, 2.
+      const a = await handle.executeUpdate(setHyperparametersUpdate, { args: [{ learningRate: 2e-4 }] });
+      expect(a.change).toEqual({ fromStep: 2, learningRate: 2e-4 });
+      first.release();
+      await fourth.reached;
+      // In the second execution (steps 3-4), for a later step.
+      const current = env.client.workflow.getHandle(handle.workflowId);
+      expect((await current.describe()).runId).not.toBe(handle.firstExecutionRunId);
+      const b = await current.executeUpdate(setHyperparametersUpdate, { args: [{ learningRate: 3e-4, fromStep: 6 }] });
+      expect(b.settings.learningRate).toBe(3e-4);
+      fourth.release();
+      const result = await handle.result();
+      expect(result).toMatchObject({ status: 'completed', steps: 6, executions: 3, repins: 0 });
+      expect(fleet.records.map((r) => [r.step, r.learningRate])).toEqual([
+        [1, 1e-4],
+        [2, 2e-4],
+        [3, 2e-4],
+        [4, 2e-4],
+        [5, 2e-4],
+        [6, 3e-4],
+      ]);
+      const changes = [
+        { fromStep: 2, learningRate: 2e-4 },
+        { fromStep: 6, learningRate: 3e-4 },
+      ];
+      expect(fleet.changeLog).toEqual(changes);
+      // The third execution's activities got both changes from the carried state.
+      expect(fleet.callsOf('update').find((c) => c.step === 5)!.hyperparameters).toEqual(changes);
+      const p = await current.query(progressQuery);
+      expect(p).toMatchObject({ executions: 3, hyperparameters: changes, phase: 'done' });
+      await replays(current, bundle);
+    });
+  });
+
+  it('gives up with PolicyStateLost after too many re-pins without a completed step', async () => {
+    const fleet = new Fleet('give-up');
+    fleet.loseStateAt('rollout', 1, Infinity);
+    await fleet.serve(env, bundle, async () => {
+      const handle = await start('give-up', config({ schedule: { totalSteps: 4 } }));
+      const err = await handle.result().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      const cause = (err as WorkflowFailedError).cause;
+      expect(cause).toBeInstanceOf(ApplicationFailure);
+      expect((cause as ApplicationFailure).type).toBe('PolicyStateLost');
+      expect(cause!.message).toMatch(/lost its policy state 11 times in a row without completing a step; giving up/);
+      // The first pin and 10 re-pins, each loading checkpoint 0 and failing step 1's rollout again.
+      expect(fleet.pins).toHaveLength(11);
+      expect(fleet.callsOf('loadPolicy')).toHaveLength(11);
+      expect(fleet.callsOf('rollout').map((c) => c.step)).toEqual(Array<number>(11).fill(1));
+      expect(fleet.callsOf('warmStart')).toHaveLength(1);
+      expect(fleet.records).toEqual([]);
+      expect((await handle.describe()).typedSearchAttributes.get(searchAttributes.status)).toBe('failed');
+      await replays(handle, bundle);
+    });
+  });
+});
