@@ -1,6 +1,8 @@
-// The learning-rate schedule as a pure function of the step: linear warm-up, then constant, linear or
-// cosine decay to minLrRatio · peak at the last step. A pure function, so a resumed run uses exactly
-// the rate an uninterrupted one would.
+// The run's schedule as pure functions of the step: the learning rate (linear warm-up, then constant,
+// linear or cosine decay to minLrRatio · peak at the last step), and when a filtering round, a
+// checkpoint and an evaluation are due. Pure, so a resumed run does exactly what an uninterrupted one
+// would, and the workflow runs the very same code.
+import type { RunConfig } from './config.js';
 import { assertNumberIn, assertOneOf } from './stats.js';
 
 export const LR_SCHEDULES = ['constant', 'linear', 'cosine'] as const;
@@ -31,4 +33,35 @@ export function learningRateAt(step: number, s: LrSchedule): number {
   const floor = s.peak * s.minLrRatio;
   const shape = s.kind === 'linear' ? 1 - progress : 0.5 * (1 + Math.cos(Math.PI * progress));
   return floor + (s.peak - floor) * shape;
+}
+
+/**
+ * A filtering round follows step `step` every filtering.every steps. Step 0 is the warm-started base,
+ * so the first round runs before training, as in the paper; none follows the last step.
+ */
+export function filteringDue(config: RunConfig, step: number): boolean {
+  return config.filtering.enabled && step < config.schedule.totalSteps && step % config.filtering.every === 0;
+}
+
+/** The number of the filtering round that follows step `step` (0: the round before training). */
+export function filteringRound(config: RunConfig, step: number): number {
+  return step / config.filtering.every;
+}
+
+/**
+ * A checkpoint is committed at step 0 (the base: the KL reference every later step is measured
+ * against, never deleted), every checkpoint.every steps, and at the last step (the run's result).
+ */
+export function checkpointDue(config: RunConfig, step: number): boolean {
+  return step === 0 || step % config.checkpoint.every === 0 || step === config.schedule.totalSteps;
+}
+
+/**
+ * An evaluation of step `step`'s checkpoint starts (training does not wait) every evaluation.every
+ * steps (0: never); not at the base, and not at the last step when evaluation.baseAndFinal evaluates
+ * it anyway (and waits). `config` is the step's own (`configAt`): evaluation.every can be changed.
+ */
+export function evaluationDue(config: RunConfig, step: number): boolean {
+  const every = config.evaluation.every;
+  return every !== 0 && step !== 0 && step % every === 0 && !(step === config.schedule.totalSteps && config.evaluation.baseAndFinal);
 }
