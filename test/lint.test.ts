@@ -35,6 +35,7 @@ describe('workflow sandbox imports', () => {
     "import { S3Client } from '@aws-sdk/client-s3';",
     "import { commitCheckpoint } from '../storage/checkpoints.js';",
     "import { commitCheckpoint } from '../dro/../storage/checkpoints.js';",
+    "import { createActivities } from '../activities/index.js';",
   ];
   for (const line of forbidden) {
     it(`rejects in workflows/: ${line}`, async () => {
@@ -56,6 +57,11 @@ describe('workflow sandbox imports', () => {
 
   it('allows code imports of the pure dro/ modules (an update validator runs them)', async () => {
     const code = "import { configAt } from '../dro/hyperparameters.js';\nexport const at = configAt;\n";
+    expect(await ruleIds(code, 'workflows/lint-probe.ts')).toEqual([]);
+  });
+
+  it('allows code imports of activities/errors.ts (the one list of fatal failure types)', async () => {
+    const code = "import { FATAL_FAILURES } from '../activities/errors.js';\nexport const fatal = FATAL_FAILURES;\n";
     expect(await ruleIds(code, 'workflows/lint-probe.ts')).toEqual([]);
   });
 
