@@ -34,20 +34,14 @@ export const searchAttributes = {
 /** What DroStatus says while the workflow is open, and how a run that ended by itself or on request closes. */
 export type RunStatus = 'running' | 'paused' | 'stopping' | 'stopped' | 'completed' | 'failed';
 
-export type TrainingPhase =
-  | 'pinning'
-  | 'loading'
-  | 'warm-start'
-  | 'filtering'
-  | 'rollout'
-  | 'scoring'
-  | 'rewards'
-  | 'update'
-  | 'checkpoint'
-  | 'evaluation'
-  | 'paused'
-  | 'stopped'
-  | 'done';
+/**
+ * What a run is doing: one vocabulary for the progress query's `phase`, the Web UI, and the activity
+ * summaries. A step's phases come in the paper's order (sample the prompts, roll out G chains, score
+ * the reference after each chain, reward, update, record); rollout, score, reward and update also name
+ * the metrics record's `timing` keys and the step record's fields (activities/types.ts StepRecordInput).
+ */
+export const PHASES = ['pinning', 'loading', 'warm-start', 'sample', 'rollout', 'score', 'reward', 'update', 'record', 'filter', 'checkpoint', 'evaluate', 'paused', 'stopped', 'done'] as const;
+export type Phase = (typeof PHASES)[number];
 
 export interface StepBrief {
   step: number;
@@ -61,7 +55,7 @@ export interface TrainingProgress {
   status: RunStatus;
   step: number;
   totalSteps: number;
-  phase: TrainingPhase;
+  phase: Phase;
   paused: boolean;
   /** A stop was requested: the run ends after the current step and its checkpoint. */
   stopping: boolean;

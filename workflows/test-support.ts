@@ -57,6 +57,8 @@ export interface Gate {
 /** A step's record as `recordStep` received it, with what the toy activities derived. */
 export interface Recorded {
   step: number;
+  /** The step record's field names, as the workflow built it. */
+  fields: string[];
   exampleIds: string[];
   learningRate: number;
 }
@@ -181,7 +183,7 @@ export class Fleet {
     },
     recordStep: async (run, input: StepRecordInput) => {
       await this.enter('recordStep', run, input.step);
-      this.records.push({ step: input.step, exampleIds: this.batches.get(input.step) ?? [], learningRate: input.update.learningRate });
+      this.records.push({ step: input.step, fields: Object.keys(input), exampleIds: this.batches.get(input.step) ?? [], learningRate: input.update.learningRate });
     },
     recordHyperparameters: async (run, changes) => {
       await this.enter('recordHyperparameters', run);

@@ -2,14 +2,14 @@
 // covering in seconds what the real-server scenarios cover in minutes: a lost policy state re-pins and
 // rewinds to the last checkpoint, stop while paused, continue-as-new carrying accepted changes, and the
 // give-up after too many re-pins without progress.
-import { WorkflowFailedError, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig, type RunConfig, type RunConfigInput } from '../dro/config.js';
 import { waitFor } from '../test/training-harness.js';
-import { CONTROL_QUEUE, pauseSignal, progressQuery, searchAttributes, setHyperparametersUpdate, stopSignal, trainingWorkflowId, type TrainingProgress } from './messages.js';
+import { CONTROL_QUEUE, pauseSignal, PHASES, progressQuery, searchAttributes, setHyperparametersUpdate, stopSignal, trainingWorkflowId, type TrainingProgress } from './messages.js';
 import { bundleWorkflows, Fleet, replays, startEnvironment } from './test-support.js';
 import type { trainingRun } from './training-run.js';
 
@@ -42,6 +42,15 @@ function progressReaches(runId: string, what: string, ok: (p: TrainingProgress) 
 }
 
 const steps = (fleet: Fleet): number[] => fleet.records.map((r) => r.step);
+
+/** The activity summaries of the handle's execution, in the order scheduled (the Web UI's event history). */
+async function summaries(handle: WorkflowHandle): Promise<string[]> {
+  const events = (await handle.fetchHistory()).events ?? [];
+  return events.flatMap((e) => {
+    const data = e.userMetadata?.summary?.data;
+    return data && (e.activityTaskScheduledEventAttributes || e.markerRecordedEventAttributes) ? [JSON.parse(Buffer.from(data).toString('utf8')) as string] : [];
+  });
+}
 
 // One at a time: every test's workers poll the workflow's own queue constants on the shared server.
 describe.sequential('trainingRun on mock activities', () => {
@@ -86,6 +95,7 @@ describe.sequential('trainingRun on mock activities', () => {
     await fleet.serve(env, bundle, async () => {
       const handle = await start('stop', config({ schedule: { totalSteps: 8 } }));
       await third.reached;
+      expect(await handle.query(progressQuery)).toMatchObject({ step: 2, phase: 'rollout' });
       await handle.signal(pauseSignal);
       third.release();
       const paused = await progressReaches('stop', 'paused after step 3', (p) => p.phase === 'paused');
@@ -101,6 +111,13 @@ describe.sequential('trainingRun on mock activities', () => {
       expect(fleet.calls.filter((c) => c.step === 4)).toEqual([]);
       expect((await handle.describe()).typedSearchAttributes.get(searchAttributes.status)).toBe('stopped');
       expect((await handle.query(progressQuery)).phase).toBe('stopped');
+      // One vocabulary: a step's activities are summarised by their phases, in the paper's order, and
+      // the step record's fields are phases too.
+      const named = await summaries(handle);
+      expect(named.filter((s) => s.endsWith(' step 2'))).toEqual(['sample step 2', 'rollout step 2', 'score step 2', 'reward step 2', 'update step 2', 'record step 2']);
+      expect(named.filter((s) => !(PHASES as readonly string[]).includes(s.split(' ')[0]!))).toEqual(['initial data cursor']);
+      expect(fleet.records[0]!.fields).toEqual(['step', 'rollout', 'score', 'reward', 'update']);
+      expect(fleet.records[0]!.fields.slice(1).every((f) => (PHASES as readonly string[]).includes(f))).toBe(true);
       await replays(handle, bundle);
     });
   });
