@@ -352,7 +352,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
       malformedShare: r.malformedShare,
       skippedGroupShare: w.groups === 0 ? 0 : w.skippedGroups / w.groups,
       tokens: { generated: r.generatedTokens, scored: s.scoredTokens + u.scoredTokens, trained: u.trainedTokens },
-      timing: { rollout: r.seconds, scoreReference: s.seconds, rewards: w.seconds, update: u.seconds },
+      timing: { rollout: r.seconds, score: s.seconds, reward: w.seconds, update: u.seconds },
     });
   }
 

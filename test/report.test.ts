@@ -42,7 +42,7 @@ beforeAll(async () => {
       malformedShare: 0,
       skippedGroupShare: step % 4 === 0 ? 0.5 : 0,
       tokens: { generated: 100, scored: 200, trained: 100 },
-      timing: { rollout: 1, scoreReference: 1, rewards: 0.1, update: 2 },
+      timing: { rollout: 1, score: 1, reward: 0.1, update: 2 },
     }));
   }
   for (const step of evalSteps) {
