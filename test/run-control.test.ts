@@ -264,7 +264,7 @@ describe('evaluation as its own workflow', () => {
     const summaries = parent
       .filter((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
       .map((e) => JSON.parse(Buffer.from(e.userMetadata?.summary?.data ?? []).toString() || 'null') as string | null);
-    expect(summaries).toEqual(expect.arrayContaining(['rollout step 1', 'GRPO update step 1', 'checkpoint step 4']));
+    expect(summaries).toEqual(expect.arrayContaining(['rollout step 1', 'score step 1', 'update step 1', 'checkpoint step 4']));
     expect(summaries.every((s) => typeof s === 'string' && s.length > 0)).toBe(true);
     const parentActivityEnds = parent.filter((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED).map((e) => ms(e.eventTime));
     expect(parent.filter((e) => e.eventType === E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED).length).toBeGreaterThanOrEqual(3); // base, 4, 8 (final too)
