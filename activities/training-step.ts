@@ -14,10 +14,10 @@ import { DataSampler, initialCursor as initialSamplerCursor } from '../datasets/
 import { NonFiniteUpdateError, PolicyTagMismatchError } from '../engine/errors.js';
 import type { GenerateResult, TrainSequence } from '../engine/policy.js';
 import type { EngineClient } from '../engine/runtime/engine-client.js';
-import { chunks, readJson, seconds, withHeartbeat, writeJson, type Progress, type StoreOpener } from './context.js';
+import { chunks, seconds, withHeartbeat, type Progress, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
 import type { FaultPlan } from './faults.js';
-import { runKeys } from './keys.js';
+import { readJson, runKeys, writeJson } from './records.js';
 import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
 import { optimizerOptions, readSubset } from './policy-state.js';

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities, type Activities } from '../activities/index.js';
-import { runKeys } from '../activities/keys.js';
+import { runKeys } from '../activities/records.js';
 import { PolicyHost, versionOf } from '../activities/policy-host.js';
 import type { LoopPosition, RunRef, StepRecordInput } from '../activities/types.js';
 import { parseRunConfig, type RunConfigInput } from '../dro/config.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runKeys } from '../activities/keys.js';
+import { runKeys } from '../activities/records.js';
 import { PNG_SCALE, writeRunReport } from '../scripts/cli/report.js';
 import { RunError } from '../scripts/cli/runs.js';
 import { commitCheckpoint } from '../storage/checkpoints.js';

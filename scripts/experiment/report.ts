@@ -6,7 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
-import { readJson } from '../../activities/context.js';
+import { readJson } from '../../activities/records.js';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { makeDirectories } from '../../storage/local-files.js';
 import { FONT, readEvaluations, renderSpec, svgToPng, type Evaluation } from '../cli/report.js';

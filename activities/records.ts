@@ -1,5 +1,8 @@
-// Deterministic store keys of a run's step artifacts, subsets, metrics and evaluations: a retried or
-// replayed activity writes the same key with the same content.
+// The run's store records in one place: the key layout of everything a run writes besides its checkpoint
+// files, and the JSON every record is stored as. Keys are deterministic, so a retried or replayed
+// activity writes the same key with the same content.
+import { BlobNotFoundError, type BlobStore } from '../storage/blob-store.js';
+
 const pad = (n: number): string => String(n).padStart(8, '0');
 
 export const runKeys = {
@@ -17,3 +20,24 @@ export const runKeys = {
   /** Every hyper-parameter change the run accepted, so a resume from an older checkpoint replays them. */
   hyperparameters: (runId: string): string => `${runId}/hyperparameters.json`,
 };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+export async function writeJson(store: BlobStore, key: string, value: unknown, signal?: AbortSignal): Promise<void> {
+  await store.put(key, encoder.encode(`${JSON.stringify(value)}\n`), { signal });
+}
+
+export async function readJson<T>(store: BlobStore, key: string, signal?: AbortSignal): Promise<T> {
+  const bytes = await store.get(key, { signal });
+  return JSON.parse(decoder.decode(bytes)) as T;
+}
+
+export async function readJsonIfExists<T>(store: BlobStore, key: string, signal?: AbortSignal): Promise<T | undefined> {
+  try {
+    return await readJson<T>(store, key, signal);
+  } catch (err) {
+    if (err instanceof BlobNotFoundError) return undefined;
+    throw err;
+  }
+}
