@@ -17,7 +17,7 @@ import type { EngineClient } from '../engine/runtime/engine-client.js';
 import { chunks, seconds, withHeartbeat, type Progress, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
 import type { FaultPlan } from './faults.js';
-import { readJson, runKeys, writeJson } from './records.js';
+import { readJson, runKeys, writeChangeLog, writeJson, writeStepMetrics } from './records.js';
 import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
 import { optimizerOptions, readSubset } from './policy-state.js';
@@ -335,9 +335,10 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
     const store = await deps.openStore(run.config.checkpoint.store);
     const { rollout: r, score: s, reward: w, update: u } = input;
     const settings = configAt(run.config, run.hyperparameters, input.step);
-    await writeJson(store, runKeys.metrics(run.runId, input.step), {
+    await writeStepMetrics(store, run.runId, {
       step: input.step,
-      reward: w.rewards[run.config.dro.reward],
+      // computeRewards refuses a training reward the task cannot compute, so it is always among the kinds.
+      reward: w.rewards[run.config.dro.reward]!,
       rewards: w.rewards,
       r3TokenWeights: w.tokenWeights,
       loss: u.loss,
@@ -359,7 +360,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
   /** The run's change log: every hyper-parameter change accepted so far, read back by `dro resume`. */
   async function recordHyperparameters(run: RunRef, changes: HyperparameterChange[]): Promise<void> {
     const store = await deps.openStore(run.config.checkpoint.store);
-    await writeJson(store, runKeys.hyperparameters(run.runId), { runId: run.runId, changes });
+    await writeChangeLog(store, { runId: run.runId, changes });
   }
 
   return { initialCursor, sampleBatch, rollout, scoreReference, computeRewards, update, recordStep, recordHyperparameters };
