@@ -21,7 +21,7 @@ import { readJson, runKeys, writeChangeLog, writeJson, writeStepMetrics } from '
 import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
 import { optimizerOptions, readSubset } from './policy-state.js';
-import { MASKED_CHAIN, runData, splitCompletion, type RunData } from './run-data.js';
+import { MASKED_CHAIN, runData, type RunData } from './run-data.js';
 import type { RewardSummary, RolloutSummary, RunRef, SampleBatchResult, ScoreSummary, StepRecordInput, UpdateSummary } from './types.js';
 import type { SamplerCursor } from '../datasets/sampler.js';
 
@@ -118,7 +118,7 @@ export async function scoreReferenceAfterChains(
     if (!example) throw failure('InvalidData', `example ${g.exampleId} is not in the training set`);
     const reference = data.referenceIds(example);
     for (const c of g.completions) {
-      const context = data.chainContextIds(g.promptIds, splitCompletion(c.text).chain);
+      const context = data.chainContextIds(g.promptIds, data.task.parseCompletion(c.text).chain);
       requests.push({ ids: [...context, ...reference], targetStart: context.length });
     }
     if (options.masked) {
@@ -223,7 +223,8 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
       const example = data.train.get(g.exampleId)!;
       const reference = data.task.referenceOutcome(example);
       const L = s.logprobs[0]!.length;
-      const answers = g.completions.map((c) => splitCompletion(c.text).answer);
+      // The answer the task's metrics score too (Task.parseCompletion), so training and evaluation check the same text.
+      const answers = g.completions.map((c) => data.task.parseCompletion(c.text).answer);
       const penalties = answers.map((a) => lengthPenalty(L, data.tokenizer.encode(a).length, config.dro.lengthBeta));
       const masked = s.masked ?? undefined;
       const r3 = reasoningReflectionReward(s.logprobs, config.dro.r3, masked);
