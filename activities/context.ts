@@ -1,8 +1,7 @@
-// What every activity shares: the run's store (opened once per URI and process), JSON artifacts under
-// deterministic keys, heartbeating while an engine call runs in the engine thread, and fixed-size chunks
-// for the batch plan.
+// What every activity shares: the run's store (opened once per URI and process), heartbeating while an
+// engine call runs in the engine thread, and fixed-size chunks for the batch plan.
 import { Context } from '@temporalio/activity';
-import { BlobNotFoundError, type BlobStore } from '../storage/blob-store.js';
+import type { BlobStore } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/open.js';
 import { failure } from './errors.js';
 
@@ -21,27 +20,6 @@ export function storeCache(open: StoreOpener = (uri) => openBlobStore(uri)): Sto
     }
     return store;
   };
-}
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-export async function writeJson(store: BlobStore, key: string, value: unknown, signal?: AbortSignal): Promise<void> {
-  await store.put(key, encoder.encode(`${JSON.stringify(value)}\n`), { signal });
-}
-
-export async function readJson<T>(store: BlobStore, key: string, signal?: AbortSignal): Promise<T> {
-  const bytes = await store.get(key, { signal });
-  return JSON.parse(decoder.decode(bytes)) as T;
-}
-
-export async function readJsonIfExists<T>(store: BlobStore, key: string, signal?: AbortSignal): Promise<T | undefined> {
-  try {
-    return await readJson<T>(store, key, signal);
-  } catch (err) {
-    if (err instanceof BlobNotFoundError) return undefined;
-    throw err;
-  }
 }
 
 /** Whether this code runs inside a Temporal activity (unit tests call the functions directly). */

@@ -3,20 +3,20 @@
 // the store (the checkpoint's state.json holds the run's config), so any policy worker can take it. A
 // step already evaluated returns the stored result and computes nothing; so does "the newest checkpoint"
 // when the newest one has been evaluated, which is what a scheduled evaluation finds between checkpoints.
-import { checkLoraBase, trainedWeightsFile, type CheckpointState } from './policy-state.js';
+import { checkLoraBase, trainedWeightsFile } from './policy-state.js';
 import { engineOptions, engineSource } from './policy-host.js';
 import { EngineClient } from '../engine/runtime/engine-client.js';
 import { CheckpointError, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type LoadedCheckpoint } from '../storage/checkpoints.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { readJsonIfExists, seconds, withHeartbeat, writeJson, type StoreOpener } from './context.js';
+import { seconds, withHeartbeat, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
-import { runKeys } from './keys.js';
+import { checkpointState, readEvaluation, writeEvaluation } from './records.js';
 import { runData } from './run-data.js';
 import { generateInPlan } from './training-step.js';
 import type { EvaluationOutcome, EvaluationRequest, EvaluationSummary } from './types.js';
 
 async function storedEvaluation(store: BlobStore, runId: string, step: number): Promise<EvaluationSummary | undefined> {
-  const stored = await readJsonIfExists<EvaluationSummary & { predictions?: unknown }>(store, runKeys.evaluation(runId, step));
+  const stored = await readEvaluation(store, runId, step);
   if (!stored) return undefined;
   // The stored record also holds every prediction; the activity's answer stays the small summary.
   const { predictions: _predictions, ...summary } = stored;
@@ -58,7 +58,7 @@ export function createEvaluationActivities(deps: { openStore: StoreOpener }) {
         }
       }
       const step = checkpoint.ref.step;
-      const state = checkpoint.state as CheckpointState;
+      const state = checkpointState(checkpoint);
       const { config } = state;
       const data = await runData(config, state.configHash);
       // Full weights replace whatever the engine starts with, so a seed's model will do; LoRA adapters need their base.
@@ -75,7 +75,7 @@ export function createEvaluationActivities(deps: { openStore: StoreOpener }) {
         const results = await generateInPlan(engine, requests, sampling, config.rollout.batchSequences, progress);
         const predictions = examples.map((e, i) => ({ exampleId: e.id, completions: results.slice(i * n, (i + 1) * n).map((r) => data.tokenizer.decode(r.ids, { skipSpecialTokens: true })) }));
         const summary: EvaluationSummary = { step, metrics: data.task.metrics(predictions, examples), examples: examples.length, cached: false, seconds: seconds(started) };
-        await writeJson(store, runKeys.evaluation(runId, step), { ...summary, predictions }, progress.signal);
+        await writeEvaluation(store, runId, { ...summary, predictions }, progress.signal);
         return summary;
       } finally {
         await engine.dispose();

@@ -5,8 +5,8 @@ import { configAt } from '../dro/hyperparameters.js';
 import { chooseDeterministic } from '../dro/random.js';
 import { dataFilterRound } from '../dro/data-filter.js';
 import { DataSampler, type SamplerCursor } from '../datasets/sampler.js';
-import { seconds, withHeartbeat, writeJson, type StoreOpener } from './context.js';
-import { runKeys } from './keys.js';
+import { seconds, withHeartbeat, type StoreOpener } from './context.js';
+import { writeFilterRound, writeSubset } from './records.js';
 import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
 import { readSubset } from './policy-state.js';
@@ -46,8 +46,8 @@ export function createFilteringActivities(deps: { host?: PolicyHost; openStore: 
       const generatedTokens = groups.reduce((a, g) => a + g.completions.reduce((b, c) => b + c.ids.length, 0), 0);
       // The round's compute beside a step's (metrics' tokens), so filtering's cost can be counted against what it saves.
       const tokens = { generated: generatedTokens, scored: scored.tokens };
-      await writeJson(store, runKeys.filterRound(run.runId, input.round), { round: input.round, step: input.step, tokens, decisions: result.decisions, emptyRoundKeptPrevious: result.subset.length === 0 }, progress.signal);
-      await writeJson(store, runKeys.subset(run.runId, version), { version, round: input.round, subset: [...subset].sort() }, progress.signal);
+      await writeFilterRound(store, run.runId, { round: input.round, step: input.step, tokens, decisions: result.decisions, emptyRoundKeptPrevious: result.subset.length === 0 }, progress.signal);
+      await writeSubset(store, run.runId, { version, round: input.round, subset: [...subset].sort() }, progress.signal);
       const cursor = new DataSampler(previous, input.cursor).withSubset(subset, version).cursor;
       return {
         round: input.round,

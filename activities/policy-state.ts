@@ -5,7 +5,6 @@
 // state instead of the model, with the sha256 of the base they belong to.
 import { hostname } from 'node:os';
 import type { RunConfig } from '../dro/config.js';
-import type { HyperparameterChange } from '../dro/hyperparameters.js';
 import { initialCursor, DataSampler } from '../datasets/sampler.js';
 import { loadDemonstrations, syntheticDemonstrations } from '../datasets/demonstrations.js';
 import type { SyntheticExample } from '../datasets/synthetic.js';
@@ -16,34 +15,16 @@ import type { TrainSequence } from '../engine/policy.js';
 import type { EngineClient } from '../engine/runtime/engine-client.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { applyRetention, commitCheckpoint, CheckpointError, loadCheckpoint, loadLatestCheckpoint } from '../storage/checkpoints.js';
-import { readJson, seconds, withHeartbeat, type StoreOpener } from './context.js';
+import { seconds, withHeartbeat, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
 import { withUploadFault, type FaultPlan } from './faults.js';
-import { runKeys } from './keys.js';
+import { checkpointState, CHECKPOINT_STATE_VERSION, readSubsetRecord, type CheckpointState } from './records.js';
 import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
 import { runData, type RunData } from './run-data.js';
 import type { CheckpointSummary, LoadPolicyResult, LoopPosition, PinResult, RunRef, WarmStartResult } from './types.js';
 
-export const CHECKPOINT_STATE_VERSION = 1;
 export const BASE_STEP = 0;
-
-/** state.json of a training checkpoint: the loop position and everything a resume checks. */
-export interface CheckpointState {
-  formatVersion: number;
-  runId: string;
-  step: number;
-  position: LoopPosition;
-  /** The filtered subset the cursor draws from (its ids, sorted). */
-  subset: string[];
-  config: RunConfig;
-  configHash: string;
-  /** The hyper-parameter changes in effect at this step (fromStep ≤ step); later ones are in the run's change log. */
-  hyperparameters: HyperparameterChange[];
-  runtime: { onnxruntimeVersion: string; cpuModel: string; intraOpThreads: number; executionProvider: string };
-  /** LoRA runs: the base the adapters belong to (sha256 of its weights as loaded, see PolicyEngine.baseDigest). */
-  loraBase?: { sha256: string; path: string | null };
-}
 
 /** The checkpoint file of the trained weights: the model, or under LoRA its adapters. */
 export const trainedWeightsFile = (config: RunConfig): string => (config.model.loraRank > 0 ? ADAPTER_WEIGHTS_FILE : WEIGHTS_FILE);
@@ -67,7 +48,7 @@ export async function checkLoraBase(engine: EngineClient, state: CheckpointState
 /** Subset version 0 is the whole training pool; later versions are written by filtering rounds. */
 export async function readSubset(store: BlobStore, data: RunData, runId: string, version: number, signal?: AbortSignal): Promise<string[]> {
   if (version === 0) return [...data.train.keys()].sort();
-  return (await readJson<{ subset: string[] }>(store, runKeys.subset(runId, version), signal)).subset;
+  return (await readSubsetRecord(store, runId, version, signal)).subset;
 }
 
 export function optimizerOptions(config: RunConfig) {
@@ -107,7 +88,7 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
         return { checkpoint: null, skippedInvalid, runtimeNotes: [] };
       }
       const latest = loaded.ref;
-      const state = loaded.state as CheckpointState;
+      const state = checkpointState(loaded);
       if (state.configHash !== run.configHash) {
         throw failure('InvalidConfig', `checkpoint ${latest.step} of run ${run.runId} was written with config ${state.configHash.slice(0, 12)}, this run has ${run.configHash.slice(0, 12)}; resume with the checkpoint's config`);
       }

@@ -30,13 +30,6 @@ export interface RunData {
   chainContextIds(promptIds: readonly number[], chainText: string): number[];
 }
 
-/** Splits generated text into the reasoning chain (through </think>, closed if the policy never closed it) and its final answer. */
-export function splitCompletion(text: string): { chain: string; answer: string } {
-  const close = text.indexOf(THINK_CLOSE);
-  if (close < 0) return { chain: `${text}${THINK_CLOSE}`, answer: '' };
-  return { chain: text.slice(0, close + THINK_CLOSE.length), answer: text.slice(close + THINK_CLOSE.length).trim() };
-}
-
 /** The chain with the reasoning removed, for the masked-chain contrast: log π(y_j | q, y_<j). */
 export const MASKED_CHAIN = `${THINK_OPEN}${THINK_CLOSE}`;
 

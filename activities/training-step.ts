@@ -14,14 +14,14 @@ import { DataSampler, initialCursor as initialSamplerCursor } from '../datasets/
 import { NonFiniteUpdateError, PolicyTagMismatchError } from '../engine/errors.js';
 import type { GenerateResult, TrainSequence } from '../engine/policy.js';
 import type { EngineClient } from '../engine/runtime/engine-client.js';
-import { chunks, readJson, seconds, withHeartbeat, writeJson, type Progress, type StoreOpener } from './context.js';
+import { chunks, seconds, withHeartbeat, type Progress, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
 import type { FaultPlan } from './faults.js';
-import { runKeys } from './keys.js';
+import { readJson, runKeys, writeChangeLog, writeJson, writeStepMetrics } from './records.js';
 import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
 import { optimizerOptions, readSubset } from './policy-state.js';
-import { MASKED_CHAIN, runData, splitCompletion, type RunData } from './run-data.js';
+import { MASKED_CHAIN, runData, type RunData } from './run-data.js';
 import type { RewardSummary, RolloutSummary, RunRef, SampleBatchResult, ScoreSummary, StepRecordInput, UpdateSummary } from './types.js';
 import type { SamplerCursor } from '../datasets/sampler.js';
 
@@ -118,7 +118,7 @@ export async function scoreReferenceAfterChains(
     if (!example) throw failure('InvalidData', `example ${g.exampleId} is not in the training set`);
     const reference = data.referenceIds(example);
     for (const c of g.completions) {
-      const context = data.chainContextIds(g.promptIds, splitCompletion(c.text).chain);
+      const context = data.chainContextIds(g.promptIds, data.task.parseCompletion(c.text).chain);
       requests.push({ ids: [...context, ...reference], targetStart: context.length });
     }
     if (options.masked) {
@@ -223,7 +223,8 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
       const example = data.train.get(g.exampleId)!;
       const reference = data.task.referenceOutcome(example);
       const L = s.logprobs[0]!.length;
-      const answers = g.completions.map((c) => splitCompletion(c.text).answer);
+      // The answer the task's metrics score too (Task.parseCompletion), so training and evaluation check the same text.
+      const answers = g.completions.map((c) => data.task.parseCompletion(c.text).answer);
       const penalties = answers.map((a) => lengthPenalty(L, data.tokenizer.encode(a).length, config.dro.lengthBeta));
       const masked = s.masked ?? undefined;
       const r3 = reasoningReflectionReward(s.logprobs, config.dro.r3, masked);
@@ -335,9 +336,10 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
     const store = await deps.openStore(run.config.checkpoint.store);
     const { rollout: r, score: s, reward: w, update: u } = input;
     const settings = configAt(run.config, run.hyperparameters, input.step);
-    await writeJson(store, runKeys.metrics(run.runId, input.step), {
+    await writeStepMetrics(store, run.runId, {
       step: input.step,
-      reward: w.rewards[run.config.dro.reward],
+      // computeRewards refuses a training reward the task cannot compute, so it is always among the kinds.
+      reward: w.rewards[run.config.dro.reward]!,
       rewards: w.rewards,
       r3TokenWeights: w.tokenWeights,
       loss: u.loss,
@@ -359,7 +361,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
   /** The run's change log: every hyper-parameter change accepted so far, read back by `dro resume`. */
   async function recordHyperparameters(run: RunRef, changes: HyperparameterChange[]): Promise<void> {
     const store = await deps.openStore(run.config.checkpoint.store);
-    await writeJson(store, runKeys.hyperparameters(run.runId), { runId: run.runId, changes });
+    await writeChangeLog(store, { runId: run.runId, changes });
   }
 
   return { initialCursor, sampleBatch, rollout, scoreReference, computeRewards, update, recordStep, recordHyperparameters };

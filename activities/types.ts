@@ -1,6 +1,6 @@
 // The small JSON that crosses the wire between the trainingRun workflow and its activities: run
 // references, step inputs and per-phase summaries. Tensors and token lists never travel this way; they
-// live in the store under deterministic keys (activities/keys.ts).
+// live in the store under deterministic keys (activities/records.ts).
 import type { RunConfig } from '../dro/config.js';
 import type { HyperparameterChange } from '../dro/hyperparameters.js';
 import type { SamplerCursor } from '../datasets/sampler.js';

@@ -195,6 +195,7 @@ describe.skipIf(!present)('FinQA shared files', () => {
     const c = byId(devExamples, 'JKHY/2014/page_30.pdf-2'); // 0.1685
     const m = finqaTask.metrics(
       [
+        // Without a </think> nothing is an answer: the number in this text is part of its chain.
         { exampleId: a.id, completions: [think('127.4'), think('5'), 'no think block 127.4'] },
         { exampleId: b.id, completions: [think('yes'), think('no'), think('No.')] },
         { exampleId: c.id, completions: [think('16.85%'), '<think>a</think>', think('0.1685')] },
@@ -203,9 +204,9 @@ describe.skipIf(!present)('FinQA shared files', () => {
     );
     expect(m.accuracy).toBeCloseTo(2 / 3, 12);
     expect(m.exactMatch).toBeCloseTo(1 / 3, 12); // only 127.4; "16.85%" is not 0.1685 to 5 dp
-    // c per example: 2, 2, 2 of n = 3 → pass@1 = 2/3 each; pass@2 = 1 − C(1, 2)/C(3, 2) = 1; pass@3 = 1 each.
-    expect(m['pass@1']).toBeCloseTo(2 / 3, 12);
-    expect(m['pass@2']).toBe(1);
+    // c per example: 1, 2, 2 of n = 3 → pass@1 = 1/3, 2/3, 2/3; pass@2 = 1 − C(2, 2)/C(3, 2) = 2/3, then 1 − C(1, 2)/C(3, 2) = 1; pass@3 = 1 each.
+    expect(m['pass@1']).toBeCloseTo(5 / 9, 12);
+    expect(m['pass@2']).toBeCloseTo(8 / 9, 12);
     expect(m['pass@3']).toBe(1);
     expect(m.malformed).toBeCloseTo(2 / 9, 12);
     expect(Object.keys(m).sort()).toEqual(['accuracy', 'exactMatch', 'malformed', 'pass@1', 'pass@2', 'pass@3']);
@@ -363,7 +364,8 @@ describe('FinQA answer check', () => {
 
     const m = finqaTask.metrics(examples.map((e) => ({ exampleId: e.id, completions: completions[e.id]! })), examples);
     const perExample = examples.map((e) => accepted(e, completions[e.id]!));
-    expect(perExample).toEqual([3, 3, 4]);
+    // '14.46%' and 'yes' without a <think> block have no answer (no </think>), so they count for nothing.
+    expect(perExample).toEqual([2, 2, 4]);
     expect(m['pass@1']! * examples.length * 5).toBeCloseTo(perExample.reduce((a, b) => a + b, 0), 9);
   });
 });

@@ -209,7 +209,7 @@ describe('pararevTask prompt and parsing', () => {
     expect(pararevTask.name).toBe('pararev');
     expect(pararevTask.referenceOutcome(example)).toBe('We did a short experiment.');
     expect('answerCorrect' in pararevTask).toBe(false); // open-ended: no answer to check, so no correctness reward
-    expect(pararevTask.parseCompletion('<think>cut words</think> We did a short experiment.')).toEqual({ reasoning: 'cut words', answer: 'We did a short experiment.', wellFormed: true });
+    expect(pararevTask.parseCompletion('<think>cut words</think> We did a short experiment.')).toEqual({ chain: '<think>cut words</think>', reasoning: 'cut words', answer: 'We did a short experiment.', wellFormed: true });
   });
 });
 
@@ -224,18 +224,18 @@ describe('pararevTask.metrics', () => {
       [
         // The original, re-wrapped: unchanged; 10 words / 5 reference words.
         { exampleId: example.id, completions: ['<think>nothing to do</think>\nWe did a very long and\nquite wordy experiment here.'] },
-        // Malformed (no think block); the whole text is the answer: 3 words / 6 = 0.5.
+        // Malformed (no think block): without a </think> all of it is chain and the answer is empty, 0 words.
         { exampleId: other.id, completions: ['One two three'] },
       ],
       [example, other],
     );
     expect(m.unchanged).toBe(0.5);
     expect(m.malformed).toBe(0.5);
-    expect(m.lengthRatio).toBeCloseTo((10 / 5 + 3 / 6) / 2, 12);
-    // Second item: P 1, R 3/6 → F1 2/3 for both ROUGEs (in order). First item: 4 of 5 reference tokens
-    // (we did a experiment) among 10 predicted: P 0.4, R 0.8 → F1 8/15; LCS is the same 4 tokens.
-    expect(m.rouge1F1).toBeCloseTo((8 / 15 + 2 / 3) / 2, 12);
-    expect(m.rougeLF1).toBeCloseTo((8 / 15 + 2 / 3) / 2, 12);
+    expect(m.lengthRatio).toBeCloseTo((10 / 5 + 0) / 2, 12);
+    // Second item: an empty answer → F1 0. First item: 4 of 5 reference tokens (we did a experiment)
+    // among 10 predicted: P 0.4, R 0.8 → F1 8/15; LCS is the same 4 tokens.
+    expect(m.rouge1F1).toBeCloseTo((8 / 15 + 0) / 2, 12);
+    expect(m.rougeLF1).toBeCloseTo((8 / 15 + 0) / 2, 12);
   });
 
   it('counts a prediction without completions as an empty, malformed answer', () => {

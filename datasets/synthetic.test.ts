@@ -305,13 +305,13 @@ describe('metrics', () => {
         { exampleId: e1.id, completions: ['<think>work</think> The result is 8585. Have a nice day!', '<think>x</think> 1'] },
         // Wrong: the last integer is 12, not 3346.
         { exampleId: e2.id, completions: ['<think>w</think> 3346, or maybe 12'] },
-        // Right but malformed (no think block): still scored on its best-effort answer.
+        // Malformed (no think block): without a </think> all of it is chain, so there is no answer and 46 does not count.
         { exampleId: e3.id, completions: ['so 46'] },
       ],
       [e1, e2, e3],
     );
-    // pass@1 is c/n per example over all its completions: 1/2, 0, 1.
-    expect(m).toEqual({ accuracy: 2 / 3, malformed: 1 / 3, 'pass@1': 0.5 });
+    // pass@1 is c/n per example over all its completions: 1/2, 0, 0.
+    expect(m).toEqual({ accuracy: 1 / 3, malformed: 1 / 3, 'pass@1': 1 / 6 });
   });
 
   it('reports pass@1, 2, 4, 8 from 8 samples per example, by the unbiased estimator', () => {

@@ -1,6 +1,7 @@
 // Rewards around R3: the length penalty on the policy's own answer and how it combines with R3 (DRO §3.3),
 // and the ROUGE-1 / ROUGE-L F1 baselines of the paper's ParaRev comparison. The correctness baseline is each
-// task's own answerCorrect (datasets/task.ts), so reward and accuracy metric can never disagree.
+// task's own answerCorrect on the answer Task.parseCompletion splits off (datasets/task.ts), the same check on
+// the same answer as the accuracy metric, so reward and metric can never disagree.
 // Our choice: R3 is divided by the reference length so rewards of long and short references are comparable.
 import { assertFiniteVector, assertKnownKeys, assertNumberIn, DroInputError } from './stats.js';
 

@@ -10,9 +10,7 @@ import { parseArgs } from 'node:util';
 import type { RunConfig } from '../dro/config.js';
 import { sharedDatasetFile } from '../datasets/paths.js';
 import { parseThinkAnswer } from '../datasets/task.js';
-import { readJson } from '../activities/context.js';
-import { runKeys } from '../activities/keys.js';
-import type { CheckpointState } from '../activities/policy-state.js';
+import { checkpointState, readEvaluation, type EvaluationRecord } from '../activities/records.js';
 import { loadLatestCheckpoint } from '../storage/checkpoints.js';
 import { trainingWorkflowId } from '../workflows/messages.js';
 import { decodeUtf8File, makeDirectories } from '../storage/local-files.js';
@@ -51,11 +49,6 @@ async function splitPararev(dir: string): Promise<{ train: string; heldOut: stri
   return { ...paths, trainCount: train.length, heldOutCount: heldOut.length };
 }
 
-interface Evaluation {
-  metrics: Record<string, number>;
-  predictions: { exampleId: string; completions: string[] }[];
-}
-
 /** How a metric moved, in words, for the report's sentence. */
 const changeWord = (a: number, b: number): string => (Math.abs(b - a) < 0.01 ? 'about the same' : b > a ? 'higher after training' : 'lower after training');
 const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
@@ -63,7 +56,7 @@ const words = (text: string): number => (text.trim() === '' ? 0 : text.trim().sp
 const mean = (xs: number[]): number => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b, 0) / xs.length);
 
 /** Output lengths of an evaluation: words of the whole completion and of its answer part. */
-function lengths(e: Evaluation): { completionWords: number; answerWords: number } {
+function lengths(e: EvaluationRecord): { completionWords: number; answerWords: number } {
   const first = e.predictions.map((p) => p.completions[0] ?? '');
   return { completionWords: mean(first.map(words)), answerWords: mean(first.map((c) => words(parseThinkAnswer(c).answer))) };
 }
@@ -83,9 +76,13 @@ interface ReportInput {
 /** reports/smollm2-demo.md from the run's own records: its config, its stored evaluations at step 0 and the last step. */
 async function writeReport({ runId, config, steps, seconds, split, gguf, out, whole }: ReportInput): Promise<void> {
   const store = await storeFor(config.checkpoint.store);
-  const read = (step: number): Promise<Evaluation> => readJson<Evaluation>(store, runKeys.evaluation(runId, step));
+  const read = async (step: number): Promise<EvaluationRecord> => {
+    const evaluation = await readEvaluation(store, runId, step);
+    if (!evaluation) throw new Error(`run ${runId} has no evaluation of step ${step} in ${config.checkpoint.store}`);
+    return evaluation;
+  };
   const [before, after] = [await read(0), await read(steps)];
-  const rows: [string, (e: Evaluation) => string][] = [
+  const rows: [string, (e: EvaluationRecord) => string][] = [
     ['ROUGE-L F1 against the authors\' revision', (e) => e.metrics.rougeLF1!.toFixed(4)],
     ['ROUGE-1 F1', (e) => e.metrics.rouge1F1!.toFixed(4)],
     ['answer length / reference length (words)', (e) => e.metrics.lengthRatio!.toFixed(3)],
@@ -135,7 +132,7 @@ async function reportOnly(runId: string, out: string): Promise<void> {
   const store = await storeFor(base.checkpoint.store);
   const { checkpoint } = await loadLatestCheckpoint(store, runId);
   if (!checkpoint) throw new Error(`run ${runId} has no valid checkpoint in ${base.checkpoint.store}`);
-  const { config, step } = checkpoint.state as CheckpointState;
+  const { config, step } = checkpointState(checkpoint);
   const client = await connectClient();
   try {
     const info = await client.client.workflow.getHandle(trainingWorkflowId(runId)).describe();

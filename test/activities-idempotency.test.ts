@@ -8,13 +8,13 @@ import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities, type Activities } from '../activities/index.js';
-import { runKeys } from '../activities/keys.js';
+import { readCheckpointState, readEvaluation, readFilterRounds, readStepMetrics, readSubsetRecord, runKeys } from '../activities/records.js';
 import { PolicyHost, versionOf } from '../activities/policy-host.js';
 import type { LoopPosition, RunRef, StepRecordInput } from '../activities/types.js';
 import { parseRunConfig, type RunConfigInput } from '../dro/config.js';
 import { configHash } from '../scripts/cli/runs.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { latestCheckpoint, listCheckpoints, type CheckpointManifest } from '../storage/checkpoints.js';
+import { checkpointPrefix, latestCheckpoint, listCheckpoints, MANIFEST_FILE, type CheckpointManifest } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 
 // A model small enough that a whole step takes well under a second.
@@ -146,20 +146,20 @@ describe('one run, every activity twice', () => {
     expect(filtered.result.subsetVersion).toBe(1);
     expect(filtered.result.candidates).toBe(4);
     expect(Object.keys(filtered.keys)).toEqual(expect.arrayContaining([runKeys.subset(r.runId, 1), runKeys.filterRound(r.runId, 0)]));
-    const round = JSON.parse(new TextDecoder().decode(await store.get(runKeys.filterRound(r.runId, 0)))) as { tokens: { generated: number; scored: number } };
-    expect(round.tokens.generated).toBe(filtered.result.generatedTokens);
-    expect(round.tokens.scored).toBeGreaterThan(0);
+    const [round] = await readFilterRounds(store, r.runId);
+    expect(round?.tokens?.generated).toBe(filtered.result.generatedTokens);
+    expect(round?.tokens?.scored).toBeGreaterThan(0);
+    expect((await readSubsetRecord(store, r.runId, 1)).subset).toHaveLength(filtered.result.kept);
 
     const base: LoopPosition = { step: 0, cursor: filtered.result.cursor, subsetVersion: 1 };
     const saved0 = await twice(r.runId, 'saveCheckpoint 0', () => acts.saveCheckpoint(r, base));
     expect(saved0.result.deleted).toEqual([]);
     // A re-commit of identical content returns the existing checkpoint and writes nothing: manifest
     // (with its createdAt), state.json and the data files keep their bytes (the snapshot compared them all).
-    const manifest0 = JSON.parse(new TextDecoder().decode(await store.get(`${r.runId}/checkpoints/00000000/manifest.json`))) as CheckpointManifest;
+    const prefix0 = checkpointPrefix(r.runId, 0);
+    const manifest0 = JSON.parse(new TextDecoder().decode(await store.get(prefix0 + MANIFEST_FILE))) as CheckpointManifest;
     expect(Object.keys(manifest0.files).sort()).toEqual(['model.safetensors', 'optimizer.safetensors', 'state.json']);
-    expect(Object.keys(saved0.keys).filter((k) => k.startsWith(`${r.runId}/checkpoints/00000000/`)).sort()).toEqual(
-      ['manifest.json', ...Object.values(manifest0.files).map((e) => e.object!)].map((f) => `${r.runId}/checkpoints/00000000/${f}`).sort(),
-    );
+    expect(Object.keys(saved0.keys).filter((k) => k.startsWith(prefix0)).sort()).toEqual([MANIFEST_FILE, ...Object.values(manifest0.files).map((e) => e.object!)].map((f) => prefix0 + f).sort());
     expect((await latestCheckpoint(store, r.runId))?.step).toBe(0);
 
     const batch = (await twice(r.runId, 'sampleBatch', () => acts.sampleBatch(r, { cursor: base.cursor, subsetVersion: 1 }))).result;
@@ -177,6 +177,7 @@ describe('one run, every activity twice', () => {
     const record: StepRecordInput = { step: 1, rollout: rollout.result, score: score.result, reward: reward.result, update: update.result };
     const recorded = await twice(r.runId, 'recordStep', () => acts.recordStep(r, record));
     expect(recorded.keys[runKeys.metrics(r.runId, 1)]).toBeDefined();
+    expect((await readStepMetrics(store, r.runId)).map((m) => [m.step, m.tokens.generated])).toEqual([[1, rollout.result.generatedTokens]]);
 
     const position: LoopPosition = { step: 1, cursor: batch.cursor, subsetVersion: 1 };
     await twice(r.runId, 'saveCheckpoint 1', () => acts.saveCheckpoint(r, position));
@@ -184,6 +185,7 @@ describe('one run, every activity twice', () => {
       [0, true],
       [1, true],
     ]);
+    expect((await readCheckpointState(store, r.runId, 1)).position).toEqual(position);
 
     const request = { runId: r.runId, store: r.config.checkpoint.store, step: 1 };
     const evaluated = await twice(r.runId, 'runEvaluation', async () => {
@@ -194,6 +196,7 @@ describe('one run, every activity twice', () => {
     });
     expect(evaluated.result.examples).toBe(2);
     expect(evaluated.keys[runKeys.evaluation(r.runId, 1)]).toBeDefined();
+    expect((await readEvaluation(store, r.runId, 1))?.predictions.map((p) => p.completions.length)).toEqual([1, 1]);
     const cached = await acts.runEvaluation(request);
     if (cached.step === null) throw new Error(cached.message);
     expect(cached.cached).toBe(true);

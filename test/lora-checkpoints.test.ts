@@ -11,7 +11,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createActivities } from '../activities/index.js';
 import { PolicyHost, versionOf } from '../activities/policy-host.js';
-import type { CheckpointState } from '../activities/policy-state.js';
+import { checkpointState } from '../activities/records.js';
 import type { LoopPosition, RunRef } from '../activities/types.js';
 import { parseRunConfig } from '../dro/config.js';
 import { parseModelConfig } from '../engine/model/config.js';
@@ -113,7 +113,7 @@ describe('a LoRA run through the activities', () => {
     const baseFile = await readFile(join(modelDir, 'model.safetensors'));
     const engine = (await host.require(versionOf(run, 1))).engine;
     expect(sha(await engine.exportBaseParameters())).toBe(sha(baseFile));
-    expect((checkpoint.state as CheckpointState).loraBase).toEqual({ sha256: sha(baseFile), path: modelDir });
+    expect(checkpointState(checkpoint).loraBase).toEqual({ sha256: sha(baseFile), path: modelDir });
   });
 
   it('a restarted worker loads the base from model.path and the adapters from the checkpoint; an evaluation does too', async () => {

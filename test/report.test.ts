@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runKeys } from '../activities/keys.js';
+import { CHECKPOINT_STATE_VERSION, runKeys, writeEvaluation, writeJson, type CheckpointState, type StepMetricsRecord } from '../activities/records.js';
+import { parseRunConfig } from '../dro/config.js';
 import { PNG_SCALE, writeRunReport } from '../scripts/cli/report.js';
 import { RunError } from '../scripts/cli/runs.js';
 import { commitCheckpoint } from '../storage/checkpoints.js';
@@ -17,20 +18,18 @@ const evalSteps = [4, 8];
 let dir: string;
 let uri: string;
 
-const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
-
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dro-report-'));
   uri = join(dir, 'store');
   const store = await openBlobStore(uri);
   for (let step = 1; step <= 12; step++) {
     const r3 = 0.2 + step * 0.03;
-    // No `temperature` anywhere: that chart must be skipped, not drawn empty.
-    await store.put(runKeys.metrics(runId, step), json({
+    // No `temperature` anywhere (records from before it was recorded lack it): that chart must be skipped, not drawn empty.
+    const metrics: StepMetricsRecord = {
       step,
       reward: { mean: r3, std: 0.1 },
       rewards: { r3: { mean: r3, std: 0.1 }, aggregate: { mean: r3 - 0.5, std: 0.2 }, lengthPenalty: { mean: 0.9, std: 0.05 } },
-      r3TokenWeights: { mean: 1, max: 3 },
+      r3TokenWeights: { meanStd: 1, maxStd: 3, topDecileWeightShare: 0.2 },
       loss: 1 / step,
       gradNorm: 0.5,
       kl: step * 1e-4,
@@ -43,12 +42,24 @@ beforeAll(async () => {
       skippedGroupShare: step % 4 === 0 ? 0.5 : 0,
       tokens: { generated: 100, scored: 200, trained: 100 },
       timing: { rollout: 1, score: 1, reward: 0.1, update: 2 },
-    }));
+    };
+    await writeJson(store, runKeys.metrics(runId, step), metrics);
   }
   for (const step of evalSteps) {
-    await store.put(runKeys.evaluation(runId, step), json({ step, metrics: { exactMatch: step / 20, rouge1: step / 10 }, examples: 16, cached: false, seconds: 3, predictions: [] }));
+    await writeEvaluation(store, runId, { step, metrics: { exactMatch: step / 20, rouge1: step / 10 }, examples: 16, cached: false, seconds: 3, predictions: [] });
   }
-  await commitCheckpoint(store, runId, 8, { 'model.safetensors': new Uint8Array(64) }, { step: 8, config: { dro: { reward: 'r3', klBeta: 0.001 } } });
+  const state: CheckpointState = {
+    formatVersion: CHECKPOINT_STATE_VERSION,
+    runId,
+    step: 8,
+    position: { step: 8, cursor: { subsetVersion: 0, epoch: 0, position: 16, seed: 1 }, subsetVersion: 0 },
+    subset: [],
+    config: parseRunConfig({ dro: { reward: 'r3', klBeta: 0.001 } }),
+    configHash: 'not checked here',
+    hyperparameters: [],
+    runtime: { onnxruntimeVersion: '1', cpuModel: 'test', intraOpThreads: 1, executionProvider: 'cpu' },
+  };
+  await commitCheckpoint(store, runId, 8, { 'model.safetensors': new Uint8Array(64) }, state);
   await store.close();
 });
 

@@ -9,7 +9,7 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runKeys } from '../activities/keys.js';
+import { runKeys } from '../activities/records.js';
 import { parseExperimentConfig, planExperiment } from '../scripts/experiment/plan.js';
 
 const ROOT = join(import.meta.dirname, '..');

@@ -13,13 +13,13 @@ import { ScheduleNotFoundError, WorkflowFailedError, WorkflowUpdateFailedError, 
 import { temporal } from '@temporalio/proto';
 import { XMLValidator } from 'fast-xml-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CheckpointState } from '../activities/policy-state.js';
+import { readCheckpointState, runKeys } from '../activities/records.js';
 import type { EvaluationOutcome } from '../activities/types.js';
 import type { RunConfigInput } from '../dro/config.js';
 import { learningRateAt } from '../dro/schedule.js';
 import { listRuns } from '../scripts/cli/control.js';
 import { describeRun, failureMessage, queryProgress, resumeRun, runMetrics, startRun, type Connected } from '../scripts/cli/runs.js';
-import { checkpointFileKey, listCheckpoints, loadCheckpoint } from '../storage/checkpoints.js';
+import { checkpointFileKey, checkpointPrefix, listCheckpoints } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 import type { evaluateCheckpoint } from '../workflows/evaluate-checkpoint.js';
 import {
@@ -202,7 +202,7 @@ describe('operating a run', () => {
     // Every checkpoint's state.json records the changes in effect at its step.
     const s = await openBlobStore(store);
     for (const cp of (await listCheckpoints(s, runId)).filter((x) => x.valid)) {
-      const state = (await loadCheckpoint(s, runId, cp.step)).state as CheckpointState;
+      const state = await readCheckpointState(s, runId, cp.step);
       expect(state.hyperparameters.map((h) => h.fromStep), `checkpoint ${cp.step}`).toEqual([pausedAt + 1, secondPauseAt + 1].filter((f) => f <= cp.step));
     }
   }, 600_000);
@@ -284,7 +284,7 @@ describe('evaluation as its own workflow', () => {
 
   it('a second evaluation of a step computes nothing; a corrupted checkpoint fails with the reason and harms nothing', async () => {
     const s = await openBlobStore(store);
-    const file = `steered/evaluations/00000004.json`;
+    const file = runKeys.evaluation('steered', 4);
     const before = await s.get(file);
     const again = await evaluate('steered', 4, 'again-4');
     expect(again).toMatchObject({ step: 4, cached: true });
@@ -299,10 +299,10 @@ describe('evaluation as its own workflow', () => {
     try {
       const failed = await evaluate('reference', stoppedAt, 'corrupt').catch((e: unknown) => e);
       expect(failed).toBeInstanceOf(WorkflowFailedError);
-      expect(failureMessage(failed)).toMatch(new RegExp(`cannot load checkpoint reference/checkpoints/${String(stoppedAt).padStart(8, '0')}/ .*: sha256 mismatch for model\\.safetensors`));
+      expect(failureMessage(failed)).toMatch(new RegExp(`cannot load checkpoint ${checkpointPrefix('reference', stoppedAt)} .*: sha256 mismatch for model\\.safetensors`));
       // Nothing else changed: the other checkpoints, no evaluation written, the run's result.
       expect((await listCheckpoints(s, 'reference')).filter((x) => !x.valid).map((x) => x.step)).toEqual([stoppedAt]);
-      expect(await s.exists(`reference/evaluations/${String(stoppedAt).padStart(8, '0')}.json`)).toBe(false);
+      expect(await s.exists(runKeys.evaluation('reference', stoppedAt))).toBe(false);
       expect((await handleOf('reference').result()).status).toBe('completed');
     } finally {
       await s.put(key, good);

@@ -6,15 +6,14 @@ import { Resvg } from '@resvg/resvg-js';
 import type { Command } from 'commander';
 import { View, parse } from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
-import { readJson } from '../../activities/context.js';
-import { runKeys } from '../../activities/keys.js';
-import { CheckpointError, listCheckpoints, readCheckpointState } from '../../storage/checkpoints.js';
+import { readCheckpointState, readEvaluations, RecordError, type EvaluationRecord, type StepMetricsRecord } from '../../activities/records.js';
+import { CheckpointError, listCheckpoints } from '../../storage/checkpoints.js';
 import { openBlobStore } from '../../storage/open.js';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { makeDirectories } from '../../storage/local-files.js';
 import { textOption } from './options.js';
 import { runOption, storeOption } from './run.js';
-import { findRunStore, runMetrics, RunError, type StepMetrics } from './runs.js';
+import { findRunStore, runMetrics, RunError } from './runs.js';
 
 /** PNGs are drawn at this multiple of the SVG's size, so they stay sharp on high-density screens. */
 export const PNG_SCALE = 2;
@@ -33,26 +32,17 @@ interface ChartDef {
   rows: { step: number; series: Series }[];
 }
 
-export interface Evaluation {
-  step: number;
-  metrics: Record<string, number>;
-}
-
-const mean = (v: unknown): unknown => (v !== null && typeof v === 'object' ? (v as { mean?: unknown }).mean : undefined);
 const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
 
-function metricCharts(metrics: StepMetrics[]): ChartDef[] {
-  const one = (name: string, title: string, y: string, field: string): ChartDef => ({ name, title, y, x: 'training step', rows: metrics.map((m) => ({ step: m.step, series: { [y]: m[field] } })) });
+function metricCharts(metrics: StepMetricsRecord[]): ChartDef[] {
+  const one = (name: string, title: string, y: string, field: keyof StepMetricsRecord): ChartDef => ({ name, title, y, x: 'training step', rows: metrics.map((m) => ({ step: m.step, series: { [y]: m[field] } })) });
   return [
     {
       name: 'reward',
       title: 'Reward per step (training reward and every reward kind)',
       y: 'mean reward',
       x: 'training step',
-      rows: metrics.map((m) => {
-        const kinds = (m.rewards ?? {}) as Record<string, unknown>;
-        return { step: m.step, series: { 'training reward': mean(m.reward), ...Object.fromEntries(Object.entries(kinds).map(([k, v]) => [k, mean(v)])) } };
-      }),
+      rows: metrics.map((m) => ({ step: m.step, series: { 'training reward': m.reward.mean, ...Object.fromEntries(Object.entries(m.rewards).map(([k, v]) => [k, v.mean])) } })),
     },
     one('loss', 'GRPO loss', 'loss', 'loss'),
     one('kl', 'KL to the reference policy', 'KL', 'kl'),
@@ -65,7 +55,7 @@ function metricCharts(metrics: StepMetrics[]): ChartDef[] {
   ];
 }
 
-function evaluationChart(evaluations: Evaluation[]): ChartDef {
+function evaluationChart(evaluations: EvaluationRecord[]): ChartDef {
   return { name: 'evaluation', title: 'Evaluation per checkpoint', y: 'metric value', x: 'checkpoint step', rows: evaluations.map((e) => ({ step: e.step, series: e.metrics })) };
 }
 
@@ -108,35 +98,23 @@ export async function renderSpec(spec: TopLevelSpec): Promise<string> {
 /** An SVG drawn as PNG at PNG_SCALE with the system's fonts. */
 export const svgToPng = (svg: string): Uint8Array => new Resvg(svg, { font: { loadSystemFonts: true }, fitTo: { mode: 'zoom', value: PNG_SCALE }, background: 'white' }).render().asPng();
 
-export async function readEvaluations(store: BlobStore, runId: string): Promise<Evaluation[]> {
-  const out: Evaluation[] = [];
-  for (const { key } of await store.list(runKeys.evaluationsPrefix(runId))) {
-    if (!key.endsWith('.json')) continue;
-    const e = await readJson<Evaluation>(store, key);
-    out.push({ step: e.step, metrics: e.metrics ?? {} });
-  }
-  return out.sort((a, b) => a.step - b.step);
-}
-
 /** The config in the newest checkpoint's state.json, read alone: the model files may be large. */
 async function readConfig(store: BlobStore, runId: string): Promise<{ step: number; config: unknown } | undefined> {
   const newest = (await listCheckpoints(store, runId, { verify: 'size' })).filter((c) => c.valid).at(-1);
   if (!newest) return undefined;
-  let state: { config?: unknown };
   try {
-    state = (await readCheckpointState(store, runId, newest.step)) as { config?: unknown };
+    return { step: newest.step, config: (await readCheckpointState(store, runId, newest.step)).config };
   } catch (err) {
     // Only sizes were checked: a damaged state.json costs the report its config section, nothing more.
-    if (err instanceof CheckpointError) return undefined;
+    if (err instanceof CheckpointError || err instanceof RecordError) return undefined;
     throw err;
   }
-  return state.config === undefined ? undefined : { step: newest.step, config: state.config };
 }
 
 const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const cell = (v: number | undefined): string => (v === undefined ? '-' : Number.isInteger(v) ? String(v) : v.toPrecision(4));
 
-function indexHtml(o: { runId: string; uri: string; charts: ChartDef[]; skipped: ChartDef[]; evaluations: Evaluation[]; config: { step: number; config: unknown } | undefined; steps: number }): string {
+function indexHtml(o: { runId: string; uri: string; charts: ChartDef[]; skipped: ChartDef[]; evaluations: EvaluationRecord[]; config: { step: number; config: unknown } | undefined; steps: number }): string {
   const figures = o.charts.map((c) => `<figure><img src="${esc(c.name)}.svg" alt="${esc(c.title)}"><figcaption>${esc(c.title)} · <a href="${esc(c.name)}.svg">SVG</a> · <a href="${esc(c.name)}.png">PNG</a></figcaption></figure>`);
   const names = [...new Set(o.evaluations.flatMap((e) => Object.keys(e.metrics)))].sort();
   const evals = o.evaluations.length
@@ -165,7 +143,7 @@ export async function writeRunReport(o: { uri: string; runId: string; outDir: st
   const metrics = await runMetrics(o.uri, o.runId);
   if (metrics.length === 0) throw new RunError(`run ${o.runId} has no metrics in ${o.uri}; nothing to report`);
   const store = await openBlobStore(o.uri);
-  let evaluations: Evaluation[];
+  let evaluations: EvaluationRecord[];
   let config: Awaited<ReturnType<typeof readConfig>>;
   try {
     evaluations = await readEvaluations(store, o.runId);

@@ -3,6 +3,7 @@
 import { Option, type Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import { RunConfigError } from '../../dro/config.js';
+import type { StepMetricsRecord } from '../../activities/records.js';
 import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
 import { trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
 import { parseInteger, textOption, UsageError } from './options.js';
@@ -23,7 +24,6 @@ import {
   runStoreUri,
   startRun,
   type Connected,
-  type StepMetrics,
 } from './runs.js';
 
 export const runOption = () => textOption('--run <id>', 'the run id (printed by `dro train`)').makeOptionMandatory();
@@ -96,7 +96,7 @@ export function registerRunCommands(program: Command): void {
         const progress: TrainingProgress | undefined = d.state === 'running' ? await queryProgress(c, o.run) : undefined;
         const uri = runStoreUri(o.store, d.store);
         const checkpoints = await runCheckpoints(uri, o.run).catch(() => []);
-        const metrics = await runMetrics(uri, o.run).catch((): StepMetrics[] => []);
+        const metrics = await runMetrics(uri, o.run).catch((): StepMetricsRecord[] => []);
         const lastValid = checkpoints.filter((x) => x.valid).at(-1)?.step ?? null;
         const status = {
           runId: o.run,
@@ -126,7 +126,7 @@ export function registerRunCommands(program: Command): void {
         for (const h of status.hyperparameters) console.log(`  change from step ${h.fromStep}: ${describeChange(h)}`);
         if (status.failure) console.log(`  failure: ${status.failure}`);
         for (const n of status.notes) console.log(`  note: ${n}`);
-        for (const m of status.recentMetrics) console.log(`  step ${m.step}: reward ${fmt((m.reward as { mean?: number } | undefined)?.mean)} loss ${fmt(m.loss)}`);
+        for (const m of status.recentMetrics) console.log(`  step ${m.step}: reward ${fmt(m.reward.mean)} loss ${fmt(m.loss)}`);
       });
     });
 
@@ -182,12 +182,11 @@ export function registerRunCommands(program: Command): void {
       const rows = await runMetrics(uri, o.run);
       if (o.json) return console.log(JSON.stringify(rows, null, 2));
       if (rows.length === 0) return console.log(`run ${o.run} has no metrics in ${uri}`);
-      const reward = (m: StepMetrics) => (m.reward as { mean: number } | undefined)?.mean;
       printTable([
         ['step', 'reward', 'loss', 'kl', 'gradNorm', 'len', 'trunc', 'skipped', 'lr', 'seconds'],
         ...rows.map((m) => {
-          const t = Object.values((m.timing ?? {}) as Record<string, number>).reduce((a, b) => a + b, 0);
-          return [m.step, fmt(reward(m)), fmt(m.loss), fmt(m.kl, 6), fmt(m.gradNorm), fmt(m.completionTokens, 1), fmt(m.truncatedShare, 2), fmt(m.skippedGroupShare, 2), fmt(m.learningRate, 6), t.toFixed(1)];
+          const t = Object.values(m.timing).reduce((a, b) => a + b, 0);
+          return [m.step, fmt(m.reward.mean), fmt(m.loss), fmt(m.kl, 6), fmt(m.gradNorm), fmt(m.completionTokens, 1), fmt(m.truncatedShare, 2), fmt(m.skippedGroupShare, 2), fmt(m.learningRate, 6), t.toFixed(1)];
         }),
       ]);
     });

@@ -6,9 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import type { CheckpointState } from '../../activities/policy-state.js';
-import { readJson, readJsonIfExists } from '../../activities/context.js';
-import { runKeys } from '../../activities/keys.js';
+import { checkpointState, readChangeLog, readEvaluation, readStepMetrics, type CheckpointState, type StepMetricsRecord } from '../../activities/records.js';
 import { canonicalJson, parseRunConfig, type RunConfig } from '../../dro/config.js';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { CheckpointError, STATE_FILE, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type CheckpointListing, type LoadedCheckpoint } from '../../storage/checkpoints.js';
@@ -265,10 +263,10 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
   const store = await storeFor(uri);
   const { checkpoint: latest, skipped } = await loadLatestCheckpoint(store, runId);
   for (const bad of skipped) options.log(`checkpoint ${bad.step} is invalid (${bad.reason}); falling back`);
+  const state = latest && checkpointState(latest);
   let config: RunConfig;
   let from: number | undefined;
-  if (latest) {
-    const state = latest.state as CheckpointState;
+  if (latest && state) {
     config = parseRunConfig(state.config);
     from = latest.ref.step;
     if (options.configFile) {
@@ -280,7 +278,7 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
     if (!options.configFile) throw new RunError(`run ${runId} has no valid checkpoint in ${uri}${skipped.length ? ` (${skipped.length} invalid)` : ''}; start it again from its config with \`dro resume --run ${runId} --config <file>\``);
     config = await readRunConfig(options.configFile);
   }
-  const changes = await changeLog(store, runId, latest?.state as CheckpointState | undefined);
+  const changes = await changeLog(store, runId, state);
   const workflowId = trainingWorkflowId(runId);
   try {
     const handle = await startExecution(c, runId, config, 'ALLOW_DUPLICATE', changes);
@@ -294,7 +292,7 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
 
 /** Every hyper-parameter change the run accepted: its change log, else what its checkpoint recorded. */
 async function changeLog(store: BlobStore, runId: string, state: CheckpointState | undefined): Promise<HyperparameterChange[]> {
-  const log = await readJsonIfExists<{ changes: HyperparameterChange[] }>(store, runKeys.hyperparameters(runId));
+  const log = await readChangeLog(store, runId);
   return log ? log.changes : (state?.hyperparameters ?? []);
 }
 
@@ -302,15 +300,9 @@ export async function runCheckpoints(uri: string, runId: string): Promise<Checkp
   return listCheckpoints(await storeFor(uri), runId);
 }
 
-export type StepMetrics = Record<string, unknown> & { step: number };
-
-export async function runMetrics(uri: string, runId: string): Promise<StepMetrics[]> {
+export async function runMetrics(uri: string, runId: string): Promise<StepMetricsRecord[]> {
   validateRunId(runId);
-  const store = await storeFor(uri);
-  const keys = (await store.list(runKeys.metricsPrefix(runId))).map((k) => k.key).sort();
-  const out: StepMetrics[] = [];
-  for (const key of keys) out.push(await readJson<StepMetrics>(store, key));
-  return out;
+  return readStepMetrics(await storeFor(uri), runId);
 }
 
 /**
@@ -345,11 +337,9 @@ export async function runEvaluations(uri: string, runId: string, steps: number[]
   const store = await storeFor(uri);
   const out: Record<number, Record<string, number>> = {};
   for (const step of steps) {
-    try {
-      out[step] = (await readJson<{ metrics: Record<string, number> }>(store, runKeys.evaluation(runId, step))).metrics;
-    } catch {
-      // Not evaluated (yet).
-    }
+    // A step not evaluated (yet) is left out.
+    const evaluation = await readEvaluation(store, runId, step);
+    if (evaluation) out[step] = evaluation.metrics;
   }
   return out;
 }

@@ -1,7 +1,7 @@
 // What each driver invocation of an experiment leaves in the runs' store: when it started, how long it has
 // run, at which commit and on which machine, and which runs it finished. The report reads these, so a
 // report regenerated from the records still states the experiment's wall time and provenance.
-import { readJson, writeJson } from '../../activities/context.js';
+import { readJson, writeJson } from '../../activities/records.js';
 import type { BlobStore } from '../../storage/blob-store.js';
 import type { Plan } from './plan.js';
 

@@ -6,36 +6,29 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
-import { readJson } from '../../activities/context.js';
-import type { BlobStore } from '../../storage/blob-store.js';
+import { readEvaluations, readFilterRounds, readStepMetrics, type EvaluationRecord, type StepMetricsRecord } from '../../activities/records.js';
 import { makeDirectories } from '../../storage/local-files.js';
-import { FONT, readEvaluations, renderSpec, svgToPng, type Evaluation } from '../cli/report.js';
-import { runMetrics, storeFor, type StepMetrics } from '../cli/runs.js';
+import { FONT, renderSpec, svgToPng } from '../cli/report.js';
+import { storeFor } from '../cli/runs.js';
 import { readInvocations, type DriverInvocation } from './invocations.js';
 import { ARM_NAMES, ARMS, type Plan, type PlannedRun } from './plan.js';
 
 interface RunRecords {
   run: PlannedRun;
-  metrics: StepMetrics[];
-  evaluations: Evaluation[];
+  metrics: StepMetricsRecord[];
+  evaluations: EvaluationRecord[];
   /** Each filtering round's step and compute. */
   rounds: { step: number; tokens: number }[];
-}
-
-async function readRounds(store: BlobStore, runId: string): Promise<RunRecords['rounds']> {
-  const out: RunRecords['rounds'] = [];
-  for (const { key } of await store.list(`${runId}/filtering/`)) {
-    const r = await readJson<{ step: number; tokens?: { generated: number; scored: number } }>(store, key);
-    out.push({ step: r.step, tokens: (r.tokens?.generated ?? 0) + (r.tokens?.scored ?? 0) });
-  }
-  return out;
 }
 
 async function readRecords(plan: Plan, uri: string): Promise<{ runs: RunRecords[]; invocations: DriverInvocation[] }> {
   const store = await storeFor(uri);
   try {
     const runs: RunRecords[] = [];
-    for (const run of plan.runs) runs.push({ run, metrics: await runMetrics(uri, run.runId), evaluations: await readEvaluations(store, run.runId), rounds: await readRounds(store, run.runId) });
+    for (const run of plan.runs) {
+      const rounds = (await readFilterRounds(store, run.runId)).map((r) => ({ step: r.step, tokens: (r.tokens?.generated ?? 0) + (r.tokens?.scored ?? 0) }));
+      runs.push({ run, metrics: await readStepMetrics(store, run.runId), evaluations: await readEvaluations(store, run.runId), rounds });
+    }
     return { runs, invocations: await readInvocations(store, plan) };
   } finally {
     await store.close();
@@ -47,19 +40,15 @@ const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
 const sd = (xs: number[]): number => (xs.length < 2 ? 0 : Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)));
 const fmt = (xs: number[], digits = 3): string => (xs.length === 0 ? '–' : xs.length === 1 ? xs[0]!.toFixed(digits) : `${mean(xs).toFixed(digits)} ± ${sd(xs).toFixed(digits)}`);
 const num = (v: unknown): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-const rewardOf = (m: StepMetrics): number | undefined => num((m.reward as { mean?: unknown } | undefined)?.mean);
-const stepTokens = (m: StepMetrics): number => {
-  const t = (m.tokens ?? {}) as { generated?: number; scored?: number; trained?: number };
-  return (t.generated ?? 0) + (t.scored ?? 0) + (t.trained ?? 0);
-};
+const stepTokens = (m: StepMetricsRecord): number => m.tokens.generated + m.tokens.scored + m.tokens.trained;
 
-const finalEval = (r: RunRecords): Evaluation | undefined => r.evaluations.at(-1);
+const finalEval = (r: RunRecords): EvaluationRecord | undefined => r.evaluations.at(-1);
 const passKeys = (records: RunRecords[]): string[] =>
   [...new Set(records.flatMap((r) => r.evaluations.flatMap((e) => Object.keys(e.metrics).filter((k) => /^pass@\d+$/.test(k)))))].sort((a, b) => Number(a.slice(5)) - Number(b.slice(5)));
 
 /** Mean completion length over the first and the last 5 recorded steps (fewer in short runs, so the two never overlap). */
 function lengths(r: RunRecords): { start: number; end: number } | undefined {
-  const xs = r.metrics.map((m) => num(m.completionTokens)).filter((x): x is number => x !== undefined);
+  const xs = r.metrics.map((m) => m.completionTokens);
   const n = Math.min(5, Math.floor(xs.length / 2));
   if (n === 0) return undefined;
   return { start: mean(xs.slice(0, n)), end: mean(xs.slice(-n)) };
@@ -262,8 +251,8 @@ export async function writeReproductionReport(ctx: ReportContext, outDir: string
 
   const charts = [
     chart('accuracy', 'Held-out pass@1 per evaluation', 'pass@1', records.flatMap((r) => r.evaluations.flatMap((e) => (num(e.metrics['pass@1']) === undefined ? [] : [{ step: e.step, arm: r.run.arm, value: e.metrics['pass@1']! }])))),
-    chart('reward', 'Training reward per step', 'mean reward', records.flatMap((r) => r.metrics.flatMap((m) => (rewardOf(m) === undefined ? [] : [{ step: m.step, arm: r.run.arm, value: rewardOf(m)! }])))),
-    chart('reasoning-length', 'Completion length per step', 'mean completion tokens', records.flatMap((r) => r.metrics.flatMap((m) => (num(m.completionTokens) === undefined ? [] : [{ step: m.step, arm: r.run.arm, value: num(m.completionTokens)! }])))),
+    chart('reward', 'Training reward per step', 'mean reward', records.flatMap((r) => r.metrics.map((m) => ({ step: m.step, arm: r.run.arm, value: m.reward.mean })))),
+    chart('reasoning-length', 'Completion length per step', 'mean completion tokens', records.flatMap((r) => r.metrics.map((m) => ({ step: m.step, arm: r.run.arm, value: m.completionTokens })))),
   ];
   await makeDirectories(outDir);
   L('## Charts');
