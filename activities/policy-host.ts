@@ -5,7 +5,8 @@
 import type { RunConfig } from '../dro/config.js';
 import { EngineClient } from '../engine/runtime/engine-client.js';
 import type { EngineSource } from '../engine/runtime/protocol.js';
-import type { EngineOptions, PolicyTag } from '../engine/policy.js';
+import type { PolicyTag } from '../engine/errors.js';
+import type { EngineOptions } from '../engine/policy.js';
 import { failure } from './errors.js';
 import type { RunData } from './run-data.js';
 import type { PolicyVersion, RunRef, UpdateSummary, WarmStartResult } from './types.js';

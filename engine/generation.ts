@@ -2,7 +2,8 @@
 // by full recompute (the slow reference path). The cached path bakes the weights into its sessions,
 // which ONNX Runtime pre-packs (~1.5× faster decoding), so those sessions follow the parameters.
 import { DroInputError } from '../dro/stats.js';
-import { checkIds, paddedFeeds, parameterFeeds, zeros, type FloatArray, type FloatDType } from './batching.js';
+import { checkIds, paddedFeeds, parameterFeeds } from './batching.js';
+import { zeros, type FloatArray, type FloatDType } from './float-arrays.js';
 import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import { buildFixedCacheDecodeGraph, buildPrefillGraph, GENERATE_IO } from './model/generate-graph.js';

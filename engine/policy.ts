@@ -2,24 +2,25 @@
 // the identity tag) and scoring, generation and training composed over it. The state is one record
 // that is replaced, never edited, so a load or a sequence of updates lands whole or not at all. Under
 // LoRA the trained parameters are the adapters; the base weights are frozen beside the state.
-import { sha256Hex } from '../storage/checkpoints.js';
-import { copyAs, type FloatArray, type FloatDType, type Weights } from './batching.js';
-import { EngineInputError, PolicyTagMismatchError } from './errors.js';
+import { createHash } from 'node:crypto';
+import type { Weights } from './batching.js';
+import { copyAs, type FloatArray, type FloatDType } from './float-arrays.js';
+import { EngineInputError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
 import { Generator, type GenerateOptions, type GenerateRequest, type GenerateResult } from './generation.js';
 import type { ModelConfig } from './model/config.js';
 import { ADAPTER_WEIGHTS_FILE, adapterSpecs, checkLoraConfig, initAdapters, LoraError, mergeAdapters, type LoraConfig } from './model/lora.js';
 import { elementCount, initParameters, parameterSpecs, type ParamSpec } from './model/params.js';
+import { decodeAdapters, decodeOptimizer, decodeParameters, encodeAdapters, encodeOptimizer, encodeParameters, type OptimizerTensors } from './model/state-files.js';
 import type { OrtSession, SessionOptions } from './ort.js';
 import type { SamplingOptions } from './sampling.js';
 import { createScoreSession, scoreBatch, type ScoreOptions, type ScoreRequest, type ScoreResult } from './scoring.js';
-import { decodeAdapters, decodeOptimizer, decodeParameters, encodeAdapters, encodeOptimizer, encodeParameters, type OptimizerTensors } from './state-files.js';
 import { runUpdates, TrainSessions, type AdamState, type TrainSequence, type TrainStep, type TrainStepOptions, type TrainStepResult } from './training.js';
 
-export type { FloatArray } from './batching.js';
+export type { FloatArray } from './float-arrays.js';
 export type { GenerateOptions, GenerateRequest, GenerateResult } from './generation.js';
 export type { ScoreOptions, ScoreRequest, ScoreResult } from './scoring.js';
 export type { TrainSequence, TrainStep, TrainStepOptions, TrainStepResult } from './training.js';
-export { OPTIMIZER_STEP_TENSOR } from './state-files.js';
+export { OPTIMIZER_STEP_TENSOR } from './model/state-files.js';
 export { EngineAbortError, EngineInputError, EngineThreadError, NonFiniteUpdateError, PolicyTagMismatchError } from './errors.js';
 
 export interface EngineOptions extends SessionOptions {
@@ -34,14 +35,7 @@ export interface EngineLora extends LoraConfig {
   seed: number;
 }
 
-/** Which policy version the engine holds: set by whoever loads or advances the state, checked by whoever relies on it. */
-export interface PolicyTag {
-  runId: string;
-  configHash: string;
-  step: number;
-}
-
-/** A whole engine state as files (see engine/state-files.ts for the formats). */
+/** A whole engine state as files (see engine/model/state-files.ts for the formats). */
 export interface PolicyStateFiles {
   /** The trained parameters: model.safetensors, or under LoRA adapter_model.safetensors. */
   parameters: Uint8Array;
@@ -278,7 +272,7 @@ export class PolicyEngine {
    */
   baseDigest(): string {
     if (!this.base) throw new EngineInputError('baseDigest: this engine trains every parameter; only a LoRA engine has a frozen base');
-    return (this.baseSha256 ??= sha256Hex(this.exportBaseParameters()));
+    return (this.baseSha256 ??= createHash('sha256').update(this.exportBaseParameters()).digest('hex'));
   }
 
   /** AdamW moments of the trained parameters (prefixed names) and the step count as safetensors bytes. */

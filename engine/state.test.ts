@@ -3,9 +3,9 @@
 // or none (tag mismatch, cancellation, non-finite loss), checked bit for bit on the exported files.
 import { afterAll, describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
-import { EngineAbortError, EngineInputError, NonFiniteUpdateError, PolicyTagMismatchError } from './errors.js';
+import { EngineAbortError, EngineInputError, NonFiniteUpdateError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
 import { parseModelConfig } from './model/config.js';
-import { PolicyEngine, type PolicyTag, type TrainSequence, type TrainStepOptions } from './policy.js';
+import { PolicyEngine, type TrainSequence, type TrainStepOptions } from './policy.js';
 
 const raw = { vocab_size: 13, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, initializer_range: 0.3 };
 const config = parseModelConfig(raw, 'state test config');

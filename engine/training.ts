@@ -2,7 +2,8 @@
 // bias corrections), a bounded cache of train sessions, and running a sequence of updates on copies of
 // the optimizer state, so the engine commits all of them or none.
 import type { Aggregation } from '../dro/grpo.js';
-import { paddedFeeds, scalarFeed, weightFeeds, zeros, type FloatArray, type FloatDType, type Weights } from './batching.js';
+import { paddedFeeds, scalarFeed, weightFeeds, type Weights } from './batching.js';
+import { zeros, type FloatArray, type FloatDType } from './float-arrays.js';
 import { EngineInputError, NonFiniteUpdateError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import type { LoraConfig } from './model/lora.js';

@@ -5,8 +5,8 @@
 import { createHash } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseModelConfig } from '../model/config.js';
-import { EngineAbortError, EngineInputError, NonFiniteUpdateError, PolicyTagMismatchError } from '../errors.js';
-import { PolicyEngine, type GenerateRequest, type PolicyTag, type TrainSequence } from '../policy.js';
+import { EngineAbortError, EngineInputError, NonFiniteUpdateError, PolicyTagMismatchError, type PolicyTag } from '../errors.js';
+import { PolicyEngine, type GenerateRequest, type TrainSequence } from '../policy.js';
 import { EngineClient, EngineThreadError } from './engine-client.js';
 
 const small = parseModelConfig({ vocab_size: 50, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 }, 'thread test');

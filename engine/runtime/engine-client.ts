@@ -2,14 +2,13 @@
 // AbortSignal, progress callbacks, the engine's own error classes on this side, and EngineThreadError
 // for every pending call if the thread dies.
 import { Worker } from 'node:worker_threads';
-import { abortError, EngineAbortError, errorFromWire, EngineThreadError } from '../errors.js';
+import { abortError, EngineAbortError, errorFromWire, EngineThreadError, type PolicyTag } from '../errors.js';
 import type { ModelConfig } from '../model/config.js';
 import type {
   EngineOptions,
   GenerateRequest,
   GenerateResult,
   PolicyStateFiles,
-  PolicyTag,
   ScoreOptions,
   ScoreRequest,
   ScoreResult,

@@ -1,9 +1,9 @@
 // The engine thread: owns one PolicyEngine (parameters, optimizer state, ONNX sessions) so that ONNX
 // Runtime's blocking session.run never stalls the main event loop. Serves calls posted by EngineClient.
 import { parentPort, workerData } from 'node:worker_threads';
-import { errorToWire, throwIfAborted } from '../errors.js';
+import { errorToWire, throwIfAborted, type PolicyTag } from '../errors.js';
 import { loadModel } from '../model/model-source.js';
-import { PolicyEngine, type PolicyStateFiles, type PolicyTag, type TrainOptions } from '../policy.js';
+import { PolicyEngine, type PolicyStateFiles, type TrainOptions } from '../policy.js';
 import type { FromEngine, StartMessage, ToEngine } from './protocol.js';
 
 const port = parentPort;
