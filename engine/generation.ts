@@ -1,7 +1,6 @@
 // Generation: samples continuations with a key/value cache (prefill, then one decode run per token) or
 // by full recompute (the slow reference path). The cached path bakes the weights into its sessions,
 // which ONNX Runtime pre-packs (~1.5× faster decoding), so those sessions follow the parameters.
-import { DroInputError } from '../dro/stats.js';
 import { checkIds, paddedFeeds, parameterFeeds } from './batching.js';
 import { zeros, type FloatArray, type FloatDType } from './float-arrays.js';
 import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
@@ -62,16 +61,8 @@ export class Generator {
    */
   async generate(params: ReadonlyMap<string, FloatArray>, requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions>, options: GenerateOptions): Promise<GenerateResult[]> {
     const { config, dtype } = this;
-    let samplers: SequenceSampler[];
-    let o: SamplingOptions;
-    try {
-      o = resolveSamplingOptions(sampling);
-      samplers = requests.map((r) => new SequenceSampler(r.key, o));
-    } catch (err) {
-      // Bad sampling options or keys are a bad request like any other, whatever module noticed.
-      if (err instanceof DroInputError) throw new EngineInputError(err.message, { cause: err });
-      throw err;
-    }
+    const o = resolveSamplingOptions(sampling);
+    const samplers = requests.map((r) => new SequenceSampler(r.key, o));
     if (requests.length === 0) return [];
     checkIds(config, requests.map((r) => r.promptIds));
     requests.forEach((r, b) => {
@@ -96,7 +87,7 @@ export class Generator {
     };
     // The options were checked above, so what a sampler refuses now is the model's own output.
     const modelFault = (b: number, err: unknown): unknown =>
-      err instanceof DroInputError ? overflowError(`generate request ${b}, new token ${rows[b]!.length - requests[b]!.promptIds.length}: ${err.message}`, params, err) : err;
+      err instanceof EngineInputError ? overflowError(`generate request ${b}, new token ${rows[b]!.length - requests[b]!.promptIds.length}: ${err.message}`, params, err) : err;
     const chooseTokens = async (logits: FloatArray): Promise<(number | undefined)[]> => {
       const active = samplers.flatMap((s, b) => (s.done ? [] : [b]));
       // With enough logits, the later half of the rows is chosen on the helper thread meanwhile.
@@ -109,7 +100,6 @@ export class Generator {
           remoteRows.map((b) => (logits as Float32Array).subarray(b * V, (b + 1) * V)),
           V,
           remoteRows.map((b) => samplers[b]!.request()),
-          DroInputError,
         );
       }
       const chosen = new Map<number, number>();

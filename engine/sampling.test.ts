@@ -2,6 +2,7 @@
 // empirical distribution over 20,000 keyed draws, and independence from call order and batch company.
 import { describe, expect, it } from 'vitest';
 import { uniformStream } from '../dro/random.js';
+import { EngineInputError } from './errors.js';
 import { DEFAULT_SAMPLING_OPTIONS, resolveSamplingOptions, sampleToken, SequenceSampler, topPCuts, type SampleKey, type SamplingOptions } from './sampling.js';
 
 const opts = (o: Partial<SamplingOptions> = {}): SamplingOptions => resolveSamplingOptions(o);
@@ -391,7 +392,7 @@ describe('options', () => {
     expect(o.stopSequences).toEqual([[1, 2]]);
   });
 
-  it('rejects unknown keys and out-of-range values, naming the field', () => {
+  it('rejects unknown keys and out-of-range values as EngineInputError, naming the field', () => {
     const bad: [Partial<SamplingOptions>, string][] = [
       [{ top_p: 0.9 } as never, 'unknown sampling option "top_p"'],
       [{ temperature: -1 }, 'sampling option temperature must be a number in [0, ∞), got -1'],
@@ -412,7 +413,10 @@ describe('options', () => {
       [{ stopSequences: [1] as never }, 'sampling option stopSequences[0] must be an array of token ids'],
       [{ stopSequences: 'x' as never }, 'sampling option stopSequences must be an array'],
     ];
-    for (const [o, message] of bad) expect(() => resolveSamplingOptions(o)).toThrow(message);
+    for (const [o, message] of bad) {
+      expect(() => resolveSamplingOptions(o)).toThrow(message);
+      expect(() => resolveSamplingOptions(o)).toThrow(EngineInputError);
+    }
     expect(() => resolveSamplingOptions(null as never)).toThrow('sampling options must be an object');
     expect(() => new SequenceSampler(keyOf(0), { ...DEFAULT_SAMPLING_OPTIONS, topP: 2 })).toThrow('sampling option topP');
     expect(() => sampleToken([0], keyOf(0), 0, { ...DEFAULT_SAMPLING_OPTIONS, extra: 1 } as never)).toThrow('unknown sampling option "extra"');
