@@ -7,6 +7,7 @@ import { parseModelConfig, type ModelConfig } from './model/config.js';
 import { initParameters } from './model/params.js';
 import { EngineAbortError, EngineInputError } from './errors.js';
 import { PolicyEngine, type GenerateRequest } from './policy.js';
+import { trainStep } from './testing/fixtures.js';
 
 // Two shapes (head sizes 4 and 16, the second as real models have them in multiples of 8): every property
 // below must hold on both.
@@ -78,7 +79,7 @@ for (const [label, config] of CONFIGS) describe(label, () => {
       const e = engine(8);
       const batch = requests(3);
       const before = await e.generate(batch, { temperature: 0, maxNewTokens: 6 });
-      for (let i = 0; i < 5; i++) await e.trainStep([{ ids: [1, 2, 3, 4, 5, 6, 7, 8], completionStart: 1 }], { loss: 'sft', learningRate: 5e-2 });
+      for (let i = 0; i < 5; i++) await trainStep(e, [{ ids: [1, 2, 3, 4, 5, 6, 7, 8], completionStart: 1 }], { loss: 'sft', learningRate: 5e-2 });
       const fast = await e.generate(batch, { temperature: 0, maxNewTokens: 6 });
       const slow = await e.generate(batch, { temperature: 0, maxNewTokens: 6 }, { useCache: false });
       expect(fast.map((r) => r.ids)).toEqual(slow.map((r) => r.ids));

@@ -36,7 +36,11 @@ export interface GenerateOptions {
    * has enough logits; 1 chooses every row on the engine thread. The tokens are the same either way.
    */
   samplingThreads?: 1 | 2;
-  /** When given, the seconds spent choosing tokens (outside ONNX Runtime) are added to `samplingSeconds`, for benchmarks. */
+}
+
+/** GenerateOptions for a caller in the engine's own thread (a benchmark), since a thread cannot write into the caller's objects. */
+export interface TimedGenerateOptions extends GenerateOptions {
+  /** The seconds spent choosing tokens (outside ONNX Runtime) are added to `samplingSeconds`. */
   timings?: { samplingSeconds: number };
 }
 
@@ -59,7 +63,7 @@ export class Generator {
    * Samples a continuation of every prompt. Each sequence's draws are keyed by its own SampleKey, so
    * its tokens do not depend on the rest of the batch, on batch size, or on retries.
    */
-  async generate(params: ReadonlyMap<string, FloatArray>, requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions>, options: GenerateOptions): Promise<GenerateResult[]> {
+  async generate(params: ReadonlyMap<string, FloatArray>, requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions>, options: TimedGenerateOptions): Promise<GenerateResult[]> {
     const { config, dtype } = this;
     const o = resolveSamplingOptions(sampling);
     const samplers = requests.map((r) => new SequenceSampler(r.key, o));

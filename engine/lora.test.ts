@@ -4,7 +4,7 @@
 // that leaves the base bytes alone, PEFT's file layout, and a state round trip that resumes bit for bit.
 import { describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
-import { randomIds as keyedIds, releasedAfterAll } from './test-support.js';
+import { randomIds as keyedIds, releasedAfterAll, trainStep } from './testing/fixtures.js';
 import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
 import { paddedFeeds } from './batching.js';
 import { EngineInputError } from './errors.js';
@@ -128,7 +128,7 @@ async function trainSome(e: PolicyEngine, steps: number): Promise<void> {
     const batch = grpoBatch(`train-${step}`, 13);
     const old = await logprobsOf(e, batch);
     const sequences = batch.map((s, i) => ({ ...s, oldLogprobs: old[i]!, referencePolicyLogprobs: old[i]! }));
-    await e.trainStep(sequences, { loss: 'grpo', learningRate: 3e-2, maxCompletionLength: 8, klBeta: 0.01 });
+    await trainStep(e, sequences, { loss: 'grpo', learningRate: 3e-2, maxCompletionLength: 8, klBeta: 0.01 });
   }
 }
 
@@ -251,13 +251,14 @@ describe('a LoRA engine', () => {
     const name = 'base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight';
     const bad = new Map(file.tensors);
     bad.set(name, tensorFrom(new Float32Array(8 * 3), [8, 3]));
-    expect(() => e.importParameters(encodeSafetensors(bad))).toThrow(new EngineInputError(`adapter_model.safetensors: tensor ${name} has shape [8, 3], the model needs [8, 4]`));
+    const load = (tensors: typeof file.tensors): void => e.loadState({ parameters: encodeSafetensors(tensors), optimizer: null, reference: null, tag: { runId: 'lora', configHash: 'c', step: 0 } });
+    expect(() => load(bad)).toThrow(new EngineInputError(`adapter_model.safetensors: tensor ${name} has shape [8, 3], the model needs [8, 4]`));
     const extra = new Map(file.tensors);
     extra.set('base_model.model.model.layers.0.mlp.up_proj.lora_A.weight', tensorFrom(new Float32Array(4 * 16), [4, 16]));
-    expect(() => e.importParameters(encodeSafetensors(extra))).toThrow(/adapter_model\.safetensors: 1 tensor\(s\) the adapter config .* does not have, e\.g\. base_model\.model\.model\.layers\.0\.mlp\.up_proj\.lora_A\.weight/);
+    expect(() => load(extra)).toThrow(/adapter_model\.safetensors: 1 tensor\(s\) the adapter config .* does not have, e\.g\. base_model\.model\.model\.layers\.0\.mlp\.up_proj\.lora_A\.weight/);
     const missing = new Map(file.tensors);
     missing.delete(name);
-    expect(() => e.importParameters(encodeSafetensors(missing))).toThrow(`adapter_model.safetensors: tensor ${name} is missing`);
+    expect(() => load(missing)).toThrow(`adapter_model.safetensors: tensor ${name} is missing`);
     expect(() => PolicyEngine.initialise(config, 1, { lora: { ...ATTENTION, targets: ['q_proj', 'q_proj'], seed: 1 } })).toThrow(EngineInputError);
   });
 

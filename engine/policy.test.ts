@@ -4,7 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { grpoLoss } from '../dro/grpo.js';
 import { uniform } from '../dro/random.js';
-import { randomIds as keyedIds, releasedAfterAll } from './test-support.js';
+import { randomIds as keyedIds, releasedAfterAll, trainStep } from './testing/fixtures.js';
 import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
 import { parseModelConfig, type ModelConfig } from './model/config.js';
 import { initParameters, parameterSpecs } from './model/params.js';
@@ -133,7 +133,7 @@ describe('training step', () => {
           batch.map((s, i) => ({ newLogprobs: newLogprobs[i]!.logprobs, oldLogprobs: s.oldLogprobs!, referencePolicyLogprobs: s.referencePolicyLogprobs!, advantage: s.advantage!, truncated: s.truncated })),
           { aggregation, klBeta: 0.05, epsilonLow: 0.2, epsilonHigh: 0.28, maxCompletionLength: 8 },
         ).loss;
-        const result = await engine.trainStep(batch, { loss: 'grpo', learningRate: 1e-3, aggregation, klBeta: 0.05, epsilonHigh: 0.28, maxCompletionLength: 8 });
+        const result = await trainStep(engine, batch, { loss: 'grpo', learningRate: 1e-3, aggregation, klBeta: 0.05, epsilonHigh: 0.28, maxCompletionLength: 8 });
         expect(Math.abs(result.loss - expected) / Math.max(Math.abs(expected), 1e-12), `${dtype}: engine ${result.loss} vs reference ${expected}`).toBeLessThanOrEqual(1e-5);
         expect(result.step).toBe(1);
       }
@@ -188,9 +188,9 @@ describe('training step', () => {
         const source = Array.from({ length: 4 }, (_, i) => 1 + Math.floor(uniform(['copy', step, b, i]) * 8));
         return { ids: [...source, 9, ...source], completionStart: 5 };
       });
-    const first = (await engine.trainStep(batchAt(0), { loss: 'sft', learningRate: 3e-3 })).loss;
+    const first = (await trainStep(engine, batchAt(0), { loss: 'sft', learningRate: 3e-3 })).loss;
     let last = first;
-    for (let step = 1; step < 300; step++) last = (await engine.trainStep(batchAt(step), { loss: 'sft', learningRate: 3e-3 })).loss;
+    for (let step = 1; step < 300; step++) last = (await trainStep(engine, batchAt(step), { loss: 'sft', learningRate: 3e-3 })).loss;
     console.log(`copy task SFT: loss ${first.toFixed(4)} → ${last.toFixed(4)} after 300 steps`);
     expect(last).toBeLessThan(first / 10);
   });
@@ -199,7 +199,7 @@ describe('training step', () => {
     const config = tiny();
     const run = async (): Promise<Uint8Array> => {
       const engine = track(PolicyEngine.initialise(config, 99, { intraOpThreads: 2 }));
-      for (let step = 0; step < 20; step++) await engine.trainStep(grpoBatch(`det-${step}`, 13), { loss: 'grpo', learningRate: 1e-3, weightDecay: 0.01 });
+      for (let step = 0; step < 20; step++) await trainStep(engine, grpoBatch(`det-${step}`, 13), { loss: 'grpo', learningRate: 1e-3, weightDecay: 0.01 });
       return engine.exportParameters();
     };
     const [a, b] = [await run(), await run()];
@@ -210,17 +210,16 @@ describe('training step', () => {
   it('parameters and optimizer state round-trip through safetensors, and training resumes identically', async () => {
     const config = tiny();
     const a = track(PolicyEngine.initialise(config, 4));
-    for (let step = 0; step < 3; step++) await a.trainStep(grpoBatch(`rt-${step}`, 13), { loss: 'grpo', learningRate: 1e-3 });
+    for (let step = 0; step < 3; step++) await trainStep(a, grpoBatch(`rt-${step}`, 13), { loss: 'grpo', learningRate: 1e-3 });
     const b = track(PolicyEngine.initialise(config, 123));
-    b.importParameters(a.exportParameters());
-    b.importOptimizer(a.exportOptimizer());
+    b.loadState({ parameters: a.exportParameters(), optimizer: a.exportOptimizer(), reference: null, tag: { runId: 'rt', configHash: 'c', step: 3 } });
     expect(b.step).toBe(3);
-    await a.trainStep(grpoBatch('rt-next', 13), { loss: 'grpo', learningRate: 1e-3 });
-    await b.trainStep(grpoBatch('rt-next', 13), { loss: 'grpo', learningRate: 1e-3 });
+    await trainStep(a, grpoBatch('rt-next', 13), { loss: 'grpo', learningRate: 1e-3 });
+    await trainStep(b, grpoBatch('rt-next', 13), { loss: 'grpo', learningRate: 1e-3 });
     expect(Buffer.from(a.exportParameters()).equals(Buffer.from(b.exportParameters()))).toBe(true);
     expect(Buffer.from(a.exportOptimizer()).equals(Buffer.from(b.exportOptimizer()))).toBe(true);
-    expect(() => track(PolicyEngine.initialise(tiny({ hidden_size: 32 }), 1)).importParameters(a.exportParameters(), 'other.safetensors')).toThrow(
-      'other.safetensors: tensor model.embed_tokens.weight has shape [13, 16], the model needs [13, 32]',
+    expect(() => track(PolicyEngine.initialise(tiny({ hidden_size: 32 }), 1)).loadState({ parameters: a.exportParameters(), optimizer: null, reference: null, tag: { runId: 'rt', configHash: 'c', step: 3 } })).toThrow(
+      'model.safetensors: tensor model.embed_tokens.weight has shape [13, 16], the model needs [13, 32]',
     );
   });
 });

@@ -5,8 +5,9 @@
 import { createHash } from 'node:crypto';
 import type { Weights } from './batching.js';
 import { copyAs, type FloatArray, type FloatDType } from './float-arrays.js';
+import type { EngineApi, PolicyStateFiles, TrainOptions } from './api.js';
 import { EngineInputError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
-import { Generator, type GenerateOptions, type GenerateRequest, type GenerateResult } from './generation.js';
+import { Generator, type GenerateRequest, type GenerateResult, type TimedGenerateOptions } from './generation.js';
 import type { ModelConfig } from './model/config.js';
 import { ADAPTER_WEIGHTS_FILE, adapterSpecs, checkLoraConfig, initAdapters, LoraError, mergeAdapters, type LoraConfig } from './model/lora.js';
 import { elementCount, initParameters, parameterSpecs, type ParamSpec } from './model/params.js';
@@ -14,7 +15,7 @@ import { decodeAdapters, decodeOptimizer, decodeParameters, encodeAdapters, enco
 import type { OrtSession, SessionOptions } from './ort.js';
 import type { SamplingOptions } from './sampling.js';
 import { createScoreSession, scoreBatch, type ScoreOptions, type ScoreRequest, type ScoreResult } from './scoring.js';
-import { runUpdates, TrainSessions, type AdamState, type TrainSequence, type TrainStep, type TrainStepOptions, type TrainStepResult } from './training.js';
+import { runUpdates, TrainSessions, type AdamState, type TrainStep, type TrainStepResult } from './training.js';
 
 export type { FloatArray } from './float-arrays.js';
 export type { GenerateOptions, GenerateRequest, GenerateResult } from './generation.js';
@@ -33,28 +34,6 @@ export interface EngineOptions extends SessionOptions {
 export interface EngineLora extends LoraConfig {
   /** Keys the adapters' initialisation (the run seed). */
   seed: number;
-}
-
-/** A whole engine state as files (see engine/model/state-files.ts for the formats). */
-export interface PolicyStateFiles {
-  /** The trained parameters: model.safetensors, or under LoRA adapter_model.safetensors. */
-  parameters: Uint8Array;
-  /** null: a fresh optimizer (zero moments, step 0). */
-  optimizer: Uint8Array | null;
-  /** The frozen reference policy's parameters (the KL anchor); null: the loaded parameters. */
-  reference: Uint8Array | null;
-  tag: PolicyTag;
-}
-
-export interface TrainOptions {
-  /** Checked between session runs: an abort rejects with EngineAbortError and changes nothing. */
-  signal?: AbortSignal;
-  /** The tag the state must have, or the call fails with PolicyTagMismatchError and changes nothing. */
-  expect?: PolicyTag;
-  /** The tag the state gets when every update has succeeded. */
-  next?: PolicyTag;
-  /** Called after each update is computed (not yet committed) with the number computed so far. */
-  onProgress?: (updates: number) => void;
 }
 
 export function sameTag(a: PolicyTag | undefined, b: PolicyTag | undefined): boolean {
@@ -83,7 +62,7 @@ interface EngineState extends AdamState {
   tag: PolicyTag | undefined;
 }
 
-export class PolicyEngine {
+export class PolicyEngine implements EngineApi {
   readonly dtype: FloatDType;
   private state: EngineState;
   private scoreSession?: Promise<OrtSession>;
@@ -150,7 +129,7 @@ export class PolicyEngine {
     return this.state.step;
   }
 
-  get tag(): PolicyTag | undefined {
+  tag(): PolicyTag | undefined {
     return this.state.tag && { ...this.state.tag };
   }
 
@@ -192,7 +171,7 @@ export class PolicyEngine {
    * into its sessions, and a merged projection costs no more than the base one. Training never reads these
    * log-probs (the GRPO old log-probs come from score), so the rounding difference cannot reach an update.
    */
-  generate(requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: GenerateOptions = {}): Promise<GenerateResult[]> {
+  generate(requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: TimedGenerateOptions = {}): Promise<GenerateResult[]> {
     return this.generator.generate(this.modelParameters(this.state.params), requests, sampling, options);
   }
 
@@ -210,12 +189,6 @@ export class PolicyEngine {
     if (this.state !== start) throw new Error('the engine state changed while train() ran (engine calls must not overlap); nothing was committed');
     this.state = { ...state, reference: start.reference, tag: next };
     return results;
-  }
-
-  /** One optimizer step on the batch; returns the loss before the update. */
-  async trainStep(sequences: readonly TrainSequence[], options: TrainStepOptions, opts: TrainOptions = {}): Promise<TrainStepResult> {
-    const [result] = await this.train([{ sequences, options }], opts);
-    return result!;
   }
 
   /**
@@ -278,16 +251,6 @@ export class PolicyEngine {
   /** AdamW moments of the trained parameters (prefixed names) and the step count as safetensors bytes. */
   exportOptimizer(): Uint8Array {
     return encodeOptimizer(this.trained, this.dtype, this.state);
-  }
-
-  /** Replaces the trained parameters only (every one must be present with its shape); reference and tag stay. */
-  importParameters(bytes: Uint8Array, source = this.lora ? ADAPTER_WEIGHTS_FILE : 'model.safetensors'): void {
-    this.state = { ...this.state, params: this.decodeTrained(bytes, source) };
-  }
-
-  /** Replaces the moments and step only, after the whole file has been checked. */
-  importOptimizer(bytes: Uint8Array, source = 'optimizer.safetensors'): void {
-    this.state = { ...this.state, ...decodeOptimizer(bytes, this.trained, this.dtype, source) };
   }
 
   async release(): Promise<void> {

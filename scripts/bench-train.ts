@@ -77,7 +77,7 @@ async function measure(name: string, threads: number, warmup: number, steps: num
   for (let s = 0; s < warmup + steps; s++) {
     const sequences = batch(config, batchSize, length, s);
     const start = process.hrtime.bigint();
-    await engine.trainStep(sequences, options);
+    await engine.train([{ sequences, options }]);
     (s < warmup ? warmupSeconds : stepSeconds).push(secondsSince(start));
   }
   await engine.release();

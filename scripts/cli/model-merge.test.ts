@@ -11,6 +11,7 @@ import { adapterConfigJson, type LoraConfig } from '../../engine/model/lora.js';
 import { loadModelDir, saveModelDir } from '../../engine/model/model-dir.js';
 import { initParameters } from '../../engine/model/params.js';
 import { PolicyEngine } from '../../engine/policy.js';
+import { trainStep } from '../../engine/testing/fixtures.js';
 import { decodeSafetensors, encodeSafetensors, tensorFrom } from '../../engine/weights/safetensors.js';
 import { registerMergeCommand } from './model-merge.js';
 import { UsageError } from './options.js';
@@ -38,7 +39,7 @@ beforeAll(async () => {
   for (let step = 0; step < 3; step++) {
     const old = await adapted.score(requests);
     const sequences = requests.map((r, i) => ({ ids: r.ids, completionStart: r.targetStart, advantage: [1, -0.5, 0.3][i]!, oldLogprobs: old[i]!.logprobs, referencePolicyLogprobs: old[i]!.logprobs }));
-    await adapted.trainStep(sequences, { loss: 'grpo', learningRate: 3e-2, maxCompletionLength: 8 });
+    await trainStep(adapted, sequences, { loss: 'grpo', learningRate: 3e-2, maxCompletionLength: 8 });
   }
   await mkdir(join(dir, 'adapter'));
   await writeFile(join(dir, 'adapter', 'adapter_model.safetensors'), adapted.exportParameters());
