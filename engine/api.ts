@@ -31,7 +31,7 @@ export interface TrainOptions {
 
 export interface EngineApi {
   /** Samples a continuation of every prompt, each keyed by its own SampleKey (see PolicyEngine.generate). */
-  generate(requests: readonly GenerateRequest[], sampling?: Partial<SamplingOptions>, options?: GenerateOptions): Promise<GenerateResult[]>;
+  generate(requests: readonly GenerateRequest[], sampling: SamplingOptions, options?: GenerateOptions): Promise<GenerateResult[]>;
   /** Log-probs and ranks of ids[targetStart..] for each sequence, given everything before each token. */
   score(requests: readonly ScoreRequest[], options?: ScoreOptions): Promise<ScoreResult[]>;
   /** Runs the updates in order and commits all of them, or none (see PolicyEngine.train). */

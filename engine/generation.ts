@@ -8,7 +8,7 @@ import type { ModelConfig } from './model/config.js';
 import { buildFixedCacheDecodeGraph, buildPrefillGraph, GENERATE_IO } from './model/generate-graph.js';
 import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
 import { HELPER_MIN_LOGITS, SamplingHelper } from './sampling-helper.js';
-import { resolveSamplingOptions, SequenceSampler, type SampleKey, type SamplingOptions } from './sampling.js';
+import { checkedSamplingOptions, SequenceSampler, type SampleKey, type SamplingOptions } from './sampling.js';
 
 export interface GenerateRequest {
   promptIds: number[];
@@ -63,9 +63,9 @@ export class Generator {
    * Samples a continuation of every prompt. Each sequence's draws are keyed by its own SampleKey, so
    * its tokens do not depend on the rest of the batch, on batch size, or on retries.
    */
-  async generate(params: ReadonlyMap<string, FloatArray>, requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions>, options: TimedGenerateOptions): Promise<GenerateResult[]> {
+  async generate(params: ReadonlyMap<string, FloatArray>, requests: readonly GenerateRequest[], sampling: SamplingOptions, options: TimedGenerateOptions): Promise<GenerateResult[]> {
     const { config, dtype } = this;
-    const o = resolveSamplingOptions(sampling);
+    const o = checkedSamplingOptions(sampling);
     const samplers = requests.map((r) => new SequenceSampler(r.key, o));
     if (requests.length === 0) return [];
     checkIds(config, requests.map((r) => r.promptIds));

@@ -115,12 +115,12 @@ export class PolicyEngine implements EngineApi {
     this.trainSessions = new TrainSessions(config, this.sessionOptions, undefined, this.lora);
   }
 
-  static fromParameters(config: ModelConfig, params: ReadonlyMap<string, FloatArray>, options: EngineOptions = {}): PolicyEngine {
+  static fromParameters(config: ModelConfig, params: ReadonlyMap<string, FloatArray>, options: EngineOptions): PolicyEngine {
     return new PolicyEngine(config, params, options);
   }
 
   /** A new model initialised deterministically from `seed`. */
-  static initialise(config: ModelConfig, seed: number, options: EngineOptions = {}): PolicyEngine {
+  static initialise(config: ModelConfig, seed: number, options: EngineOptions): PolicyEngine {
     return new PolicyEngine(config, initParameters(config, seed), options);
   }
 
@@ -171,7 +171,7 @@ export class PolicyEngine implements EngineApi {
    * into its sessions, and a merged projection costs no more than the base one. Training never reads these
    * log-probs (the GRPO old log-probs come from score), so the rounding difference cannot reach an update.
    */
-  generate(requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: TimedGenerateOptions = {}): Promise<GenerateResult[]> {
+  generate(requests: readonly GenerateRequest[], sampling: SamplingOptions, options: TimedGenerateOptions = {}): Promise<GenerateResult[]> {
     return this.generator.generate(this.modelParameters(this.state.params), requests, sampling, options);
   }
 

@@ -41,13 +41,8 @@ export interface SamplingOptions {
   stopSequences: number[][];
 }
 
-const defaults: SamplingOptions = { temperature: 1, topP: 1, topK: 0, maxNewTokens: 256, stopTokenIds: [], stopSequences: [] };
-// Frozen in place so nobody can push a stop token into every later caller's defaults.
-Object.freeze(defaults.stopTokenIds);
-Object.freeze(defaults.stopSequences);
-export const DEFAULT_SAMPLING_OPTIONS: Readonly<SamplingOptions> = Object.freeze(defaults);
-
-const OPTION_KEYS = Object.keys(DEFAULT_SAMPLING_OPTIONS);
+// Every field is required (the run config owns the defaults, not the engine); any other key is refused by name.
+const OPTION_KEYS: readonly (keyof SamplingOptions)[] = ['temperature', 'topP', 'topK', 'maxNewTokens', 'stopTokenIds', 'stopSequences'];
 /** uniformStream takes indices in [0, 2^32), and the position is the index. */
 const MAX_POSITION = 2 ** 32 - 1;
 const TOP_P_SLACK = 1e-12;
@@ -64,22 +59,19 @@ function tokenIds(value: unknown, what: string, opts: { nonEmpty?: boolean } = {
   });
 }
 
-/** Fills unset fields from DEFAULT_SAMPLING_OPTIONS (undefined counts as unset) and validates every field. */
-export function resolveSamplingOptions(o: Partial<SamplingOptions> = {}): SamplingOptions {
+/** Validates every field (each is required) and returns a copy. */
+export function checkedSamplingOptions(o: SamplingOptions): SamplingOptions {
   const raw: unknown = o;
   if (typeof raw !== 'object' || raw === null || isArray(raw)) throw new EngineInputError('sampling options must be an object');
   assertKnownKeys(o, OPTION_KEYS, 'sampling', EngineInputError);
-  const temperature = o.temperature === undefined ? DEFAULT_SAMPLING_OPTIONS.temperature : o.temperature;
-  const topP = o.topP === undefined ? DEFAULT_SAMPLING_OPTIONS.topP : o.topP;
-  const topK = o.topK === undefined ? DEFAULT_SAMPLING_OPTIONS.topK : o.topK;
-  const maxNewTokens = o.maxNewTokens === undefined ? DEFAULT_SAMPLING_OPTIONS.maxNewTokens : o.maxNewTokens;
+  const { temperature, topP, topK, maxNewTokens } = o;
   assertNumberIn(temperature, 'sampling option temperature', 0, Infinity, { error: EngineInputError });
   assertNumberIn(topP, 'sampling option topP', 0, 1, { minExclusive: true, error: EngineInputError });
   assertNumberIn(topK, 'sampling option topK', 0, Number.MAX_SAFE_INTEGER, { integer: true, error: EngineInputError });
   assertNumberIn(maxNewTokens, 'sampling option maxNewTokens', 1, MAX_POSITION + 1, { integer: true, error: EngineInputError });
   // Copies, so a caller mutating its arrays later cannot change a running sampler.
-  const stopTokenIds = tokenIds(o.stopTokenIds === undefined ? [] : o.stopTokenIds, 'sampling option stopTokenIds');
-  const rawSequences: unknown = o.stopSequences === undefined ? [] : o.stopSequences;
+  const stopTokenIds = tokenIds(o.stopTokenIds, 'sampling option stopTokenIds');
+  const rawSequences: unknown = o.stopSequences;
   if (!isArray(rawSequences)) throw new EngineInputError(`sampling option stopSequences must be an array of token-id arrays, got ${JSON.stringify(rawSequences)}`);
   const stopSequences = rawSequences.map((s, i) => tokenIds(s, `sampling option stopSequences[${i}]`, { nonEmpty: true }));
   return { temperature, topP, topK, maxNewTokens, stopTokenIds, stopSequences };
@@ -446,7 +438,7 @@ export class SequenceSampler {
   readonly #key: SampleKey;
 
   constructor(key: SampleKey, options: SamplingOptions) {
-    this.#options = resolveSamplingOptions(options);
+    this.#options = checkedSamplingOptions(options);
     this.#draw = keyStream(key);
     this.#key = { ...key };
   }
@@ -514,7 +506,7 @@ export class SequenceSampler {
 /** Convenience: the same choice as SequenceSampler for one row, given the generated position. */
 export function sampleToken(logits: LogitsRow, key: SampleKey, position: number, options: SamplingOptions): { token: number; logprob: number } {
   checkPosition(position);
-  return choose(logits, position, resolveSamplingOptions(options), keyStream(key));
+  return choose(logits, position, checkedSamplingOptions(options), keyStream(key));
 }
 
 /** The two top-p cuts, for the test that the binned one always agrees with the definition or defers to it. */

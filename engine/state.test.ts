@@ -1,25 +1,16 @@
 // The engine's state contract for the Temporal activities: tags, whole-state loads that land entirely
 // or not at all, the frozen reference policy, optimizer reset, and training that commits every update
 // or none (tag mismatch, cancellation, non-finite loss), checked bit for bit on the exported files.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
 import { EngineAbortError, EngineInputError, NonFiniteUpdateError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
-import { parseModelConfig } from './model/config.js';
-import { PolicyEngine, type TrainSequence, type TrainStepOptions } from './policy.js';
-import { trainStep } from './testing/fixtures.js';
+import { PolicyEngine, type TrainSequence } from './policy.js';
+import { engineOptions, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
 import { decodeSafetensors, encodeSafetensors } from './weights/safetensors.js';
 
-const raw = { vocab_size: 13, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, initializer_range: 0.3 };
-const config = parseModelConfig(raw, 'state test config');
-const engines: PolicyEngine[] = [];
-function engine(seed = 1): PolicyEngine {
-  const e = PolicyEngine.initialise(config, seed);
-  engines.push(e);
-  return e;
-}
-afterAll(async () => {
-  for (const e of engines) await e.release();
-});
+const config = tinyModelConfig();
+const track = releasedAfterAll();
+const engine = (seed = 1): PolicyEngine => track(PolicyEngine.initialise(config, seed, engineOptions()));
 
 const ids = (key: string, n: number): number[] => Array.from({ length: n }, (_, i) => Math.floor(uniform(['state', key, i]) * 13));
 function grpoBatch(key: string): TrainSequence[] {
@@ -34,7 +25,8 @@ function grpoBatch(key: string): TrainSequence[] {
     };
   });
 }
-const grpo: TrainStepOptions = { loss: 'grpo', learningRate: 1e-2, klBeta: 0.05, maxCompletionLength: 8 };
+const grpo = trainStepOptions('grpo', { learningRate: 1e-2, klBeta: 0.05, maxCompletionLength: 8 });
+const sft = trainStepOptions('sft', { learningRate: 1e-2 });
 const tag = (step: number): PolicyTag => ({ runId: 'run-1', configHash: 'c0ffee', step });
 const probe = [{ ids: ids('probe', 9), targetStart: 1 }];
 
@@ -107,8 +99,7 @@ describe('loadState', () => {
     const paramsMap = e.parameters();
     const scores = await e.score(probe);
     const good = await trained(5);
-    const wrongShape = PolicyEngine.initialise(parseModelConfig({ ...raw, hidden_size: 32 }, 'other'), 1);
-    engines.push(wrongShape);
+    const wrongShape = track(PolicyEngine.initialise(tinyModelConfig({ hidden_size: 32 }, 'other'), 1, engineOptions()));
     const truncated = good.exportOptimizer().subarray(0, 100);
     const cases: [string, Parameters<PolicyEngine['loadState']>[0], string][] = [
       ['corrupt optimizer', { parameters: good.exportParameters(), optimizer: truncated, reference: null, tag: tag(9) }, 'optimizer.safetensors'],
@@ -259,13 +250,17 @@ describe('train: every update or none', () => {
     const before = snapshot(e);
     const steps = [
       { sequences: grpoBatch('v1'), options: grpo },
-      { sequences: [{ ids: [1, 2, 40], completionStart: 1 }], options: { loss: 'sft' as const, learningRate: 1e-2 } },
+      { sequences: [{ ids: [1, 2, 40], completionStart: 1 }], options: sft },
     ];
     await expect(e.train(steps)).rejects.toThrow(new EngineInputError('train step 1: token id 40 at sequence 0, position 2 is outside the vocabulary (0..12)'));
-    await expect(trainStep(e, [{ ids: [1, 2], completionStart: 0 }], { loss: 'sft', learningRate: 1e-2 })).rejects.toThrow('sequence 0: completionStart 0 must be in 1..2');
+    await expect(trainStep(e, [{ ids: [1, 2], completionStart: 0 }], sft)).rejects.toThrow('sequence 0: completionStart 0 must be in 1..2');
     await expect(trainStep(e, grpoBatch('v2'), { ...grpo, maxCompletionLength: 2 })).rejects.toThrow('maxCompletionLength 2 must be an integer of at least the longest completion (5 tokens)');
-    await expect(trainStep(e, [{ ids: [1, 2, 3], completionStart: 1 }], { loss: 'grpo', learningRate: 1e-2 })).rejects.toThrow(EngineInputError);
+    await expect(trainStep(e, [{ ids: [1, 2, 3], completionStart: 1 }], grpo)).rejects.toThrow('sequence 0: GRPO needs an advantage and 2 old and reference-policy log-probs (one per completion token)');
     await expect(trainStep(e, grpoBatch('v3'), { ...grpo, learningRate: Number.NaN })).rejects.toThrow('learningRate must be a finite number ≥ 0, got NaN');
+    // The engine has no defaults: a missing option is named.
+    await expect(trainStep(e, grpoBatch('v4'), { ...grpo, beta2: undefined } as never)).rejects.toThrow('beta2 must be a finite number, got undefined');
+    await expect(trainStep(e, grpoBatch('v5'), { ...grpo, aggregation: undefined } as never)).rejects.toThrow('aggregation must be one of dr-grpo, sequence-mean, token-mean, got undefined');
+    await expect(trainStep(e, grpoBatch('v6'), { ...grpo, maskTruncated: undefined } as never)).rejects.toThrow('maskTruncated must be a boolean, got undefined');
     expect(snapshot(e)).toEqual(before);
   });
 });

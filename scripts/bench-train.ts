@@ -5,6 +5,8 @@
 // the share of the peak. `--json` prints one JSON object instead.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { trainStepOptions } from '../activities/policy-state.js';
+import { parseRunConfig } from '../dro/config.js';
 import { uniform } from '../dro/random.js';
 import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
 import { parameterCount } from '../engine/model/params.js';
@@ -21,6 +23,9 @@ for QKᵀ and AV, forward and backward (no causal discount). The MatMul peak is 
 chained GEMMs of the reference config's linear-layer shapes, with the weights as inputs as in training.
 --json prints { "peakGflops", "idle", "configs": [{ "name", "tokensPerSecond", "gflops",
 "shareOfPeak", "peakRssBytes", ... }] }; warnings go to stderr.`;
+
+// A default run: the bench's GRPO update is the one runs make.
+const RUN = parseRunConfig({});
 
 const CONFIGS: Record<string, { config: ModelConfig; batch: number; length: number }> = {
   small: {
@@ -71,7 +76,7 @@ async function measure(name: string, threads: number, warmup: number, steps: num
   const parameters = parameterCount(config);
   const tokens = batchSize * length;
   const flopsPerStep = 6 * parameters * tokens + 12 * config.num_hidden_layers * config.hidden_size * length * tokens;
-  const options = { loss: 'grpo' as const, learningRate: 1e-5 };
+  const options = { loss: 'grpo' as const, learningRate: RUN.optimizer.learningRate, ...trainStepOptions(RUN) };
   const warmupSeconds: number[] = [];
   const stepSeconds: number[] = [];
   for (let s = 0; s < warmup + steps; s++) {

@@ -54,7 +54,7 @@ async function ours(engine: PolicyEngine, prompts: number[][], newTokens: number
   for (let run = 0; run <= runs; run++) {
     let first: number | undefined;
     const start = process.hrtime.bigint();
-    await engine.generate(requests, { maxNewTokens: newTokens, temperature: 0, stopTokenIds: [] }, {
+    await engine.generate(requests, { maxNewTokens: newTokens, temperature: 0, topP: 1, topK: 0, stopTokenIds: [], stopSequences: [] }, {
       onProgress: () => {
         first ??= secondsSince(start);
       },

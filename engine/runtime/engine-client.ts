@@ -80,7 +80,7 @@ export class EngineClient implements Omit<RemoteEngineApi, 'release'> {
   }
 
   /** Starts an engine thread and waits until its model is ready. */
-  static async start(source: EngineSource, options: EngineOptions = {}): Promise<EngineClient> {
+  static async start(source: EngineSource, options: EngineOptions): Promise<EngineClient> {
     const { worker, config } = await startEngineThread({ source, options });
     return new EngineClient(worker, config);
   }
@@ -132,7 +132,7 @@ export class EngineClient implements Omit<RemoteEngineApi, 'release'> {
     });
   }
 
-  generate(requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: GenerateOptions = {}): Promise<GenerateResult[]> {
+  generate(requests: readonly GenerateRequest[], sampling: SamplingOptions, options: GenerateOptions = {}): Promise<GenerateResult[]> {
     const { signal, onProgress, ...generateOptions } = options;
     return this.call('generate', [requests, sampling, generateOptions], { signal, onProgress });
   }

@@ -6,7 +6,7 @@ import type { CrashMessage, EngineSource } from '../runtime/protocol.js';
 import type { EngineOptions } from '../policy.js';
 
 export class CrashableEngineClient extends EngineClient {
-  static async startCrashable(source: EngineSource, options: EngineOptions = {}): Promise<CrashableEngineClient> {
+  static async startCrashable(source: EngineSource, options: EngineOptions): Promise<CrashableEngineClient> {
     const { worker, config } = await startEngineThread({ source, options, testing: true });
     return new CrashableEngineClient(worker, config);
   }
