@@ -6,7 +6,8 @@ import { referenceLogits } from '../test/reference/llama-forward.js';
 import { parseModelConfig, type ModelConfig } from './model/config.js';
 import { initParameters } from './model/params.js';
 import { EngineAbortError, EngineInputError } from './errors.js';
-import { PolicyEngine, type GenerateRequest } from './policy.js';
+import type { GenerateRequest } from './generation.js';
+import { PolicyEngine } from './policy.js';
 import { engineOptions, releasedAfterAll, samplingOptions, trainStep, trainStepOptions } from './testing/fixtures.js';
 
 // Two shapes (head sizes 4 and 16, the second as real models have them in multiples of 8): every property

@@ -13,7 +13,8 @@ import { adapterConfigJson, adapterSpecs, initAdapters, mergeAdapters, parseAdap
 import { initParameters, parameterSpecs } from './model/params.js';
 import { buildGradientGraph, TRAIN_IO } from './model/train-graph.js';
 import { OrtSession, type TensorData } from './ort.js';
-import { PolicyEngine, type TrainSequence } from './policy.js';
+import { PolicyEngine } from './policy.js';
+import type { TrainSequence } from './training.js';
 import { decodeSafetensors, encodeSafetensors, tensorFrom, toFloat32 } from './weights/safetensors.js';
 
 

@@ -11,7 +11,8 @@ import { initParameters, parameterSpecs } from './model/params.js';
 import { buildGradientGraph, TRAIN_IO } from './model/train-graph.js';
 import { OrtSession, type TensorData } from './ort.js';
 import { EngineInputError } from './errors.js';
-import { PolicyEngine, type TrainSequence } from './policy.js';
+import { PolicyEngine } from './policy.js';
+import type { TrainSequence } from './training.js';
 
 
 const track = releasedAfterAll();

@@ -17,13 +17,6 @@ import type { SamplingOptions } from './sampling.js';
 import { createScoreSession, scoreBatch, type ScoreOptions, type ScoreRequest, type ScoreResult } from './scoring.js';
 import { runUpdates, TrainSessions, type AdamState, type TrainStep, type TrainStepResult } from './training.js';
 
-export type { FloatArray } from './float-arrays.js';
-export type { GenerateOptions, GenerateRequest, GenerateResult } from './generation.js';
-export type { ScoreOptions, ScoreRequest, ScoreResult } from './scoring.js';
-export type { TrainSequence, TrainStep, TrainStepOptions, TrainStepResult } from './training.js';
-export { OPTIMIZER_STEP_TENSOR } from './model/state-files.js';
-export { EngineAbortError, EngineInputError, EngineThreadError, NonFiniteUpdateError, PolicyTagMismatchError } from './errors.js';
-
 export interface EngineOptions extends SessionOptions {
   /** float32 for real work; float64 for gradient checks. */
   dtype?: FloatDType;

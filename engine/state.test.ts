@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
 import { EngineAbortError, EngineInputError, NonFiniteUpdateError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
-import { PolicyEngine, type TrainSequence } from './policy.js';
+import { PolicyEngine } from './policy.js';
+import type { TrainSequence } from './training.js';
 import { engineOptions, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
 import { decodeSafetensors, encodeSafetensors } from './weights/safetensors.js';
 

@@ -4,10 +4,7 @@
 // step) and compute (the float32 MatMul peak). Checks that the machine is idle first; figures are
 // medians of several generations. `--json` prints one JSON object instead.
 import { parseArgs } from 'node:util';
-import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
-import { parameterCount } from '../engine/model/params.js';
-import { PolicyEngine, type GenerateRequest } from '../engine/policy.js';
-import type { SamplingOptions } from '../engine/sampling.js';
+import { parameterCount, parseModelConfig, PolicyEngine, type GenerateRequest, type ModelConfig, type SamplingOptions } from '../engine/index.js';
 import { matmulPeak, median, reportIdle, readBandwidth } from './bench/machine.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 

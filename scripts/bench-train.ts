@@ -8,9 +8,7 @@ import { parseArgs } from 'node:util';
 import { trainStepOptions } from '../activities/policy-state.js';
 import { parseRunConfig } from '../dro/config.js';
 import { uniform } from '../dro/random.js';
-import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
-import { parameterCount } from '../engine/model/params.js';
-import { PolicyEngine, type TrainSequence } from '../engine/policy.js';
+import { parameterCount, parseModelConfig, PolicyEngine, type ModelConfig, type TrainSequence } from '../engine/index.js';
 import { matmulPeak, median, reportIdle, secondsSince } from './bench/machine.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 

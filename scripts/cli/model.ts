@@ -2,12 +2,7 @@
 // text, score a token sequence, sample a continuation.
 import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
-import { parseModelConfig } from '../../engine/model/config.js';
-import { importHuggingFaceDir, saveModelDir } from '../../engine/model/model-dir.js';
-import { importGgufToDir, loadModel, loadModelTokenizer } from '../../engine/model/model-source.js';
-import { initParameters, parameterCount } from '../../engine/model/params.js';
-import { encodeParameters } from '../../engine/model/state-files.js';
-import { PolicyEngine } from '../../engine/policy.js';
+import { encodeParameters, importGgufToDir, importHuggingFaceDir, initParameters, loadModel, loadModelTokenizer, parameterCount, parseModelConfig, PolicyEngine, saveModelDir } from '../../engine/index.js';
 import { registerMergeCommand } from './model-merge.js';
 import { UsageError, idsOption, integerOption, numberOption, textOption } from './options.js';
 import { readJsonFile } from '../../storage/local-files.js';
