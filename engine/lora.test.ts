@@ -204,7 +204,7 @@ describe('a LoRA engine', () => {
     const e = track(PolicyEngine.fromParameters(config, initParameters(config, 8), engineOptions({ dtype: 'float64', lora: { ...ATTENTION, seed: 1 } })));
     await trainSome(e, 2);
     expect(e.parameters().get(adapterSpecs(config, ATTENTION)[1]!.name)).toBeInstanceOf(Float64Array);
-    expect(e.step).toBe(2);
+    expect(e.optimizerSteps).toBe(2);
   });
 
   it('writes adapters in PEFT layout: names, shapes, adapter_config.json', () => {
@@ -268,7 +268,7 @@ describe('a LoRA engine', () => {
     await trainSome(straight, 2);
     const resumed = track(PolicyEngine.fromParameters(config, params, engineOptions({ lora: { ...lora, seed: 99 } })));
     resumed.loadState(files);
-    expect(resumed.step).toBe(2);
+    expect(resumed.optimizerSteps).toBe(2);
     await trainSome(resumed, 2);
     expect(Buffer.compare(Buffer.from(resumed.exportParameters()), Buffer.from(straight.exportParameters()))).toBe(0);
     expect(Buffer.compare(Buffer.from(resumed.exportOptimizer()), Buffer.from(straight.exportOptimizer()))).toBe(0);

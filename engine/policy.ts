@@ -117,8 +117,8 @@ export class PolicyEngine implements EngineApi {
     return new PolicyEngine(config, initParameters(config, seed), options);
   }
 
-  /** Optimizer updates applied so far. */
-  get step(): number {
+  /** Optimizer updates applied so far (not the training step of the policy tag). */
+  get optimizerSteps(): number {
     return this.state.step;
   }
 

@@ -39,8 +39,8 @@ function withoutStep(optimizer: Uint8Array): Uint8Array {
 }
 
 /** Everything the engine holds, as bytes and JSON, for bit-for-bit comparisons. */
-function snapshot(e: PolicyEngine): { parameters: Buffer; optimizer: Buffer; reference: Buffer; tag: PolicyTag | undefined; step: number } {
-  return { parameters: Buffer.from(e.exportParameters()), optimizer: Buffer.from(e.exportOptimizer()), reference: Buffer.from(e.exportReferencePolicy()), tag: e.tag(), step: e.step };
+function snapshot(e: PolicyEngine): { parameters: Buffer; optimizer: Buffer; reference: Buffer; tag: PolicyTag | undefined; optimizerSteps: number } {
+  return { parameters: Buffer.from(e.exportParameters()), optimizer: Buffer.from(e.exportOptimizer()), reference: Buffer.from(e.exportReferencePolicy()), tag: e.tag(), optimizerSteps: e.optimizerSteps };
 }
 
 /** An engine that has trained, frozen a reference in the middle and carries a tag. */
@@ -88,7 +88,7 @@ describe('loadState', () => {
     const a = await trained();
     const b = engine(7);
     b.loadState({ parameters: a.exportParameters(), optimizer: null, reference: null, tag: tag(5) });
-    expect(b.step).toBe(0);
+    expect(b.optimizerSteps).toBe(0);
     expect(Buffer.from(b.exportOptimizer())).toEqual(Buffer.from(engine(3).exportOptimizer()));
     expect(Buffer.from(b.exportReferencePolicy())).toEqual(Buffer.from(a.exportParameters()));
     expect(b.tag()).toEqual(tag(5));
@@ -152,7 +152,7 @@ describe('resetOptimizer', () => {
     const e = await trained();
     const before = snapshot(e);
     e.resetOptimizer();
-    expect(snapshot(e)).toEqual({ ...before, optimizer: Buffer.from(engine(9).exportOptimizer()), step: 0 });
+    expect(snapshot(e)).toEqual({ ...before, optimizer: Buffer.from(engine(9).exportOptimizer()), optimizerSteps: 0 });
     const fresh = engine(9);
     fresh.loadState({ parameters: e.exportParameters(), optimizer: null, reference: e.exportReferencePolicy(), tag: tag(2) });
     expect(await trainStep(e, grpoBatch('after-reset'), grpo)).toEqual(await trainStep(fresh, grpoBatch('after-reset'), grpo));
