@@ -10,6 +10,10 @@ const workflowFiles = ['workflows/**/*.ts', 'test/fixtures/workflows/**/*.ts'];
 const workflowTestFiles = ['workflows/**/*.test.ts', 'workflows/test-support.ts'];
 const nodeBuiltins = builtinModules.filter((m) => !m.startsWith('_'));
 
+// The engine's front door: code outside engine/ reaches it only through engine/index.ts, so what is
+// inside can move without its callers noticing. Tests may reach inside to test internals.
+const engineCallers = ['activities/**/*.ts', 'scripts/**/*.ts', 'workers/**/*.ts', 'datasets/**/*.ts', 'storage/**/*.ts', 'cli/**/*.ts'];
+
 export default tseslint.config(
   { ignores: ['node_modules/**', '.tools/**', '.data/**', 'coverage/**'] },
   js.configs.recommended,
@@ -47,6 +51,23 @@ export default tseslint.config(
               regex: '^\\.\\./(?!dro/[^/]+$|activities/errors\\.js$)',
               allowTypeImports: true,
               message: 'Workflow code imports our other modules only as types (`import type`), e.g. activities via proxyActivities; only ../dro/ and ../activities/errors.js may be imported as code.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: engineCallers,
+    ignores: ['**/*.test.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '(^|/)engine/(?!index\\.js$)',
+              message: 'Import the engine through its front door, engine/index.js (export what you need there); only tests reach inside.',
             },
           ],
         },

@@ -5,7 +5,7 @@
 // when the newest one has been evaluated, which is what a scheduled evaluation finds between checkpoints.
 import { checkLoraBase, trainedWeightsFile } from './policy-state.js';
 import { engineOptions, engineSource } from './policy-host.js';
-import { EngineClient } from '../engine/runtime/engine-client.js';
+import { EngineClient } from '../engine/index.js';
 import { CheckpointError, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type LoadedCheckpoint } from '../storage/checkpoints.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { seconds, withHeartbeat, type StoreOpener } from './context.js';

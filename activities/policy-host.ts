@@ -3,9 +3,7 @@
 // not hold it (restarted, never had the run, or its engine thread died) answers PolicyStateLost, the
 // workflow's cue to pin a worker, load the last checkpoint there and replay from it.
 import type { RunConfig } from '../dro/config.js';
-import { EngineClient } from '../engine/runtime/engine-client.js';
-import type { EngineSource } from '../engine/runtime/protocol.js';
-import type { EngineOptions, PolicyTag } from '../engine/policy.js';
+import { EngineClient, type EngineOptions, type EngineSource, type PolicyTag } from '../engine/index.js';
 import { failure } from './errors.js';
 import type { RunData } from './run-data.js';
 import type { PolicyVersion, RunRef, UpdateSummary, WarmStartResult } from './types.js';

@@ -7,10 +7,7 @@ import { pararevSource, pararevTask } from '../datasets/pararev.js';
 import { sharedDatasetFile } from '../datasets/paths.js';
 import { syntheticExample, syntheticTask } from '../datasets/synthetic.js';
 import { DatasetError, THINK_CLOSE, THINK_OPEN, type Example, type SkippedRecord, type Task } from '../datasets/task.js';
-import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
-import { ByteTokenizer } from '../engine/tokenizer/byte-tokenizer.js';
-import { loadModelConfig, loadModelTokenizer } from '../engine/model/model-source.js';
-import type { Tokenizer } from '../engine/tokenizer/tokenizer.js';
+import { ByteTokenizer, loadModelConfig, loadModelTokenizer, parseModelConfig, type ModelConfig, type Tokenizer } from '../engine/index.js';
 import { failure } from './errors.js';
 
 export interface RunData {

@@ -11,16 +11,14 @@ import { mean, populationStd } from '../dro/stats.js';
 import { configAt, type HyperparameterChange } from '../dro/hyperparameters.js';
 import { learningRateAt } from '../dro/schedule.js';
 import { DataSampler, initialCursor as initialSamplerCursor } from '../datasets/sampler.js';
-import { NonFiniteUpdateError, PolicyTagMismatchError } from '../engine/errors.js';
-import type { GenerateResult, TrainSequence } from '../engine/policy.js';
-import type { EngineClient } from '../engine/runtime/engine-client.js';
+import { NonFiniteUpdateError, PolicyTagMismatchError, type EngineClient, type GenerateResult, type SamplingOptions, type TrainSequence } from '../engine/index.js';
 import { chunks, seconds, withHeartbeat, type Progress, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
 import type { FaultPlan } from './faults.js';
 import { readJson, runKeys, writeChangeLog, writeJson, writeStepMetrics } from './records.js';
 import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
-import { optimizerOptions, readSubset } from './policy-state.js';
+import { readSubset, trainStepOptions } from './policy-state.js';
 import { MASKED_CHAIN, runData, type RunData } from './run-data.js';
 import type { RewardSummary, RolloutSummary, RunRef, SampleBatchResult, ScoreSummary, StepRecordInput, UpdateSummary } from './types.js';
 import type { SamplerCursor } from '../datasets/sampler.js';
@@ -54,8 +52,10 @@ export async function generateInPlan(
 ): Promise<GenerateResult[]> {
   const out: GenerateResult[] = [];
   let tokens = 0;
+  // The run config has neither top-k nor stop sequences: runs sample from the whole nucleus and stop at the end token.
+  const options: SamplingOptions = { ...sampling, topK: 0, stopSequences: [] };
   for (const chunk of chunks(requests, chunkSize)) {
-    const results = await engine.generate(chunk, sampling, {
+    const results = await engine.generate(chunk, options, {
       signal: progress.signal,
       onProgress: (n) => progress.report({ sequences: out.length, of: requests.length, tokens: tokens + n }),
     });
@@ -293,16 +293,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
         });
       });
       deps.faults.at('update', input.step);
-      const options = {
-        loss: 'grpo' as const,
-        learningRate,
-        epsilonLow: config.dro.epsilonLow,
-        epsilonHigh: config.dro.epsilonHigh,
-        klBeta: config.dro.klBeta,
-        aggregation: config.dro.aggregation,
-        maskTruncated: config.dro.maskTruncated,
-        ...optimizerOptions(config),
-      };
+      const options = { loss: 'grpo' as const, learningRate, ...trainStepOptions(config) };
       const steps = sequences.length === 0 ? [] : Array.from({ length: config.optimizer.updatesPerStep }, () => ({ sequences, options }));
       let results;
       try {

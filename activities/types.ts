@@ -4,7 +4,7 @@
 import type { RunConfig } from '../dro/config.js';
 import type { HyperparameterChange } from '../dro/hyperparameters.js';
 import type { SamplerCursor } from '../datasets/sampler.js';
-import type { PolicyTag } from '../engine/policy.js';
+import type { PolicyTag } from '../engine/index.js';
 
 /** What every activity needs to find a run: its name, its validated config and the config's hash. */
 export interface RunRef {

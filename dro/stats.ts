@@ -5,6 +5,12 @@ export class DroInputError extends Error {
   override readonly name = 'DroInputError';
 }
 
+/**
+ * The class a check throws: DroInputError unless the caller names its own, so a module with its own
+ * input-error class (the engine's sampler: EngineInputError) uses these checks without re-wrapping.
+ */
+export type InputErrorClass = new (message: string) => Error;
+
 export function mean(values: readonly number[]): number {
   let sum = 0;
   for (const v of values) sum += v;
@@ -61,9 +67,9 @@ export function assertFiniteMatrix(rows: readonly (readonly number[])[], what: s
 }
 
 /** Rejects option keys the function does not know, and values outside their allowed set. */
-export function assertKnownKeys(options: object, known: readonly string[], what: string): void {
+export function assertKnownKeys(options: object, known: readonly string[], what: string, InputError: InputErrorClass = DroInputError): void {
   for (const key of Object.keys(options)) {
-    if (!known.includes(key)) throw new DroInputError(`unknown ${what} option "${key}" (known: ${known.join(', ')})`);
+    if (!known.includes(key)) throw new InputError(`unknown ${what} option "${key}" (known: ${known.join(', ')})`);
   }
 }
 
@@ -76,7 +82,7 @@ export function assertNumberIn(
   what: string,
   min: number,
   max: number,
-  opts: { minExclusive?: boolean; maxExclusive?: boolean; integer?: boolean } = {},
+  opts: { minExclusive?: boolean; maxExclusive?: boolean; integer?: boolean; error?: InputErrorClass } = {},
 ): asserts value is number {
   const ok =
     typeof value === 'number' &&
@@ -86,6 +92,6 @@ export function assertNumberIn(
     (!opts.integer || Number.isInteger(value));
   if (!ok) {
     const range = `${opts.minExclusive ? '(' : '['}${min}, ${max === Infinity ? '∞)' : `${max}${opts.maxExclusive ? ')' : ']'}`}`;
-    throw new DroInputError(`${what} must be ${opts.integer ? 'an integer' : 'a number'} in ${range}, got ${JSON.stringify(value)}`);
+    throw new (opts.error ?? DroInputError)(`${what} must be ${opts.integer ? 'an integer' : 'a number'} in ${range}, got ${JSON.stringify(value)}`);
   }
 }

@@ -3,20 +3,8 @@
 import type { ModelConfig } from './model/config.js';
 import { parameterSpecs, type ParamSpec } from './model/params.js';
 import { EngineInputError } from './errors.js';
+import { zeros, type FloatArray, type FloatDType } from './float-arrays.js';
 import type { TensorData } from './ort.js';
-
-export type FloatArray = Float32Array | Float64Array;
-export type FloatDType = 'float32' | 'float64';
-
-export function zeros(dtype: FloatDType, n: number): FloatArray {
-  return dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
-}
-
-/** A fresh copy in `dtype`, so the engine never shares an array with its caller. */
-export function copyAs(dtype: FloatDType, a: FloatArray): FloatArray {
-  if (dtype === 'float64') return a instanceof Float64Array ? a.slice() : Float64Array.from(a);
-  return a instanceof Float32Array ? a.slice() : Float32Array.from(a);
-}
 
 export function scalarFeed(dtype: FloatDType, x: number): TensorData {
   return { dtype, dims: [], data: dtype === 'float64' ? Float64Array.of(x) : Float32Array.of(x) };

@@ -1,6 +1,13 @@
-// The engine's typed failures and their form on the wire, so a caller on either side of the engine
-// thread decides by class (retry, re-pin, give up) and never by parsing a message.
-import type { PolicyTag } from './policy.js';
+// The engine's typed failures (with the policy tag a mismatch names) and their form on the wire, so a
+// caller on either side of the engine thread decides by class (retry, re-pin, give up) and never by
+// parsing a message.
+
+/** Which policy version the engine holds: set by whoever loads or advances the state, checked by whoever relies on it. */
+export interface PolicyTag {
+  runId: string;
+  configHash: string;
+  step: number;
+}
 
 /** The request itself is wrong (ids outside the vocabulary, bad spans, too long, bad files): retrying cannot help. */
 export class EngineInputError extends Error {

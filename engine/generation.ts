@@ -1,14 +1,14 @@
 // Generation: samples continuations with a key/value cache (prefill, then one decode run per token) or
 // by full recompute (the slow reference path). The cached path bakes the weights into its sessions,
 // which ONNX Runtime pre-packs (~1.5× faster decoding), so those sessions follow the parameters.
-import { DroInputError } from '../dro/stats.js';
-import { checkIds, paddedFeeds, parameterFeeds, zeros, type FloatArray, type FloatDType } from './batching.js';
+import { checkIds, paddedFeeds, parameterFeeds } from './batching.js';
+import { zeros, type FloatArray, type FloatDType } from './float-arrays.js';
 import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import { buildFixedCacheDecodeGraph, buildPrefillGraph, GENERATE_IO } from './model/generate-graph.js';
 import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
 import { HELPER_MIN_LOGITS, SamplingHelper } from './sampling-helper.js';
-import { resolveSamplingOptions, SequenceSampler, type SampleKey, type SamplingOptions } from './sampling.js';
+import { checkedSamplingOptions, SequenceSampler, type SampleKey, type SamplingOptions } from './sampling.js';
 
 export interface GenerateRequest {
   promptIds: number[];
@@ -36,7 +36,11 @@ export interface GenerateOptions {
    * has enough logits; 1 chooses every row on the engine thread. The tokens are the same either way.
    */
   samplingThreads?: 1 | 2;
-  /** When given, the seconds spent choosing tokens (outside ONNX Runtime) are added to `samplingSeconds`, for benchmarks. */
+}
+
+/** GenerateOptions for a caller in the engine's own thread (a benchmark), since a thread cannot write into the caller's objects. */
+export interface TimedGenerateOptions extends GenerateOptions {
+  /** The seconds spent choosing tokens (outside ONNX Runtime) are added to `samplingSeconds`. */
   timings?: { samplingSeconds: number };
 }
 
@@ -59,18 +63,10 @@ export class Generator {
    * Samples a continuation of every prompt. Each sequence's draws are keyed by its own SampleKey, so
    * its tokens do not depend on the rest of the batch, on batch size, or on retries.
    */
-  async generate(params: ReadonlyMap<string, FloatArray>, requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions>, options: GenerateOptions): Promise<GenerateResult[]> {
+  async generate(params: ReadonlyMap<string, FloatArray>, requests: readonly GenerateRequest[], sampling: SamplingOptions, options: TimedGenerateOptions): Promise<GenerateResult[]> {
     const { config, dtype } = this;
-    let samplers: SequenceSampler[];
-    let o: SamplingOptions;
-    try {
-      o = resolveSamplingOptions(sampling);
-      samplers = requests.map((r) => new SequenceSampler(r.key, o));
-    } catch (err) {
-      // Bad sampling options or keys are a bad request like any other, whatever module noticed.
-      if (err instanceof DroInputError) throw new EngineInputError(err.message, { cause: err });
-      throw err;
-    }
+    const o = checkedSamplingOptions(sampling);
+    const samplers = requests.map((r) => new SequenceSampler(r.key, o));
     if (requests.length === 0) return [];
     checkIds(config, requests.map((r) => r.promptIds));
     requests.forEach((r, b) => {
@@ -95,7 +91,7 @@ export class Generator {
     };
     // The options were checked above, so what a sampler refuses now is the model's own output.
     const modelFault = (b: number, err: unknown): unknown =>
-      err instanceof DroInputError ? overflowError(`generate request ${b}, new token ${rows[b]!.length - requests[b]!.promptIds.length}: ${err.message}`, params, err) : err;
+      err instanceof EngineInputError ? overflowError(`generate request ${b}, new token ${rows[b]!.length - requests[b]!.promptIds.length}: ${err.message}`, params, err) : err;
     const chooseTokens = async (logits: FloatArray): Promise<(number | undefined)[]> => {
       const active = samplers.flatMap((s, b) => (s.done ? [] : [b]));
       // With enough logits, the later half of the rows is chosen on the helper thread meanwhile.
@@ -108,7 +104,6 @@ export class Generator {
           remoteRows.map((b) => (logits as Float32Array).subarray(b * V, (b + 1) * V)),
           V,
           remoteRows.map((b) => samplers[b]!.request()),
-          DroInputError,
         );
       }
       const chosen = new Map<number, number>();

@@ -4,23 +4,19 @@
 // that leaves the base bytes alone, PEFT's file layout, and a state round trip that resumes bit for bit.
 import { describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
-import { randomIds as keyedIds, releasedAfterAll } from './test-support.js';
+import { engineOptions, randomIds as keyedIds, releasedAfterAll, samplingOptions, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
 import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
 import { paddedFeeds } from './batching.js';
 import { EngineInputError } from './errors.js';
-import { parseModelConfig, type ModelConfig } from './model/config.js';
+import type { ModelConfig } from './model/config.js';
 import { adapterConfigJson, adapterSpecs, initAdapters, mergeAdapters, parseAdapterConfig, type LoraConfig } from './model/lora.js';
 import { initParameters, parameterSpecs } from './model/params.js';
 import { buildGradientGraph, TRAIN_IO } from './model/train-graph.js';
 import { OrtSession, type TensorData } from './ort.js';
-import { PolicyEngine, type TrainSequence } from './policy.js';
+import { PolicyEngine } from './policy.js';
+import type { TrainSequence } from './training.js';
 import { decodeSafetensors, encodeSafetensors, tensorFrom, toFloat32 } from './weights/safetensors.js';
 
-const tiny = (extra: Record<string, unknown> = {}): ModelConfig =>
-  parseModelConfig(
-    { vocab_size: 13, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, max_position_embeddings: 64, initializer_range: 0.3, ...extra },
-    'tiny LoRA test config',
-  );
 
 const ALL: LoraConfig = { rank: 2, alpha: 6, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] };
 const ATTENTION: LoraConfig = { rank: 4, alpha: 8, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] };
@@ -54,12 +50,12 @@ function randomAdapters(config: ModelConfig, lora: LoraConfig, key: string): Map
 describe('LoRA gradients', () => {
   for (const loss of ['grpo', 'sft'] as const) {
     it(`${loss}: every adapter gradient entry matches central finite differences (float64, every projection adapted, QKV bias)`, async () => {
-      const config = tiny({ model_type: 'qwen2' });
+      const config = tinyModelConfig({ model_type: 'qwen2' });
       const base = new Map([...initParameters(config, 21)].map(([k, v]) => [k, Float64Array.from(v)]));
       const adapters = randomAdapters(config, ALL, loss);
       const batch = grpoBatch(`grad-${loss}`, 13);
       const options = { dtype: 'float64' as const, loss, epsilonLow: 0.2, epsilonHigh: 0.2, klBeta: 0.1, aggregation: 'token-mean' as const, maxCompletionLength: 8 };
-      const session = await OrtSession.create(buildGradientGraph(config, options, ALL).toModelBytes(), { optimization: 'basic' });
+      const session = await OrtSession.create(buildGradientGraph(config, options, ALL).toModelBytes(), engineOptions({ optimization: 'basic' }));
       const batchFeeds = trainFeeds(config, batch, loss);
       const baseFeeds = Object.fromEntries(parameterSpecs(config).map((s) => [s.name, { dtype: 'float64' as const, dims: s.shape, data: base.get(s.name)! }]));
       const adapterFeeds = (a: Map<string, Float64Array>): Record<string, TensorData> => Object.fromEntries(adapterSpecs(config, ALL).map((s) => [s.name, { dtype: 'float64' as const, dims: s.shape, data: a.get(s.name)! }]));
@@ -128,22 +124,22 @@ async function trainSome(e: PolicyEngine, steps: number): Promise<void> {
     const batch = grpoBatch(`train-${step}`, 13);
     const old = await logprobsOf(e, batch);
     const sequences = batch.map((s, i) => ({ ...s, oldLogprobs: old[i]!, referencePolicyLogprobs: old[i]! }));
-    await e.trainStep(sequences, { loss: 'grpo', learningRate: 3e-2, maxCompletionLength: 8, klBeta: 0.01 });
+    await trainStep(e, sequences, trainStepOptions('grpo', { learningRate: 3e-2, maxCompletionLength: 8, klBeta: 0.01 }));
   }
 }
 
 describe('a LoRA engine', () => {
   it('starts exactly at the base: B = 0 gives the base model bit for bit, in scores, the reference policy and greedy generation', async () => {
-    const config = tiny();
+    const config = tinyModelConfig();
     const params = initParameters(config, 5);
-    const base = track(PolicyEngine.fromParameters(config, params));
-    const adapted = track(PolicyEngine.fromParameters(config, params, { lora: { ...ALL, seed: 9 } }));
+    const base = track(PolicyEngine.fromParameters(config, params, engineOptions()));
+    const adapted = track(PolicyEngine.fromParameters(config, params, engineOptions({ lora: { ...ALL, seed: 9 } })));
     const batch = grpoBatch('start', 13);
     const expected = await logprobsOf(base, batch);
     expect(await logprobsOf(adapted, batch)).toEqual(expected);
     expect(await logprobsOf(adapted, batch, 'reference')).toEqual(expected);
     const prompts = [0, 1].map((i) => ({ promptIds: randomIds(`prompt-${i}`, 3 + i, 13), key: { seed: 1, step: 0, exampleId: `p${i}`, sampleIndex: 0 } }));
-    expect(await adapted.generate(prompts, { temperature: 0, maxNewTokens: 6 })).toEqual(await base.generate(prompts, { temperature: 0, maxNewTokens: 6 }));
+    expect(await adapted.generate(prompts, samplingOptions({ temperature: 0, maxNewTokens: 6 }))).toEqual(await base.generate(prompts, samplingOptions({ temperature: 0, maxNewTokens: 6 })));
     // A is PEFT's kaiming-uniform draw, keyed by the seed: within ±1/√in, not zero, and the same for the same seed.
     const a = adapted.parameters().get('base_model.model.model.layers.0.mlp.down_proj.lora_A.weight')!;
     const bound = 1 / Math.sqrt(config.intermediate_size);
@@ -155,15 +151,15 @@ describe('a LoRA engine', () => {
   });
 
   it('changes only the adapters in a training step: the base bytes stay, B leaves 0, the reference stays the base', async () => {
-    const config = tiny();
+    const config = tinyModelConfig();
     const params = initParameters(config, 6);
-    const e = track(PolicyEngine.fromParameters(config, params, { lora: { ...ATTENTION, seed: 2 } }));
+    const e = track(PolicyEngine.fromParameters(config, params, engineOptions({ lora: { ...ATTENTION, seed: 2 } })));
     const baseBytes = Buffer.from(e.exportBaseParameters());
     const adaptersBefore = Buffer.from(e.exportParameters());
     const reference = await logprobsOf(e, grpoBatch('ref', 13), 'reference');
     await trainSome(e, 3);
     expect(Buffer.compare(Buffer.from(e.exportBaseParameters()), baseBytes)).toBe(0);
-    expect(Buffer.compare(Buffer.from(e.exportBaseParameters()), Buffer.from(track(PolicyEngine.fromParameters(config, params)).exportParameters()))).toBe(0);
+    expect(Buffer.compare(Buffer.from(e.exportBaseParameters()), Buffer.from(track(PolicyEngine.fromParameters(config, params, engineOptions())).exportParameters()))).toBe(0);
     expect(Buffer.compare(Buffer.from(e.exportParameters()), adaptersBefore)).not.toBe(0);
     for (const spec of adapterSpecs(config, ATTENTION)) {
       const before = toFloat32(decodeSafetensors(adaptersBefore).tensors.get(spec.name)!);
@@ -178,19 +174,19 @@ describe('a LoRA engine', () => {
 
   it('scores like the slow reference forward pass of the merged weights, and a merged model scores within 1e-4 of base + adapters', async () => {
     for (const [name, config, lora] of [
-      ['attention targets', tiny(), ATTENTION],
-      ['every projection, QKV bias, tied embeddings', tiny({ model_type: 'qwen2', tie_word_embeddings: true }), ALL],
+      ['attention targets', tinyModelConfig(), ATTENTION],
+      ['every projection, QKV bias, tied embeddings', tinyModelConfig({ model_type: 'qwen2', tie_word_embeddings: true }), ALL],
     ] as const) {
       const params = initParameters(config, 7);
-      const e = track(PolicyEngine.fromParameters(config, params, { lora: { ...lora, seed: 3 } }));
+      const e = track(PolicyEngine.fromParameters(config, params, engineOptions({ lora: { ...lora, seed: 3 } })));
       await trainSome(e, 4);
       const merged = mergeAdapters(config, lora, params, e.parameters() as ReadonlyMap<string, Float32Array>);
-      const mergedEngine = track(PolicyEngine.fromParameters(config, merged));
+      const mergedEngine = track(PolicyEngine.fromParameters(config, merged, engineOptions()));
       const batch = [...grpoBatch('merged-a', 13), ...grpoBatch('merged-b', 13)];
       const adapted = await logprobsOf(e, batch);
       const fromMerged = await logprobsOf(mergedEngine, batch);
       const slow = batch.map((s) => referenceLogprobsAndRanks(config, merged, s.ids, s.completionStart).logprobs);
-      const baseline = await logprobsOf(track(PolicyEngine.fromParameters(config, params)), batch);
+      const baseline = await logprobsOf(track(PolicyEngine.fromParameters(config, params, engineOptions())), batch);
       const mergedVsAdapted = maxDiff(fromMerged, adapted);
       const slowVsAdapted = maxDiff(slow, adapted);
       console.log(`${name}: merged vs base + adapters max |Δ log-prob| ${mergedVsAdapted.toExponential(2)}; slow reference vs adapted ${slowVsAdapted.toExponential(2)}; adapted vs base ${maxDiff(adapted, baseline).toExponential(2)}`);
@@ -199,22 +195,22 @@ describe('a LoRA engine', () => {
       expect(slowVsAdapted).toBeLessThanOrEqual(1e-4);
       // Generation samples from the merged weights: the same tokens as the merged model's own engine.
       const prompts = [0, 1, 2].map((i) => ({ promptIds: randomIds(`gen-${i}`, 2 + i, 13), key: { seed: 4, step: 1, exampleId: `g${i}`, sampleIndex: i } }));
-      expect(await e.generate(prompts, { temperature: 1, maxNewTokens: 8 })).toEqual(await mergedEngine.generate(prompts, { temperature: 1, maxNewTokens: 8 }));
+      expect(await e.generate(prompts, samplingOptions({ temperature: 1, maxNewTokens: 8 }))).toEqual(await mergedEngine.generate(prompts, samplingOptions({ temperature: 1, maxNewTokens: 8 })));
     }
   });
 
   it('trains in float64 too', async () => {
-    const config = tiny();
-    const e = track(PolicyEngine.fromParameters(config, initParameters(config, 8), { dtype: 'float64', lora: { ...ATTENTION, seed: 1 } }));
+    const config = tinyModelConfig();
+    const e = track(PolicyEngine.fromParameters(config, initParameters(config, 8), engineOptions({ dtype: 'float64', lora: { ...ATTENTION, seed: 1 } })));
     await trainSome(e, 2);
     expect(e.parameters().get(adapterSpecs(config, ATTENTION)[1]!.name)).toBeInstanceOf(Float64Array);
-    expect(e.step).toBe(2);
+    expect(e.optimizerSteps).toBe(2);
   });
 
   it('writes adapters in PEFT layout: names, shapes, adapter_config.json', () => {
-    const config = tiny({ num_key_value_heads: 1 });
+    const config = tinyModelConfig({ num_key_value_heads: 1 });
     const lora: LoraConfig = { rank: 3, alpha: 12, targets: ['v_proj', 'down_proj', 'q_proj', 'gate_proj'] };
-    const e = track(PolicyEngine.initialise(config, 1, { lora: { ...lora, seed: 1 } }));
+    const e = track(PolicyEngine.initialise(config, 1, engineOptions({ lora: { ...lora, seed: 1 } })));
     const file = decodeSafetensors(e.exportParameters());
     const shapes = Object.fromEntries([...file.tensors].map(([name, t]) => [name, t.shape]));
     const expected: Record<string, number[]> = {};
@@ -245,37 +241,38 @@ describe('a LoRA engine', () => {
   });
 
   it('loads adapters it wrote, refusing a misshaped or unexpected tensor by name', () => {
-    const config = tiny();
-    const e = track(PolicyEngine.initialise(config, 1, { lora: { ...ATTENTION, seed: 1 } }));
+    const config = tinyModelConfig();
+    const e = track(PolicyEngine.initialise(config, 1, engineOptions({ lora: { ...ATTENTION, seed: 1 } })));
     const file = decodeSafetensors(e.exportParameters());
     const name = 'base_model.model.model.layers.1.self_attn.k_proj.lora_B.weight';
     const bad = new Map(file.tensors);
     bad.set(name, tensorFrom(new Float32Array(8 * 3), [8, 3]));
-    expect(() => e.importParameters(encodeSafetensors(bad))).toThrow(new EngineInputError(`adapter_model.safetensors: tensor ${name} has shape [8, 3], the model needs [8, 4]`));
+    const load = (tensors: typeof file.tensors): void => e.loadState({ parameters: encodeSafetensors(tensors), optimizer: null, reference: null, tag: { runId: 'lora', configHash: 'c', step: 0 } });
+    expect(() => load(bad)).toThrow(new EngineInputError(`adapter_model.safetensors: tensor ${name} has shape [8, 3], the model needs [8, 4]`));
     const extra = new Map(file.tensors);
     extra.set('base_model.model.model.layers.0.mlp.up_proj.lora_A.weight', tensorFrom(new Float32Array(4 * 16), [4, 16]));
-    expect(() => e.importParameters(encodeSafetensors(extra))).toThrow(/adapter_model\.safetensors: 1 tensor\(s\) the adapter config .* does not have, e\.g\. base_model\.model\.model\.layers\.0\.mlp\.up_proj\.lora_A\.weight/);
+    expect(() => load(extra)).toThrow(/adapter_model\.safetensors: 1 tensor\(s\) the adapter config .* does not have, e\.g\. base_model\.model\.model\.layers\.0\.mlp\.up_proj\.lora_A\.weight/);
     const missing = new Map(file.tensors);
     missing.delete(name);
-    expect(() => e.importParameters(encodeSafetensors(missing))).toThrow(`adapter_model.safetensors: tensor ${name} is missing`);
-    expect(() => PolicyEngine.initialise(config, 1, { lora: { ...ATTENTION, targets: ['q_proj', 'q_proj'], seed: 1 } })).toThrow(EngineInputError);
+    expect(() => load(missing)).toThrow(`adapter_model.safetensors: tensor ${name} is missing`);
+    expect(() => PolicyEngine.initialise(config, 1, engineOptions({ lora: { ...ATTENTION, targets: ['q_proj', 'q_proj'], seed: 1 } }))).toThrow(EngineInputError);
   });
 
   it('resumes from its state files bit for bit: adapters, their moments and the reference', async () => {
-    const config = tiny();
+    const config = tinyModelConfig();
     const params = initParameters(config, 4);
     const lora = { ...ATTENTION, seed: 6 };
-    const straight = track(PolicyEngine.fromParameters(config, params, { lora }));
+    const straight = track(PolicyEngine.fromParameters(config, params, engineOptions({ lora })));
     await trainSome(straight, 2);
     const files = { parameters: straight.exportParameters(), optimizer: straight.exportOptimizer(), reference: straight.exportReferencePolicy(), tag: { runId: 'r', configHash: 'h', step: 2 } };
     await trainSome(straight, 2);
-    const resumed = track(PolicyEngine.fromParameters(config, params, { lora: { ...lora, seed: 99 } }));
+    const resumed = track(PolicyEngine.fromParameters(config, params, engineOptions({ lora: { ...lora, seed: 99 } })));
     resumed.loadState(files);
-    expect(resumed.step).toBe(2);
+    expect(resumed.optimizerSteps).toBe(2);
     await trainSome(resumed, 2);
     expect(Buffer.compare(Buffer.from(resumed.exportParameters()), Buffer.from(straight.exportParameters()))).toBe(0);
     expect(Buffer.compare(Buffer.from(resumed.exportOptimizer()), Buffer.from(straight.exportOptimizer()))).toBe(0);
     expect(resumed.baseDigest()).toBe(straight.baseDigest());
-    expect(track(PolicyEngine.fromParameters(config, initParameters(config, 5), { lora })).baseDigest()).not.toBe(straight.baseDigest());
+    expect(track(PolicyEngine.fromParameters(config, initParameters(config, 5), engineOptions({ lora }))).baseDigest()).not.toBe(straight.baseDigest());
   });
 });

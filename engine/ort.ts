@@ -2,11 +2,12 @@
 // reproducible) and plain typed arrays in and out, so the rest of the engine never sees ORT types.
 import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
+import { EngineInputError } from './errors.js';
 import type { DType } from './onnx/graph.js';
 
 export interface SessionOptions {
   /** Intra-op threads; fixed per session because results must not depend on the machine's core count. */
-  intraOpThreads?: number;
+  intraOpThreads: number;
   executionProvider?: 'cpu' | 'cuda';
   /**
    * 'all' lets ONNX Runtime fuse operators into its contrib kernels; several of those exist only for
@@ -44,9 +45,11 @@ export class OrtSession {
     readonly outputNames: readonly string[],
   ) {}
 
-  static async create(modelBytes: Uint8Array, options: SessionOptions = {}): Promise<OrtSession> {
+  static async create(modelBytes: Uint8Array, options: SessionOptions): Promise<OrtSession> {
+    // ONNX Runtime would take a missing count as "every core", and results would follow the machine.
+    if (!Number.isSafeInteger(options.intraOpThreads) || options.intraOpThreads < 1) throw new EngineInputError(`intraOpThreads must be an integer ≥ 1, got ${options.intraOpThreads}`);
     const session = await ort.InferenceSession.create(modelBytes, {
-      intraOpNumThreads: options.intraOpThreads ?? 1,
+      intraOpNumThreads: options.intraOpThreads,
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: options.optimization ?? 'all',

@@ -4,20 +4,16 @@
 import { describe, expect, it } from 'vitest';
 import { grpoLoss } from '../dro/grpo.js';
 import { uniform } from '../dro/random.js';
-import { randomIds as keyedIds, releasedAfterAll } from './test-support.js';
+import { engineOptions, randomIds as keyedIds, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
 import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
 import { parseModelConfig, type ModelConfig } from './model/config.js';
 import { initParameters, parameterSpecs } from './model/params.js';
 import { buildGradientGraph, TRAIN_IO } from './model/train-graph.js';
 import { OrtSession, type TensorData } from './ort.js';
 import { EngineInputError } from './errors.js';
-import { PolicyEngine, type TrainSequence } from './policy.js';
+import { PolicyEngine } from './policy.js';
+import type { TrainSequence } from './training.js';
 
-const tiny = (extra: Record<string, unknown> = {}): ModelConfig =>
-  parseModelConfig(
-    { vocab_size: 13, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, max_position_embeddings: 64, initializer_range: 0.3, ...extra },
-    'tiny test config',
-  );
 
 const track = releasedAfterAll();
 
@@ -25,9 +21,9 @@ const randomIds = (key: string, n: number, vocab: number): number[] => keyedIds(
 
 describe('scoring against the slow reference forward pass', () => {
   const variants: [string, ModelConfig][] = [
-    ['grouped-query attention, untied', tiny()],
-    ['QKV bias, tied embeddings, 1 KV head', tiny({ model_type: 'qwen2', tie_word_embeddings: true, num_key_value_heads: 1 })],
-    ['multi-head (KV heads = heads), rope_theta 500', tiny({ num_key_value_heads: 4, rope_theta: 500 })],
+    ['grouped-query attention, untied', tinyModelConfig()],
+    ['QKV bias, tied embeddings, 1 KV head', tinyModelConfig({ model_type: 'qwen2', tie_word_embeddings: true, num_key_value_heads: 1 })],
+    ['multi-head (KV heads = heads), rope_theta 500', tinyModelConfig({ num_key_value_heads: 4, rope_theta: 500 })],
   ];
   for (const [name, config] of variants) {
     it(`${name}: log-probs within 1e-4, ranks equal, for a padded batch`, async () => {
@@ -39,7 +35,7 @@ describe('scoring against the slow reference forward pass', () => {
           for (let i = 0; i < p.length; i++) p[i] = (spec.name.endsWith('.bias') ? 0 : 1) + 0.5 * (uniform(['np', spec.name, i]) - 0.5);
         }
       }
-      const engine = track(PolicyEngine.fromParameters(config, params));
+      const engine = track(PolicyEngine.fromParameters(config, params, engineOptions()));
       const requests = [
         { ids: randomIds(`${name}-a`, 9, 13), targetStart: 1 },
         { ids: randomIds(`${name}-b`, 4, 13), targetStart: 2 },
@@ -59,8 +55,8 @@ describe('scoring against the slow reference forward pass', () => {
   }
 
   it("a sequence's scores agree to rounding whatever else is in the batch", async () => {
-    const config = tiny();
-    const engine = track(PolicyEngine.initialise(config, 5));
+    const config = tinyModelConfig();
+    const engine = track(PolicyEngine.initialise(config, 5, engineOptions()));
     const target = { ids: randomIds('alone', 7, 13), targetStart: 1 };
     const [alone] = await engine.score([target]);
     const [inBatch] = await engine.score([target, { ids: randomIds('other', 15, 13), targetStart: 1 }]);
@@ -79,7 +75,7 @@ describe('scoring against the slow reference forward pass', () => {
       { vocab_size: 260, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 256 },
       'composition test config',
     );
-    const engine = (): PolicyEngine => track(PolicyEngine.initialise(config, 5, { intraOpThreads: 2 }));
+    const engine = (): PolicyEngine => track(PolicyEngine.initialise(config, 5, engineOptions({ intraOpThreads: 2 })));
     const target = { ids: randomIds('composition', 40, 260), targetStart: 1 };
     const batch = [target, { ids: randomIds('composition-other', 90, 260), targetStart: 1 }];
     const e = engine();
@@ -96,7 +92,7 @@ describe('scoring against the slow reference forward pass', () => {
   });
 
   it('rejects bad token ids and target spans, naming them', async () => {
-    const engine = track(PolicyEngine.initialise(tiny(), 1));
+    const engine = track(PolicyEngine.initialise(tinyModelConfig(), 1, engineOptions()));
     await expect(engine.score([{ ids: [1, 99], targetStart: 1 }])).rejects.toThrow(new EngineInputError('token id 99 at sequence 0, position 1 is outside the vocabulary (0..12)'));
     await expect(engine.score([{ ids: [1, 2], targetStart: 0 }])).rejects.toThrow(new EngineInputError('score request 0: targetStart 0 must be in 1..2'));
     await expect(engine.score([])).rejects.toThrow(new EngineInputError('empty batch'));
@@ -124,16 +120,18 @@ function grpoBatch(key: string, vocab: number): TrainSequence[] {
 describe('training step', () => {
   for (const aggregation of ['dr-grpo', 'sequence-mean', 'token-mean'] as const) {
     it(`GRPO loss equals dro/grpo.ts (${aggregation}), in float64 and float32`, async () => {
-      const config = tiny();
+      const config = tinyModelConfig();
       const batch = grpoBatch(`loss-${aggregation}`, 13);
       for (const dtype of ['float64', 'float32'] as const) {
-        const engine = track(PolicyEngine.initialise(config, 3, { dtype }));
+        const engine = track(PolicyEngine.initialise(config, 3, engineOptions({ dtype })));
         const newLogprobs = await engine.score(batch.map((s) => ({ ids: s.ids, targetStart: s.completionStart })));
+        const options = trainStepOptions('grpo', { learningRate: 1e-3, aggregation, klBeta: 0.05, epsilonHigh: 0.28, maxCompletionLength: 8 });
+        const { epsilonLow, epsilonHigh, klBeta, maskTruncated, maxCompletionLength } = options;
         const expected = grpoLoss(
           batch.map((s, i) => ({ newLogprobs: newLogprobs[i]!.logprobs, oldLogprobs: s.oldLogprobs!, referencePolicyLogprobs: s.referencePolicyLogprobs!, advantage: s.advantage!, truncated: s.truncated })),
-          { aggregation, klBeta: 0.05, epsilonLow: 0.2, epsilonHigh: 0.28, maxCompletionLength: 8 },
+          { aggregation, klBeta, epsilonLow, epsilonHigh, maskTruncated, maxCompletionLength },
         ).loss;
-        const result = await engine.trainStep(batch, { loss: 'grpo', learningRate: 1e-3, aggregation, klBeta: 0.05, epsilonHigh: 0.28, maxCompletionLength: 8 });
+        const result = await trainStep(engine, batch, options);
         expect(Math.abs(result.loss - expected) / Math.max(Math.abs(expected), 1e-12), `${dtype}: engine ${result.loss} vs reference ${expected}`).toBeLessThanOrEqual(1e-5);
         expect(result.step).toBe(1);
       }
@@ -142,11 +140,11 @@ describe('training step', () => {
 
   for (const loss of ['grpo', 'sft'] as const) {
     it(`${loss}: full-model gradient matches central finite differences for sampled entries of every tensor (float64)`, async () => {
-      const config = tiny({ model_type: 'qwen2' });
+      const config = tinyModelConfig({ model_type: 'qwen2' });
       const params = initParameters(config, 21);
       const batch = grpoBatch(`grad-${loss}`, 13);
       const options = { dtype: 'float64' as const, loss, epsilonLow: 0.2, epsilonHigh: 0.2, klBeta: 0.1, aggregation: 'token-mean' as const, maxCompletionLength: 8 };
-      const session = await OrtSession.create(buildGradientGraph(config, options).toModelBytes());
+      const session = await OrtSession.create(buildGradientGraph(config, options).toModelBytes(), engineOptions());
       const engineFeeds = gradientFeeds(config, batch, loss);
       const paramFeeds = (p: Map<string, Float64Array>): Record<string, TensorData> =>
         Object.fromEntries(parameterSpecs(config).map((s) => [s.name, { dtype: 'float64' as const, dims: s.shape, data: p.get(s.name)! }]));
@@ -182,45 +180,44 @@ describe('training step', () => {
   it('SFT on a copy task drives the loss down by an order of magnitude', async () => {
     // Sequences "a b c d | a b c d" over 8 symbols: the second half is determined by the first.
     const config = parseModelConfig({ vocab_size: 10, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32 }, 'copy task');
-    const engine = track(PolicyEngine.initialise(config, 7));
+    const engine = track(PolicyEngine.initialise(config, 7, engineOptions()));
     const batchAt = (step: number): TrainSequence[] =>
       Array.from({ length: 8 }, (_, b) => {
         const source = Array.from({ length: 4 }, (_, i) => 1 + Math.floor(uniform(['copy', step, b, i]) * 8));
         return { ids: [...source, 9, ...source], completionStart: 5 };
       });
-    const first = (await engine.trainStep(batchAt(0), { loss: 'sft', learningRate: 3e-3 })).loss;
+    const first = (await trainStep(engine, batchAt(0), trainStepOptions('sft', { learningRate: 3e-3 }))).loss;
     let last = first;
-    for (let step = 1; step < 300; step++) last = (await engine.trainStep(batchAt(step), { loss: 'sft', learningRate: 3e-3 })).loss;
+    for (let step = 1; step < 300; step++) last = (await trainStep(engine, batchAt(step), trainStepOptions('sft', { learningRate: 3e-3 }))).loss;
     console.log(`copy task SFT: loss ${first.toFixed(4)} → ${last.toFixed(4)} after 300 steps`);
     expect(last).toBeLessThan(first / 10);
   });
 
   it('two fresh engines with the same seed and data are bit-identical after 20 steps', async () => {
-    const config = tiny();
+    const config = tinyModelConfig();
     const run = async (): Promise<Uint8Array> => {
-      const engine = track(PolicyEngine.initialise(config, 99, { intraOpThreads: 2 }));
-      for (let step = 0; step < 20; step++) await engine.trainStep(grpoBatch(`det-${step}`, 13), { loss: 'grpo', learningRate: 1e-3, weightDecay: 0.01 });
+      const engine = track(PolicyEngine.initialise(config, 99, engineOptions({ intraOpThreads: 2 })));
+      for (let step = 0; step < 20; step++) await trainStep(engine, grpoBatch(`det-${step}`, 13), trainStepOptions('grpo', { learningRate: 1e-3, weightDecay: 0.01 }));
       return engine.exportParameters();
     };
     const [a, b] = [await run(), await run()];
     expect(Buffer.from(a).equals(Buffer.from(b))).toBe(true);
-    expect(Buffer.from(a).equals(Buffer.from(PolicyEngine.initialise(config, 99).exportParameters()))).toBe(false);
+    expect(Buffer.from(a).equals(Buffer.from(PolicyEngine.initialise(config, 99, engineOptions()).exportParameters()))).toBe(false);
   });
 
   it('parameters and optimizer state round-trip through safetensors, and training resumes identically', async () => {
-    const config = tiny();
-    const a = track(PolicyEngine.initialise(config, 4));
-    for (let step = 0; step < 3; step++) await a.trainStep(grpoBatch(`rt-${step}`, 13), { loss: 'grpo', learningRate: 1e-3 });
-    const b = track(PolicyEngine.initialise(config, 123));
-    b.importParameters(a.exportParameters());
-    b.importOptimizer(a.exportOptimizer());
-    expect(b.step).toBe(3);
-    await a.trainStep(grpoBatch('rt-next', 13), { loss: 'grpo', learningRate: 1e-3 });
-    await b.trainStep(grpoBatch('rt-next', 13), { loss: 'grpo', learningRate: 1e-3 });
+    const config = tinyModelConfig();
+    const a = track(PolicyEngine.initialise(config, 4, engineOptions()));
+    for (let step = 0; step < 3; step++) await trainStep(a, grpoBatch(`rt-${step}`, 13), trainStepOptions('grpo', { learningRate: 1e-3 }));
+    const b = track(PolicyEngine.initialise(config, 123, engineOptions()));
+    b.loadState({ parameters: a.exportParameters(), optimizer: a.exportOptimizer(), reference: null, tag: { runId: 'rt', configHash: 'c', step: 3 } });
+    expect(b.optimizerSteps).toBe(3);
+    await trainStep(a, grpoBatch('rt-next', 13), trainStepOptions('grpo', { learningRate: 1e-3 }));
+    await trainStep(b, grpoBatch('rt-next', 13), trainStepOptions('grpo', { learningRate: 1e-3 }));
     expect(Buffer.from(a.exportParameters()).equals(Buffer.from(b.exportParameters()))).toBe(true);
     expect(Buffer.from(a.exportOptimizer()).equals(Buffer.from(b.exportOptimizer()))).toBe(true);
-    expect(() => track(PolicyEngine.initialise(tiny({ hidden_size: 32 }), 1)).importParameters(a.exportParameters(), 'other.safetensors')).toThrow(
-      'other.safetensors: tensor model.embed_tokens.weight has shape [13, 16], the model needs [13, 32]',
+    expect(() => track(PolicyEngine.initialise(tinyModelConfig({ hidden_size: 32 }), 1, engineOptions())).loadState({ parameters: a.exportParameters(), optimizer: null, reference: null, tag: { runId: 'rt', configHash: 'c', step: 3 } })).toThrow(
+      'model.safetensors: tensor model.embed_tokens.weight has shape [13, 16], the model needs [13, 32]',
     );
   });
 });

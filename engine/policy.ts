@@ -2,25 +2,20 @@
 // the identity tag) and scoring, generation and training composed over it. The state is one record
 // that is replaced, never edited, so a load or a sequence of updates lands whole or not at all. Under
 // LoRA the trained parameters are the adapters; the base weights are frozen beside the state.
-import { sha256Hex } from '../storage/checkpoints.js';
-import { copyAs, type FloatArray, type FloatDType, type Weights } from './batching.js';
-import { EngineInputError, PolicyTagMismatchError } from './errors.js';
-import { Generator, type GenerateOptions, type GenerateRequest, type GenerateResult } from './generation.js';
+import { createHash } from 'node:crypto';
+import type { Weights } from './batching.js';
+import { copyAs, type FloatArray, type FloatDType } from './float-arrays.js';
+import type { EngineApi, PolicyStateFiles, TrainOptions } from './api.js';
+import { EngineInputError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
+import { Generator, type GenerateRequest, type GenerateResult, type TimedGenerateOptions } from './generation.js';
 import type { ModelConfig } from './model/config.js';
 import { ADAPTER_WEIGHTS_FILE, adapterSpecs, checkLoraConfig, initAdapters, LoraError, mergeAdapters, type LoraConfig } from './model/lora.js';
 import { elementCount, initParameters, parameterSpecs, type ParamSpec } from './model/params.js';
+import { decodeAdapters, decodeOptimizer, decodeParameters, encodeAdapters, encodeOptimizer, encodeParameters, type OptimizerTensors } from './model/state-files.js';
 import type { OrtSession, SessionOptions } from './ort.js';
 import type { SamplingOptions } from './sampling.js';
 import { createScoreSession, scoreBatch, type ScoreOptions, type ScoreRequest, type ScoreResult } from './scoring.js';
-import { decodeAdapters, decodeOptimizer, decodeParameters, encodeAdapters, encodeOptimizer, encodeParameters, type OptimizerTensors } from './state-files.js';
-import { runUpdates, TrainSessions, type AdamState, type TrainSequence, type TrainStep, type TrainStepOptions, type TrainStepResult } from './training.js';
-
-export type { FloatArray } from './batching.js';
-export type { GenerateOptions, GenerateRequest, GenerateResult } from './generation.js';
-export type { ScoreOptions, ScoreRequest, ScoreResult } from './scoring.js';
-export type { TrainSequence, TrainStep, TrainStepOptions, TrainStepResult } from './training.js';
-export { OPTIMIZER_STEP_TENSOR } from './state-files.js';
-export { EngineAbortError, EngineInputError, EngineThreadError, NonFiniteUpdateError, PolicyTagMismatchError } from './errors.js';
+import { runUpdates, TrainSessions, type AdamState, type TrainStep, type TrainStepResult } from './training.js';
 
 export interface EngineOptions extends SessionOptions {
   /** float32 for real work; float64 for gradient checks. */
@@ -32,35 +27,6 @@ export interface EngineOptions extends SessionOptions {
 export interface EngineLora extends LoraConfig {
   /** Keys the adapters' initialisation (the run seed). */
   seed: number;
-}
-
-/** Which policy version the engine holds: set by whoever loads or advances the state, checked by whoever relies on it. */
-export interface PolicyTag {
-  runId: string;
-  configHash: string;
-  step: number;
-}
-
-/** A whole engine state as files (see engine/state-files.ts for the formats). */
-export interface PolicyStateFiles {
-  /** The trained parameters: model.safetensors, or under LoRA adapter_model.safetensors. */
-  parameters: Uint8Array;
-  /** null: a fresh optimizer (zero moments, step 0). */
-  optimizer: Uint8Array | null;
-  /** The frozen reference policy's parameters (the KL anchor); null: the loaded parameters. */
-  reference: Uint8Array | null;
-  tag: PolicyTag;
-}
-
-export interface TrainOptions {
-  /** Checked between session runs: an abort rejects with EngineAbortError and changes nothing. */
-  signal?: AbortSignal;
-  /** The tag the state must have, or the call fails with PolicyTagMismatchError and changes nothing. */
-  expect?: PolicyTag;
-  /** The tag the state gets when every update has succeeded. */
-  next?: PolicyTag;
-  /** Called after each update is computed (not yet committed) with the number computed so far. */
-  onProgress?: (updates: number) => void;
 }
 
 export function sameTag(a: PolicyTag | undefined, b: PolicyTag | undefined): boolean {
@@ -89,7 +55,7 @@ interface EngineState extends AdamState {
   tag: PolicyTag | undefined;
 }
 
-export class PolicyEngine {
+export class PolicyEngine implements EngineApi {
   readonly dtype: FloatDType;
   private state: EngineState;
   private scoreSession?: Promise<OrtSession>;
@@ -142,21 +108,21 @@ export class PolicyEngine {
     this.trainSessions = new TrainSessions(config, this.sessionOptions, undefined, this.lora);
   }
 
-  static fromParameters(config: ModelConfig, params: ReadonlyMap<string, FloatArray>, options: EngineOptions = {}): PolicyEngine {
+  static fromParameters(config: ModelConfig, params: ReadonlyMap<string, FloatArray>, options: EngineOptions): PolicyEngine {
     return new PolicyEngine(config, params, options);
   }
 
   /** A new model initialised deterministically from `seed`. */
-  static initialise(config: ModelConfig, seed: number, options: EngineOptions = {}): PolicyEngine {
+  static initialise(config: ModelConfig, seed: number, options: EngineOptions): PolicyEngine {
     return new PolicyEngine(config, initParameters(config, seed), options);
   }
 
-  /** Optimizer updates applied so far. */
-  get step(): number {
+  /** Optimizer updates applied so far (not the training step of the policy tag). */
+  get optimizerSteps(): number {
     return this.state.step;
   }
 
-  get tag(): PolicyTag | undefined {
+  tag(): PolicyTag | undefined {
     return this.state.tag && { ...this.state.tag };
   }
 
@@ -198,7 +164,7 @@ export class PolicyEngine {
    * into its sessions, and a merged projection costs no more than the base one. Training never reads these
    * log-probs (the GRPO old log-probs come from score), so the rounding difference cannot reach an update.
    */
-  generate(requests: readonly GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: GenerateOptions = {}): Promise<GenerateResult[]> {
+  generate(requests: readonly GenerateRequest[], sampling: SamplingOptions, options: TimedGenerateOptions = {}): Promise<GenerateResult[]> {
     return this.generator.generate(this.modelParameters(this.state.params), requests, sampling, options);
   }
 
@@ -216,12 +182,6 @@ export class PolicyEngine {
     if (this.state !== start) throw new Error('the engine state changed while train() ran (engine calls must not overlap); nothing was committed');
     this.state = { ...state, reference: start.reference, tag: next };
     return results;
-  }
-
-  /** One optimizer step on the batch; returns the loss before the update. */
-  async trainStep(sequences: readonly TrainSequence[], options: TrainStepOptions, opts: TrainOptions = {}): Promise<TrainStepResult> {
-    const [result] = await this.train([{ sequences, options }], opts);
-    return result!;
   }
 
   /**
@@ -278,22 +238,12 @@ export class PolicyEngine {
    */
   baseDigest(): string {
     if (!this.base) throw new EngineInputError('baseDigest: this engine trains every parameter; only a LoRA engine has a frozen base');
-    return (this.baseSha256 ??= sha256Hex(this.exportBaseParameters()));
+    return (this.baseSha256 ??= createHash('sha256').update(this.exportBaseParameters()).digest('hex'));
   }
 
   /** AdamW moments of the trained parameters (prefixed names) and the step count as safetensors bytes. */
   exportOptimizer(): Uint8Array {
     return encodeOptimizer(this.trained, this.dtype, this.state);
-  }
-
-  /** Replaces the trained parameters only (every one must be present with its shape); reference and tag stay. */
-  importParameters(bytes: Uint8Array, source = this.lora ? ADAPTER_WEIGHTS_FILE : 'model.safetensors'): void {
-    this.state = { ...this.state, params: this.decodeTrained(bytes, source) };
-  }
-
-  /** Replaces the moments and step only, after the whole file has been checked. */
-  importOptimizer(bytes: Uint8Array, source = 'optimizer.safetensors'): void {
-    this.state = { ...this.state, ...decodeOptimizer(bytes, this.trained, this.dtype, source) };
   }
 
   async release(): Promise<void> {

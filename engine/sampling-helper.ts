@@ -4,6 +4,7 @@
 // function of (logits, key, position, options) the engine thread runs, so a token never depends on
 // which thread chose it.
 import { Worker } from 'node:worker_threads';
+import { EngineInputError } from './errors.js';
 import type { SampleKey, SamplingOptions } from './sampling.js';
 
 export interface ChoiceRequest {
@@ -57,10 +58,10 @@ export class SamplingHelper {
 
   /**
    * Chooses a token for each row (`vocab` logits each, copied to the thread). Input errors come back
-   * as `InputError` (the caller maps them as it would its own sampler's), with `row` the index of the
+   * as EngineInputError, as the calling thread's own sampler throws them, with `row` the index of the
    * first row that failed.
    */
-  async choose(rows: readonly Float32Array[], vocab: number, requests: ChoiceRequest[], InputError: new (message: string) => Error): Promise<{ token: number; logprob: number }[]> {
+  async choose(rows: readonly Float32Array[], vocab: number, requests: ChoiceRequest[]): Promise<{ token: number; logprob: number }[]> {
     const bytes = rows.length * vocab * Float32Array.BYTES_PER_ELEMENT;
     // One buffer serves every request while none overlap: a fresh 1.5 MB buffer per decode step cost
     // about 1 ms in page faults, more than half a row's choice.
@@ -80,7 +81,7 @@ export class SamplingHelper {
       this.worker.ref();
       this.worker.postMessage({ id, logits: shared, vocab, requests });
     });
-    if ('error' in reply) throw Object.assign(reply.input ? new InputError(reply.error) : new Error(reply.error), { row: reply.row });
+    if ('error' in reply) throw Object.assign(reply.input ? new EngineInputError(reply.error) : new Error(reply.error), { row: reply.row });
     return reply.choices;
   }
 

@@ -1,7 +1,7 @@
 // The sampling helper's thread (engine/sampling-helper.ts): chooses a token for each row it is sent with
 // sampleToken, the engine thread's own function, and replies in order.
 import { parentPort } from 'node:worker_threads';
-import { DroInputError } from '../dro/stats.js';
+import { EngineInputError } from './errors.js';
 import { sampleToken, type SampleKey, type SamplingOptions } from './sampling.js';
 
 interface Job {
@@ -20,7 +20,7 @@ port.on('message', ({ id, logits, vocab, requests }: Job) => {
     try {
       choices.push(sampleToken(rows.subarray(i * vocab, (i + 1) * vocab), r.key, r.position, r.options));
     } catch (err) {
-      port.postMessage({ id, error: err instanceof Error ? err.message : String(err), input: err instanceof DroInputError, row: i });
+      port.postMessage({ id, error: err instanceof Error ? err.message : String(err), input: err instanceof EngineInputError, row: i });
       return;
     }
   }

@@ -2,9 +2,10 @@
 // empirical distribution over 20,000 keyed draws, and independence from call order and batch company.
 import { describe, expect, it } from 'vitest';
 import { uniformStream } from '../dro/random.js';
-import { DEFAULT_SAMPLING_OPTIONS, resolveSamplingOptions, sampleToken, SequenceSampler, topPCuts, type SampleKey, type SamplingOptions } from './sampling.js';
+import { EngineInputError } from './errors.js';
+import { checkedSamplingOptions, sampleToken, SequenceSampler, topPCuts, type SampleKey, type SamplingOptions } from './sampling.js';
+import { samplingOptions as opts } from './testing/fixtures.js';
 
-const opts = (o: Partial<SamplingOptions> = {}): SamplingOptions => resolveSamplingOptions(o);
 const keyOf = (sampleIndex: number, extra: Partial<SampleKey> = {}): SampleKey => ({ seed: 7, step: 3, exampleId: 'ex-a', sampleIndex, ...extra });
 /** The u the sampler draws for a key and position, computed here from the documented key layout. */
 const uOf = (key: SampleKey, position = 0): number => uniformStream([key.seed, key.step, key.exampleId, key.sampleIndex, 'sample'])(position);
@@ -380,18 +381,18 @@ describe('SequenceSampler endings', () => {
 });
 
 describe('options', () => {
-  it('defaults, unset (undefined) fields, and copied arrays', () => {
-    expect(resolveSamplingOptions()).toEqual({ temperature: 1, topP: 1, topK: 0, maxNewTokens: 256, stopTokenIds: [], stopSequences: [] });
-    expect(resolveSamplingOptions()).toEqual(DEFAULT_SAMPLING_OPTIONS);
-    expect(Object.isFrozen(DEFAULT_SAMPLING_OPTIONS) && Object.isFrozen(DEFAULT_SAMPLING_OPTIONS.stopTokenIds)).toBe(true);
-    expect(resolveSamplingOptions({ temperature: undefined, topK: 5 })).toMatchObject({ temperature: 1, topK: 5 });
+  it('has no defaults: every field is required, each missing one named; arrays are copied', () => {
+    for (const field of ['temperature', 'topP', 'topK', 'maxNewTokens', 'stopTokenIds', 'stopSequences'] as const) {
+      const { [field]: _, ...missing } = opts();
+      expect(() => checkedSamplingOptions(missing as SamplingOptions), field).toThrow(new RegExp(`^sampling option ${field} must be .*, got undefined$`));
+    }
     const stops = [[1, 2]];
-    const o = resolveSamplingOptions({ stopSequences: stops });
+    const o = checkedSamplingOptions(opts({ stopSequences: stops }));
     stops[0]!.push(3);
     expect(o.stopSequences).toEqual([[1, 2]]);
   });
 
-  it('rejects unknown keys and out-of-range values, naming the field', () => {
+  it('rejects unknown keys and out-of-range values as EngineInputError, naming the field', () => {
     const bad: [Partial<SamplingOptions>, string][] = [
       [{ top_p: 0.9 } as never, 'unknown sampling option "top_p"'],
       [{ temperature: -1 }, 'sampling option temperature must be a number in [0, ∞), got -1'],
@@ -412,10 +413,13 @@ describe('options', () => {
       [{ stopSequences: [1] as never }, 'sampling option stopSequences[0] must be an array of token ids'],
       [{ stopSequences: 'x' as never }, 'sampling option stopSequences must be an array'],
     ];
-    for (const [o, message] of bad) expect(() => resolveSamplingOptions(o)).toThrow(message);
-    expect(() => resolveSamplingOptions(null as never)).toThrow('sampling options must be an object');
-    expect(() => new SequenceSampler(keyOf(0), { ...DEFAULT_SAMPLING_OPTIONS, topP: 2 })).toThrow('sampling option topP');
-    expect(() => sampleToken([0], keyOf(0), 0, { ...DEFAULT_SAMPLING_OPTIONS, extra: 1 } as never)).toThrow('unknown sampling option "extra"');
+    for (const [o, message] of bad) {
+      expect(() => checkedSamplingOptions(opts(o))).toThrow(message);
+      expect(() => checkedSamplingOptions(opts(o))).toThrow(EngineInputError);
+    }
+    expect(() => checkedSamplingOptions(null as never)).toThrow('sampling options must be an object');
+    expect(() => new SequenceSampler(keyOf(0), opts({ topP: 2 }))).toThrow('sampling option topP');
+    expect(() => sampleToken([0], keyOf(0), 0, { ...opts(), extra: 1 } as never)).toThrow('unknown sampling option "extra"');
   });
 });
 

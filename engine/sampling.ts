@@ -22,7 +22,8 @@
 //   then maxNewTokens; the ending token is kept. `truncated` is true only for the maxNewTokens ending.
 import { uniformStream } from '../dro/random.js';
 import { expNonPositive } from './exp.js';
-import { assertKnownKeys, assertNumberIn, DroInputError } from '../dro/stats.js';
+import { assertKnownKeys, assertNumberIn } from '../dro/stats.js';
+import { EngineInputError } from './errors.js';
 
 export type LogitsRow = Float32Array | Float64Array | readonly number[];
 
@@ -40,13 +41,8 @@ export interface SamplingOptions {
   stopSequences: number[][];
 }
 
-const defaults: SamplingOptions = { temperature: 1, topP: 1, topK: 0, maxNewTokens: 256, stopTokenIds: [], stopSequences: [] };
-// Frozen in place so nobody can push a stop token into every later caller's defaults.
-Object.freeze(defaults.stopTokenIds);
-Object.freeze(defaults.stopSequences);
-export const DEFAULT_SAMPLING_OPTIONS: Readonly<SamplingOptions> = Object.freeze(defaults);
-
-const OPTION_KEYS = Object.keys(DEFAULT_SAMPLING_OPTIONS);
+// Every field is required (the run config owns the defaults, not the engine); any other key is refused by name.
+const OPTION_KEYS: readonly (keyof SamplingOptions)[] = ['temperature', 'topP', 'topK', 'maxNewTokens', 'stopTokenIds', 'stopSequences'];
 /** uniformStream takes indices in [0, 2^32), and the position is the index. */
 const MAX_POSITION = 2 ** 32 - 1;
 const TOP_P_SLACK = 1e-12;
@@ -55,31 +51,28 @@ const TOP_P_SLACK = 1e-12;
 const isArray = (value: unknown): value is readonly unknown[] => Array.isArray(value);
 
 function tokenIds(value: unknown, what: string, opts: { nonEmpty?: boolean } = {}): number[] {
-  if (!isArray(value)) throw new DroInputError(`${what} must be an array of token ids, got ${JSON.stringify(value)}`);
-  if (opts.nonEmpty && value.length === 0) throw new DroInputError(`${what} is empty`);
+  if (!isArray(value)) throw new EngineInputError(`${what} must be an array of token ids, got ${JSON.stringify(value)}`);
+  if (opts.nonEmpty && value.length === 0) throw new EngineInputError(`${what} is empty`);
   return value.map((id, i) => {
-    assertNumberIn(id, `${what}[${i}]`, 0, Number.MAX_SAFE_INTEGER, { integer: true });
+    assertNumberIn(id, `${what}[${i}]`, 0, Number.MAX_SAFE_INTEGER, { integer: true, error: EngineInputError });
     return id;
   });
 }
 
-/** Fills unset fields from DEFAULT_SAMPLING_OPTIONS (undefined counts as unset) and validates every field. */
-export function resolveSamplingOptions(o: Partial<SamplingOptions> = {}): SamplingOptions {
+/** Validates every field (each is required) and returns a copy. */
+export function checkedSamplingOptions(o: SamplingOptions): SamplingOptions {
   const raw: unknown = o;
-  if (typeof raw !== 'object' || raw === null || isArray(raw)) throw new DroInputError('sampling options must be an object');
-  assertKnownKeys(o, OPTION_KEYS, 'sampling');
-  const temperature = o.temperature === undefined ? DEFAULT_SAMPLING_OPTIONS.temperature : o.temperature;
-  const topP = o.topP === undefined ? DEFAULT_SAMPLING_OPTIONS.topP : o.topP;
-  const topK = o.topK === undefined ? DEFAULT_SAMPLING_OPTIONS.topK : o.topK;
-  const maxNewTokens = o.maxNewTokens === undefined ? DEFAULT_SAMPLING_OPTIONS.maxNewTokens : o.maxNewTokens;
-  assertNumberIn(temperature, 'sampling option temperature', 0, Infinity);
-  assertNumberIn(topP, 'sampling option topP', 0, 1, { minExclusive: true });
-  assertNumberIn(topK, 'sampling option topK', 0, Number.MAX_SAFE_INTEGER, { integer: true });
-  assertNumberIn(maxNewTokens, 'sampling option maxNewTokens', 1, MAX_POSITION + 1, { integer: true });
+  if (typeof raw !== 'object' || raw === null || isArray(raw)) throw new EngineInputError('sampling options must be an object');
+  assertKnownKeys(o, OPTION_KEYS, 'sampling', EngineInputError);
+  const { temperature, topP, topK, maxNewTokens } = o;
+  assertNumberIn(temperature, 'sampling option temperature', 0, Infinity, { error: EngineInputError });
+  assertNumberIn(topP, 'sampling option topP', 0, 1, { minExclusive: true, error: EngineInputError });
+  assertNumberIn(topK, 'sampling option topK', 0, Number.MAX_SAFE_INTEGER, { integer: true, error: EngineInputError });
+  assertNumberIn(maxNewTokens, 'sampling option maxNewTokens', 1, MAX_POSITION + 1, { integer: true, error: EngineInputError });
   // Copies, so a caller mutating its arrays later cannot change a running sampler.
-  const stopTokenIds = tokenIds(o.stopTokenIds === undefined ? [] : o.stopTokenIds, 'sampling option stopTokenIds');
-  const rawSequences: unknown = o.stopSequences === undefined ? [] : o.stopSequences;
-  if (!isArray(rawSequences)) throw new DroInputError(`sampling option stopSequences must be an array of token-id arrays, got ${JSON.stringify(rawSequences)}`);
+  const stopTokenIds = tokenIds(o.stopTokenIds, 'sampling option stopTokenIds');
+  const rawSequences: unknown = o.stopSequences;
+  if (!isArray(rawSequences)) throw new EngineInputError(`sampling option stopSequences must be an array of token-id arrays, got ${JSON.stringify(rawSequences)}`);
   const stopSequences = rawSequences.map((s, i) => tokenIds(s, `sampling option stopSequences[${i}]`, { nonEmpty: true }));
   return { temperature, topP, topK, maxNewTokens, stopTokenIds, stopSequences };
 }
@@ -95,13 +88,13 @@ type Draw = (index: number) => number;
 
 function keyStream(key: SampleKey): Draw {
   const raw: unknown = key;
-  if (typeof raw !== 'object' || raw === null) throw new DroInputError('sample key must be an object');
+  if (typeof raw !== 'object' || raw === null) throw new EngineInputError('sample key must be an object');
   const { seed, step, exampleId, sampleIndex } = key;
   const seedOk = typeof seed === 'string' || (typeof seed === 'number' && Number.isFinite(seed));
-  if (!seedOk) throw new DroInputError(`sample key seed must be a string or a finite number, got ${JSON.stringify(seed)}`);
-  assertNumberIn(step, 'sample key step', 0, Number.MAX_SAFE_INTEGER, { integer: true });
-  if (typeof exampleId !== 'string') throw new DroInputError(`sample key exampleId must be a string, got ${JSON.stringify(exampleId)}`);
-  assertNumberIn(sampleIndex, 'sample key sampleIndex', 0, Number.MAX_SAFE_INTEGER, { integer: true });
+  if (!seedOk) throw new EngineInputError(`sample key seed must be a string or a finite number, got ${JSON.stringify(seed)}`);
+  assertNumberIn(step, 'sample key step', 0, Number.MAX_SAFE_INTEGER, { integer: true, error: EngineInputError });
+  if (typeof exampleId !== 'string') throw new EngineInputError(`sample key exampleId must be a string, got ${JSON.stringify(exampleId)}`);
+  assertNumberIn(sampleIndex, 'sample key sampleIndex', 0, Number.MAX_SAFE_INTEGER, { integer: true, error: EngineInputError });
   const stream = uniformStream([seed, step, exampleId, sampleIndex, 'sample']);
   return (position) => stream(position);
 }
@@ -355,17 +348,17 @@ const isFloatArray = (row: LogitsRow): row is Float32Array | Float64Array => row
 
 function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: Draw): { token: number; logprob: number } {
   const n = logits.length;
-  if (n === 0) throw new DroInputError(`logits at position ${position} are empty`);
+  if (n === 0) throw new EngineInputError(`logits at position ${position} are empty`);
   const typed = isFloatArray(logits);
   let max = -Infinity;
   let argmax = -1;
   let masked = 0;
   for (let i = 0; i < n; i++) {
     const v = logits[i]!;
-    if (!typed && typeof v !== 'number') throw new DroInputError(`logit at position ${position}, token ${i} is not a number (${String(v)})`);
+    if (!typed && typeof v !== 'number') throw new EngineInputError(`logit at position ${position}, token ${i} is not a number (${String(v)})`);
     // One comparison lets every ordinary value through; NaN and +Infinity fail it.
     if (!(v < Infinity)) {
-      if (v !== -Infinity) throw new DroInputError(`logit at position ${position}, token ${i} is ${v}; only finite values and -Infinity (masked) are allowed`);
+      if (v !== -Infinity) throw new EngineInputError(`logit at position ${position}, token ${i} is ${v}; only finite values and -Infinity (masked) are allowed`);
     }
     if (v === -Infinity) masked++;
     else if (v > max) {
@@ -373,7 +366,7 @@ function choose(logits: LogitsRow, position: number, o: SamplingOptions, draw: D
       argmax = i;
     }
   }
-  if (argmax < 0) throw new DroInputError(`every logit at position ${position} is -Infinity: no token can be sampled`);
+  if (argmax < 0) throw new EngineInputError(`every logit at position ${position} is -Infinity: no token can be sampled`);
 
   if (o.temperature === 0) {
     return { token: argmax, logprob: -Math.log(sumOfShiftedExp(logits, max)) };
@@ -429,7 +422,7 @@ function drawFrom(kept: Int32Array, weights: Float64Array, total: number, values
 }
 
 function checkPosition(position: number): void {
-  assertNumberIn(position, 'sampling position', 0, MAX_POSITION, { integer: true });
+  assertNumberIn(position, 'sampling position', 0, MAX_POSITION, { integer: true, error: EngineInputError });
 }
 
 export type StopReason = 'stop-token' | 'stop-sequence' | 'max-new-tokens';
@@ -445,7 +438,7 @@ export class SequenceSampler {
   readonly #key: SampleKey;
 
   constructor(key: SampleKey, options: SamplingOptions) {
-    this.#options = resolveSamplingOptions(options);
+    this.#options = checkedSamplingOptions(options);
     this.#draw = keyStream(key);
     this.#key = { ...key };
   }
@@ -474,10 +467,10 @@ export class SequenceSampler {
 
   /** The position of the next token, once the sequence may take one from a row of `vocabSize` logits. */
   #check(vocabSize: number): number {
-    if (this.#stopReason !== null) throw new DroInputError(`the sequence has ended (${this.#stopReason}); no further token can be sampled`);
+    if (this.#stopReason !== null) throw new EngineInputError(`the sequence has ended (${this.#stopReason}); no further token can be sampled`);
     const position = this.#ids.length;
     if (this.#vocabSize !== undefined && vocabSize !== this.#vocabSize) {
-      throw new DroInputError(`logits at position ${position} have ${vocabSize} entries, earlier rows had ${this.#vocabSize}`);
+      throw new EngineInputError(`logits at position ${position} have ${vocabSize} entries, earlier rows had ${this.#vocabSize}`);
     }
     return position;
   }
@@ -513,7 +506,7 @@ export class SequenceSampler {
 /** Convenience: the same choice as SequenceSampler for one row, given the generated position. */
 export function sampleToken(logits: LogitsRow, key: SampleKey, position: number, options: SamplingOptions): { token: number; logprob: number } {
   checkPosition(position);
-  return choose(logits, position, resolveSamplingOptions(options), keyStream(key));
+  return choose(logits, position, checkedSamplingOptions(options), keyStream(key));
 }
 
 /** The two top-p cuts, for the test that the binned one always agrees with the definition or defers to it. */

@@ -1,6 +1,7 @@
 // Scoring: per-token log-probs and ranks of given targets for a right-padded batch, in one run of a
 // session that takes the parameters as inputs, so the current and the reference policy share it.
-import { paddedFeeds, weightFeeds, type FloatArray, type FloatDType, type Weights } from './batching.js';
+import { paddedFeeds, weightFeeds, type Weights } from './batching.js';
+import type { FloatArray, FloatDType } from './float-arrays.js';
 import { EngineInputError, overflowError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import type { LoraConfig } from './model/lora.js';

@@ -1,23 +1,17 @@
 // The engine's state contract for the Temporal activities: tags, whole-state loads that land entirely
 // or not at all, the frozen reference policy, optimizer reset, and training that commits every update
 // or none (tag mismatch, cancellation, non-finite loss), checked bit for bit on the exported files.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
-import { EngineAbortError, EngineInputError, NonFiniteUpdateError, PolicyTagMismatchError } from './errors.js';
-import { parseModelConfig } from './model/config.js';
-import { PolicyEngine, type PolicyTag, type TrainSequence, type TrainStepOptions } from './policy.js';
+import { EngineAbortError, EngineInputError, NonFiniteUpdateError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
+import { PolicyEngine } from './policy.js';
+import type { TrainSequence } from './training.js';
+import { engineOptions, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
+import { decodeSafetensors, encodeSafetensors } from './weights/safetensors.js';
 
-const raw = { vocab_size: 13, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, initializer_range: 0.3 };
-const config = parseModelConfig(raw, 'state test config');
-const engines: PolicyEngine[] = [];
-function engine(seed = 1): PolicyEngine {
-  const e = PolicyEngine.initialise(config, seed);
-  engines.push(e);
-  return e;
-}
-afterAll(async () => {
-  for (const e of engines) await e.release();
-});
+const config = tinyModelConfig();
+const track = releasedAfterAll();
+const engine = (seed = 1): PolicyEngine => track(PolicyEngine.initialise(config, seed, engineOptions()));
 
 const ids = (key: string, n: number): number[] => Array.from({ length: n }, (_, i) => Math.floor(uniform(['state', key, i]) * 13));
 function grpoBatch(key: string): TrainSequence[] {
@@ -32,21 +26,29 @@ function grpoBatch(key: string): TrainSequence[] {
     };
   });
 }
-const grpo: TrainStepOptions = { loss: 'grpo', learningRate: 1e-2, klBeta: 0.05, maxCompletionLength: 8 };
+const grpo = trainStepOptions('grpo', { learningRate: 1e-2, klBeta: 0.05, maxCompletionLength: 8 });
+const sft = trainStepOptions('sft', { learningRate: 1e-2 });
 const tag = (step: number): PolicyTag => ({ runId: 'run-1', configHash: 'c0ffee', step });
 const probe = [{ ids: ids('probe', 9), targetStart: 1 }];
 
+/** Optimizer bytes with every moment but no step count: a load must not apply the moments either. */
+function withoutStep(optimizer: Uint8Array): Uint8Array {
+  const file = decodeSafetensors(optimizer);
+  file.tensors.delete('optimizer.step');
+  return encodeSafetensors(file.tensors);
+}
+
 /** Everything the engine holds, as bytes and JSON, for bit-for-bit comparisons. */
-function snapshot(e: PolicyEngine): { parameters: Buffer; optimizer: Buffer; reference: Buffer; tag: PolicyTag | undefined; step: number } {
-  return { parameters: Buffer.from(e.exportParameters()), optimizer: Buffer.from(e.exportOptimizer()), reference: Buffer.from(e.exportReferencePolicy()), tag: e.tag, step: e.step };
+function snapshot(e: PolicyEngine): { parameters: Buffer; optimizer: Buffer; reference: Buffer; tag: PolicyTag | undefined; optimizerSteps: number } {
+  return { parameters: Buffer.from(e.exportParameters()), optimizer: Buffer.from(e.exportOptimizer()), reference: Buffer.from(e.exportReferencePolicy()), tag: e.tag(), optimizerSteps: e.optimizerSteps };
 }
 
 /** An engine that has trained, frozen a reference in the middle and carries a tag. */
 async function trained(seed = 2): Promise<PolicyEngine> {
   const e = engine(seed);
-  await e.trainStep(grpoBatch('a'), grpo);
+  await trainStep(e, grpoBatch('a'), grpo);
   e.freezeReferencePolicy();
-  await e.trainStep(grpoBatch('b'), grpo);
+  await trainStep(e, grpoBatch('b'), grpo);
   e.setTag(tag(2));
   return e;
 }
@@ -54,18 +56,18 @@ async function trained(seed = 2): Promise<PolicyEngine> {
 describe('tags', () => {
   it('start unset, are copied in and out, and are validated', () => {
     const e = engine();
-    expect(e.tag).toBeUndefined();
+    expect(e.tag()).toBeUndefined();
     const t = tag(3);
     e.setTag(t);
     t.step = 99;
-    expect(e.tag).toEqual(tag(3));
-    e.tag!.step = 42;
-    expect(e.tag).toEqual(tag(3));
+    expect(e.tag()).toEqual(tag(3));
+    e.tag()!.step = 42;
+    expect(e.tag()).toEqual(tag(3));
     expect(() => e.setTag({ runId: '', configHash: 'x', step: 0 })).toThrow(EngineInputError);
     expect(() => e.setTag({ runId: 'r', configHash: 'x', step: 0.5 })).toThrow('tag: step must be an integer, got 0.5');
-    expect(e.tag).toEqual(tag(3));
+    expect(e.tag()).toEqual(tag(3));
     e.setTag(undefined);
-    expect(e.tag).toBeUndefined();
+    expect(e.tag()).toBeUndefined();
   });
 });
 
@@ -77,7 +79,7 @@ describe('loadState', () => {
     b.loadState({ parameters: a.exportParameters(), optimizer: a.exportOptimizer(), reference: a.exportReferencePolicy(), tag: tag(2) });
     expect(snapshot(b)).toEqual(before);
     expect(await b.score(probe, { policy: 'reference' })).toEqual(await a.score(probe, { policy: 'reference' }));
-    const [ra, rb] = [await a.trainStep(grpoBatch('c'), grpo), await b.trainStep(grpoBatch('c'), grpo)];
+    const [ra, rb] = [await trainStep(a, grpoBatch('c'), grpo), await trainStep(b, grpoBatch('c'), grpo)];
     expect(rb).toEqual(ra);
     expect(snapshot(b)).toEqual(snapshot(a));
   });
@@ -86,10 +88,10 @@ describe('loadState', () => {
     const a = await trained();
     const b = engine(7);
     b.loadState({ parameters: a.exportParameters(), optimizer: null, reference: null, tag: tag(5) });
-    expect(b.step).toBe(0);
+    expect(b.optimizerSteps).toBe(0);
     expect(Buffer.from(b.exportOptimizer())).toEqual(Buffer.from(engine(3).exportOptimizer()));
     expect(Buffer.from(b.exportReferencePolicy())).toEqual(Buffer.from(a.exportParameters()));
-    expect(b.tag).toEqual(tag(5));
+    expect(b.tag()).toEqual(tag(5));
   });
 
   it('a bad file anywhere leaves the engine exactly as it was, bit for bit, tag included', async () => {
@@ -98,14 +100,14 @@ describe('loadState', () => {
     const paramsMap = e.parameters();
     const scores = await e.score(probe);
     const good = await trained(5);
-    const wrongShape = PolicyEngine.initialise(parseModelConfig({ ...raw, hidden_size: 32 }, 'other'), 1);
-    engines.push(wrongShape);
+    const wrongShape = track(PolicyEngine.initialise(tinyModelConfig({ hidden_size: 32 }, 'other'), 1, engineOptions()));
     const truncated = good.exportOptimizer().subarray(0, 100);
     const cases: [string, Parameters<PolicyEngine['loadState']>[0], string][] = [
       ['corrupt optimizer', { parameters: good.exportParameters(), optimizer: truncated, reference: null, tag: tag(9) }, 'optimizer.safetensors'],
       ['optimizer of another shape', { parameters: good.exportParameters(), optimizer: wrongShape.exportOptimizer(), reference: null, tag: tag(9) }, 'optimizer.safetensors: tensor optimizer.adam_m.model.embed_tokens.weight has shape [13, 32], the model needs [13, 16]'],
       ['parameters as optimizer', { parameters: good.exportParameters(), optimizer: good.exportParameters(), reference: null, tag: tag(9) }, 'optimizer.safetensors: tensor optimizer.adam_m.model.embed_tokens.weight is missing'],
       ['bad reference', { parameters: good.exportParameters(), optimizer: good.exportOptimizer(), reference: wrongShape.exportParameters(), tag: tag(9) }, 'reference.safetensors'],
+      ['optimizer without its step', { parameters: good.exportParameters(), optimizer: withoutStep(good.exportOptimizer()), reference: null, tag: tag(9) }, 'optimizer.safetensors: optimizer.step (I64 scalar) is missing'],
       ['bad tag', { parameters: good.exportParameters(), optimizer: good.exportOptimizer(), reference: null, tag: { runId: 'r', configHash: '', step: 1 } }, 'configHash must be a non-empty string'],
     ];
     for (const [name, files, message] of cases) {
@@ -124,17 +126,6 @@ describe('loadState', () => {
     expect(await e.score(probe)).toEqual(scores);
   });
 
-  it('importOptimizer is all-or-nothing too', async () => {
-    const e = await trained();
-    const before = snapshot(e);
-    const bad = (await trained(5)).exportOptimizer();
-    // Keep every moment but drop the step count: the moments must not be applied either.
-    const { decodeSafetensors, encodeSafetensors } = await import('./weights/safetensors.js');
-    const file = decodeSafetensors(bad);
-    file.tensors.delete('optimizer.step');
-    expect(() => e.importOptimizer(encodeSafetensors(file.tensors))).toThrow('optimizer.safetensors: optimizer.step (I64 scalar) is missing');
-    expect(snapshot(e)).toEqual(before);
-  });
 });
 
 describe('reference policy', () => {
@@ -142,17 +133,13 @@ describe('reference policy', () => {
     const e = engine(4);
     const initial = Buffer.from(e.exportParameters());
     const initialScores = await e.score(probe);
-    await e.trainStep(grpoBatch('r1'), grpo);
+    await trainStep(e, grpoBatch('r1'), grpo);
     expect(Buffer.from(e.exportReferencePolicy())).toEqual(initial);
     expect(await e.score(probe, { policy: 'reference' })).toEqual(initialScores);
-    // importParameters replaces the current policy only.
-    e.importParameters(engine(8).exportParameters());
-    expect(Buffer.from(e.exportReferencePolicy())).toEqual(initial);
-
     e.freezeReferencePolicy();
     const frozen = Buffer.from(e.exportParameters());
     const frozenScores = await e.score(probe);
-    for (let i = 0; i < 3; i++) await e.trainStep(grpoBatch(`r2-${i}`), grpo);
+    for (let i = 0; i < 3; i++) await trainStep(e, grpoBatch(`r2-${i}`), grpo);
     expect(await e.score(probe)).not.toEqual(frozenScores);
     expect(await e.score(probe, { policy: 'reference' })).toEqual(frozenScores);
     expect(Buffer.from(e.exportReferencePolicy())).toEqual(frozen);
@@ -165,10 +152,10 @@ describe('resetOptimizer', () => {
     const e = await trained();
     const before = snapshot(e);
     e.resetOptimizer();
-    expect(snapshot(e)).toEqual({ ...before, optimizer: Buffer.from(engine(9).exportOptimizer()), step: 0 });
+    expect(snapshot(e)).toEqual({ ...before, optimizer: Buffer.from(engine(9).exportOptimizer()), optimizerSteps: 0 });
     const fresh = engine(9);
-    fresh.importParameters(e.exportParameters());
-    expect(await e.trainStep(grpoBatch('after-reset'), grpo)).toEqual(await fresh.trainStep(grpoBatch('after-reset'), grpo));
+    fresh.loadState({ parameters: e.exportParameters(), optimizer: null, reference: e.exportReferencePolicy(), tag: tag(2) });
+    expect(await trainStep(e, grpoBatch('after-reset'), grpo)).toEqual(await trainStep(fresh, grpoBatch('after-reset'), grpo));
   });
 });
 
@@ -182,10 +169,10 @@ describe('train: every update or none', () => {
     expect(results.map((r) => r.step)).toEqual([3, 4, 5]);
     expect(progress).toEqual([1, 2, 3]);
     const oneByOne = [];
-    for (const s of steps) oneByOne.push(await b.trainStep(s.sequences, s.options));
+    for (const s of steps) oneByOne.push(await trainStep(b, s.sequences, s.options));
     expect(results).toEqual(oneByOne);
-    expect(a.tag).toEqual(tag(3));
-    expect(b.tag).toEqual(tag(2));
+    expect(a.tag()).toEqual(tag(3));
+    expect(b.tag()).toEqual(tag(2));
     expect({ ...snapshot(a), tag: undefined }).toEqual({ ...snapshot(b), tag: undefined });
   });
 
@@ -203,7 +190,7 @@ describe('train: every update or none', () => {
     await expect(run).rejects.toThrow(PolicyTagMismatchError);
     await expect(run).rejects.toThrow('the engine holds policy (run "run-1", config c0ffee, step 2), the caller expects policy (run "run-1", config c0ffee, step 7)');
     const untagged = engine();
-    await expect(untagged.trainStep(grpoBatch('x'), grpo, { expect: tag(0) })).rejects.toThrow('the engine holds an untagged policy');
+    await expect(trainStep(untagged, grpoBatch('x'), grpo, { expect: tag(0) })).rejects.toThrow('the engine holds an untagged policy');
     expect(snapshot(e)).toEqual(before);
   });
 
@@ -232,7 +219,7 @@ describe('train: every update or none', () => {
     // The one-step wrapper too (it used to apply the update regardless).
     const controller = new AbortController();
     controller.abort(new Error('cancelled'));
-    await expect(e.trainStep(grpoBatch('c3'), grpo, { signal: controller.signal })).rejects.toThrow(EngineAbortError);
+    await expect(trainStep(e, grpoBatch('c3'), grpo, { signal: controller.signal })).rejects.toThrow(EngineAbortError);
     expect(snapshot(e)).toEqual(before);
   });
 
@@ -241,8 +228,8 @@ describe('train: every update or none', () => {
     const before = snapshot(e);
     const paramsMap = e.parameters();
     const nanAdvantage = grpoBatch('n1').map((s, i) => (i === 1 ? { ...s, advantage: Number.NaN } : s));
-    await expect(e.trainStep(nanAdvantage, grpo)).rejects.toThrow(new NonFiniteUpdateError(3, 'loss', Number.NaN));
-    await expect(e.trainStep(nanAdvantage, grpo)).rejects.toThrow('update 3: loss is NaN; the weights were left unchanged');
+    await expect(trainStep(e, nanAdvantage, grpo)).rejects.toThrow(new NonFiniteUpdateError(3, 'loss', Number.NaN));
+    await expect(trainStep(e, nanAdvantage, grpo)).rejects.toThrow('update 3: loss is NaN; the weights were left unchanged');
 
     const nanOld = grpoBatch('n2').map((s, i) => (i === 0 ? { ...s, oldLogprobs: s.oldLogprobs!.map((lp, j) => (j === 1 ? Number.NaN : lp)) } : s));
     const run = e.train(
@@ -264,13 +251,17 @@ describe('train: every update or none', () => {
     const before = snapshot(e);
     const steps = [
       { sequences: grpoBatch('v1'), options: grpo },
-      { sequences: [{ ids: [1, 2, 40], completionStart: 1 }], options: { loss: 'sft' as const, learningRate: 1e-2 } },
+      { sequences: [{ ids: [1, 2, 40], completionStart: 1 }], options: sft },
     ];
     await expect(e.train(steps)).rejects.toThrow(new EngineInputError('train step 1: token id 40 at sequence 0, position 2 is outside the vocabulary (0..12)'));
-    await expect(e.trainStep([{ ids: [1, 2], completionStart: 0 }], { loss: 'sft', learningRate: 1e-2 })).rejects.toThrow('sequence 0: completionStart 0 must be in 1..2');
-    await expect(e.trainStep(grpoBatch('v2'), { ...grpo, maxCompletionLength: 2 })).rejects.toThrow('maxCompletionLength 2 must be an integer of at least the longest completion (5 tokens)');
-    await expect(e.trainStep([{ ids: [1, 2, 3], completionStart: 1 }], { loss: 'grpo', learningRate: 1e-2 })).rejects.toThrow(EngineInputError);
-    await expect(e.trainStep(grpoBatch('v3'), { ...grpo, learningRate: Number.NaN })).rejects.toThrow('learningRate must be a finite number ≥ 0, got NaN');
+    await expect(trainStep(e, [{ ids: [1, 2], completionStart: 0 }], sft)).rejects.toThrow('sequence 0: completionStart 0 must be in 1..2');
+    await expect(trainStep(e, grpoBatch('v2'), { ...grpo, maxCompletionLength: 2 })).rejects.toThrow('maxCompletionLength 2 must be an integer of at least the longest completion (5 tokens)');
+    await expect(trainStep(e, [{ ids: [1, 2, 3], completionStart: 1 }], grpo)).rejects.toThrow('sequence 0: GRPO needs an advantage and 2 old and reference-policy log-probs (one per completion token)');
+    await expect(trainStep(e, grpoBatch('v3'), { ...grpo, learningRate: Number.NaN })).rejects.toThrow('learningRate must be a finite number ≥ 0, got NaN');
+    // The engine has no defaults: a missing option is named.
+    await expect(trainStep(e, grpoBatch('v4'), { ...grpo, beta2: undefined } as never)).rejects.toThrow('beta2 must be a finite number, got undefined');
+    await expect(trainStep(e, grpoBatch('v5'), { ...grpo, aggregation: undefined } as never)).rejects.toThrow('aggregation must be one of dr-grpo, sequence-mean, token-mean, got undefined');
+    await expect(trainStep(e, grpoBatch('v6'), { ...grpo, maskTruncated: undefined } as never)).rejects.toThrow('maskTruncated must be a boolean, got undefined');
     expect(snapshot(e)).toEqual(before);
   });
 });

@@ -6,11 +6,12 @@ import { DEFAULT_INIT_MODEL } from '../dro/config.js';
 import { uniform } from '../dro/random.js';
 import { parseModelConfig } from './model/config.js';
 import { PolicyEngine } from './policy.js';
+import { engineOptions, trainStep, trainStepOptions } from './testing/fixtures.js';
 
 const config = parseModelConfig({ model_type: 'llama', ...DEFAULT_INIT_MODEL }, 'default init model');
 
 async function gradientStep(threads: number): Promise<{ gradNorm: number; parameters: Uint8Array }> {
-  const engine = PolicyEngine.initialise(config, 1, { intraOpThreads: threads });
+  const engine = PolicyEngine.initialise(config, 1, engineOptions({ intraOpThreads: threads }));
   try {
     const sequences = Array.from({ length: 64 }, (_, b) => {
       const prompt = 20 + Math.floor(uniform(['det-prompt', b]) * 40);
@@ -20,7 +21,7 @@ async function gradientStep(threads: number): Promise<{ gradNorm: number; parame
     });
     const old = await engine.score(sequences.map((s) => ({ ids: s.ids, targetStart: s.completionStart })));
     const full = sequences.map((s, i) => ({ ...s, oldLogprobs: old[i]!.logprobs, referencePolicyLogprobs: old[i]!.logprobs }));
-    const result = await engine.trainStep(full, { loss: 'grpo', learningRate: 1e-3, maxCompletionLength: 128, klBeta: 0.001 });
+    const result = await trainStep(engine, full, trainStepOptions('grpo', { learningRate: 1e-3, maxCompletionLength: 128 }));
     return { gradNorm: result.gradNorm, parameters: engine.exportParameters() };
   } finally {
     await engine.release();

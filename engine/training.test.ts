@@ -2,6 +2,7 @@
 // completion budget (or the loss does not use it), and the session cache stays bounded.
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseModelConfig } from './model/config.js';
+import { engineOptions, trainStepOptions } from './testing/fixtures.js';
 import { TrainSessions, trainGraphOptions, type TrainSequence, type TrainStepOptions } from './training.js';
 
 const config = parseModelConfig({ vocab_size: 11, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 32 }, 'train session test config');
@@ -12,23 +13,25 @@ const key = (completion: number, options: TrainStepOptions): string => JSON.stri
 
 describe('train graph options', () => {
   it('do not vary with batch length when the budget is fixed or unused', () => {
-    const grpo: TrainStepOptions = { loss: 'grpo', learningRate: 1e-3 };
-    expect(key(3, { ...grpo, maxCompletionLength: 16 })).toBe(key(9, { ...grpo, maxCompletionLength: 16 }));
-    expect(key(3, { loss: 'sft', learningRate: 1e-3 })).toBe(key(9, { loss: 'sft', learningRate: 1e-3 }));
+    const grpo = trainStepOptions('grpo', { learningRate: 1e-3, maxCompletionLength: 16 });
+    const sft = trainStepOptions('sft', { learningRate: 1e-3 });
+    expect(key(3, grpo)).toBe(key(9, grpo));
+    expect(key(3, sft)).toBe(key(9, sft));
     expect(key(3, { ...grpo, aggregation: 'token-mean' })).toBe(key(9, { ...grpo, aggregation: 'token-mean' }));
-    // Left to the batch, the Dr. GRPO divisor is the longest completion: a different graph.
-    expect(key(3, grpo)).not.toBe(key(9, grpo));
+    // Each Dr. GRPO budget is a graph of its own, and one below the longest completion is refused.
+    expect(key(3, grpo)).not.toBe(key(3, { ...grpo, maxCompletionLength: 17 }));
+    expect(() => key(9, { ...grpo, maxCompletionLength: 8 })).toThrow('maxCompletionLength 8 must be an integer of at least the longest completion (9 tokens)');
     // SFT ignores the GRPO fields altogether.
-    expect(key(3, { loss: 'sft', learningRate: 1e-3, klBeta: 0.5, epsilonHigh: 0.3 })).toBe(key(3, { loss: 'sft', learningRate: 1e-3 }));
+    expect(key(3, { ...sft, klBeta: 0.5, epsilonHigh: 0.3, aggregation: 'sequence-mean', maxCompletionLength: 1 })).toBe(key(3, sft));
   });
 });
 
 describe('train session cache', () => {
-  const sessions = new TrainSessions(config, {}, 2);
+  const sessions = new TrainSessions(config, engineOptions(), 2);
   afterAll(() => sessions.release());
 
   it('reuses sessions by options and evicts the least recently used beyond its capacity', async () => {
-    const options = (m: number) => trainGraphOptions('float32', batch(2), { loss: 'grpo', learningRate: 1e-3, maxCompletionLength: m });
+    const options = (m: number) => trainGraphOptions('float32', batch(2), trainStepOptions('grpo', { learningRate: 1e-3, maxCompletionLength: m }));
     const a = await sessions.get(options(4));
     const b = await sessions.get(options(5));
     expect(await sessions.get(options(4))).toBe(a);

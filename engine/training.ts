@@ -1,8 +1,9 @@
 // Training updates: checking a batch and turning it into train-graph feeds (masks, GRPO inputs, AdamW
 // bias corrections), a bounded cache of train sessions, and running a sequence of updates on copies of
 // the optimizer state, so the engine commits all of them or none.
-import type { Aggregation } from '../dro/grpo.js';
-import { paddedFeeds, scalarFeed, weightFeeds, zeros, type FloatArray, type FloatDType, type Weights } from './batching.js';
+import { AGGREGATIONS } from '../dro/grpo.js';
+import { paddedFeeds, scalarFeed, weightFeeds, type Weights } from './batching.js';
+import { zeros, type FloatArray, type FloatDType } from './float-arrays.js';
 import { EngineInputError, NonFiniteUpdateError, throwIfAborted } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import type { LoraConfig } from './model/lora.js';
@@ -22,25 +23,19 @@ export interface TrainSequence {
   truncated?: boolean;
 }
 
-export interface TrainStepOptions {
-  loss: 'grpo' | 'sft';
+/**
+ * An update's options: the train graph's (less its float type), the learning rate and truncation masking.
+ * Every field is required: the run config owns the defaults, not the engine. An SFT update ignores the
+ * GRPO fields (clip range, KL weight, aggregation, the Dr. GRPO divisor). The divisor should be a fixed
+ * budget (the rollout's max new tokens): every new value builds another train session.
+ */
+export interface TrainStepOptions extends Omit<TrainGraphOptions, 'dtype'> {
   learningRate: number;
-  epsilonLow?: number;
-  epsilonHigh?: number;
-  klBeta?: number;
-  aggregation?: Aggregation;
-  maskTruncated?: boolean;
-  /**
-   * The Dr. GRPO divisor. Pass a fixed budget (the rollout's max new tokens): left unset it is the
-   * batch's longest completion, and every new value builds another train session.
-   */
-  maxCompletionLength?: number;
-  maxGradNorm?: number;
-  beta1?: number;
-  beta2?: number;
-  epsilon?: number;
-  weightDecay?: number;
+  /** A truncated sequence contributes no tokens. */
+  maskTruncated: boolean;
 }
+
+const NUMBER_OPTIONS = ['epsilonLow', 'epsilonHigh', 'klBeta', 'maxGradNorm', 'beta1', 'beta2', 'epsilon', 'weightDecay'] as const;
 
 export interface TrainStepResult {
   loss: number;
@@ -78,31 +73,34 @@ interface PreparedUpdate {
 /** Graph options for a batch. Fields a graph does not use are pinned, so they never split the session cache. */
 export function trainGraphOptions(dtype: FloatDType, sequences: readonly TrainSequence[], options: TrainStepOptions): TrainGraphOptions {
   const grpo = options.loss === 'grpo';
-  const aggregation = options.aggregation ?? 'dr-grpo';
+  const { aggregation, maxCompletionLength: budget } = options;
   const longest = Math.max(1, ...sequences.map((s) => s.ids.length - s.completionStart));
-  const budget = options.maxCompletionLength ?? longest;
   if (grpo && (!Number.isInteger(budget) || budget < longest)) {
     throw new EngineInputError(`maxCompletionLength ${budget} must be an integer of at least the longest completion (${longest} tokens)`);
   }
   return {
     dtype,
     loss: options.loss,
-    epsilonLow: grpo ? (options.epsilonLow ?? 0.2) : 0,
-    epsilonHigh: grpo ? (options.epsilonHigh ?? 0.2) : 0,
-    klBeta: grpo ? (options.klBeta ?? 0.001) : 0,
+    epsilonLow: grpo ? options.epsilonLow : 0,
+    epsilonHigh: grpo ? options.epsilonHigh : 0,
+    klBeta: grpo ? options.klBeta : 0,
     aggregation: grpo ? aggregation : 'token-mean',
     maxCompletionLength: grpo && aggregation === 'dr-grpo' ? budget : 1,
-    maxGradNorm: options.maxGradNorm ?? 1,
-    beta1: options.beta1 ?? 0.9,
-    beta2: options.beta2 ?? 0.999,
-    epsilon: options.epsilon ?? 1e-8,
-    weightDecay: options.weightDecay ?? 0,
+    maxGradNorm: options.maxGradNorm,
+    beta1: options.beta1,
+    beta2: options.beta2,
+    epsilon: options.epsilon,
+    weightDecay: options.weightDecay,
   };
 }
 
 function prepareUpdate(config: ModelConfig, dtype: FloatDType, sequences: readonly TrainSequence[], options: TrainStepOptions): PreparedUpdate {
   if (options.loss !== 'grpo' && options.loss !== 'sft') throw new EngineInputError(`loss must be 'grpo' or 'sft', got ${JSON.stringify(options.loss)}`);
   if (!Number.isFinite(options.learningRate) || options.learningRate < 0) throw new EngineInputError(`learningRate must be a finite number ≥ 0, got ${options.learningRate}`);
+  // No field has a default here, so a missing one is named rather than fed to the graph as NaN.
+  for (const name of NUMBER_OPTIONS) if (!Number.isFinite(options[name])) throw new EngineInputError(`${name} must be a finite number, got ${options[name]}`);
+  if (!AGGREGATIONS.includes(options.aggregation)) throw new EngineInputError(`aggregation must be one of ${AGGREGATIONS.join(', ')}, got ${JSON.stringify(options.aggregation)}`);
+  if (typeof options.maskTruncated !== 'boolean') throw new EngineInputError(`maskTruncated must be a boolean, got ${JSON.stringify(options.maskTruncated)}`);
   sequences.forEach((s, b) => {
     if (!Number.isInteger(s.completionStart) || s.completionStart < 1 || s.completionStart > s.ids.length) {
       throw new EngineInputError(`sequence ${b}: completionStart ${s.completionStart} must be in 1..${s.ids.length}`);
@@ -120,7 +118,7 @@ function prepareUpdate(config: ModelConfig, dtype: FloatDType, sequences: readon
   let tokens = 0;
   sequences.forEach((s, b) => {
     const n = s.ids.length - s.completionStart;
-    const counted = !(s.truncated && (options.maskTruncated ?? true));
+    const counted = !(s.truncated && options.maskTruncated);
     if (grpo) {
       if (s.advantage === undefined || s.oldLogprobs?.length !== n || s.referencePolicyLogprobs?.length !== n) {
         throw new EngineInputError(`sequence ${b}: GRPO needs an advantage and ${n} old and reference-policy log-probs (one per completion token)`);

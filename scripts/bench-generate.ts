@@ -4,10 +4,7 @@
 // step) and compute (the float32 MatMul peak). Checks that the machine is idle first; figures are
 // medians of several generations. `--json` prints one JSON object instead.
 import { parseArgs } from 'node:util';
-import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
-import { parameterCount } from '../engine/model/params.js';
-import { PolicyEngine, type GenerateRequest } from '../engine/policy.js';
-import type { SamplingOptions } from '../engine/sampling.js';
+import { parameterCount, parseModelConfig, PolicyEngine, type GenerateRequest, type ModelConfig, type SamplingOptions } from '../engine/index.js';
 import { matmulPeak, median, reportIdle, readBandwidth } from './bench/machine.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 
@@ -34,7 +31,11 @@ const CONFIGS: Record<string, ModelConfig> = {
   ),
 };
 
-const SAMPLING: Record<string, Partial<SamplingOptions>> = { greedy: { temperature: 0 }, 'top-p': { temperature: 1, topP: 0.95 } };
+// No stop tokens or sequences, so every run generates --new-tokens tokens.
+const SAMPLING: Record<string, Omit<SamplingOptions, 'maxNewTokens'>> = {
+  greedy: { temperature: 0, topP: 1, topK: 0, stopTokenIds: [], stopSequences: [] },
+  'top-p': { temperature: 1, topP: 0.95, topK: 0, stopTokenIds: [], stopSequences: [] },
+};
 
 interface Measurement {
   name: string;
@@ -50,7 +51,7 @@ interface Measurement {
   decodeTokensPerSecondRuns: number[];
 }
 
-async function measure(engine: PolicyEngine, config: ModelConfig, batch: number, promptLength: number, newTokens: number, sampling: Partial<SamplingOptions>, runs: number): Promise<{ decode: number[]; prefill: number[]; samplingShare: number[] }> {
+async function measure(engine: PolicyEngine, config: ModelConfig, batch: number, promptLength: number, newTokens: number, sampling: Omit<SamplingOptions, 'maxNewTokens'>, runs: number): Promise<{ decode: number[]; prefill: number[]; samplingShare: number[] }> {
   const requests: GenerateRequest[] = Array.from({ length: batch }, (_, b) => ({
     promptIds: Array.from({ length: promptLength }, (_, t) => (b * 131 + t * 17) % config.vocab_size),
     key: { seed: 1, step: 0, exampleId: `bench-${b}`, sampleIndex: 0 },

@@ -5,10 +5,10 @@
 // the share of the peak. `--json` prints one JSON object instead.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
+import { trainStepOptions } from '../activities/policy-state.js';
+import { parseRunConfig } from '../dro/config.js';
 import { uniform } from '../dro/random.js';
-import { parseModelConfig, type ModelConfig } from '../engine/model/config.js';
-import { parameterCount } from '../engine/model/params.js';
-import { PolicyEngine, type TrainSequence } from '../engine/policy.js';
+import { parameterCount, parseModelConfig, PolicyEngine, type ModelConfig, type TrainSequence } from '../engine/index.js';
 import { matmulPeak, median, reportIdle, secondsSince } from './bench/machine.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 
@@ -21,6 +21,9 @@ for QKᵀ and AV, forward and backward (no causal discount). The MatMul peak is 
 chained GEMMs of the reference config's linear-layer shapes, with the weights as inputs as in training.
 --json prints { "peakGflops", "idle", "configs": [{ "name", "tokensPerSecond", "gflops",
 "shareOfPeak", "peakRssBytes", ... }] }; warnings go to stderr.`;
+
+// A default run: the bench's GRPO update is the one runs make.
+const RUN = parseRunConfig({});
 
 const CONFIGS: Record<string, { config: ModelConfig; batch: number; length: number }> = {
   small: {
@@ -71,13 +74,13 @@ async function measure(name: string, threads: number, warmup: number, steps: num
   const parameters = parameterCount(config);
   const tokens = batchSize * length;
   const flopsPerStep = 6 * parameters * tokens + 12 * config.num_hidden_layers * config.hidden_size * length * tokens;
-  const options = { loss: 'grpo' as const, learningRate: 1e-5 };
+  const options = { loss: 'grpo' as const, learningRate: RUN.optimizer.learningRate, ...trainStepOptions(RUN) };
   const warmupSeconds: number[] = [];
   const stepSeconds: number[] = [];
   for (let s = 0; s < warmup + steps; s++) {
     const sequences = batch(config, batchSize, length, s);
     const start = process.hrtime.bigint();
-    await engine.trainStep(sequences, options);
+    await engine.train([{ sequences, options }]);
     (s < warmup ? warmupSeconds : stepSeconds).push(secondsSince(start));
   }
   await engine.release();

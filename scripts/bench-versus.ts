@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Token } from 'node-llama-cpp';
-import { loadModel, loadModelTokenizer } from '../engine/model/model-source.js';
-import { PolicyEngine } from '../engine/policy.js';
+import { loadModel, loadModelTokenizer, PolicyEngine } from '../engine/index.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 import { median, reportIdle, secondsSince } from './bench/machine.js';
 import { openLlamaCpp, writeF32Copy, type LlamaCppModel } from './models/llama-cpp.js';
@@ -54,7 +53,7 @@ async function ours(engine: PolicyEngine, prompts: number[][], newTokens: number
   for (let run = 0; run <= runs; run++) {
     let first: number | undefined;
     const start = process.hrtime.bigint();
-    await engine.generate(requests, { maxNewTokens: newTokens, temperature: 0, stopTokenIds: [] }, {
+    await engine.generate(requests, { maxNewTokens: newTokens, temperature: 0, topP: 1, topK: 0, stopTokenIds: [], stopSequences: [] }, {
       onProgress: () => {
         first ??= secondsSince(start);
       },

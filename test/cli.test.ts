@@ -49,8 +49,9 @@ it('model init writes config.json and model.safetensors; model score matches the
   const gen = run('model', 'generate', '--model', join(dir, 'model'), '--ids', '3,17,4', '--max-new-tokens', '5', '--temperature', '0', '--json');
   expect(gen.status).toBe(0);
   const generated = JSON.parse(gen.stdout) as { ids: number[]; logprobs: number[]; truncated: boolean };
-  const engine = PolicyEngine.fromParameters(model.config, model.params);
-  const [expected] = await engine.generate([{ promptIds: [3, 17, 4], key: { seed: 0, step: 0, exampleId: 'cli', sampleIndex: 0 } }], { temperature: 0, maxNewTokens: 5 });
+  // The CLI's defaults: --threads 1, no stop sequences.
+  const engine = PolicyEngine.fromParameters(model.config, model.params, { intraOpThreads: 1 });
+  const [expected] = await engine.generate([{ promptIds: [3, 17, 4], key: { seed: 0, step: 0, exampleId: 'cli', sampleIndex: 0 } }], { temperature: 0, topP: 1, topK: 0, maxNewTokens: 5, stopTokenIds: [], stopSequences: [] });
   await engine.release();
   expect(generated).toEqual({ ids: expected!.ids, logprobs: expected!.logprobs, truncated: true });
   const sampled = (seed: string) => run('model', 'generate', '--model', join(dir, 'model'), '--ids', '3,17,4', '--max-new-tokens', '8', '--seed', seed, '--json').stdout;

@@ -77,7 +77,7 @@ async function compare(path: string, llama: LlamaCppModel): Promise<Comparison> 
       positions += ranks.length;
 
       const llamaTokens = await llama.greedy(ids, GREEDY_TOKENS);
-      const [gen] = await engine.generate([{ promptIds: ids, key: { seed: 0, step: 0, exampleId: 'greedy', sampleIndex: 0 } }], { maxNewTokens: GREEDY_TOKENS, temperature: 0, topP: 1, topK: 0, stopTokenIds: [] });
+      const [gen] = await engine.generate([{ promptIds: ids, key: { seed: 0, step: 0, exampleId: 'greedy', sampleIndex: 0 } }], { maxNewTokens: GREEDY_TOKENS, temperature: 0, topP: 1, topK: 0, stopTokenIds: [], stopSequences: [] });
       const firstDiff = gen!.ids.findIndex((id, i) => id !== llamaTokens[i]);
       let gapAtDiff = 0;
       if (firstDiff >= 0) {

@@ -19,7 +19,7 @@ import { mergeAdapterToDir } from '../engine/model/adapter-dir.js';
 import { loadModelDir, saveModelDir } from '../engine/model/model-dir.js';
 import { PolicyEngine } from '../engine/policy.js';
 import { initParameters } from '../engine/model/params.js';
-import { encodeParameters } from '../engine/state-files.js';
+import { encodeParameters } from '../engine/model/state-files.js';
 import { decodeSafetensors } from '../engine/weights/safetensors.js';
 import { configHash, exportCheckpoint } from '../scripts/cli/runs.js';
 import type { BlobStore } from '../storage/blob-store.js';

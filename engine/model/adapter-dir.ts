@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { readJsonFile } from '../../storage/local-files.js';
 import { EngineInputError } from '../errors.js';
-import { decodeAdapters } from '../state-files.js';
+import { decodeAdapters } from './state-files.js';
 import type { ModelConfig } from './config.js';
 import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, LoraError, mergeAdapters, parseAdapterConfig, type LoraConfig } from './lora.js';
 import { writeModelDirectory } from './model-dir.js';

@@ -6,11 +6,11 @@ import { copyFile, mkdtemp, open, readdir, readFile, rm, writeFile } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PolicyEngine } from '../policy.js';
 import { decodeSafetensors, encodeSafetensors, tensorFrom, toFloat32, type SafetensorsDtype, type SafeTensor } from '../weights/safetensors.js';
 import { modelConfigToJson, parseModelConfig, type ModelConfig } from './config.js';
 import { CONFIG_FILE, importHuggingFaceDir, loadModelDir, saveModelDir, WEIGHTS_FILE, WEIGHTS_INDEX_FILE } from './model-dir.js';
 import { initParameters, parameterSpecs } from './params.js';
+import { encodeParameters } from './state-files.js';
 
 const dirs: string[] = [];
 const tempDir = async (): Promise<string> => {
@@ -62,13 +62,8 @@ const params = initParameters(untied, 11);
 describe('importHuggingFaceDir', () => {
   it('imports a `dro model init` directory unchanged: the same config.json and model.safetensors bytes', async () => {
     const src = await tempDir();
-    // What modelInit does: PolicyEngine.initialise, exportParameters, saveModelDir.
-    const engine = PolicyEngine.initialise(tied, 5);
-    try {
-      await saveModelDir(src, tied, engine.exportParameters());
-    } finally {
-      await engine.release();
-    }
+    // What modelInit does: initParameters, encodeParameters, saveModelDir.
+    await saveModelDir(src, tied, encodeParameters(tied, initParameters(tied, 5)));
     const out = join(await tempDir(), 'imported');
     const summary = await importHuggingFaceDir(src, out, { pieceBytes: 64 });
     expect(summary.files).toEqual([CONFIG_FILE, WEIGHTS_FILE]);

@@ -4,7 +4,8 @@
 import { join } from 'node:path';
 import { readJsonFile } from '../../storage/local-files.js';
 import { HfTokenizer } from '../tokenizer/hf-tokenizer.js';
-import { loadTokenizer, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, type Tokenizer } from '../tokenizer/tokenizer.js';
+import { loadTokenizer } from '../tokenizer/load.js';
+import { TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, type Tokenizer } from '../tokenizer/tokenizer.js';
 import { tokenizerFilesFromGguf } from '../tokenizer/gguf-tokenizer.js';
 import { GgufReader } from '../weights/gguf.js';
 import { parseModelConfig, type ModelConfig } from './config.js';

@@ -3,6 +3,7 @@
 // carry it, and the scoring graph actually using it.
 import { afterAll, describe, expect, it } from 'vitest';
 import { PolicyEngine } from '../policy.js';
+import { engineOptions } from '../testing/fixtures.js';
 import { ModelConfigError, modelConfigToJson, parseModelConfig, type ModelConfig } from './config.js';
 import { initParameters } from './params.js';
 import { rotaryInverseFrequencies } from './rope.js';
@@ -131,7 +132,7 @@ describe('the scoring graph uses the scaling', () => {
     const params = initParameters(plain, 5);
     const ids = [3, 17, 4, 29, 8, 1, 22, 9, 14, 30, 2, 7];
     const score = async (config: ModelConfig): Promise<number[]> => {
-      const e = PolicyEngine.fromParameters(config, params);
+      const e = PolicyEngine.fromParameters(config, params, engineOptions());
       engines.push(e);
       const [r] = await e.score([{ ids, targetStart: 1 }]);
       return r!.logprobs;

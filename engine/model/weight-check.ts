@@ -1,7 +1,7 @@
 // Which tensors of a weights file (or of a sharded checkpoint's files) are the model's parameters: every
 // name and shape checked against the config before any data is read, with the Hugging Face extras that are
 // harmless accepted and everything else refused naming the file and the first tensor that is wrong.
-import type { FloatArray } from '../batching.js';
+import type { FloatArray } from '../float-arrays.js';
 import { EngineInputError } from '../errors.js';
 import type { SafetensorsDtype } from '../weights/safetensors.js';
 import type { ModelConfig } from './config.js';

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { uniform } from '../../dro/random.js';
 import { OrtSession } from '../ort.js';
+import { engineOptions } from '../testing/fixtures.js';
 import { gradients } from './autodiff.js';
 import { Graph, type Dim, type Tensor } from './graph.js';
 
@@ -35,7 +36,7 @@ async function checkGradients(name: string, specs: InputSpec[], build: (g: Graph
   const grads = gradients(g, loss, xs);
   g.output(loss, 'loss');
   grads.forEach((gr, i) => g.output(gr, `grad${i}`));
-  const session = await OrtSession.create(g.toModelBytes());
+  const session = await OrtSession.create(g.toModelBytes(), engineOptions());
   const inputs = specs.map((s, i) => {
     const dims = s.dims ?? (s.shape as number[]);
     return values(`${name}-x${i}`, size(dims), s.range ?? [-2, 2]);
@@ -178,7 +179,7 @@ describe('gradient rules vs central finite differences (float64)', () => {
     const [ga, gb] = gradients(g, loss, [a, b]);
     g.output(ga!, 'ga');
     g.output(gb!, 'gb');
-    const session = await OrtSession.create(g.toModelBytes());
+    const session = await OrtSession.create(g.toModelBytes(), engineOptions());
     const out = await session.run({ a: { dtype: 'float64', dims: [2], data: Float64Array.from([1, -2]) }, b: { dtype: 'float64', dims: [3], data: new Float64Array(3) } });
     expect(Array.from(out.ga!.data as Float64Array)).toEqual([2, -4]);
     expect(Array.from(out.gb!.data as Float64Array)).toEqual([0, 0, 0]);

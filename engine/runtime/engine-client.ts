@@ -2,29 +2,17 @@
 // AbortSignal, progress callbacks, the engine's own error classes on this side, and EngineThreadError
 // for every pending call if the thread dies.
 import { Worker } from 'node:worker_threads';
-import { abortError, EngineAbortError, errorFromWire, EngineThreadError } from '../errors.js';
+import type { PolicyStateFiles, RemoteEngineApi, TrainOptions } from '../api.js';
+import { abortError, EngineAbortError, errorFromWire, EngineThreadError, type PolicyTag } from '../errors.js';
+import type { GenerateOptions, GenerateRequest, GenerateResult } from '../generation.js';
 import type { ModelConfig } from '../model/config.js';
-import type {
-  EngineOptions,
-  GenerateRequest,
-  GenerateResult,
-  PolicyStateFiles,
-  PolicyTag,
-  ScoreOptions,
-  ScoreRequest,
-  ScoreResult,
-  TrainOptions,
-  TrainSequence,
-  TrainStep,
-  TrainStepOptions,
-  TrainStepResult,
-} from '../policy.js';
+import type { EngineOptions } from '../policy.js';
 import type { SamplingOptions } from '../sampling.js';
-import type { EngineSource, FromEngine, StartMessage, ToEngine } from './protocol.js';
+import type { ScoreOptions, ScoreRequest, ScoreResult } from '../scoring.js';
+import type { TrainStep, TrainStepResult } from '../training.js';
+import type { CallMessage, EngineAnswer, EngineMethod, EngineSource, FromEngine, StartMessage, ToEngine, WireArgs } from './protocol.js';
 
-export { EngineThreadError } from '../errors.js';
-
-export interface CallOptions {
+interface CallOptions {
   signal?: AbortSignal;
   onProgress?: (value: number) => void;
 }
@@ -54,13 +42,36 @@ function transferable(...views: (Uint8Array | null | undefined)[]): ArrayBuffer[
   return [...buffers];
 }
 
-export class EngineClient {
+/**
+ * Starts an engine thread and waits until its model is ready. (EngineClient.start for production;
+ * engine/testing/crashable-client.ts starts one in testing mode.)
+ */
+export function startEngineThread(start: StartMessage): Promise<{ worker: Worker; config: ModelConfig }> {
+  const worker = new Worker(BOOTSTRAP, { eval: true, workerData: start });
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: FromEngine): void => {
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      if (message.type === 'ready') resolve({ worker, config: message.config });
+      else {
+        reject(new EngineThreadError(`engine thread could not start: ${message.type === 'fatal' ? message.message : 'unexpected message'}`));
+        void worker.terminate();
+      }
+    };
+    const onError = (err: Error): void => reject(new EngineThreadError(`engine thread could not start: ${err.message}`));
+    worker.on('message', onMessage);
+    worker.once('error', onError);
+  });
+}
+
+/** The engine's methods from another thread (EngineApi, each answering with a promise); its release is dispose(), which also stops the thread. */
+export class EngineClient implements Omit<RemoteEngineApi, 'release'> {
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
   private dead?: EngineThreadError;
 
-  private constructor(
-    private readonly worker: Worker,
+  protected constructor(
+    protected readonly worker: Worker,
     readonly config: ModelConfig,
   ) {
     worker.on('message', (message: FromEngine) => this.onMessage(message));
@@ -69,22 +80,9 @@ export class EngineClient {
   }
 
   /** Starts an engine thread and waits until its model is ready. */
-  static start(source: EngineSource, options: EngineOptions = {}): Promise<EngineClient> {
-    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { source, options } satisfies StartMessage });
-    return new Promise((resolve, reject) => {
-      const onMessage = (message: FromEngine): void => {
-        worker.off('message', onMessage);
-        worker.off('error', onError);
-        if (message.type === 'ready') resolve(new EngineClient(worker, message.config));
-        else {
-          reject(new EngineThreadError(`engine thread could not start: ${message.type === 'fatal' ? message.message : 'unexpected message'}`));
-          void worker.terminate();
-        }
-      };
-      const onError = (err: Error): void => reject(new EngineThreadError(`engine thread could not start: ${err.message}`));
-      worker.on('message', onMessage);
-      worker.once('error', onError);
-    });
+  static async start(source: EngineSource, options: EngineOptions): Promise<EngineClient> {
+    const { worker, config } = await startEngineThread({ source, options });
+    return new EngineClient(worker, config);
   }
 
   private onMessage(message: FromEngine): void {
@@ -109,18 +107,18 @@ export class EngineClient {
    * A cancelled call still waits for the thread's answer: only then is it certain whether the call
    * took effect (an update that finished first is committed and resolves normally).
    */
-  private call<T>(method: string, args: unknown[], options: CallOptions = {}, transfer: ArrayBuffer[] = []): Promise<T> {
+  private call<K extends EngineMethod>(method: K, args: WireArgs<K>, options: CallOptions = {}, transfer: ArrayBuffer[] = []): Promise<EngineAnswer<K>> {
     if (this.dead) return Promise.reject(this.dead);
     if (options.signal?.aborted) return Promise.reject(abortError(options.signal.reason));
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise<EngineAnswer<K>>((resolve, reject) => {
       const onAbort = (): void => this.worker.postMessage({ type: 'cancel', id } satisfies ToEngine);
       options.signal?.addEventListener('abort', onAbort, { once: true });
       const done = (): void => options.signal?.removeEventListener('abort', onAbort);
       this.pending.set(id, {
         resolve: (v) => {
           done();
-          resolve(v as T);
+          resolve(v as EngineAnswer<K>);
         },
         reject: (e) => {
           done();
@@ -129,25 +127,23 @@ export class EngineClient {
         },
         onProgress: options.onProgress,
       });
-      this.worker.postMessage({ type: 'call', id, method, args } satisfies ToEngine, transfer);
+      const message: CallMessage<K> = { type: 'call', id, method, args };
+      this.worker.postMessage(message, transfer);
     });
   }
 
-  generate(requests: GenerateRequest[], sampling: Partial<SamplingOptions> = {}, options: CallOptions = {}): Promise<GenerateResult[]> {
-    return this.call('generate', [requests, sampling], options);
+  generate(requests: readonly GenerateRequest[], sampling: SamplingOptions, options: GenerateOptions = {}): Promise<GenerateResult[]> {
+    const { signal, onProgress, ...generateOptions } = options;
+    return this.call('generate', [requests, sampling, generateOptions], { signal, onProgress });
   }
-  score(requests: ScoreRequest[], options: ScoreOptions = {}): Promise<ScoreResult[]> {
+  score(requests: readonly ScoreRequest[], options: ScoreOptions = {}): Promise<ScoreResult[]> {
     const { signal, ...scoreOptions } = options;
     return this.call('score', [requests, scoreOptions], { signal });
   }
   /** All updates or none (see PolicyEngine.train). */
-  train(steps: TrainStep[], options: TrainOptions = {}): Promise<TrainStepResult[]> {
+  train(steps: readonly TrainStep[], options: TrainOptions = {}): Promise<TrainStepResult[]> {
     const { signal, onProgress, ...trainOptions } = options;
     return this.call('train', [steps, trainOptions], { signal, onProgress });
-  }
-  trainStep(sequences: TrainSequence[], stepOptions: TrainStepOptions, options: TrainOptions = {}): Promise<TrainStepResult> {
-    const { signal, onProgress, ...trainOptions } = options;
-    return this.call('trainStep', [sequences, stepOptions, trainOptions], { signal, onProgress });
   }
   tag(): Promise<PolicyTag | undefined> {
     return this.call('tag', []);
@@ -181,30 +177,11 @@ export class EngineClient {
   baseDigest(): Promise<string> {
     return this.call('baseDigest', []);
   }
-  /** Sends the bytes to the engine thread; a buffer the view spans whole is transferred (detached). */
-  importParameters(bytes: Uint8Array, source?: string): Promise<void> {
-    return this.call('importParameters', [bytes, source], {}, transferable(bytes));
-  }
-  importOptimizer(bytes: Uint8Array, source?: string): Promise<void> {
-    return this.call('importOptimizer', [bytes, source], {}, transferable(bytes));
-  }
-  step(): Promise<number> {
-    return this.call('step', []);
-  }
 
   /** Releases the sessions and stops the thread. */
   async dispose(): Promise<void> {
-    if (!this.dead) await this.call('dispose', []).catch(() => undefined);
+    if (!this.dead) await this.call('release', []).catch(() => undefined);
     this.dead ??= new EngineThreadError('engine thread disposed');
     await this.worker.terminate();
-  }
-
-  /**
-   * Fault injection for tests: the thread exits between two engine operations, as a crashed thread
-   * would. (Terminating a worker in the middle of a native ONNX Runtime call aborts the whole process,
-   * so there is deliberately no way to do that.)
-   */
-  crashForTesting(code = 70): void {
-    this.worker.postMessage({ type: 'crash', code } satisfies ToEngine);
   }
 }

@@ -1,9 +1,5 @@
 // The tokenizer interface shared by the byte-level tokenizer of models trained here and the Hugging Face
-// tokenizers of imported models, and loading the latter from a model directory.
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { decodeUtf8File, parseJsonText } from '../../storage/local-files.js';
-import { HfTokenizer } from './hf-tokenizer.js';
+// tokenizers of imported models, and the names of a model directory's tokenizer files.
 
 export const TOKENIZER_FILE = 'tokenizer.json';
 export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
@@ -37,37 +33,4 @@ export interface Tokenizer {
   idToToken(id: number): string | undefined;
   /** Renders chat messages with the model's chat template (Jinja) when it has one; throws a clear error otherwise. */
   applyChatTemplate?(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
-}
-
-async function readOptional(path: string): Promise<string | undefined> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new Error(`cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
-  return decodeUtf8File(bytes, path);
-}
-
-/**
- * Loads the Hugging Face tokenizer of a model directory: tokenizer.json, plus tokenizer_config.json
- * (special-token roles, chat template) and chat_template.jinja when present. Reads local files only.
- */
-export async function loadTokenizer(dir: string): Promise<Tokenizer> {
-  const tokenizerPath = join(dir, TOKENIZER_FILE);
-  const configPath = join(dir, TOKENIZER_CONFIG_FILE);
-  const templatePath = join(dir, CHAT_TEMPLATE_FILE);
-  const tokenizerText = await readOptional(tokenizerPath);
-  if (tokenizerText === undefined) {
-    throw new Error(`${tokenizerPath} does not exist: a tokenizer directory needs a Hugging Face tokenizer.json`);
-  }
-  const configText = await readOptional(configPath);
-  const chatTemplate = await readOptional(templatePath);
-  return new HfTokenizer({
-    tokenizer: parseJsonText(tokenizerText, tokenizerPath),
-    tokenizerSource: tokenizerPath,
-    ...(configText === undefined ? {} : { config: parseJsonText(configText, configPath), configSource: configPath }),
-    ...(chatTemplate === undefined ? {} : { chatTemplate, chatTemplateSource: templatePath }),
-  });
 }

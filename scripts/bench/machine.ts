@@ -2,8 +2,7 @@
 // and the read bandwidth of ONNX Runtime) and the checks that keep their figures honest: whether
 // anything else is using the CPUs, and medians instead of single or mean timings.
 import { readFileSync } from 'node:fs';
-import { Graph } from '../../engine/onnx/graph.js';
-import { OrtSession } from '../../engine/ort.js';
+import { Graph, OrtSession } from '../../engine/index.js';
 
 export const secondsSince = (start: bigint): number => Number(process.hrtime.bigint() - start) / 1e9;
 

@@ -6,17 +6,17 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { uniform } from '../../dro/random.js';
-import { parseModelConfig } from '../../engine/model/config.js';
 import { adapterConfigJson, type LoraConfig } from '../../engine/model/lora.js';
 import { loadModelDir, saveModelDir } from '../../engine/model/model-dir.js';
 import { initParameters } from '../../engine/model/params.js';
 import { PolicyEngine } from '../../engine/policy.js';
+import { engineOptions, tinyModelConfig, trainStep, trainStepOptions } from '../../engine/testing/fixtures.js';
 import { decodeSafetensors, encodeSafetensors, tensorFrom } from '../../engine/weights/safetensors.js';
 import { registerMergeCommand } from './model-merge.js';
 import { UsageError } from './options.js';
 import { parseCommandLine } from './program.js';
 
-const config = parseModelConfig({ vocab_size: 13, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64, initializer_range: 0.3 }, 'merge test config');
+const config = tinyModelConfig({}, 'merge test config');
 const lora: LoraConfig = { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'up_proj', 'down_proj'] };
 
 let dir: string;
@@ -32,13 +32,13 @@ async function merge(...args: string[]): Promise<number> {
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'dro-merge-'));
   const params = initParameters(config, 3);
-  await saveModelDir(join(dir, 'base'), config, PolicyEngine.fromParameters(config, params).exportParameters());
+  await saveModelDir(join(dir, 'base'), config, PolicyEngine.fromParameters(config, params, engineOptions()).exportParameters());
   await writeFile(join(dir, 'base', 'tokenizer.json'), '{"model": "a tokenizer"}\n');
-  adapted = PolicyEngine.fromParameters(config, params, { lora: { ...lora, seed: 4 } });
+  adapted = PolicyEngine.fromParameters(config, params, engineOptions({ lora: { ...lora, seed: 4 } }));
   for (let step = 0; step < 3; step++) {
     const old = await adapted.score(requests);
     const sequences = requests.map((r, i) => ({ ids: r.ids, completionStart: r.targetStart, advantage: [1, -0.5, 0.3][i]!, oldLogprobs: old[i]!.logprobs, referencePolicyLogprobs: old[i]!.logprobs }));
-    await adapted.trainStep(sequences, { loss: 'grpo', learningRate: 3e-2, maxCompletionLength: 8 });
+    await trainStep(adapted, sequences, trainStepOptions('grpo', { learningRate: 3e-2, maxCompletionLength: 8 }));
   }
   await mkdir(join(dir, 'adapter'));
   await writeFile(join(dir, 'adapter', 'adapter_model.safetensors'), adapted.exportParameters());
@@ -55,12 +55,12 @@ describe('dro model merge', () => {
     expect(await merge('--model', join(dir, 'base'), '--adapter', join(dir, 'adapter', 'adapter_model.safetensors'), '--out', join(dir, 'merged'))).toBe(0);
     const { config: mergedConfig, params } = await loadModelDir(join(dir, 'merged'));
     expect(mergedConfig).toEqual(config);
-    const engine = PolicyEngine.fromParameters(mergedConfig, params);
+    const engine = PolicyEngine.fromParameters(mergedConfig, params, engineOptions());
     try {
       const expected = await adapted.score(requests);
       const got = await engine.score(requests);
       const diff = Math.max(...got.flatMap((r, i) => r.logprobs.map((lp, t) => Math.abs(lp - expected[i]!.logprobs[t]!))));
-      const base = await PolicyEngine.fromParameters(config, initParameters(config, 3)).score(requests);
+      const base = await PolicyEngine.fromParameters(config, initParameters(config, 3), engineOptions()).score(requests);
       const moved = Math.max(...base.flatMap((r, i) => r.logprobs.map((lp, t) => Math.abs(lp - expected[i]!.logprobs[t]!))));
       console.log(`merged model vs base + adapters: max |Δ log-prob| ${diff.toExponential(2)} (the adapters moved log-probs by up to ${moved.toFixed(3)})`);
       expect(moved).toBeGreaterThan(1e-2);

@@ -2,11 +2,7 @@
 // text, score a token sequence, sample a continuation.
 import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
-import { parseModelConfig } from '../../engine/model/config.js';
-import { importHuggingFaceDir, saveModelDir } from '../../engine/model/model-dir.js';
-import { importGgufToDir, loadModel, loadModelTokenizer } from '../../engine/model/model-source.js';
-import { parameterCount } from '../../engine/model/params.js';
-import { PolicyEngine } from '../../engine/policy.js';
+import { encodeParameters, importGgufToDir, importHuggingFaceDir, initParameters, loadModel, loadModelTokenizer, parameterCount, parseModelConfig, PolicyEngine, saveModelDir } from '../../engine/index.js';
 import { registerMergeCommand } from './model-merge.js';
 import { UsageError, idsOption, integerOption, numberOption, textOption } from './options.js';
 import { readJsonFile } from '../../storage/local-files.js';
@@ -117,8 +113,7 @@ export function registerModelCommands(program: Command): void {
 
 async function modelInit({ config: configPath, seed, out }: InitOptions): Promise<void> {
   const config = parseModelConfig(await readJsonFile(configPath), configPath);
-  const engine = PolicyEngine.initialise(config, seed);
-  await saveModelDir(out, config, engine.exportParameters());
+  await saveModelDir(out, config, encodeParameters(config, initParameters(config, seed)));
   console.log(`wrote ${out}/config.json and ${out}/model.safetensors (${parameterCount(config).toLocaleString('en-US')} parameters, seed ${seed})`);
 }
 
@@ -161,7 +156,8 @@ async function modelScore(opts: ScoreOptions): Promise<void> {
 const FLAGS = { temperature: '--temperature', topP: '--top-p', topK: '--top-k', maxNewTokens: '--max-new-tokens' } as const;
 
 async function modelGenerate(opts: GenerateOptions): Promise<void> {
-  const sampling = { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, stopTokenIds: opts.stop };
+  // No flag for stop sequences: generation ends at a --stop token or the token budget.
+  const sampling = { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, stopTokenIds: opts.stop, stopSequences: [] };
   const { config, params } = await loadModel(opts.model);
   const engine = PolicyEngine.fromParameters(config, params, { intraOpThreads: opts.threads });
   try {

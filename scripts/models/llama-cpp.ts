@@ -4,7 +4,7 @@
 // package: nothing is built or downloaded.
 import { open, writeFile } from 'node:fs/promises';
 import { getLlama, LlamaLogLevel, type Llama, type LlamaContext, type LlamaModel, type Token } from 'node-llama-cpp';
-import { encodeGguf, GgufReader, type GgufTensorToWrite } from '../../engine/weights/gguf.js';
+import { encodeGguf, GgufReader, type GgufTensorToWrite } from '../../engine/index.js';
 
 const GGML_F32 = 0;
 

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HfTokenizer } from './hf-tokenizer.js';
-import { loadTokenizer } from './tokenizer.js';
+import { loadTokenizer } from './load.js';
 
 const fixturesDir = join(import.meta.dirname, 'fixtures');
 let root: string;

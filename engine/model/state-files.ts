@@ -2,13 +2,13 @@
 // tools), LoRA adapters under PEFT's names, AdamW moments of whatever is trained as `optimizer.adam_m.*` /
 // `optimizer.adam_v.*` plus `optimizer.step`. Decoding checks every tensor and returns fresh arrays, so a
 // caller can validate a whole state before using any.
-import { zeros, type FloatArray, type FloatDType } from './batching.js';
-import { EngineInputError } from './errors.js';
-import type { ModelConfig } from './model/config.js';
-import { adapterSpecs, type LoraConfig } from './model/lora.js';
-import { assertModelFits, elementCount, parameterSpecs, type ParamSpec } from './model/params.js';
-import { checkFiniteTensor, checkTensorEntry, checkTiedHead, EMBEDDINGS, planParameterTensors, TIED_HEAD } from './model/weight-check.js';
-import { decodeSafetensors, encodeSafetensors, SafetensorsError, tensorFrom, toFloat32, toFloat64, type SafeTensor, type SafetensorsFile } from './weights/safetensors.js';
+import { zeros, type FloatArray, type FloatDType } from '../float-arrays.js';
+import { EngineInputError } from '../errors.js';
+import type { ModelConfig } from './config.js';
+import { adapterSpecs, type LoraConfig } from './lora.js';
+import { assertModelFits, elementCount, parameterSpecs, type ParamSpec } from './params.js';
+import { checkFiniteTensor, checkTensorEntry, checkTiedHead, EMBEDDINGS, planParameterTensors, TIED_HEAD } from './weight-check.js';
+import { decodeSafetensors, encodeSafetensors, SafetensorsError, tensorFrom, toFloat32, toFloat64, type SafeTensor, type SafetensorsFile } from '../weights/safetensors.js';
 
 export const OPTIMIZER_STEP_TENSOR = 'optimizer.step';
 const M_PREFIX = 'optimizer.adam_m.';
@@ -79,7 +79,7 @@ export function decodeParameters(bytes: Uint8Array, config: ModelConfig, dtype: 
 export function decodeParameters(bytes: Uint8Array, config: ModelConfig, dtype: FloatDType, source: string): Map<string, FloatArray> {
   assertModelFits(config, source);
   const file = decode(bytes, source);
-  // The same acceptance as a model directory's (model/weight-check.ts): one rule for every weights file.
+  // The same acceptance as a model directory's (weight-check.ts): one rule for every weights file.
   const plan = planParameterTensors(file.tensors, config, source);
   const params = new Map(plan.specs.map((spec) => [spec.name, readTensor(file, spec.name, spec.shape, dtype, source)]));
   if (plan.tiedHead) checkTiedHead(readTensor(file, TIED_HEAD, file.tensors.get(TIED_HEAD)!.shape, dtype, source), params.get(EMBEDDINGS)!, source);

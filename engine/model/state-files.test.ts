@@ -1,10 +1,10 @@
 // Loading weights refuses what would load silently wrong: integer tensors read as weights, NaN or
 // infinite values, and tensors the model config does not use (fewer layers than the weights file).
 import { describe, expect, it } from 'vitest';
-import { parseModelConfig } from './model/config.js';
-import { initParameters } from './model/params.js';
+import { parseModelConfig } from './config.js';
+import { initParameters } from './params.js';
 import { decodeParameters, encodeParameters } from './state-files.js';
-import { decodeSafetensors, encodeSafetensors, type SafeTensor } from './weights/safetensors.js';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../weights/safetensors.js';
 
 const config = parseModelConfig({ vocab_size: 16, hidden_size: 8, intermediate_size: 12, num_hidden_layers: 2, num_attention_heads: 2, tie_word_embeddings: true });
 const file = (): Map<string, SafeTensor> => decodeSafetensors(encodeParameters(config, initParameters(config, 3))).tensors;

@@ -1,0 +1,73 @@
+// Test-only helpers shared by the engine's tests: the tiny model, engine, sampling and training options
+// from a default run's config (the engine has no defaults of its own), engines released after the file's
+// tests, keyed random ids, and one training update through the engine's API.
+import { afterAll } from 'vitest';
+import { parseRunConfig } from '../../dro/config.js';
+import { uniform } from '../../dro/random.js';
+import type { EngineApi, RemoteEngineApi, TrainOptions } from '../api.js';
+import { parseModelConfig, type ModelConfig } from '../model/config.js';
+import type { EngineOptions, PolicyEngine } from '../policy.js';
+import type { SamplingOptions } from '../sampling.js';
+import type { TrainSequence, TrainStepOptions, TrainStepResult } from '../training.js';
+
+/** A default run's config: where every option below takes its values. */
+const RUN = parseRunConfig({});
+
+/** The tiny Llama-style model most engine tests use (13 tokens, 16 wide, 2 layers), with a test's changes. */
+export function tinyModelConfig(changes: Record<string, unknown> = {}, source = 'tiny test config'): ModelConfig {
+  const raw = { vocab_size: 13, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, max_position_embeddings: 64, initializer_range: 0.3 };
+  return parseModelConfig({ ...raw, ...changes }, source);
+}
+
+/** How a default run starts its engine (threads, execution provider), with a test's additions (dtype, LoRA). */
+export function engineOptions(extra: Partial<EngineOptions> = {}): EngineOptions {
+  return { intraOpThreads: RUN.model.intraOpThreads, executionProvider: RUN.model.executionProvider, ...extra };
+}
+
+/** A default run's rollout sampling, with a test's overrides. Runs use neither top-k nor stop sequences. */
+export function samplingOptions(overrides: Partial<SamplingOptions> = {}): SamplingOptions {
+  const { rollout } = RUN;
+  return { temperature: rollout.temperature, topP: rollout.topP, topK: 0, maxNewTokens: rollout.maxNewTokens, stopTokenIds: [], stopSequences: [], ...overrides };
+}
+
+/** A default run's options for an update with `loss` (its learning rate, GRPO and AdamW settings), with a test's overrides. */
+export function trainStepOptions(loss: TrainStepOptions['loss'], overrides: Partial<TrainStepOptions> = {}): TrainStepOptions {
+  const { dro, optimizer: o } = RUN;
+  return {
+    loss,
+    learningRate: loss === 'sft' ? RUN.sft.learningRate : o.learningRate,
+    epsilonLow: dro.epsilonLow,
+    epsilonHigh: dro.epsilonHigh,
+    klBeta: dro.klBeta,
+    aggregation: dro.aggregation,
+    maskTruncated: dro.maskTruncated,
+    maxCompletionLength: RUN.rollout.maxNewTokens,
+    maxGradNorm: o.maxGradNorm,
+    beta1: o.beta1,
+    beta2: o.beta2,
+    epsilon: o.epsilon,
+    weightDecay: o.weightDecay,
+    ...overrides,
+  };
+}
+
+/** A `track` that remembers each engine it is given and releases them all after the file's tests. */
+export function releasedAfterAll(): (engine: PolicyEngine) => PolicyEngine {
+  const engines: PolicyEngine[] = [];
+  afterAll(async () => {
+    for (const e of engines) await e.release();
+  });
+  return (engine) => {
+    engines.push(engine);
+    return engine;
+  };
+}
+
+/** `n` token ids below `vocab`, drawn from the keyed generator under (purpose, key). */
+export const randomIds = (purpose: string, key: string, n: number, vocab: number): number[] => Array.from({ length: n }, (_, i) => Math.floor(uniform([purpose, key, i]) * vocab));
+
+/** One update through `train` (the engine has no one-step method): in-process or on an engine thread. */
+export async function trainStep(engine: Pick<EngineApi | RemoteEngineApi, 'train'>, sequences: readonly TrainSequence[], options: TrainStepOptions, opts: TrainOptions = {}): Promise<TrainStepResult> {
+  const [result] = await engine.train([{ sequences, options }], opts);
+  return result!;
+}
