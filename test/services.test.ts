@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { portAnswers, servicesConfig, servicesDown, servicesStatus, servicesUp } from '../scripts/services/dev-services.js';
-import { parseEnvFile } from '../scripts/services/env-file.js';
+import { parseEnvFile } from '../workers/services-env.js';
 import { freePort } from './net.js';
 
 let dataDir: string;

@@ -7,7 +7,7 @@ import { createServer, connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseEnvFile } from './env-file.js';
+import { parseEnvFile } from '../../workers/services-env.js';
 import { makeDirectoriesSync } from '../../storage/local-files.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
