@@ -254,7 +254,8 @@ export function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
   });
 }
 
-function portIsFree(port: number): Promise<boolean> {
+/** Whether a loopback port can be bound now (tests choosing ports for private services ask this too). */
+export function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolvePromise) => {
     const server = createServer();
     server.once('error', () => resolvePromise(false));
