@@ -11,7 +11,7 @@ import { startRun, type Connected } from '../scripts/cli/runs.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
-import { connect, privateServices, runDigest, testConfig, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, privateServices, runDigest, testConfig, trainingDeadlineMs, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
 const TOTAL = 6;
 
@@ -91,5 +91,6 @@ describe('a LoRA run under faults', () => {
     expect(killed.result.repins).toBeGreaterThanOrEqual(3);
     expect(killed.result.replayedSteps).toBeGreaterThan(0);
     expect(killed.digest).toEqual(reference.digest);
-  }, 600_000);
+    // Two runs of TOTAL steps, and as many again for the killed run's replays.
+  }, trainingDeadlineMs(4 * TOTAL));
 });
