@@ -33,7 +33,7 @@ import {
   type TrainingProgress,
 } from '../workflows/messages.js';
 import type { trainingRun, TrainingRunResult } from '../workflows/training-run.js';
-import { connect, holdsFor, privateServices, runDigest, testConfig, trainingDeadlineMs, waitFor, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, holdsFor, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
 const TOTAL = 12;
 /** A run of TOTAL steps, and as many again for the replays after a kill, the pauses and `dro follow`. */
@@ -42,22 +42,19 @@ const PEAK = 1e-4;
 const DRO = join(import.meta.dirname, '..', 'bin', 'dro');
 
 // 128 wide, so a change that did not apply (or applied a step late) shows in the last bits.
-const base = (store: string): RunConfigInput => ({
+const RUN: RunConfigInput = {
   seed: 11,
-  model: {
-    init: { vocab_size: 260, hidden_size: 128, intermediate_size: 344, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, max_position_embeddings: 512, attention_bias: false },
-  },
-  data: { synthetic: { digits: 2, trainCount: 48, evalCount: 8 } },
-  rollout: { promptsPerStep: 2, groupSize: 4, maxNewTokens: 40, batchSequences: 8 },
+  model: { init: wideModel(2) },
+  data: { synthetic: { trainCount: 48, evalCount: 8 } },
+  rollout: { groupSize: 4, maxNewTokens: 40, batchSequences: 8 },
   sft: { steps: 20, batchSize: 8, learningRate: 3e-3 },
-  dro: { klBeta: 0.01 },
   optimizer: { learningRate: PEAK },
   schedule: { totalSteps: TOTAL, warmupSteps: 2, lrSchedule: 'cosine', minLrRatio: 0.1 },
-  checkpoint: { store, every: 4, keepLast: 10 },
+  checkpoint: { every: 4, keepLast: 10 },
   filtering: { enabled: false },
   evaluation: { examples: 8, maxNewTokens: 40, every: 4 },
-  orchestration: { stepsPerExecution: 4, heartbeatSeconds: 3, pinnedStartSeconds: 4 },
-});
+  orchestration: { stepsPerExecution: 4, ...QUICK_FAILOVER },
+};
 
 let services: PrivateServices;
 let c: Connected;
@@ -127,7 +124,7 @@ describe.sequential('operating a run', () => {
 
   it('pauses (no step, no activity for five step times), takes changes from the next step, survives a kill and continue-as-new, and refuses bad values', async () => {
     const runId = 'steered';
-    const { handle } = await startRun(c, testConfig(base(store)), runId);
+    const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
     await progressReaches(runId, 'step 1', 1, (p) => p.step >= 1);
     const stepStarted = Date.now();
     await progressReaches(runId, 'step 2', 1, (p) => p.step >= 2);
@@ -217,7 +214,7 @@ describe.sequential('operating a run', () => {
 
   it('stop ends with a checkpoint at the step reached; resume continues with the same changes, byte-identical to the steered run', async () => {
     const runId = 'reference';
-    const { handle } = await startRun(c, testConfig(base(store)), runId);
+    const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
     // The same changes at the same steps, given ahead of time.
     await handle.executeUpdate(setHyperparametersUpdate, { args: [{ learningRate: 3e-4, temperature: 0.8, fromStep: pausedAt + 1 }] });
     await handle.executeUpdate(setHyperparametersUpdate, { args: [{ klBeta: 0.05, fromStep: secondPauseAt + 1 }] });
@@ -325,7 +322,7 @@ describe.sequential('evaluation as its own workflow', () => {
 
   it('a schedule evaluates each new checkpoint once; --pause stops it; --delete removes it', async () => {
     const runId = 'scheduled';
-    const { handle } = await startRun(c, testConfig({ ...base(store), evaluation: { examples: 4, maxNewTokens: 40, every: 0, baseAndFinal: false }, schedule: { totalSteps: 16 } }), runId);
+    const { handle } = await startRun(c, tinyRunConfig(store, { ...RUN, evaluation: { examples: 4, maxNewTokens: 40, every: 0, baseAndFinal: false }, schedule: { totalSteps: 16 } }), runId);
     const created = cli('schedule-eval', '--run', runId, '--every', '2s');
     expect(created.status, created.stderr).toBe(0);
     await handle.result();

@@ -15,7 +15,7 @@ import { queryProgress, resumeRun, RunError, startRun, type Connected } from '..
 import { openBlobStore } from '../storage/open.js';
 import { checkpointFileKey, latestCheckpoint, listCheckpoints } from '../storage/checkpoints.js';
 import { trainingWorkflowId } from '../workflows/messages.js';
-import { connect, privateServices, runDigest, testConfig, trainingDeadlineMs, waitFor, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, tinyRunInput, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
 
 const TOTAL = 12;
@@ -23,22 +23,19 @@ const TOTAL = 12;
 const RUN_MS = trainingDeadlineMs(2 * TOTAL);
 
 // Big enough to show rounding (4 layers, 128 wide), small enough for CI.
-const base = (store: string): RunConfigInput => ({
+const RUN: RunConfigInput = {
   seed: 5,
-  model: {
-    init: { vocab_size: 260, hidden_size: 128, intermediate_size: 344, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, max_position_embeddings: 512, attention_bias: false },
-  },
-  data: { synthetic: { digits: 2, trainCount: 48, evalCount: 8 } },
-  rollout: { promptsPerStep: 2, groupSize: 4, maxNewTokens: 48, batchSequences: 8 },
+  model: { init: wideModel(4) },
+  data: { synthetic: { trainCount: 48, evalCount: 8 } },
+  rollout: { groupSize: 4, maxNewTokens: 48, batchSequences: 8 },
   sft: { steps: 30, batchSize: 8, learningRate: 3e-3 },
-  dro: { klBeta: 0.01 },
   optimizer: { learningRate: 1e-4 },
   schedule: { totalSteps: TOTAL, warmupSteps: 2, lrSchedule: 'cosine', minLrRatio: 0.1 },
-  checkpoint: { store, every: 3, keepLast: 2 },
+  checkpoint: { every: 3, keepLast: 2 },
   filtering: { every: 6, chainsPerPrompt: 2, candidatesPerRound: 8 },
   evaluation: { examples: 4, maxNewTokens: 48 },
-  orchestration: { stepsPerExecution: 5, heartbeatSeconds: 3, pinnedStartSeconds: 4 },
-});
+  orchestration: { stepsPerExecution: 5, ...QUICK_FAILOVER },
+};
 
 let services: PrivateServices;
 let c: Connected;
@@ -83,7 +80,7 @@ async function runWith(
   const supervisor = new PolicySupervisor(options.env ?? {});
   await supervisor.start();
   try {
-    const { handle } = await startRun(c, testConfig(base(store)), runId);
+    const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
     const replaced = await options.during?.(supervisor);
     const result = await (replaced ?? handle).result();
     return { result, digest: await runDigest(store, runId, TOTAL), restarts: supervisor.restarts };
@@ -239,7 +236,7 @@ describe('a training run under faults', () => {
     const supervisor = new PolicySupervisor(fault('nan-loss@4', 'nan'));
     await supervisor.start();
     try {
-      const { handle } = await startRun(c, testConfig(base(store)), 'nan');
+      const { handle } = await startRun(c, tinyRunConfig(store, RUN), 'nan');
       const failure = await handle.result().then(
         () => undefined,
         (err: unknown) => err,
@@ -252,7 +249,7 @@ describe('a training run under faults', () => {
       expect((await latestCheckpoint(bucketStore, 'nan'))?.step).toBe(3);
 
       const changed = join(markDir, 'changed.json');
-      await writeFile(changed, JSON.stringify({ ...base(store), optimizer: { learningRate: 2e-4 }, checkpoint: { store, every: 3, keepLast: 5 } }));
+      await writeFile(changed, JSON.stringify({ ...tinyRunInput(store, RUN), optimizer: { learningRate: 2e-4 }, checkpoint: { store, every: 3, keepLast: 5 } }));
       await expect(resumeRun(c, 'nan', { configFile: changed, log: () => {} })).rejects.toThrow(/optimizer\.learningRate, .*checkpoint\.keepLast|checkpoint\.keepLast, .*optimizer\.learningRate/);
       await expect(resumeRun(c, 'nan', { configFile: changed, log: () => {} })).rejects.toBeInstanceOf(RunError);
 

@@ -1,14 +1,17 @@
 // Test harness for training runs against real servers: private Temporal and SeaweedFS instances on
 // their own ports and data (so a test may stop, restart or wipe them), worker processes started with
-// `dro worker` and killed by their PID, and the digests and metrics that runs are compared by.
+// `dro worker` and killed by their PID, the run configs the tests share, one poller with deadlines
+// sized to the work awaited, and the digests and metrics that runs are compared by.
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import type { RunRef } from '../activities/types.js';
 import { parseRunConfig, type RunConfig, type RunConfigInput } from '../dro/config.js';
 import { servicesConfig, servicesDown, servicesUp, type ServiceName, type ServicesConfig } from '../scripts/services/dev-services.js';
 import { configHash, runMetrics, type Connected } from '../scripts/cli/runs.js';
+import { overlay } from '../scripts/experiment/plan.js';
 import { openBlobStore } from '../storage/open.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { withFreshPorts } from './net.js';
@@ -58,12 +61,36 @@ export async function connect(address: string): Promise<Connected> {
   return { client: new Client({ connection }), namespace: 'default', close: () => connection.close() };
 }
 
-/** A run config; `RunConfig` plus its hash, with every path and store as the test gives them. */
-export function testConfig(overrides: RunConfigInput): RunConfig {
-  return parseRunConfig(overrides);
+/**
+ * The small synthetic run every training test starts from (2-digit sums, 16 training and 4 held-out
+ * examples, 2 prompts a step, KL weight 0.01), checkpointed to `store`; `overrides` laid over it field by
+ * field (objects merged, anything else replaced), so a test states only what it is about.
+ */
+export function tinyRunInput(store: string, overrides: RunConfigInput = {}): RunConfigInput {
+  const tiny = { data: { synthetic: { digits: 2, trainCount: 16, evalCount: 4 } }, rollout: { promptsPerStep: 2 }, dro: { klBeta: 0.01 }, checkpoint: { store } };
+  return overlay(tiny, overrides);
 }
 
-export { configHash };
+/** `tinyRunInput` validated: the `RunConfig` a run starts with. */
+export function tinyRunConfig(store: string, overrides: RunConfigInput = {}): RunConfig {
+  return parseRunConfig(tinyRunInput(store, overrides));
+}
+
+/** What the activities are given for a run: its id, its config and the config's hash. */
+export function runRefOf(runId: string, config: RunConfig): RunRef {
+  return { runId, config, configHash: configHash(config) };
+}
+
+/**
+ * A new model of 128 wide layers, for the runs on real servers: wide enough that a change applied a step
+ * late shows in the last bits of the weights, small enough for CI.
+ */
+export function wideModel(layers: number): Record<string, number | boolean> {
+  return { vocab_size: 260, hidden_size: 128, intermediate_size: 344, num_hidden_layers: layers, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, max_position_embeddings: 512, attention_bias: false };
+}
+
+/** Orchestration for runs whose policy worker a test kills: a dead worker is noticed within seconds. */
+export const QUICK_FAILOVER = { heartbeatSeconds: 3, pinnedStartSeconds: 4 } as const;
 
 export interface WaitOptions {
   everyMs?: number;
