@@ -12,6 +12,7 @@ import { defineConfig } from 'vitest/config';
  */
 const UNIT_TESTS_IN_TEST = [
   'test/activities-idempotency.test.ts',
+  'test/depcheck.test.ts',
   'test/docs.test.ts',
   'test/lint.test.ts',
   'test/llama-cpp.test.ts',
