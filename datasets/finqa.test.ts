@@ -8,13 +8,12 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { finqaAnswerCorrect, finqaExactMatch, finqaTask, formatNumber, lastNumber, loadFinqa } from './finqa.js';
 import type { FinqaExample } from './finqa.js';
 import { sharedDatasetFile } from './paths.js';
+import { describeWithDataset } from './test-support.js';
 import { DatasetError, FORMAT_INSTRUCTION } from './task.js';
 
 const dev = sharedDatasetFile('finqa', 'dev_200.json');
 const train = sharedDatasetFile('finqa', 'train_100.json');
 const predictionsFile = sharedDatasetFile('finqa', 'example_predictions.json');
-const present = dev.present && train.present && predictionsFile.present;
-if (!present) console.warn(`FinQA shared data not found (looked for ${dev.path}, ${train.path}, ${predictionsFile.path}); skipping the tests that read it`);
 
 let tmp: string;
 beforeAll(async () => {
@@ -32,7 +31,7 @@ function byId(examples: readonly FinqaExample[], id: string): FinqaExample {
 
 const think = (answer: string): string => `<think>reasoning</think> ${answer}`;
 
-describe.skipIf(!present)('FinQA shared files', () => {
+describeWithDataset('FinQA shared files', [dev, train, predictionsFile], () => {
   let devExamples: FinqaExample[];
   let trainExamples: FinqaExample[];
   beforeAll(async () => {

@@ -7,17 +7,16 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadPararev, PARAREV_FILES, pararevJudgeItems, pararevSource, pararevTask } from './pararev.js';
 import type { PararevExample } from './pararev.js';
 import { sharedDatasetFile } from './paths.js';
+import { describeWithDataset } from './test-support.js';
 import { DatasetError, FORMAT_INSTRUCTION } from './task.js';
 
 const folder = sharedDatasetFile('pararev');
 const subset = sharedDatasetFile('pararev', PARAREV_FILES[0]);
 const judgements = sharedDatasetFile('pararev', PARAREV_FILES[1]);
-const present = folder.present && subset.present && judgements.present;
-if (!present) console.warn(`ParaRev loader tests skipped: shared dataset files not found under ${folder.path}`);
 
 const FIRST_ID = '3686sm4Cs.AJMXMDLVn.03#annot_2';
 
-describe.skipIf(!present)('loadPararev on the shared files', () => {
+describeWithDataset('loadPararev on the shared files', [folder, subset, judgements], () => {
   it('reads the task file: 44 items over 43 paragraphs, no skips', async () => {
     const { examples, skipped } = await loadPararev({ kind: 'file', path: subset.path });
     expect(skipped).toEqual([]);

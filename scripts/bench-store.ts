@@ -9,7 +9,7 @@ import type { BlobStore } from '../storage/blob-store.js';
 import { openBlobStore } from '../storage/open.js';
 import { positiveIntegerFlag } from './bench/flags.js';
 import { servicesConfig } from './services/dev-services.js';
-import { loadServicesEnv } from './services/env-file.js';
+import { loadServicesEnv } from '../workers/services-env.js';
 
 const HELP = `usage: npm run bench:store -- [--mib 256] [--repeats 3] [--dir PATH] [--s3 s3://bucket/prefix] [--skip-s3]
 

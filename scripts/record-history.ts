@@ -7,7 +7,8 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { parseRunConfig } from '../dro/config.js';
+import { DEFAULT_GRPO_LOSS_OPTIONS } from '../dro/grpo.js';
+import { tinyRunConfig } from '../test/training-harness.js';
 import { pauseSignal, progressQuery, resumeSignal, setHyperparametersUpdate } from '../workflows/messages.js';
 import { connectClient, startRun } from './cli/runs.js';
 
@@ -15,13 +16,15 @@ const OUT = join(import.meta.dirname, '..', 'test', 'fixtures', 'histories', 'tr
 
 async function main(): Promise<void> {
   const store = await mkdtemp(join(tmpdir(), 'dro-history-'));
-  const config = parseRunConfig({
+  const config = tinyRunConfig(store, {
     seed: 2,
-    data: { synthetic: { digits: 2, trainCount: 32, evalCount: 4 } },
-    rollout: { promptsPerStep: 2, groupSize: 2, maxNewTokens: 24 },
+    data: { synthetic: { trainCount: 32 } },
+    rollout: { groupSize: 2, maxNewTokens: 24 },
     sft: { steps: 4, batchSize: 4 },
+    // The recorded run had the default KL weight.
+    dro: { klBeta: DEFAULT_GRPO_LOSS_OPTIONS.klBeta },
     schedule: { totalSteps: 5 },
-    checkpoint: { store, every: 2 },
+    checkpoint: { every: 2 },
     filtering: { every: 2, chainsPerPrompt: 2, candidatesPerRound: 4 },
     evaluation: { examples: 2, maxNewTokens: 24, every: 2 },
     orchestration: { stepsPerExecution: 3 },

@@ -11,11 +11,11 @@ import { createActivities, type Activities } from '../activities/index.js';
 import { readCheckpointState, readEvaluation, readFilterRounds, readStepMetrics, readSubsetRecord, runKeys } from '../activities/records.js';
 import { PolicyHost, versionOf } from '../activities/policy-host.js';
 import type { LoopPosition, RunRef, StepRecordInput } from '../activities/types.js';
-import { parseRunConfig, type RunConfigInput } from '../dro/config.js';
-import { configHash } from '../scripts/cli/runs.js';
+import type { RunConfigInput } from '../dro/config.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { checkpointPrefix, latestCheckpoint, listCheckpoints, MANIFEST_FILE, type CheckpointManifest } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
+import { runRefOf, tinyRunConfig } from './training-harness.js';
 
 // A model small enough that a whole step takes well under a second.
 const TINY_MODEL = {
@@ -38,22 +38,20 @@ let store: BlobStore;
 const hosts: PolicyHost[] = [];
 
 function runRef(runId: string, overrides: RunConfigInput = {}): RunRef {
-  const config = parseRunConfig({
+  const config = tinyRunConfig(storeUri, {
     seed: 7,
     model: { init: TINY_MODEL, intraOpThreads: 1 },
-    data: { synthetic: { digits: 2, trainCount: 16, evalCount: 4 } },
     // Temperature 1: sampled chains differ, so a replay that drew other random numbers would show.
-    rollout: { promptsPerStep: 2, groupSize: 3, maxNewTokens: 24, batchSequences: 4 },
+    rollout: { groupSize: 3, maxNewTokens: 24, batchSequences: 4 },
     sft: { steps: 3, batchSize: 4 },
-    dro: { klBeta: 0.01 },
     optimizer: { learningRate: 1e-3 },
     schedule: { totalSteps: 4 },
-    checkpoint: { store: storeUri, every: 1, keepLast: 10 },
+    checkpoint: { every: 1, keepLast: 10 },
     filtering: { every: 2, chainsPerPrompt: 2, candidatesPerRound: 4 },
     evaluation: { examples: 2, maxNewTokens: 16 },
     ...overrides,
   });
-  return { runId, config, configHash: configHash(config) };
+  return runRefOf(runId, config);
 }
 
 function newHost(): { host: PolicyHost; acts: Activities } {

@@ -13,7 +13,6 @@ import { createActivities } from '../activities/index.js';
 import { PolicyHost, versionOf } from '../activities/policy-host.js';
 import { checkpointState } from '../activities/records.js';
 import type { LoopPosition, RunRef } from '../activities/types.js';
-import { parseRunConfig } from '../dro/config.js';
 import { parseModelConfig } from '../engine/model/config.js';
 import { mergeAdapterToDir } from '../engine/model/adapter-dir.js';
 import { loadModelDir, saveModelDir } from '../engine/model/model-dir.js';
@@ -21,10 +20,11 @@ import { PolicyEngine } from '../engine/policy.js';
 import { initParameters } from '../engine/model/params.js';
 import { encodeParameters } from '../engine/model/state-files.js';
 import { decodeSafetensors } from '../engine/weights/safetensors.js';
-import { configHash, exportCheckpoint } from '../scripts/cli/runs.js';
+import { exportCheckpoint } from '../scripts/cli/runs.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
+import { runRefOf, tinyRunConfig } from './training-harness.js';
 
 const MODEL = { model_type: 'llama', vocab_size: 260, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 256, tie_word_embeddings: true };
 const modelConfig = parseModelConfig(MODEL, 'LoRA checkpoint test model');
@@ -58,20 +58,18 @@ beforeAll(async () => {
   await saveModelDir(modelDir, modelConfig, encodeParameters(modelConfig, initParameters(modelConfig, 11)));
   const storeUri = join(dir, 'store');
   store = await openBlobStore(storeUri);
-  const config = parseRunConfig({
+  const config = tinyRunConfig(storeUri, {
     seed: 3,
     model: { path: modelDir, tokenizer: 'byte', intraOpThreads: 1, loraRank: 4, loraAlpha: 8, loraTargets: ['q_proj', 'v_proj', 'down_proj'] },
-    data: { synthetic: { digits: 2, trainCount: 16, evalCount: 4 } },
-    rollout: { promptsPerStep: 2, groupSize: 3, maxNewTokens: 16, batchSequences: 6 },
+    rollout: { groupSize: 3, maxNewTokens: 16, batchSequences: 6 },
     sft: { steps: 2, batchSize: 4 },
-    dro: { klBeta: 0.01 },
     optimizer: { learningRate: 1e-2 },
     schedule: { totalSteps: 2 },
-    checkpoint: { store: storeUri, every: 1, keepLast: 10 },
+    checkpoint: { every: 1, keepLast: 10 },
     filtering: { enabled: false },
     evaluation: { examples: 2, maxNewTokens: 8 },
   });
-  run = { runId: 'lora', config, configHash: configHash(config) };
+  run = runRefOf('lora', config);
 });
 
 afterAll(async () => {

@@ -11,24 +11,23 @@ import { startRun, type Connected } from '../scripts/cli/runs.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
-import { connect, privateServices, runDigest, testConfig, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
 const TOTAL = 6;
 
-const loraConfig = (store: string): RunConfigInput => ({
+const LORA_RUN: RunConfigInput = {
   seed: 8,
   model: { loraRank: 4, loraAlpha: 16, loraTargets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'up_proj'] },
-  data: { synthetic: { digits: 2, trainCount: 32, evalCount: 4 } },
-  rollout: { promptsPerStep: 2, groupSize: 4, maxNewTokens: 32, batchSequences: 8 },
+  data: { synthetic: { trainCount: 32 } },
+  rollout: { groupSize: 4, maxNewTokens: 32, batchSequences: 8 },
   sft: { steps: 10, batchSize: 8, learningRate: 1e-2 },
-  dro: { klBeta: 0.01 },
   optimizer: { learningRate: 1e-3 },
   schedule: { totalSteps: TOTAL },
-  checkpoint: { store, every: 2, keepLast: 2 },
+  checkpoint: { every: 2, keepLast: 2 },
   filtering: { every: 3, chainsPerPrompt: 2, candidatesPerRound: 6 },
   evaluation: { examples: 2, maxNewTokens: 24 },
-  orchestration: { stepsPerExecution: 4, heartbeatSeconds: 3, pinnedStartSeconds: 4 },
-});
+  orchestration: { stepsPerExecution: 4, ...QUICK_FAILOVER },
+};
 
 let services: PrivateServices;
 let c: Connected;
@@ -51,7 +50,7 @@ async function supervisedRun(runId: string, env: Record<string, string>): Promis
   };
   await start();
   try {
-    const { handle } = await startRun(c, testConfig(loraConfig(store)), runId);
+    const { handle } = await startRun(c, tinyRunConfig(store, LORA_RUN), runId);
     const result = await handle.result();
     return { result, digest: await runDigest(store, runId, TOTAL), restarts };
   } finally {
@@ -91,5 +90,6 @@ describe('a LoRA run under faults', () => {
     expect(killed.result.repins).toBeGreaterThanOrEqual(3);
     expect(killed.result.replayedSteps).toBeGreaterThan(0);
     expect(killed.digest).toEqual(reference.digest);
-  }, 600_000);
+    // Two runs of TOTAL steps, and as many again for the killed run's replays.
+  }, trainingDeadlineMs(4 * TOTAL));
 });

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runKeys } from '../activities/records.js';
 import { parseExperimentConfig, planExperiment } from '../scripts/experiment/plan.js';
+import { trainingDeadlineMs, waitFor } from './training-harness.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const TSX = join(ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs');
@@ -46,14 +47,6 @@ function gone(pid: number): boolean {
   }
 }
 
-async function until(what: string, ok: () => boolean, output: () => string, seconds = 240): Promise<void> {
-  const deadline = Date.now() + seconds * 1000;
-  while (!ok()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; the driver printed:\n${output().slice(-3000)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
 // A tag of its own, so runs of this test on a dev server that remembers earlier ones start afresh.
 const TAG = `t${Date.now().toString(36)}`;
 const plan = async () => planExperiment(parseExperimentConfig(JSON.parse(await readFile(join(ROOT, 'scripts', 'experiment', 'reproduce.config.json'), 'utf8')), 'config'), 'quick', { store: join(dir, 'store'), tag: TAG });
@@ -65,14 +58,20 @@ describe('experiment:reproduce --quick', () => {
     const out = join(dir, 'out');
     const first = driver('--store', store, '--out', out);
     // Killed outright once the first run has finished and the second has started: no handler of the
-    // driver's runs, so its worker must notice by itself that it is orphaned and stop.
-    await until('the second run to start', () => first.output().includes(`${runs[1]!.runId}: started`), first.output);
+    // driver's runs, so its worker must notice by itself that it is orphaned and stop. Before that: the
+    // driver's worker start and a whole --quick run.
+    await waitFor('the second run to start', () => (first.output().includes(`${runs[1]!.runId}: started`) ? true : undefined), trainingDeadlineMs(runs[0]!.config.schedule.totalSteps), {
+      context: () => `the driver printed:\n${first.output().slice(-3000)}`,
+    });
     const workerPid = Number(/worker pid (\d+) ready/.exec(first.output())?.[1]);
     expect(workerPid).toBeGreaterThan(0);
     first.kill();
     expect(await first.exited).not.toBe(0);
     expect(first.output()).not.toContain(`${runs[2]!.runId}: started`);
-    await until(`the killed driver's worker (pid ${workerPid}) to stop`, () => gone(workerPid), first.output, 60);
+    // It notices its parent is gone and shuts down: no training.
+    await waitFor(`the killed driver's worker (pid ${workerPid}) to stop`, () => (gone(workerPid) ? true : undefined), trainingDeadlineMs(0), {
+      context: () => `the driver printed:\n${first.output().slice(-3000)}`,
+    });
 
     const second = driver('--store', store, '--out', out);
     expect(await second.exited, second.output()).toBe(0);

@@ -33,29 +33,28 @@ import {
   type TrainingProgress,
 } from '../workflows/messages.js';
 import type { trainingRun, TrainingRunResult } from '../workflows/training-run.js';
-import { connect, privateServices, runDigest, testConfig, waitFor, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, holdsFor, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
 const TOTAL = 12;
+/** A run of TOTAL steps, and as many again for the replays after a kill, the pauses and `dro follow`. */
+const STEERED_MS = trainingDeadlineMs(2 * TOTAL);
 const PEAK = 1e-4;
 const DRO = join(import.meta.dirname, '..', 'bin', 'dro');
 
 // 128 wide, so a change that did not apply (or applied a step late) shows in the last bits.
-const base = (store: string): RunConfigInput => ({
+const RUN: RunConfigInput = {
   seed: 11,
-  model: {
-    init: { vocab_size: 260, hidden_size: 128, intermediate_size: 344, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, max_position_embeddings: 512, attention_bias: false },
-  },
-  data: { synthetic: { digits: 2, trainCount: 48, evalCount: 8 } },
-  rollout: { promptsPerStep: 2, groupSize: 4, maxNewTokens: 40, batchSequences: 8 },
+  model: { init: wideModel(2) },
+  data: { synthetic: { trainCount: 48, evalCount: 8 } },
+  rollout: { groupSize: 4, maxNewTokens: 40, batchSequences: 8 },
   sft: { steps: 20, batchSize: 8, learningRate: 3e-3 },
-  dro: { klBeta: 0.01 },
   optimizer: { learningRate: PEAK },
   schedule: { totalSteps: TOTAL, warmupSteps: 2, lrSchedule: 'cosine', minLrRatio: 0.1 },
-  checkpoint: { store, every: 4, keepLast: 10 },
+  checkpoint: { every: 4, keepLast: 10 },
   filtering: { enabled: false },
   evaluation: { examples: 8, maxNewTokens: 40, every: 4 },
-  orchestration: { stepsPerExecution: 4, heartbeatSeconds: 3, pinnedStartSeconds: 4 },
-});
+  orchestration: { stepsPerExecution: 4, ...QUICK_FAILOVER },
+};
 
 let services: PrivateServices;
 let c: Connected;
@@ -69,14 +68,15 @@ let stoppedAt = 0;
 
 const handleOf = (runId: string): WorkflowHandle<typeof trainingRun> => c.client.workflow.getHandle<typeof trainingRun>(trainingWorkflowId(runId));
 const progressOf = async (runId: string): Promise<TrainingProgress | undefined> => queryProgress(c, runId);
-const progressReaches = (runId: string, what: string, ok: (p: TrainingProgress) => boolean, timeoutMs = 180_000) =>
+/** Waits until the run's progress satisfies `ok`, which it does once the run has made `steps` more steps. */
+const progressReaches = (runId: string, what: string, steps: number, ok: (p: TrainingProgress) => boolean) =>
   waitFor(
     `run ${runId}: ${what}`,
     async () => {
       const p = await progressOf(runId);
       return p && ok(p) ? p : undefined;
     },
-    timeoutMs,
+    trainingDeadlineMs(steps),
   );
 
 const ms = (t: temporal.api.history.v1.IHistoryEvent['eventTime']): number => Number(t?.seconds?.toString() ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
@@ -113,29 +113,33 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 }, 120_000);
 
-describe('operating a run', () => {
+// Both blocks share the private server's runs, in order: the steered run, then the reference run checked
+// against it and stopped at stoppedAt, then evaluations, a schedule and a report of those runs.
+describe.sequential('operating a run', () => {
   // Filled by the steered run, then checked against the reference.
   let pausedAt = 0;
   let secondPauseAt = 0;
   let steered: TrainingRunResult;
   let steeredDigest: RunDigest;
 
-  it('pauses (no step, no activity for 20 s), takes changes from the next step, survives a kill and continue-as-new, and refuses bad values', async () => {
+  it('pauses (no step, no activity for five step times), takes changes from the next step, survives a kill and continue-as-new, and refuses bad values', async () => {
     const runId = 'steered';
-    const { handle } = await startRun(c, testConfig(base(store)), runId);
-    await progressReaches(runId, 'step 1', (p) => p.step >= 1);
+    const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
+    await progressReaches(runId, 'step 1', 1, (p) => p.step >= 1);
+    const stepStarted = Date.now();
+    await progressReaches(runId, 'step 2', 1, (p) => p.step >= 2);
+    const stepMs = Date.now() - stepStarted;
     await handle.signal(pauseSignal);
-    const paused = await progressReaches(runId, 'paused', (p) => p.phase === 'paused');
+    const paused = await progressReaches(runId, 'paused', 1, (p) => p.phase === 'paused');
     pausedAt = paused.step;
     expect(paused.paused).toBe(true);
     expect(paused.etaSeconds).toBeNull();
-    // Held for 20 s: the step never moves and nothing is scheduled.
-    const until = Date.now() + 20_000;
-    while (Date.now() < until) {
+    // Held for five steps' time as this machine runs them now (at least 5 s): the step never moves and
+    // nothing is scheduled. A run that ignored the pause would have made a step well within it.
+    await holdsFor(Math.max(5_000, 5 * stepMs), async () => {
       expect((await progressOf(runId))!.step).toBe(pausedAt);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-    expect((await handle.describe()).raw.pendingActivities ?? []).toEqual([]);
+      expect((await handle.describe()).raw.pendingActivities ?? []).toEqual([]);
+    });
     expect((await describeRun(c, runId)).status).toBe('paused');
     // What the Web UI shows: the static summary and the current details (served by the worker).
     expect(await (await handle.describe()).staticSummary()).toMatch(/^DRO run steered: synthetic, new 2-layer model, reward r3, 12 steps$/);
@@ -148,7 +152,7 @@ describe('operating a run', () => {
     follower.stdout.on('data', (b: Buffer) => (followed += b.toString()));
     follower.stderr.on('data', (b: Buffer) => (followed += b.toString()));
     const exited = new Promise<number | null>((r) => follower.once('exit', (code) => r(code)));
-    await waitFor('a progress line', () => Promise.resolve(new RegExp(`step ${pausedAt}/${TOTAL} paused`).test(followed) ? true : undefined), 60_000);
+    await waitFor('a progress line', () => (new RegExp(`step ${pausedAt}/${TOTAL} paused`).test(followed) ? true : undefined), trainingDeadlineMs(0));
     process.kill(follower.pid!, 'SIGINT');
     expect(await exited).toBe(0);
     expect(followed).toContain(`stopped following run ${runId}; it goes on`);
@@ -173,13 +177,14 @@ describe('operating a run', () => {
     expect(resumed.stdout).toContain(`run ${runId} was paused at step ${pausedAt}; it continues`);
 
     // A SIGKILLed policy worker two steps later: the rewind replays with the change.
-    await progressReaches(runId, `step ${pausedAt + 2}`, (p) => p.step >= pausedAt + 2);
+    await progressReaches(runId, `step ${pausedAt + 2}`, 2, (p) => p.step >= pausedAt + 2);
     await policy.kill('SIGKILL');
     await startPolicy();
     // After a continue-as-new, a second pause and change, late enough that the reference run stops before it.
-    await progressReaches(runId, 'a second execution', (p) => p.executions >= 2 && p.repins >= 1 && p.step >= 6);
+    // The kill's rewind replays what the killed worker had not checkpointed: up to a checkpoint interval more.
+    await progressReaches(runId, 'a second execution', 6 - pausedAt + 4, (p) => p.executions >= 2 && p.repins >= 1 && p.step >= 6);
     await handle.signal(pauseSignal);
-    secondPauseAt = (await progressReaches(runId, 'paused again', (p) => p.phase === 'paused')).step;
+    secondPauseAt = (await progressReaches(runId, 'paused again', 1, (p) => p.phase === 'paused')).step;
     const second = await handle.executeUpdate(setHyperparametersUpdate, { args: [{ klBeta: 0.05 }] });
     expect(second.change).toEqual({ fromStep: secondPauseAt + 1, klBeta: 0.05 });
     await handle.signal(resumeSignal);
@@ -205,22 +210,22 @@ describe('operating a run', () => {
       const state = await readCheckpointState(s, runId, cp.step);
       expect(state.hyperparameters.map((h) => h.fromStep), `checkpoint ${cp.step}`).toEqual([pausedAt + 1, secondPauseAt + 1].filter((f) => f <= cp.step));
     }
-  }, 600_000);
+  }, STEERED_MS);
 
   it('stop ends with a checkpoint at the step reached; resume continues with the same changes, byte-identical to the steered run', async () => {
     const runId = 'reference';
-    const { handle } = await startRun(c, testConfig(base(store)), runId);
+    const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
     // The same changes at the same steps, given ahead of time.
     await handle.executeUpdate(setHyperparametersUpdate, { args: [{ learningRate: 3e-4, temperature: 0.8, fromStep: pausedAt + 1 }] });
     await handle.executeUpdate(setHyperparametersUpdate, { args: [{ klBeta: 0.05, fromStep: secondPauseAt + 1 }] });
-    await progressReaches(runId, 'step 2', (p) => p.step >= 2);
+    await progressReaches(runId, 'step 2', 2, (p) => p.step >= 2);
     // Held where no checkpoint was due, then stopped there.
     for (;;) {
       await handle.signal(pauseSignal);
-      const held = await progressReaches(runId, 'paused', (p) => p.phase === 'paused');
+      const held = await progressReaches(runId, 'paused', 1, (p) => p.phase === 'paused');
       if (held.step % 4 !== 0) break;
       await handle.signal(resumeSignal);
-      await progressReaches(runId, `past step ${held.step}`, (p) => p.step > held.step);
+      await progressReaches(runId, `past step ${held.step}`, 1, (p) => p.step > held.step);
     }
     const stop = cli('stop', '--run', runId);
     expect(stop.status).toBe(0);
@@ -236,10 +241,15 @@ describe('operating a run', () => {
     expect((await runMetrics(store, runId)).at(-1)!.step).toBe(stopped.steps);
 
     // `dro runs` tells the stopped run from the completed one.
-    await waitFor('dro runs states', async () => {
-      const states = Object.fromEntries((await listRuns(c)).map((r) => [r.runId, r.state]));
-      return states.steered === 'completed' && states.reference === 'stopped' ? states : undefined;
-    });
+    // The visibility store catches up with the closed runs: no training.
+    await waitFor(
+      'dro runs states',
+      async () => {
+        const states = Object.fromEntries((await listRuns(c)).map((r) => [r.runId, r.state]));
+        return states.steered === 'completed' && states.reference === 'stopped' ? states : undefined;
+      },
+      trainingDeadlineMs(0),
+    );
     const listed = JSON.parse(cli('runs', '--json').stdout) as { runId: string; state: string; step: number; task: string }[];
     expect(listed.find((r) => r.runId === 'reference')).toMatchObject({ state: 'stopped', step: stopped.steps, task: 'synthetic' });
     expect(listed.find((r) => r.runId === 'steered')).toMatchObject({ state: 'completed', step: TOTAL });
@@ -250,14 +260,15 @@ describe('operating a run', () => {
     const done = await outcome.handle!.result();
     expect(done).toMatchObject({ status: 'completed', steps: TOTAL });
     expect(await runDigest(store, runId, TOTAL)).toEqual(steeredDigest);
-  }, 600_000);
+  }, STEERED_MS);
 });
 
-describe('evaluation as its own workflow', () => {
+describe.sequential('evaluation as its own workflow', () => {
   const evaluate = (runId: string, step: number | null, workflowId: string) =>
     c.client.workflow.execute<typeof evaluateCheckpoint>('evaluateCheckpoint', { taskQueue: CONTROL_QUEUE, workflowId, args: [{ runId, store, step }] });
 
-  it('children evaluated every evaluation.every steps while training went on', { timeout: 120_000 }, async () => {
+  // A start's bound and two steps' for the evaluations of steps 4 and 8, which may still be retrying after the kill.
+  it('children evaluated every evaluation.every steps while training went on', { timeout: trainingDeadlineMs(2) }, async () => {
     const parent = await allEvents(trainingWorkflowId('steered'));
     const E = temporal.api.enums.v1.EventType;
     // Every activity is labelled in the Web UI with its phase and step.
@@ -311,7 +322,7 @@ describe('evaluation as its own workflow', () => {
 
   it('a schedule evaluates each new checkpoint once; --pause stops it; --delete removes it', async () => {
     const runId = 'scheduled';
-    const { handle } = await startRun(c, testConfig({ ...base(store), evaluation: { examples: 4, maxNewTokens: 40, every: 0, baseAndFinal: false }, schedule: { totalSteps: 16 } }), runId);
+    const { handle } = await startRun(c, tinyRunConfig(store, { ...RUN, evaluation: { examples: 4, maxNewTokens: 40, every: 0, baseAndFinal: false }, schedule: { totalSteps: 16 } }), runId);
     const created = cli('schedule-eval', '--run', runId, '--every', '2s');
     expect(created.status, created.stderr).toBe(0);
     await handle.result();
@@ -319,24 +330,33 @@ describe('evaluation as its own workflow', () => {
     const scheduleId = evaluationScheduleId(runId);
     const schedule = c.client.schedule.getHandle(scheduleId);
     const firedAtEnd = (await schedule.describe()).info.numActionsTaken;
-    await waitFor('three more firings', async () => ((await schedule.describe()).info.numActionsTaken >= firedAtEnd + 3 ? true : undefined), 60_000);
+    // Three 2 s intervals, each firing an evaluation that finds its result stored: no training.
+    await waitFor('three more firings', async () => ((await schedule.describe()).info.numActionsTaken >= firedAtEnd + 3 ? true : undefined), trainingDeadlineMs(0));
     expect(cli('schedule-eval', '--run', runId, '--pause').status).toBe(0);
-    const idle = await waitFor('no scheduled evaluation running', async () => {
-      const d = await schedule.describe();
-      return d.info.runningActions.length === 0 ? d : undefined;
-    });
-    // Paused: three intervals go by without a firing.
-    await new Promise((r) => setTimeout(r, 6000));
-    expect((await schedule.describe()).info.numActionsTaken).toBe(idle.info.numActionsTaken);
+    const idle = await waitFor(
+      'no scheduled evaluation running',
+      async () => {
+        const d = await schedule.describe();
+        return d.info.runningActions.length === 0 ? d : undefined;
+      },
+      trainingDeadlineMs(0),
+    );
+    // Paused: three intervals go by without a firing. The server's clock drives a schedule, so the
+    // intervals must really pass (no time skipping on a real server); watched, it fails at a firing.
+    await holdsFor(3 * 2_000, async () => expect((await schedule.describe()).info.numActionsTaken).toBe(idle.info.numActionsTaken));
 
     const outcomes: EvaluationOutcome[] = [];
-    await waitFor('every scheduled evaluation listed', async () => {
-      outcomes.length = 0;
-      for await (const w of c.client.workflow.list({ query: `TemporalScheduledById = '${scheduleId}'` })) {
-        outcomes.push((await c.client.workflow.getHandle(w.workflowId, w.runId).result()) as EvaluationOutcome);
-      }
-      return outcomes.length === idle.info.numActionsTaken ? true : undefined;
-    });
+    await waitFor(
+      'every scheduled evaluation listed',
+      async () => {
+        outcomes.length = 0;
+        for await (const w of c.client.workflow.list({ query: `TemporalScheduledById = '${scheduleId}'` })) {
+          outcomes.push((await c.client.workflow.getHandle(w.workflowId, w.runId).result()) as EvaluationOutcome);
+        }
+        return outcomes.length === idle.info.numActionsTaken ? true : undefined;
+      },
+      trainingDeadlineMs(0),
+    );
     const computed = outcomes.filter((o) => o.step !== null && !o.cached).map((o) => o.step);
     expect(new Set(computed).size).toBe(computed.length); // no checkpoint twice
     expect(computed.length).toBeGreaterThanOrEqual(2);
@@ -350,7 +370,7 @@ describe('evaluation as its own workflow', () => {
     expect(JSON.parse(list.stdout)).toEqual(expect.arrayContaining([expect.objectContaining({ runId, paused: true })]));
     expect(cli('schedule-eval', '--run', runId, '--delete').status).toBe(0);
     await expect(schedule.describe()).rejects.toBeInstanceOf(ScheduleNotFoundError);
-  }, 600_000);
+  }, trainingDeadlineMs(16));
 
   it('dro report writes charts as SVG and PNG and an index.html linking them', async () => {
     const out = join(work, 'report');

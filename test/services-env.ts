@@ -4,7 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
-import { loadServicesEnv } from '../scripts/services/env-file.js';
+import { loadServicesEnv } from '../workers/services-env.js';
 
 export interface LocalServices {
   temporalAddress: string;

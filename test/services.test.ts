@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { portAnswers, servicesConfig, servicesDown, servicesStatus, servicesUp } from '../scripts/services/dev-services.js';
-import { parseEnvFile } from '../scripts/services/env-file.js';
-import { freePort } from './net.js';
+import { parseEnvFile } from '../workers/services-env.js';
+import { freePort, freeS3BasePort, withFreshPorts } from './net.js';
 
 let dataDir: string;
 beforeAll(async () => {
@@ -36,26 +36,56 @@ describe('services up', () => {
   });
 
   it('a half-failed up stops what it started: Temporal up, SeaweedFS refused, Temporal stopped again', async () => {
-    // An S3 port must leave room for its gRPC ports (+10000): take a busy one below 40000.
+    // SeaweedFS's base port, held by this test; Temporal's ports are chosen again if another process takes one.
+    const s3Port = await freeS3BasePort();
     const busy: Server = createServer();
-    let s3Port = 0;
-    while (s3Port === 0) {
-      const candidate = 20000 + Math.floor(Math.random() * 20000);
-      s3Port = await new Promise<number>((resolve) => {
-        busy.once('error', () => resolve(0));
-        busy.listen(candidate, '127.0.0.1', () => resolve(candidate));
-      });
-    }
-    const temporalPort = await freePort();
+    await new Promise<void>((resolve, reject) => {
+      busy.once('error', reject);
+      busy.listen(s3Port, '127.0.0.1', resolve);
+    });
     try {
-      const cfg = servicesConfig({ DRO_DATA_DIR: dataDir, DRO_TEMPORAL_PORT: String(temporalPort), DRO_TEMPORAL_UI_PORT: String(await freePort()), DRO_S3_PORT: String(s3Port) });
-      await expect(servicesUp(cfg, ['temporal', 's3'], () => undefined)).rejects.toThrow(/^s3: port \d+ .* is already in use/);
+      const cfg = await withFreshPorts(async (ports) => {
+        const cfg = servicesConfig({ ...ports, DRO_DATA_DIR: dataDir, DRO_S3_PORT: String(s3Port) });
+        const failure = await servicesUp(cfg, ['temporal', 's3'], () => undefined).then(
+          () => new Error('services up succeeded on a busy port'),
+          (err: unknown) => err as Error,
+        );
+        // Temporal's own port taken meanwhile: a collision withFreshPorts answers with new ports.
+        if (failure.message.startsWith('temporal:')) throw failure;
+        expect(failure.message).toMatch(/^s3: port \d+ .* is already in use/);
+        return cfg;
+      });
       expect(existsSync(join(dataDir, 'run', 'temporal.pid'))).toBe(false);
-      expect(await portAnswers(temporalPort)).toBe(false);
+      expect(await portAnswers(cfg.temporal.port)).toBe(false);
     } finally {
       await new Promise((resolve) => busy.close(resolve));
     }
   }, 120_000);
+
+  it("a test's private start is tried again on new ports after a collision, and any other failure is thrown at once", async () => {
+    const tried: string[] = [];
+    const lost = "temporal: the process exited during start-up. Last lines of temporal.log:\nError: listen tcp 127.0.0.1:1: bind: address already in use";
+    const up = await withFreshPorts((ports) => {
+      tried.push(ports.DRO_S3_PORT);
+      return tried.length < 3 ? Promise.reject(new Error(lost)) : Promise.resolve('up');
+    });
+    expect(up).toBe('up');
+    expect(tried).toHaveLength(3);
+    let calls = 0;
+    const other = withFreshPorts(() => {
+      calls++;
+      return Promise.reject(new Error('temporal: /x/temporal not found: run `npm run setup` first'));
+    });
+    await expect(other).rejects.toThrow('not found');
+    expect(calls).toBe(1);
+    calls = 0;
+    const always = withFreshPorts(() => {
+      calls++;
+      return Promise.reject(new Error('s3: port 1 (S3 API (DRO_S3_PORT)) is already in use by another process'));
+    }, 2);
+    await expect(always).rejects.toThrow('already in use');
+    expect(calls).toBe(2);
+  });
 
   it('rejects a malformed port setting naming the variable', () => {
     expect(() => servicesConfig({ DRO_S3_PORT: 'eighty' })).toThrow('DRO_S3_PORT must be a TCP port number (1-65535), got "eighty"');

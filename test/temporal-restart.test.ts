@@ -9,7 +9,8 @@ import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { servicesConfig, servicesDown, servicesUp, type ServicesConfig } from '../scripts/services/dev-services.js';
 import { finishSignal, smokeWorkflow } from './fixtures/workflows/smoke.js';
-import { freePort } from './net.js';
+import { withFreshPorts } from './net.js';
+import { trainingDeadlineMs, waitFor } from './training-harness.js';
 
 let cfg: ServicesConfig;
 let dataDir: string;
@@ -17,8 +18,11 @@ const log = (line: string): void => console.log(`[private temporal] ${line}`);
 
 beforeAll(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'dro-temporal-restart-'));
-  cfg = servicesConfig({ ...process.env, DRO_DATA_DIR: dataDir, DRO_TEMPORAL_PORT: String(await freePort()), DRO_TEMPORAL_UI_PORT: String(await freePort()) });
-  await servicesUp(cfg, ['temporal'], log);
+  cfg = await withFreshPorts(async (ports) => {
+    const fresh = servicesConfig({ ...process.env, ...ports, DRO_DATA_DIR: dataDir });
+    await servicesUp(fresh, ['temporal'], log);
+    return fresh;
+  });
 });
 
 afterAll(async () => {
@@ -62,13 +66,17 @@ it('keeps a started workflow history across a server restart, and the workflow c
   const before = await withWorker(taskQueue, () =>
     withClient(async (client) => {
       const handle = await client.workflow.start(smokeWorkflow, { taskQueue, workflowId, args: ['smoke'] });
-      // Wait until the timer has fired and the workflow is parked on its condition.
-      for (let i = 0; i < 200; i++) {
-        const events = await historyOf(client, handle.workflowId);
-        if (events.filter((e) => e.endsWith('WORKFLOW_TASK_COMPLETED')).length >= 2) return events;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      throw new Error('workflow did not reach its wait');
+      // Wait until the timer has fired and the workflow is parked on its condition: two workflow tasks
+      // on a fresh server, no activity; a start's bound.
+      return waitFor(
+        'the workflow to reach its wait',
+        async () => {
+          const events = await historyOf(client, handle.workflowId);
+          return events.filter((e) => e.endsWith('WORKFLOW_TASK_COMPLETED')).length >= 2 ? events : undefined;
+        },
+        trainingDeadlineMs(0),
+        { everyMs: 100 },
+      );
     }),
   );
   expect(before.some((e) => e.endsWith('TIMER_FIRED'))).toBe(true);

@@ -15,28 +15,27 @@ import { queryProgress, resumeRun, RunError, startRun, type Connected } from '..
 import { openBlobStore } from '../storage/open.js';
 import { checkpointFileKey, latestCheckpoint, listCheckpoints } from '../storage/checkpoints.js';
 import { trainingWorkflowId } from '../workflows/messages.js';
-import { connect, privateServices, runDigest, testConfig, waitFor, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, tinyRunInput, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
 
 const TOTAL = 12;
+/** A whole run, and as many steps again replayed after its faults; also the beforeAll's services and reference run. */
+const RUN_MS = trainingDeadlineMs(2 * TOTAL);
 
 // Big enough to show rounding (4 layers, 128 wide), small enough for CI.
-const base = (store: string): RunConfigInput => ({
+const RUN: RunConfigInput = {
   seed: 5,
-  model: {
-    init: { vocab_size: 260, hidden_size: 128, intermediate_size: 344, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, max_position_embeddings: 512, attention_bias: false },
-  },
-  data: { synthetic: { digits: 2, trainCount: 48, evalCount: 8 } },
-  rollout: { promptsPerStep: 2, groupSize: 4, maxNewTokens: 48, batchSequences: 8 },
+  model: { init: wideModel(4) },
+  data: { synthetic: { trainCount: 48, evalCount: 8 } },
+  rollout: { groupSize: 4, maxNewTokens: 48, batchSequences: 8 },
   sft: { steps: 30, batchSize: 8, learningRate: 3e-3 },
-  dro: { klBeta: 0.01 },
   optimizer: { learningRate: 1e-4 },
   schedule: { totalSteps: TOTAL, warmupSteps: 2, lrSchedule: 'cosine', minLrRatio: 0.1 },
-  checkpoint: { store, every: 3, keepLast: 2 },
+  checkpoint: { every: 3, keepLast: 2 },
   filtering: { every: 6, chainsPerPrompt: 2, candidatesPerRound: 8 },
   evaluation: { examples: 4, maxNewTokens: 48 },
-  orchestration: { stepsPerExecution: 5, heartbeatSeconds: 3, pinnedStartSeconds: 4 },
-});
+  orchestration: { stepsPerExecution: 5, ...QUICK_FAILOVER },
+};
 
 let services: PrivateServices;
 let c: Connected;
@@ -81,7 +80,7 @@ async function runWith(
   const supervisor = new PolicySupervisor(options.env ?? {});
   await supervisor.start();
   try {
-    const { handle } = await startRun(c, testConfig(base(store)), runId);
+    const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
     const replaced = await options.during?.(supervisor);
     const result = await (replaced ?? handle).result();
     return { result, digest: await runDigest(store, runId, TOTAL), restarts: supervisor.restarts };
@@ -91,12 +90,16 @@ async function runWith(
   }
 }
 
-/** Waits until the run's progress satisfies `ok`. */
-const progressReaches = (runId: string, ok: (p: { step: number; lastCheckpoint: number | null; phase: string }) => boolean) =>
-  waitFor(`run ${runId} progress`, async () => {
-    const p = await queryProgress(c, runId);
-    return p && ok(p) ? p : undefined;
-  });
+/** Waits until the run's progress satisfies `ok`, which it does once the run has made `steps` steps. */
+const progressReaches = (runId: string, steps: number, ok: (p: { step: number; lastCheckpoint: number | null; phase: string }) => boolean) =>
+  waitFor(
+    `run ${runId} progress`,
+    async () => {
+      const p = await queryProgress(c, runId);
+      return p && ok(p) ? p : undefined;
+    },
+    trainingDeadlineMs(steps),
+  );
 
 const fault = (spec: string, name: string): Record<string, string> => ({ DRO_FAULT: spec, DRO_FAULT_MARK: join(markDir, name) });
 
@@ -110,7 +113,7 @@ beforeAll(async () => {
   const ref = await runWith('reference');
   reference = ref.digest;
   referenceResult = ref.result;
-}, 600_000);
+}, RUN_MS);
 
 afterAll(async () => {
   await control?.kill('SIGTERM');
@@ -130,7 +133,7 @@ describe('a training run under faults', () => {
   it('two runs of one config under different run ids end with identical weights', async () => {
     const twin = await runWith('reference-twin');
     expect(twin.digest).toEqual(reference);
-  }, 600_000);
+  }, RUN_MS);
 
   it('ends byte-identical after SIGKILLs during a rollout, an update and a checkpoint upload (fault injection)', async () => {
     const run = await runWith('kill-at-points', { env: fault('rollout@2,update@5,checkpoint-upload@9', 'points') });
@@ -138,35 +141,35 @@ describe('a training run under faults', () => {
     expect(run.result.repins).toBeGreaterThanOrEqual(3);
     expect(run.result.replayedSteps).toBeGreaterThan(0);
     expect(run.digest).toEqual(reference);
-  }, 600_000);
+  }, RUN_MS);
 
   it('ends byte-identical after a SIGKILL by PID at a random moment', async () => {
     const at = 2 + Math.floor(Math.random() * 8);
     const run = await runWith('kill-random', {
       during: async (s) => {
-        await progressReaches('kill-random', (p) => p.step >= at);
+        await progressReaches('kill-random', at, (p) => p.step >= at);
         await s.current.kill('SIGKILL');
       },
     });
     expect(run.restarts).toBe(1);
     expect(run.digest).toEqual(reference);
-  }, 600_000);
+  }, RUN_MS);
 
   it('ends byte-identical after the Temporal server is stopped and started mid-run', async () => {
     const run = await runWith('temporal-restart', {
       during: async () => {
-        await progressReaches('temporal-restart', (p) => p.step >= 4);
+        await progressReaches('temporal-restart', 4, (p) => p.step >= 4);
         await services.down(['temporal']);
         await services.up(['temporal']);
       },
     });
     expect(run.digest).toEqual(reference);
-  }, 600_000);
+  }, RUN_MS);
 
   it('a terminated run is resumed from its latest valid checkpoint, once for two resumes at once, and ends byte-identical', async () => {
     const run = await runWith('terminated', {
       during: async () => {
-        await progressReaches('terminated', (p) => (p.lastCheckpoint ?? 0) >= 6);
+        await progressReaches('terminated', 6, (p) => (p.lastCheckpoint ?? 0) >= 6);
         await c.client.workflow.getHandle(trainingWorkflowId('terminated')).terminate('test: the orchestrator lost the run');
         const outcomes = await Promise.all([resumeRun(c, 'terminated', { log: () => {} }), resumeRun(c, 'terminated', { log: () => {} })]);
         expect(outcomes.filter((o) => o.action === 'resumed')).toHaveLength(1);
@@ -177,24 +180,29 @@ describe('a training run under faults', () => {
       },
     });
     expect(run.digest).toEqual(reference);
-  }, 600_000);
+  }, RUN_MS);
 
   it("a run whose Temporal database was deleted is resumed from the store alone and ends byte-identical", async () => {
     const run = await runWith('db-deleted', {
       during: async () => {
-        await progressReaches('db-deleted', (p) => (p.lastCheckpoint ?? 0) >= 3);
+        await progressReaches('db-deleted', 3, (p) => (p.lastCheckpoint ?? 0) >= 3);
         await services.down(['temporal']);
         await rm(services.cfg.temporal.dbFile, { force: true });
         await services.up(['temporal']);
-        const outcome = await waitFor('a resume after the wipe', async () => {
-          const o = await resumeRun(c, 'db-deleted', { store, log: () => {} });
-          return o.action === 'resumed' ? o : undefined;
-        });
+        // The restarted server and the worker's reconnection first: a start, no step.
+        const outcome = await waitFor(
+          'a resume after the wipe',
+          async () => {
+            const o = await resumeRun(c, 'db-deleted', { store, log: () => {} });
+            return o.action === 'resumed' ? o : undefined;
+          },
+          trainingDeadlineMs(0),
+        );
         return outcome.handle!;
       },
     });
     expect(run.digest).toEqual(reference);
-  }, 600_000);
+  }, RUN_MS);
 
   it('waits out a storage outage during a checkpoint commit and ends byte-identical, never choosing an invalid checkpoint', async () => {
     const held = join(markDir, 'outage.hold-upload@6');
@@ -202,28 +210,33 @@ describe('a training run under faults', () => {
       // The S3 client gives up quickly, so the activity itself fails and Temporal retries it.
       env: { ...fault('hold-upload@6', 'outage'), DRO_S3_RETRY_SECONDS: '2' },
       during: async () => {
-        await waitFor('the commit of step 6 to reach its manifest', () => Promise.resolve(existsSync(held) ? true : undefined));
+        await waitFor('the commit of step 6 to reach its manifest', () => (existsSync(held) ? true : undefined), trainingDeadlineMs(6));
         await services.down(['s3']);
         await writeFile(`${held}.release`, '');
         // Down until the commit has failed at least once and is being retried.
-        await waitFor('a retried commit', async () => {
-          const d = await c.client.workflow.getHandle(trainingWorkflowId('storage-outage')).describe();
-          const raw = d.raw.pendingActivities ?? [];
-          return raw.some((a) => (a.attempt ?? 0) >= 2) || d.raw.pendingActivities?.length === 0 ? true : undefined;
-        });
+        // The S3 client's 2 s, then Temporal's retry backoff: no step, a start's bound.
+        await waitFor(
+          'a retried commit',
+          async () => {
+            const d = await c.client.workflow.getHandle(trainingWorkflowId('storage-outage')).describe();
+            const raw = d.raw.pendingActivities ?? [];
+            return raw.some((a) => (a.attempt ?? 0) >= 2) || d.raw.pendingActivities?.length === 0 ? true : undefined;
+          },
+          trainingDeadlineMs(0),
+        );
         await services.up(['s3']);
       },
     });
     expect(run.digest).toEqual(reference);
     const listing = await listCheckpoints(await openBlobStore(store), 'storage-outage');
     expect(listing.every((l) => l.valid)).toBe(true);
-  }, 600_000);
+  }, RUN_MS);
 
   it('a NaN loss fails the run naming the step; resume refuses a changed config, falls back past a corrupted checkpoint, and ends byte-identical', async () => {
     const supervisor = new PolicySupervisor(fault('nan-loss@4', 'nan'));
     await supervisor.start();
     try {
-      const { handle } = await startRun(c, testConfig(base(store)), 'nan');
+      const { handle } = await startRun(c, tinyRunConfig(store, RUN), 'nan');
       const failure = await handle.result().then(
         () => undefined,
         (err: unknown) => err,
@@ -236,7 +249,7 @@ describe('a training run under faults', () => {
       expect((await latestCheckpoint(bucketStore, 'nan'))?.step).toBe(3);
 
       const changed = join(markDir, 'changed.json');
-      await writeFile(changed, JSON.stringify({ ...base(store), optimizer: { learningRate: 2e-4 }, checkpoint: { store, every: 3, keepLast: 5 } }));
+      await writeFile(changed, JSON.stringify({ ...tinyRunInput(store, RUN), optimizer: { learningRate: 2e-4 }, checkpoint: { store, every: 3, keepLast: 5 } }));
       await expect(resumeRun(c, 'nan', { configFile: changed, log: () => {} })).rejects.toThrow(/optimizer\.learningRate, .*checkpoint\.keepLast|checkpoint\.keepLast, .*optimizer\.learningRate/);
       await expect(resumeRun(c, 'nan', { configFile: changed, log: () => {} })).rejects.toBeInstanceOf(RunError);
 
@@ -255,7 +268,7 @@ describe('a training run under faults', () => {
       workers.push(...supervisor.all);
       await supervisor.stop();
     }
-  }, 600_000);
+  }, RUN_MS);
 
   it('keeps every activity payload under 64 KiB and the S3 secret out of every history and log', async () => {
     const secret = services.env.AWS_SECRET_ACCESS_KEY!;
@@ -281,5 +294,6 @@ describe('a training run under faults', () => {
     expect(largest).toBeGreaterThan(0);
     expect(largest).toBeLessThan(64 * 1024);
     for (const w of workers) expect(w.output).not.toContain(secret);
-  }, 120_000);
+    // Reads every history of the file's ten runs and their children's; no training, but many round trips.
+  }, 300_000);
 });

@@ -1,17 +1,20 @@
 // Test harness for training runs against real servers: private Temporal and SeaweedFS instances on
 // their own ports and data (so a test may stop, restart or wipe them), worker processes started with
-// `dro worker` and killed by their PID, and the digests and metrics that runs are compared by.
+// `dro worker` and killed by their PID, the run configs the tests share, one poller with deadlines
+// sized to the work awaited, and the digests and metrics that runs are compared by.
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import type { RunRef } from '../activities/types.js';
 import { parseRunConfig, type RunConfig, type RunConfigInput } from '../dro/config.js';
 import { servicesConfig, servicesDown, servicesUp, type ServiceName, type ServicesConfig } from '../scripts/services/dev-services.js';
 import { configHash, runMetrics, type Connected } from '../scripts/cli/runs.js';
+import { overlay } from '../scripts/experiment/plan.js';
 import { openBlobStore } from '../storage/open.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
-import { freePort } from './net.js';
+import { withFreshPorts } from './net.js';
 
 export { WorkerProcess } from '../scripts/worker-process.js';
 
@@ -23,20 +26,23 @@ export interface PrivateServices {
   dispose(): Promise<void>;
 }
 
-/** Temporal (and SeaweedFS when asked) of this test file alone; their variables are copied into process.env. */
+/**
+ * Temporal (and SeaweedFS when asked) of this test file alone, on ports nobody else holds (chosen afresh
+ * when another process takes one while they start); their variables are copied into process.env.
+ */
 export async function privateServices(label: string, which: ServiceName[]): Promise<PrivateServices> {
-  const dataDir = await mkdtemp(join(tmpdir(), `dro-${label}-`));
-  const s3Port = await freePort();
-  const cfg = servicesConfig({
-    ...process.env,
-    DRO_DATA_DIR: dataDir,
-    DRO_TEMPORAL_PORT: String(await freePort()),
-    DRO_TEMPORAL_UI_PORT: String(await freePort()),
-    // SeaweedFS takes the three ports after this one and each of the four + 10000.
-    DRO_S3_PORT: String(s3Port < 40000 ? s3Port : 20000 + (s3Port % 20000)),
-  });
   const log = (line: string): void => console.log(`[${label} services] ${line}`);
-  const env = await servicesUp(cfg, which, log);
+  // A fresh data folder per attempt: nothing of a start that lost its ports is carried into the next.
+  const { dataDir, cfg, env } = await withFreshPorts(async (ports) => {
+    const dataDir = await mkdtemp(join(tmpdir(), `dro-${label}-`));
+    const cfg = servicesConfig({ ...process.env, ...ports, DRO_DATA_DIR: dataDir });
+    try {
+      return { dataDir, cfg, env: await servicesUp(cfg, which, log) };
+    } catch (err) {
+      await rm(dataDir, { recursive: true, force: true });
+      throw err;
+    }
+  });
   Object.assign(process.env, env, { DRO_DATA_DIR: dataDir });
   return {
     cfg,
@@ -55,23 +61,94 @@ export async function connect(address: string): Promise<Connected> {
   return { client: new Client({ connection }), namespace: 'default', close: () => connection.close() };
 }
 
-/** A run config; `RunConfig` plus its hash, with every path and store as the test gives them. */
-export function testConfig(overrides: RunConfigInput): RunConfig {
-  return parseRunConfig(overrides);
+/**
+ * The small synthetic run every training test starts from (2-digit sums, 16 training and 4 held-out
+ * examples, 2 prompts a step, KL weight 0.01), checkpointed to `store`; `overrides` laid over it field by
+ * field (objects merged, anything else replaced), so a test states only what it is about.
+ */
+export function tinyRunInput(store: string, overrides: RunConfigInput = {}): RunConfigInput {
+  const tiny = { data: { synthetic: { digits: 2, trainCount: 16, evalCount: 4 } }, rollout: { promptsPerStep: 2 }, dro: { klBeta: 0.01 }, checkpoint: { store } };
+  return overlay(tiny, overrides);
 }
 
-export { configHash };
+/** `tinyRunInput` validated: the `RunConfig` a run starts with. */
+export function tinyRunConfig(store: string, overrides: RunConfigInput = {}): RunConfig {
+  return parseRunConfig(tinyRunInput(store, overrides));
+}
 
-/** Polls `check` until it returns a value (not undefined) or the deadline passes. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 120_000, everyMs = 250): Promise<T> {
+/** What the activities are given for a run: its id, its config and the config's hash. */
+export function runRefOf(runId: string, config: RunConfig): RunRef {
+  return { runId, config, configHash: configHash(config) };
+}
+
+/**
+ * A new model of 128 wide layers, for the runs on real servers: wide enough that a change applied a step
+ * late shows in the last bits of the weights, small enough for CI.
+ */
+export function wideModel(layers: number): Record<string, number | boolean> {
+  return { vocab_size: 260, hidden_size: 128, intermediate_size: 344, num_hidden_layers: layers, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, max_position_embeddings: 512, attention_bias: false };
+}
+
+/** Orchestration for runs whose policy worker a test kills: a dead worker is noticed within seconds. */
+export const QUICK_FAILOVER = { heartbeatSeconds: 3, pinnedStartSeconds: 4 } as const;
+
+export interface WaitOptions {
+  everyMs?: number;
+  /** More to say when the deadline passes, e.g. the last output of the process waited on. */
+  context?: () => string;
+}
+
+/**
+ * Polls `check` until it returns a value (not undefined) or `timeoutMs` passes; a check that throws counts
+ * as not yet (a server restarting), and its last error is in the timeout's message. Give a deadline sized to
+ * what is awaited (`trainingDeadlineMs` for training work).
+ */
+export async function waitFor<T>(what: string, check: () => T | undefined | Promise<T | undefined>, timeoutMs: number, options: WaitOptions = {}): Promise<T> {
   const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
   for (;;) {
-    const value = await check().catch(() => undefined);
+    let value: T | undefined;
+    try {
+      value = await check();
+    } catch (err) {
+      lastError = err;
+    }
     if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, everyMs));
+    if (Date.now() > deadline) {
+      const why = lastError === undefined ? '' : `; the last check failed: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)}`;
+      const context = options.context ? `\n${options.context()}` : '';
+      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${why}${context}`);
+    }
+    await new Promise((r) => setTimeout(r, options.everyMs ?? 250));
   }
 }
+
+/**
+ * Checks every `everyMs` for `ms` that `check` still holds (it throws, e.g. an expect, when it does not):
+ * an absence proved by watching, failing at the first sign of what must not happen. Size `ms` to what it
+ * must outlast (a few steps, a few schedule intervals).
+ */
+export async function holdsFor(ms: number, check: () => void | Promise<void>, everyMs = 500): Promise<void> {
+  const until = Date.now() + ms;
+  do {
+    await check();
+    await new Promise((r) => setTimeout(r, everyMs));
+  } while (Date.now() < until);
+  await check();
+}
+
+/**
+ * A deadline for training work on the private servers, from how much of it is awaited: a bound for
+ * starting (worker processes, engine threads, a run's warm start, a server restarting) and one per
+ * training step of the test models (rollout, scoring, update, checkpoint, or a step replayed after a
+ * rewind). Each is many times what it takes on 2 idle cores, so other suites or software on the machine
+ * slow a test down without failing it, while a run that hangs still fails with what it was waiting for.
+ */
+export function trainingDeadlineMs(steps: number): number {
+  return TRAINING_START_MS + steps * TRAINING_STEP_MS;
+}
+const TRAINING_START_MS = 120_000;
+const TRAINING_STEP_MS = 30_000;
 
 export interface RunDigest {
   /** sha256 of the trained weights: model.safetensors, or a LoRA run's adapter_model.safetensors. */

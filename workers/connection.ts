@@ -4,7 +4,7 @@
 // environment leaves unset, so the same code runs against the dev server, a cluster or Temporal Cloud.
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 import type { NativeConnectionOptions } from '@temporalio/worker';
-import { loadServicesEnv } from '../scripts/services/env-file.js';
+import { loadServicesEnv } from './services-env.js';
 
 export interface TemporalTarget {
   connectionOptions: NativeConnectionOptions;

@@ -185,10 +185,14 @@ describe('gradient rules vs central finite differences (float64)', () => {
     expect(Array.from(out.gb!.data as Float64Array)).toEqual([0, 0, 0]);
   });
 
-  it('refuses a non-scalar loss and an operator without a rule', () => {
+  it('refuses a non-scalar loss and an operator without a rule on the gradient path; one off it (a shape read) is fine', () => {
     const g = new Graph();
     const a = g.input('a', 'float64', [2]);
     expect(() => gradients(g, a, [a])).toThrow('the loss must be a scalar');
+    // Pad has no rule: a loss through it cannot be differentiated.
+    const padded = g.padAxis(a, 0, 1, 1, g.input('like', 'float64', [4]));
+    expect(() => gradients(g, g.reduceSum(padded, [0]), [a])).toThrow('gradients: no gradient rule for Pad');
+    // Shape has no rule either, but only integers flow from it: no gradient reaches it.
     const shape = g.cast(g.shapeOf(a), 'float64');
     expect(() => gradients(g, g.reduceSum(g.mul(shape, a), [0]), [a])).not.toThrow();
   });

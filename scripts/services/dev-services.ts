@@ -7,7 +7,7 @@ import { createServer, connect } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { parseEnvFile } from './env-file.js';
+import { parseEnvFile } from '../../workers/services-env.js';
 import { makeDirectoriesSync } from '../../storage/local-files.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -254,7 +254,8 @@ export function portAnswers(port: number, timeoutMs = 1000): Promise<boolean> {
   });
 }
 
-function portIsFree(port: number): Promise<boolean> {
+/** Whether a loopback port can be bound now (tests choosing ports for private services ask this too). */
+export function portIsFree(port: number): Promise<boolean> {
   return new Promise((resolvePromise) => {
     const server = createServer();
     server.once('error', () => resolvePromise(false));

@@ -1,4 +1,5 @@
-// Reads the env file `npm run services:up` writes, so tests and the CLI find the local services.
+// Reads the env file `npm run services:up` writes, so workers, the CLI and tests find the local services
+// (here, beside the worker's connection, so no worker code reaches into the dev tools in scripts/).
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +18,7 @@ export function parseEnvFile(text: string, file: string): Record<string, string>
 }
 
 export function defaultServicesEnvFile(env: NodeJS.ProcessEnv = process.env): string {
-  const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
   return join(resolve(env.DRO_DATA_DIR || join(repoRoot, '.data')), 'services.env');
 }
 
