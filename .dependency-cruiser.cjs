@@ -4,8 +4,8 @@
 // and the helpers in test/. Type-only imports count (a type edge still ties the files together), except where a
 // rule says that types may cross.
 
-/** Test files: exempt from the layer rules (a test reaches into what it tests and into test/). */
-const TESTS = '(^test/|\\.test\\.ts$)';
+/** Test files and test support (`testing/` folders beside the code): exempt from the layer rules (a test reaches into what it tests and into test/). */
+const TESTS = '(^test/|\\.test\\.ts$|/testing/)';
 
 /** `from` of a layer rule: the folder's own source files, without its tests. */
 const sourceOf = (folder) => ({ path: `^${folder}/`, pathNot: TESTS });
@@ -72,7 +72,7 @@ module.exports = {
       name: 'no-test-code-in-the-product',
       comment: 'Only tests and dev scripts import test/ (helpers, fixtures, the slow reference).',
       severity: 'error',
-      from: { pathNot: `^(scripts|test)/|\\.test\\.ts$|/test-support\\.ts$` },
+      from: { pathNot: `^(scripts|test)/|\\.test\\.ts$|/testing/` },
       to: { path: '^test/' },
     },
     {

@@ -7,7 +7,7 @@ import tseslint from 'typescript-eslint';
 // anything as a type, but never Node built-ins, native/IO libraries or our engine code as values.
 const workflowFiles = ['workflows/**/*.ts', 'test/fixtures/workflows/**/*.ts'];
 // The workflow tier's tests and fixtures run in Node beside the sandbox, never inside it.
-const workflowTestFiles = ['workflows/**/*.test.ts', 'workflows/test-support.ts'];
+const workflowTestFiles = ['workflows/**/*.test.ts', 'workflows/testing/**/*.ts'];
 const nodeBuiltins = builtinModules.filter((m) => !m.startsWith('_'));
 
 // The engine's front door: code outside engine/ reaches it only through engine/index.ts, so what is

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { finqaAnswerCorrect, finqaExactMatch, finqaTask, formatNumber, lastNumber, loadFinqa } from './finqa.js';
 import type { FinqaExample } from './finqa.js';
 import { sharedDatasetFile } from './paths.js';
-import { describeWithDataset } from './test-support.js';
+import { describeWithDataset } from './testing/shared-datasets.js';
 import { DatasetError, FORMAT_INSTRUCTION } from './task.js';
 
 const dev = sharedDatasetFile('finqa', 'dev_200.json');

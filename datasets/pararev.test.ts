@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadPararev, PARAREV_FILES, pararevJudgeItems, pararevSource, pararevTask } from './pararev.js';
 import type { PararevExample } from './pararev.js';
 import { sharedDatasetFile } from './paths.js';
-import { describeWithDataset } from './test-support.js';
+import { describeWithDataset } from './testing/shared-datasets.js';
 import { DatasetError, FORMAT_INSTRUCTION } from './task.js';
 
 const folder = sharedDatasetFile('pararev');

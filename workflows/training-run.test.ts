@@ -1,4 +1,4 @@
-// The workflow tier: trainingRun on a private dev server with typed mock activities (test-support.ts),
+// The workflow tier: trainingRun on a private dev server with typed mock activities (testing/fleet.ts),
 // covering in seconds what the real-server scenarios cover in minutes: a lost policy state re-pins and
 // rewinds to the last checkpoint, stop while paused, continue-as-new carrying accepted changes, and the
 // give-up after too many re-pins without progress.
@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig, type RunConfig, type RunConfigInput } from '../dro/config.js';
 import { waitFor } from '../test/training-harness.js';
 import { CONTROL_QUEUE, pauseSignal, PHASES, progressQuery, searchAttributes, setHyperparametersUpdate, stopSignal, trainingWorkflowId, type TrainingProgress } from './messages.js';
-import { bundleWorkflows, Fleet, replays, startEnvironment } from './test-support.js';
+import { bundleWorkflows, Fleet, replays, startEnvironment } from './testing/fleet.js';
 import type { trainingRun } from './training-run.js';
 
 let env: TestWorkflowEnvironment;
@@ -38,7 +38,7 @@ function progressReaches(runId: string, what: string, ok: (p: TrainingProgress) 
   return waitFor(`run ${runId}: ${what}`, async () => {
     const p = await handle.query(progressQuery);
     return ok(p) ? p : undefined;
-  }, 10_000, 20);
+  }, 10_000, { everyMs: 20 });
 }
 
 const steps = (fleet: Fleet): number[] => fleet.records.map((r) => r.step);
@@ -84,7 +84,7 @@ describe.sequential('trainingRun on mock activities', () => {
       const p = await handle.query(progressQuery);
       expect(p).toMatchObject({ repins: 1, stepsCompleted: 10, policyWorker: 'rewind-policy-1', evaluationsStarted: [4] });
       expect(p.notes.join('\n')).toMatch(/policy worker rewind-policy-0 lost the run's state \(update: .*\); pinning another and rewinding/);
-      await waitFor('the evaluation of step 4', () => Promise.resolve(fleet.evaluated.includes(4) ? true : undefined), 10_000, 20);
+      await waitFor('the evaluation of step 4', () => Promise.resolve(fleet.evaluated.includes(4) ? true : undefined), 10_000, { everyMs: 20 });
       await replays(handle, bundle);
     });
   });

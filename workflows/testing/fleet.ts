@@ -8,13 +8,13 @@ import { Context } from '@temporalio/activity';
 import type { WorkflowHandle } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
-import { failure } from '../activities/errors.js';
-import type { Activities } from '../activities/index.js';
-import type { LoopPosition, RunRef, StepRecordInput } from '../activities/types.js';
-import { configAt, type HyperparameterChange } from '../dro/hyperparameters.js';
-import { CONTROL_QUEUE, EVALUATION_QUEUE, POLICY_QUEUE, searchAttributes } from './messages.js';
+import { failure } from '../../activities/errors.js';
+import type { Activities } from '../../activities/index.js';
+import type { LoopPosition, RunRef, StepRecordInput } from '../../activities/types.js';
+import { configAt, type HyperparameterChange } from '../../dro/hyperparameters.js';
+import { CONTROL_QUEUE, EVALUATION_QUEUE, POLICY_QUEUE, searchAttributes } from '../messages.js';
 
-const ROOT = join(import.meta.dirname, '..');
+const ROOT = join(import.meta.dirname, '..', '..');
 
 /** A dev server of this test file alone, on a free port, with the run's search attributes registered. */
 export async function startEnvironment(): Promise<TestWorkflowEnvironment> {
