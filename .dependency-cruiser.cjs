@@ -1,6 +1,6 @@
 // Import rules between the project's folders (docs/architecture.md, "Dependencies between folders"), checked by `npm run depcheck`.
-// Layers from the bottom: dro/ and storage/; datasets/ and engine/; activities/; workflows/; workers/; scripts/ (and
-// a future top-level cli/) at the top. A lower layer never imports a higher one; tests may import what they test
+// Layers from the bottom: dro/ and storage/; datasets/ and engine/; activities/; workflows/; workers/; cli/ (the
+// product's command line); scripts/ (dev tools) at the top. A lower layer never imports a higher one; tests may import what they test
 // and the helpers in test/. Type-only imports count (a type edge still ties the files together), except where a
 // rule says that types may cross.
 
@@ -62,11 +62,18 @@ module.exports = {
       to: { path: '^engine/', pathNot: '^engine/index\\.ts$' },
     },
     {
-      name: 'nothing-imports-the-cli-or-scripts',
-      comment: 'scripts/ (dev tools, the CLI today) and a top-level cli/ sit on top: only they, test/ and bin/ import them.',
+      name: 'only-the-top-imports-the-cli',
+      comment: 'cli/ (the dro command line and Temporal client) sits on top: only scripts/, bin/ and tests import it.',
       severity: 'error',
       from: { pathNot: `^(scripts|cli|bin)/|${TESTS}` },
-      to: { path: '^(scripts|cli)/' },
+      to: { path: '^cli/' },
+    },
+    {
+      name: 'nothing-imports-the-dev-tools',
+      comment: 'scripts/ holds dev tools (benchmarks, demos, services, the experiment): only scripts/ and tests import it, so the product (cli/, workers/) ships without it.',
+      severity: 'error',
+      from: { pathNot: `^scripts/|${TESTS}` },
+      to: { path: '^scripts/' },
     },
     {
       name: 'no-test-code-in-the-product',

@@ -46,7 +46,7 @@ export default tseslint.config(
             { group: ['onnxruntime-node', 'onnxruntime-node/*'], message: 'The ONNX engine runs in activities on the policy worker, never in workflow code.' },
             { group: ['@aws-sdk/*'], message: 'Storage I/O belongs in activities, never in workflow code.' },
             {
-              // dro/ is pure, deterministic math (DESIGN.md §2): the workflow may run it, e.g. an update's validator.
+              // dro/ is pure, deterministic math (docs/architecture.md, "Layout"): the workflow may run it, e.g. an update's validator.
               // activities/errors.ts (it imports only @temporalio/common) holds the one list of fatal failure types.
               regex: '^\\.\\./(?!dro/[^/]+$|activities/errors\\.js$)',
               allowTypeImports: true,

@@ -1,4 +1,4 @@
-// The one factory of every activity (DESIGN.md §2): control activities need only a store; policy
+// The one factory of every activity (docs/architecture.md, "Layout"): control activities need only a store; policy
 // activities need this worker's PolicyHost. Workflows import the result's type, never the code.
 import { createEvaluationActivities } from './evaluation.js';
 import { createFilteringActivities } from './filtering.js';

@@ -1,6 +1,6 @@
 // Activities that move a run's policy state onto, through and off a policy worker: pinning a worker,
 // loading the latest valid checkpoint (or a fresh model), the supervised warm start, and committing a
-// checkpoint with retention. Checkpoints hold everything a rewind needs (DESIGN.md §5); a LoRA run's hold
+// checkpoint with retention. Checkpoints hold everything a rewind needs (docs/architecture.md, "Checkpoints"); a LoRA run's hold
 // the adapters in PEFT's layout (adapter_model.safetensors, adapter_config.json) and their optimizer
 // state instead of the model, with the sha256 of the base they belong to.
 import { hostname } from 'node:os';

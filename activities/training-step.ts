@@ -1,4 +1,4 @@
-// The activities of one DRO training step (DESIGN.md §4), named as in the paper: sample the batch,
+// The activities of one DRO training step (docs/architecture.md, "One training step"), named as in the paper: sample the batch,
 // roll out G chains per prompt, score the reference outcome after each chain, turn the scores into
 // rewards and advantages, apply the GRPO update, record the step's metrics. Each reads its inputs from
 // and writes its outputs to deterministic store keys, so running one twice changes nothing.

@@ -1,4 +1,4 @@
-// Counter-based randomness (DESIGN.md §3): every random number is a pure function of a key such as
+// Counter-based randomness (docs/architecture.md, "Runtime picture": determinism): every random number is a pure function of a key such as
 // (runSeed, step, exampleId, sampleIndex, purpose). No generator state exists, so results do not depend
 // on batching, retries, or which worker computes them. Not cryptographic.
 

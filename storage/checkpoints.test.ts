@@ -43,7 +43,7 @@ async function fileOnDisk(step: number, name: string): Promise<string> {
 const objectKey = (data: Uint8Array | Buffer): string => `objects/${sha256(data)}`;
 
 describe('commitCheckpoint and loadCheckpoint', () => {
-  it('writes the DESIGN.md §5 layout with a manifest of every file, and loads it back verified', async () => {
+  it('writes the checkpoint layout of docs/architecture.md with a manifest of every file, and loads it back verified', async () => {
     const f = files(1);
     const state = { step: 12, cursor: { epoch: 0, index: 7 }, config: { lr: 1e-5 } };
     const ref = await commitCheckpoint(store, 'run-1', 12, f, state);

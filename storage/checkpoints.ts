@@ -1,4 +1,4 @@
-// The checkpoint protocol (DESIGN.md §5): `<runId>/checkpoints/<step, 8 digits>/` holds named files and
+// The checkpoint protocol (docs/architecture.md, "Checkpoints"): `<runId>/checkpoints/<step, 8 digits>/` holds named files and
 // state.json; the manifest, written last, lists every file's sha256 and size. A checkpoint exists only
 // when its manifest exists and every file matches it, so a crash mid-commit can never yield a "latest".
 // Files are stored by content (`objects/<sha256>`), so two writers of one step never overwrite each

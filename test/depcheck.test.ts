@@ -23,7 +23,7 @@ const CLEAN: Record<string, string> = {
   'workers/r.ts': "import { w } from '../workflows/w.js';\nimport { k } from '../activities/k.js';\nexport const r = w + k;\n",
   'scripts/c.ts': "import { r } from '../workers/r.js';\nimport { inner } from '../engine/index.js';\nexport const c = r + inner;\n",
   'test/h.ts': "import { c } from '../scripts/c.js';\nimport { inner } from '../engine/inner.js';\nexport const h = c + inner;\n",
-  'engine/inner.test.ts': "import { h } from '../test/h.js';\nimport { inner } from './inner.js';\nexport const t = h + inner;\n",
+  'engine/inner.test.ts': "import { h } from './h.js';\nimport { inner } from './inner.js';\nexport const t = h + inner;\n",
 };
 
 /** One file per rule, each with an import that breaks it. */
@@ -39,7 +39,7 @@ const BROKEN: [file: string, code: string, rule: string][] = [
   ['workers/bad.ts', "import { c } from '../scripts/c.js';\nexport const x = c;\n", 'workers-below-scripts'],
   ['activities/side.ts', "import { inner } from '../engine/inner.js';\nexport const x = inner;\n", 'engine-front-door'],
   ['datasets/cli.ts', "import { c } from '../scripts/c.js';\nexport const x = c;\n", 'nothing-imports-the-cli-or-scripts'],
-  ['storage/helper.ts', "import { h } from '../test/h.js';\nexport const x = h;\n", 'no-test-code-in-the-product'],
+  ['storage/helper.ts', "import { h } from './h.js';\nexport const x = h;\n", 'no-test-code-in-the-product'],
   ['engine/session.ts', "import * as ort from 'onnxruntime-node';\nexport const x = ort;\n", 'one-door-to-onnxruntime'],
   ['storage/sdk.ts', "import { S3Client } from '@aws-sdk/client-s3';\nexport const x = S3Client;\n", 'one-door-to-aws-sdk'],
   ['storage/ring-a.ts', "import { b } from './ring-b.js';\nexport const a = () => b;\n", 'no-circular'],

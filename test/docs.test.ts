@@ -5,8 +5,8 @@ import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { withCurrentConfigTable } from '../scripts/config-doc.js';
-import { readRunConfig } from '../scripts/cli/runs.js';
+import { withCurrentConfigTable } from '../scripts/dev/config-doc.js';
+import { readRunConfig } from '../cli/client.js';
 
 const root = join(import.meta.dirname, '..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');

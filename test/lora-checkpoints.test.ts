@@ -20,7 +20,7 @@ import { PolicyEngine } from '../engine/policy.js';
 import { initParameters } from '../engine/model/params.js';
 import { encodeParameters } from '../engine/model/state-files.js';
 import { decodeSafetensors } from '../engine/weights/safetensors.js';
-import { exportCheckpoint } from '../scripts/cli/runs.js';
+import { exportCheckpoint } from '../cli/client.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';

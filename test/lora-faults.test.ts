@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunConfigInput } from '../dro/config.js';
-import { startRun, type Connected } from '../scripts/cli/runs.js';
+import { startRun, type Connected } from '../cli/client.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';

@@ -1,6 +1,6 @@
 // Replays a recorded history of a real training run (through its continue-as-new) against today's
 // workflow code: a change that would break running workflows fails here (re-record the fixture with
-// scripts/record-history.ts only for an intended, patched() change).
+// scripts/dev/record-history.ts only for an intended, patched() change).
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { temporal } from '@temporalio/proto';

@@ -8,8 +8,8 @@ import { XMLParser, XMLValidator } from 'fast-xml-parser';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CHECKPOINT_STATE_VERSION, runKeys, writeEvaluation, writeJson, type CheckpointState, type StepMetricsRecord } from '../activities/records.js';
 import { parseRunConfig } from '../dro/config.js';
-import { PNG_SCALE, writeRunReport } from '../scripts/cli/report.js';
-import { RunError } from '../scripts/cli/runs.js';
+import { PNG_SCALE, writeRunReport } from '../cli/commands/report.js';
+import { RunError } from '../cli/client.js';
 import { commitCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 

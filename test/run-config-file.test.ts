@@ -4,7 +4,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { readRunConfig, RunError, runStoreUri } from '../scripts/cli/runs.js';
+import { readRunConfig, RunError, runStoreUri } from '../cli/client.js';
 
 let dir = '';
 beforeAll(async () => {

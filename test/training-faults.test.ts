@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunConfigInput } from '../dro/config.js';
 import { WorkflowFailedError } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { queryProgress, resumeRun, RunError, startRun, type Connected } from '../scripts/cli/runs.js';
+import { queryProgress, resumeRun, RunError, startRun, type Connected } from '../cli/client.js';
 import { openBlobStore } from '../storage/open.js';
 import { checkpointFileKey, latestCheckpoint, listCheckpoints } from '../storage/checkpoints.js';
 import { trainingWorkflowId } from '../workflows/messages.js';

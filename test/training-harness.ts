@@ -10,13 +10,13 @@ import { Client, Connection } from '@temporalio/client';
 import type { RunRef } from '../activities/types.js';
 import { parseRunConfig, type RunConfig, type RunConfigInput } from '../dro/config.js';
 import { servicesConfig, servicesDown, servicesUp, type ServiceName, type ServicesConfig } from '../scripts/services/dev-services.js';
-import { configHash, runMetrics, type Connected } from '../scripts/cli/runs.js';
+import { configHash, runMetrics, type Connected } from '../cli/client.js';
 import { overlay } from '../scripts/experiment/plan.js';
 import { openBlobStore } from '../storage/open.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { withFreshPorts } from './net.js';
 
-export { WorkerProcess } from '../scripts/worker-process.js';
+export { WorkerProcess } from '../scripts/lib/worker-process.js';
 
 export interface PrivateServices {
   cfg: ServicesConfig;

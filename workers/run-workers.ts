@@ -1,4 +1,4 @@
-// The worker processes (DESIGN.md §3). The control worker runs the workflows and the light activities
+// The worker processes (docs/architecture.md, "Runtime picture"). The control worker runs the workflows and the light activities
 // on `dro-control`; a policy worker owns engine threads, polls `dro-policy` for pinning and evaluations
 // and a queue of its own for pinned work. `role: 'all'` runs both in one process for development.
 // SIGINT/SIGTERM shut down gracefully: running activities get a grace period, then are cancelled.

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { readEvaluations, readFilterRounds, readStepMetrics, type EvaluationRecord, type StepMetricsRecord } from '../../activities/records.js';
 import { makeDirectories } from '../../storage/local-files.js';
-import { FONT, renderSpec, svgToPng } from '../cli/report.js';
-import { storeFor } from '../cli/runs.js';
+import { FONT, renderSpec, svgToPng } from '../../cli/commands/report.js';
+import { storeFor } from '../../cli/client.js';
 import { readInvocations, type DriverInvocation } from './invocations.js';
 import { ARM_NAMES, ARMS, type Plan, type PlannedRun } from './plan.js';
 

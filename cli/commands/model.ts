@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
 import { encodeParameters, importGgufToDir, importHuggingFaceDir, initParameters, loadModel, loadModelTokenizer, parameterCount, parseModelConfig, PolicyEngine, saveModelDir } from '../../engine/index.js';
 import { registerMergeCommand } from './model-merge.js';
-import { UsageError, idsOption, integerOption, numberOption, textOption } from './options.js';
+import { UsageError, idsOption, integerOption, numberOption, textOption } from '../options.js';
 import { readJsonFile } from '../../storage/local-files.js';
 
 interface InitOptions {

@@ -3,9 +3,9 @@
 // continue-as-new). Ctrl-C stops following, never the run.
 import cliProgress from 'cli-progress';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { HyperparameterValues } from '../../dro/hyperparameters.js';
-import { progressQuery, type TrainingProgress } from '../../workflows/messages.js';
-import type { trainingRun, TrainingRunResult } from '../../workflows/training-run.js';
+import type { HyperparameterValues } from '../dro/hyperparameters.js';
+import { progressQuery, type TrainingProgress } from '../workflows/messages.js';
+import type { trainingRun, TrainingRunResult } from '../workflows/training-run.js';
 
 const fmt = (v: number | null | undefined, d = 3): string => (v === null || v === undefined ? '-' : v.toFixed(d));
 

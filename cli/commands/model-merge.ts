@@ -1,7 +1,7 @@
 // `dro model merge`: folds a PEFT LoRA adapter into its base model and writes a plain model directory.
 import type { Command } from 'commander';
 import { mergeAdapterToDir } from '../../engine/index.js';
-import { textOption } from './options.js';
+import { textOption } from '../options.js';
 
 interface MergeOptions {
   model: string;

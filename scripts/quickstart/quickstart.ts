@@ -3,12 +3,12 @@
 // start, then DRO with R3), with live progress and a before/after table of held-out accuracy. It stops
 // the worker it started and says what it leaves running.
 import { join } from 'node:path';
-import { followRun } from './cli/progress.js';
-import { newRunId, readRunConfig, runEvaluations, startRun } from './cli/runs.js';
-import { withLocalWorker } from './local-run.js';
+import { followRun } from '../../cli/progress.js';
+import { newRunId, readRunConfig, runEvaluations, startRun } from '../../cli/client.js';
+import { withLocalWorker } from '../lib/local-run.js';
 
-const ROOT = join(import.meta.dirname, '..');
-const CONFIG = join(ROOT, 'scripts', 'quickstart.config.json');
+const ROOT = join(import.meta.dirname, '..', '..');
+const CONFIG = join(import.meta.dirname, 'quickstart.config.json');
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));

@@ -6,19 +6,19 @@
 import { readFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { parseArgs } from 'node:util';
-import { listCheckpoints } from '../storage/checkpoints.js';
-import { trainingWorkflowId } from '../workflows/messages.js';
-import type { trainingRun } from '../workflows/training-run.js';
-import { followRun } from './cli/progress.js';
-import { describeRun, expandHome, resumeRun, startRun, storeFor, type Connected } from './cli/runs.js';
-import { parseExperimentConfig, planExperiment, type PlannedRun } from './experiment/plan.js';
-import { InvocationLog } from './experiment/invocations.js';
-import { writeReproductionReport } from './experiment/report.js';
-import { withLocalWorker } from './local-run.js';
-import { gitCommit, machineLine } from './provenance.js';
+import { listCheckpoints } from '../../storage/checkpoints.js';
+import { trainingWorkflowId } from '../../workflows/messages.js';
+import type { trainingRun } from '../../workflows/training-run.js';
+import { followRun } from '../../cli/progress.js';
+import { describeRun, expandHome, resumeRun, startRun, storeFor, type Connected } from '../../cli/client.js';
+import { parseExperimentConfig, planExperiment, type PlannedRun } from './plan.js';
+import { InvocationLog } from './invocations.js';
+import { writeReproductionReport } from './report.js';
+import { withLocalWorker } from '../lib/local-run.js';
+import { gitCommit, machineLine } from '../lib/provenance.js';
 
-const ROOT = join(import.meta.dirname, '..');
-const CONFIG = join(ROOT, 'scripts', 'experiment', 'reproduce.config.json');
+const ROOT = join(import.meta.dirname, '..', '..');
+const CONFIG = join(import.meta.dirname, 'reproduce.config.json');
 const HELP = `usage: npm run experiment:reproduce -- [--quick] [--out reports] [--store <uri>] [--tag <name>] [--report-only]
 
 Runs every arm (aggregate, r3, correctness, r3-filtered) for every seed of

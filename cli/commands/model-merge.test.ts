@@ -13,8 +13,8 @@ import { PolicyEngine } from '../../engine/policy.js';
 import { engineOptions, tinyModelConfig, trainStep, trainStepOptions } from '../../engine/testing/fixtures.js';
 import { decodeSafetensors, encodeSafetensors, tensorFrom } from '../../engine/weights/safetensors.js';
 import { registerMergeCommand } from './model-merge.js';
-import { UsageError } from './options.js';
-import { parseCommandLine } from './program.js';
+import { UsageError } from '../options.js';
+import { parseCommandLine } from '../program.js';
 
 const config = tinyModelConfig({}, 'merge test config');
 const lora: LoraConfig = { rank: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'up_proj', 'down_proj'] };

@@ -5,11 +5,11 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import type { BlobStore } from '../storage/blob-store.js';
-import { openBlobStore } from '../storage/open.js';
-import { positiveIntegerFlag } from './bench/flags.js';
-import { servicesConfig } from './services/dev-services.js';
-import { loadServicesEnv } from '../workers/services-env.js';
+import type { BlobStore } from '../../storage/blob-store.js';
+import { openBlobStore } from '../../storage/open.js';
+import { positiveIntegerFlag } from './flags.js';
+import { servicesConfig } from '../services/dev-services.js';
+import { loadServicesEnv } from '../../workers/services-env.js';
 
 const HELP = `usage: npm run bench:store -- [--mib 256] [--repeats 3] [--dir PATH] [--s3 s3://bucket/prefix] [--skip-s3]
 

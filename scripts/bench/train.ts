@@ -5,12 +5,12 @@
 // the share of the peak. `--json` prints one JSON object instead.
 import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { trainStepOptions } from '../activities/policy-state.js';
-import { parseRunConfig } from '../dro/config.js';
-import { uniform } from '../dro/random.js';
-import { parameterCount, parseModelConfig, PolicyEngine, type ModelConfig, type TrainSequence } from '../engine/index.js';
-import { matmulPeak, median, reportIdle, secondsSince } from './bench/machine.js';
-import { positiveIntegerFlag } from './bench/flags.js';
+import { trainStepOptions } from '../../activities/policy-state.js';
+import { parseRunConfig } from '../../dro/config.js';
+import { uniform } from '../../dro/random.js';
+import { parameterCount, parseModelConfig, PolicyEngine, type ModelConfig, type TrainSequence } from '../../engine/index.js';
+import { matmulPeak, median, reportIdle, secondsSince } from './machine.js';
+import { positiveIntegerFlag } from './flags.js';
 
 const HELP = `usage: npm run bench:train -- [--threads 2] [--steps 5] [--warmup 2] [--only small|reference] [--json]
 

@@ -7,22 +7,22 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { RunConfig } from '../dro/config.js';
-import { sharedDatasetFile } from '../datasets/paths.js';
-import { parseThinkAnswer } from '../datasets/task.js';
-import { checkpointState, readEvaluation, type EvaluationRecord } from '../activities/records.js';
-import { loadLatestCheckpoint } from '../storage/checkpoints.js';
-import { trainingWorkflowId } from '../workflows/messages.js';
-import { decodeUtf8File, makeDirectories } from '../storage/local-files.js';
-import { followRun } from './cli/progress.js';
-import { connectClient, newRunId, readRunConfig, startRun, storeFor } from './cli/runs.js';
-import { withLocalWorker } from './local-run.js';
-import { ensureSmolLM2 } from './models/smollm2.js';
-import { gitCommit, machineLine } from './provenance.js';
-import { servicesConfig } from './services/dev-services.js';
+import type { RunConfig } from '../../dro/config.js';
+import { sharedDatasetFile } from '../../datasets/paths.js';
+import { parseThinkAnswer } from '../../datasets/task.js';
+import { checkpointState, readEvaluation, type EvaluationRecord } from '../../activities/records.js';
+import { loadLatestCheckpoint } from '../../storage/checkpoints.js';
+import { trainingWorkflowId } from '../../workflows/messages.js';
+import { decodeUtf8File, makeDirectories } from '../../storage/local-files.js';
+import { followRun } from '../../cli/progress.js';
+import { connectClient, newRunId, readRunConfig, startRun, storeFor } from '../../cli/client.js';
+import { withLocalWorker } from '../lib/local-run.js';
+import { ensureSmolLM2 } from '../models/smollm2.js';
+import { gitCommit, machineLine } from '../lib/provenance.js';
+import { servicesConfig } from '../services/dev-services.js';
 
-const ROOT = join(import.meta.dirname, '..');
-const CONFIG = join(ROOT, 'scripts', 'demo-smollm2.config.json');
+const ROOT = join(import.meta.dirname, '..', '..');
+const CONFIG = join(import.meta.dirname, 'smollm2.config.json');
 const PARAREV_FILE = 'pararev_test_subset_from_parareval.jsonl';
 /** Paragraphs held out: a fixed share chosen by hash, so every run of the demo evaluates the same ones. */
 const HELD_OUT_PARAGRAPHS = 8;
@@ -151,7 +151,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     console.log(
-      'usage: npm run demo:smollm2 -- [--out reports/smollm2-demo.md] [--run <id>]\n\nA short DRO run with LoRA on SmolLM2-135M-Instruct (config: scripts/demo-smollm2.config.json) and its report.\n--run <id> writes the report of a completed demo run from its records instead of training.',
+      'usage: npm run demo:smollm2 -- [--out reports/smollm2-demo.md] [--run <id>]\n\nA short DRO run with LoRA on SmolLM2-135M-Instruct (config: scripts/demo/smollm2.config.json) and its report.\n--run <id> writes the report of a completed demo run from its records instead of training.',
     );
     return;
   }

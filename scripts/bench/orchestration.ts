@@ -7,14 +7,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { temporal } from '@temporalio/proto';
-import { positiveIntegerFlag } from './bench/flags.js';
-import { connectClient, queryProgress, readRunConfig, startRun, type Connected } from './cli/runs.js';
-import { WorkerProcess } from './worker-process.js';
-import { trainingWorkflowId } from '../workflows/messages.js';
+import { positiveIntegerFlag } from './flags.js';
+import { connectClient, queryProgress, readRunConfig, startRun, type Connected } from '../../cli/client.js';
+import { WorkerProcess } from '../lib/worker-process.js';
+import { trainingWorkflowId } from '../../workflows/messages.js';
 
 const HELP = `usage: npm run bench:orchestration -- [--steps 30] [--kill-after 20] [--sft-steps N] [--prompts-per-step N]
 
-Runs scripts/quickstart.config.json with --steps DRO steps (and --sft-steps warm-start steps, default the
+Runs scripts/quickstart/quickstart.config.json with --steps DRO steps (and --sft-steps warm-start steps, default the
 config's; --prompts-per-step, default the config's, scales the step) on the Temporal of TEMPORAL_ADDRESS (default: the local services), with workers it starts.
 Measures the undisturbed steps 1..--kill-after from the run's histories, then SIGKILLs the policy worker,
 starts another, and times the recovery. Prints figures only.`;
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
   const killAfter = values['kill-after'] ? positiveIntegerFlag(values['kill-after'], '--kill-after') : 20;
   if (killAfter >= steps) throw new Error(`--kill-after (${killAfter}) must be below --steps (${steps})`);
   const store = await mkdtemp(join(tmpdir(), 'dro-bench-orchestration-'));
-  const base = await readRunConfig(join(import.meta.dirname, 'quickstart.config.json'));
+  const base = await readRunConfig(join(import.meta.dirname, '..', 'quickstart', 'quickstart.config.json'));
   const config = {
     ...base,
     sft: { ...base.sft, steps: values['sft-steps'] !== undefined ? Number(values['sft-steps']) : base.sft.steps },

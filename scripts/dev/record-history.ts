@@ -2,17 +2,17 @@
 // services with an update, a pause and a resume and a child evaluation, whose first execution's history
 // (through its continue-as-new) guards workflow changes in CI.
 // Run it with the services up and a worker running (`npm run services:up`, `./bin/dro worker`):
-//   npx tsx scripts/record-history.ts
+//   npx tsx scripts/dev/record-history.ts
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { DEFAULT_GRPO_LOSS_OPTIONS } from '../dro/grpo.js';
-import { tinyRunConfig } from '../test/training-harness.js';
-import { pauseSignal, progressQuery, resumeSignal, setHyperparametersUpdate } from '../workflows/messages.js';
-import { connectClient, startRun } from './cli/runs.js';
+import { DEFAULT_GRPO_LOSS_OPTIONS } from '../../dro/grpo.js';
+import { tinyRunConfig } from '../../test/training-harness.js';
+import { pauseSignal, progressQuery, resumeSignal, setHyperparametersUpdate } from '../../workflows/messages.js';
+import { connectClient, startRun } from '../../cli/client.js';
 
-const OUT = join(import.meta.dirname, '..', 'test', 'fixtures', 'histories', 'training-run.json');
+const OUT = join(import.meta.dirname, '..', '..', 'test', 'fixtures', 'histories', 'training-run.json');
 
 async function main(): Promise<void> {
   const store = await mkdtemp(join(tmpdir(), 'dro-history-'));

@@ -1,5 +1,5 @@
 // `npm run services:up|down|status [temporal|s3]`: the local Temporal dev server and SeaweedFS S3.
-import { SERVICE_NAMES, servicesConfig, servicesDown, servicesStatus, servicesUp, type ServiceName } from './services/dev-services.js';
+import { SERVICE_NAMES, servicesConfig, servicesDown, servicesStatus, servicesUp, type ServiceName } from './dev-services.js';
 
 const USAGE = `usage: services <up|down|status> [temporal|s3 ...]
 

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { arch, cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 
-const ROOT = join(import.meta.dirname, '..');
+const ROOT = join(import.meta.dirname, '..', '..');
 
 /**
  * The checked-out commit (short), with "-dirty" when tracked files outside reports/ differ from it (the

@@ -1,12 +1,12 @@
 // The `dro` command line. Entry points stay small: build the program, register the command groups, run,
-// and exit 1 with a message a user understands (no stack trace). Commands live in scripts/cli/.
+// and exit 1 with a message a user understands (no stack trace). Commands live in cli/commands/.
 import { readFileSync } from 'node:fs';
-import { registerControlCommands } from './cli/control.js';
-import { registerModelCommands } from './cli/model.js';
-import { UsageError } from './cli/options.js';
-import { createProgram, parseCommandLine } from './cli/program.js';
-import { registerReportCommands } from './cli/report.js';
-import { registerRunCommands } from './cli/run.js';
+import { registerControlCommands } from './commands/steer.js';
+import { registerModelCommands } from './commands/model.js';
+import { UsageError } from './options.js';
+import { createProgram, parseCommandLine } from './program.js';
+import { registerReportCommands } from './commands/report.js';
+import { registerRunCommands } from './commands/runs.js';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 

@@ -11,9 +11,9 @@ import { CheckpointError, listCheckpoints } from '../../storage/checkpoints.js';
 import { openBlobStore } from '../../storage/open.js';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { makeDirectories } from '../../storage/local-files.js';
-import { textOption } from './options.js';
-import { runOption, storeOption } from './run.js';
-import { findRunStore, runMetrics, RunError } from './runs.js';
+import { textOption } from '../options.js';
+import { runOption, storeOption } from './runs.js';
+import { findRunStore, runMetrics, RunError } from '../client.js';
 
 /** PNGs are drawn at this multiple of the SVG's size, so they stay sharp on high-density screens. */
 export const PNG_SCALE = 2;

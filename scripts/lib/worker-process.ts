@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 
-const DRO = join(import.meta.dirname, '..', 'bin', 'dro');
+const DRO = join(import.meta.dirname, '..', '..', 'bin', 'dro');
 
 export class WorkerProcess {
   readonly ready: Promise<void>;

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-const root = resolve(import.meta.dirname, '..');
+const root = resolve(import.meta.dirname, '..', '..');
 const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
 const listed = spawnSync('git', ['ls-files', '--cached', '--', '*.ts'], { cwd: root, encoding: 'utf8' });
 let project = join(root, 'tsconfig.json');

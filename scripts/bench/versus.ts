@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Token } from 'node-llama-cpp';
-import { loadModel, loadModelTokenizer, PolicyEngine } from '../engine/index.js';
-import { positiveIntegerFlag } from './bench/flags.js';
-import { median, reportIdle, secondsSince } from './bench/machine.js';
-import { openLlamaCpp, writeF32Copy, type LlamaCppModel } from './models/llama-cpp.js';
-import { ensureSmolLM2 } from './models/smollm2.js';
+import { loadModel, loadModelTokenizer, PolicyEngine } from '../../engine/index.js';
+import { positiveIntegerFlag } from './flags.js';
+import { median, reportIdle, secondsSince } from './machine.js';
+import { openLlamaCpp, writeF32Copy, type LlamaCppModel } from '../models/llama-cpp.js';
+import { ensureSmolLM2 } from '../models/smollm2.js';
 
 const HELP = `usage: npm run bench:versus -- [--threads 2] [--prompt 64] [--new-tokens 32] [--batch 1,16] [--runs 3] [--f32] [--json]
 

@@ -1,8 +1,8 @@
 // `npm run fuzz -- --runs <n> [--seed <s>]`: the parser properties of test/properties.ts, run longer than
 // CI runs them, printing how many inputs each property tried and how they ended.
 import { Command } from 'commander';
-import { checkProperties } from '../test/properties.js';
-import { integerOption } from './cli/options.js';
+import { checkProperties } from '../../test/properties.js';
+import { integerOption } from '../../cli/options.js';
 
 const program = new Command('fuzz')
   .addOption(integerOption('--runs <n>', 'inputs per property', 1).default(10_000))

@@ -3,10 +3,10 @@
 // stops, and a client. The script's own part gets the client and the worker's log file.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { servicesConfig, servicesStatus, servicesUp } from './services/dev-services.js';
-import { connectClient, type Connected } from './cli/runs.js';
+import { servicesConfig, servicesStatus, servicesUp } from '../services/dev-services.js';
+import { connectClient, type Connected } from '../../cli/client.js';
 import { WorkerProcess } from './worker-process.js';
-import { makeDirectoriesSync } from '../storage/local-files.js';
+import { makeDirectoriesSync } from '../../storage/local-files.js';
 
 export interface LocalRun {
   client: Connected;

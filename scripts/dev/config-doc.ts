@@ -2,8 +2,8 @@
 // dro/config.ts, so the README cannot drift from the defaults (test/docs.test.ts checks it).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runConfigMarkdownTable } from '../dro/config.js';
-import { REPO_ROOT } from './services/dev-services.js';
+import { runConfigMarkdownTable } from '../../dro/config.js';
+import { REPO_ROOT } from '../services/dev-services.js';
 
 export const TABLE_START = '<!-- run-config-table:start (npm run config:doc) -->';
 export const TABLE_END = '<!-- run-config-table:end -->';

@@ -6,17 +6,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import { checkpointState, readChangeLog, readEvaluation, readStepMetrics, type CheckpointState, type StepMetricsRecord } from '../../activities/records.js';
-import { canonicalJson, parseRunConfig, type RunConfig } from '../../dro/config.js';
-import type { BlobStore } from '../../storage/blob-store.js';
-import { CheckpointError, STATE_FILE, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type CheckpointListing, type LoadedCheckpoint } from '../../storage/checkpoints.js';
-import { openBlobStore } from '../../storage/open.js';
-import type { HyperparameterChange } from '../../dro/hyperparameters.js';
-import { temporalTarget, webUiLink } from '../../workers/connection.js';
-import { missingSearchAttributes, searchAttributeCommands } from '../../workers/search-attributes.js';
-import { CONTROL_QUEUE, progressQuery, resumeSignal, searchAttributes, trainingWorkflowId, type RunStatus, type TrainingProgress } from '../../workflows/messages.js';
-import type { trainingRun } from '../../workflows/training-run.js';
-import { readJsonFile, writeNewDirectory } from '../../storage/local-files.js';
+import { checkpointState, readChangeLog, readEvaluation, readStepMetrics, type CheckpointState, type StepMetricsRecord } from '../activities/records.js';
+import { canonicalJson, parseRunConfig, type RunConfig } from '../dro/config.js';
+import type { BlobStore } from '../storage/blob-store.js';
+import { CheckpointError, STATE_FILE, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type CheckpointListing, type LoadedCheckpoint } from '../storage/checkpoints.js';
+import { openBlobStore } from '../storage/open.js';
+import type { HyperparameterChange } from '../dro/hyperparameters.js';
+import { temporalTarget, webUiLink } from '../workers/connection.js';
+import { missingSearchAttributes, searchAttributeCommands } from '../workers/search-attributes.js';
+import { CONTROL_QUEUE, progressQuery, resumeSignal, searchAttributes, trainingWorkflowId, type RunStatus, type TrainingProgress } from '../workflows/messages.js';
+import type { trainingRun } from '../workflows/training-run.js';
+import { readJsonFile, writeNewDirectory } from '../storage/local-files.js';
 
 export class RunError extends Error {
   override readonly name = 'RunError';

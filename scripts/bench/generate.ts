@@ -4,9 +4,9 @@
 // step) and compute (the float32 MatMul peak). Checks that the machine is idle first; figures are
 // medians of several generations. `--json` prints one JSON object instead.
 import { parseArgs } from 'node:util';
-import { parameterCount, parseModelConfig, PolicyEngine, type GenerateRequest, type ModelConfig, type SamplingOptions } from '../engine/index.js';
-import { matmulPeak, median, reportIdle, readBandwidth } from './bench/machine.js';
-import { positiveIntegerFlag } from './bench/flags.js';
+import { parameterCount, parseModelConfig, PolicyEngine, type GenerateRequest, type ModelConfig, type SamplingOptions } from '../../engine/index.js';
+import { matmulPeak, median, reportIdle, readBandwidth } from './machine.js';
+import { positiveIntegerFlag } from './flags.js';
 
 const MAX_PROMPT = 1024;
 const HELP = `usage: npm run bench:generate -- [--threads 2] [--prompt 32] [--new-tokens 32] [--batch 1,16]

