@@ -141,8 +141,9 @@ export async function holdsFor(ms: number, check: () => void | Promise<void>, ev
  * A deadline for training work on the private servers, from how much of it is awaited: a bound for
  * starting (worker processes, engine threads, a run's warm start, a server restarting) and one per
  * training step of the test models (rollout, scoring, update, checkpoint, or a step replayed after a
- * rewind). Each is many times what it takes on 2 idle cores, so other suites or software on the machine
- * slow a test down without failing it, while a run that hangs still fails with what it was waiting for.
+ * rewind). A step took about 4 s with other suites on the same 2 cores (lora-faults: 12 steps, 3 kills and
+ * their replays in 50 s), so the bounds let a much busier machine slow a test down without failing it,
+ * while a run that hangs still fails with what it was waiting for.
  */
 export function trainingDeadlineMs(steps: number): number {
   return TRAINING_START_MS + steps * TRAINING_STEP_MS;
