@@ -36,7 +36,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     coverage: {
       provider: 'v8',
-      // The pure algorithm must be fully covered by its own tests (issue 3); `npm test` enforces it.
+      // The pure algorithm must be fully covered by its own tests; `npm test` enforces it.
       include: ['dro/**/*.ts'],
       exclude: ['**/*.test.ts'],
       thresholds: { statements: 100 },

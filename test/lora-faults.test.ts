@@ -1,4 +1,4 @@
-// A LoRA run killed and resumed (issue 13, item 3): the policy worker is SIGKILLed during a rollout, an
+// A LoRA run killed and resumed: the policy worker is SIGKILLed during a rollout, an
 // update and a checkpoint upload, a supervisor restarts it, and the run must end with adapter and
 // optimizer files byte-identical to an uninterrupted run's and the same metrics at every step. Real
 // Temporal (a private dev server) and real worker processes; a small model and few steps keep it cheap.

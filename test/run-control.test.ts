@@ -1,4 +1,4 @@
-// Operating a run (issue 10), on a private Temporal server with real worker processes: pause holds a run
+// Operating a run, on a private Temporal server with real worker processes: pause holds a run
 // (no step, no activity) and resume releases it; setHyperparameters applies from the next step, is
 // refused with the field named, and survives a policy-worker SIGKILL and continue-as-new; stop ends a
 // run with a checkpoint at the step reached and `dro resume` continues it with the same changes. The

@@ -1,4 +1,4 @@
-// The durable training run under faults (issue 9): a reference run against runs of the same config in
+// The durable training run under faults: a reference run against runs of the same config in
 // which the policy worker is SIGKILLed (during a rollout, an update, a checkpoint upload, at a random
 // moment), the Temporal server restarts, SeaweedFS goes away during a commit, or the workflow is lost
 // and resumed. Each must end with model and optimizer files byte-identical to the reference's and the
