@@ -46,7 +46,8 @@ export function parseText(value: string, flag: string): string {
   return value;
 }
 
-function withParser<T>(flags: string, description: string, parse: (value: string, flag: string) => T): Option {
+/** An option whose value goes through `parse`, which is told the flag's name for its message (for option kinds beyond the ones below). */
+export function withParser<T>(flags: string, description: string, parse: (value: string, flag: string) => T): Option {
   const option = new Option(flags, description);
   const flag = option.long ?? option.short ?? flags;
   return option.argParser((value: string) => parse(value, flag));

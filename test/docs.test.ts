@@ -45,7 +45,7 @@ describe('README.md in a fresh clone', () => {
   it('ships example configs that dro train accepts', async () => {
     const examples = readdirSync(join(root, 'examples')).filter((f) => f.endsWith('.json'));
     expect(examples.length).toBeGreaterThan(0);
-    for (const file of [...examples.map((f) => join(root, 'examples', f)), join(root, 'scripts', 'quickstart.config.json')]) {
+    for (const file of [...examples.map((f) => join(root, 'examples', f)), join(root, 'scripts', 'quickstart', 'quickstart.config.json')]) {
       const config = await readRunConfig(file, root);
       expect(config.schedule.totalSteps, file).toBeGreaterThan(0);
     }

@@ -15,7 +15,7 @@ import { trainingDeadlineMs, waitFor } from './training-harness.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const TSX = join(ROOT, 'node_modules', 'tsx', 'dist', 'esm', 'index.mjs');
-const DRIVER = join(ROOT, 'scripts', 'experiment-reproduce.ts');
+const DRIVER = join(ROOT, 'scripts', 'experiment', 'reproduce.ts');
 
 let dir: string;
 beforeAll(async () => {

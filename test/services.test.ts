@@ -122,7 +122,7 @@ describe('services down', () => {
 describe('services command line and env file', () => {
   it('exits 1 with a message for an unknown service name', () => {
     const tsx = join(import.meta.dirname, '..', 'node_modules', '.bin', 'tsx');
-    const res = spawnSync(tsx, [join(import.meta.dirname, '..', 'scripts', 'services.ts'), 'up', 'postgres'], { encoding: 'utf8' });
+    const res = spawnSync(tsx, [join(import.meta.dirname, '..', 'scripts', 'services', 'services.ts'), 'up', 'postgres'], { encoding: 'utf8' });
     expect(res.status).toBe(1);
     expect(res.stderr).toContain('services: unknown service "postgres" (choose from temporal, s3)');
   });

@@ -3,15 +3,13 @@
 // tighter of two bounds measured on this machine: read bandwidth (every weight read once per decode
 // step) and compute (the float32 MatMul peak). Checks that the machine is idle first; figures are
 // medians of several generations. `--json` prints one JSON object instead.
-import { parseArgs } from 'node:util';
 import { parameterCount, parseModelConfig, PolicyEngine, type GenerateRequest, type ModelConfig, type SamplingOptions } from '../../engine/index.js';
 import { matmulPeak, median, reportIdle, readBandwidth } from './machine.js';
-import { positiveIntegerFlag } from './flags.js';
+import { integerOption, parseInteger, UsageError } from '../../cli/options.js';
+import { listOption, parseChoice, runScript, scriptProgram } from '../lib/command-line.js';
 
 const MAX_PROMPT = 1024;
-const HELP = `usage: npm run bench:generate -- [--threads 2] [--prompt 32] [--new-tokens 32] [--batch 1,16]
-                              [--sampling greedy,top-p] [--runs 3] [--only reference|smollm2-135m] [--json]
-
+const DETAILS = `
 --prompt is the prompt length (1 to ${MAX_PROMPT}); decode then runs at --prompt to --prompt + --new-tokens
 cached positions. Decode tokens/s = batch × (new tokens − 1) / the time from the first to the last
 new token (prefill excluded), median of --runs generations after one warm-up. Sampling "greedy" is
@@ -85,45 +83,25 @@ async function measure(engine: PolicyEngine, config: ModelConfig, batch: number,
   return { decode, prefill, samplingShare };
 }
 
-function list(value: string, flag: string, allowed?: readonly string[]): string[] {
-  const items = value.split(',').map((s) => s.trim()).filter(Boolean);
-  if (items.length === 0) throw new Error(`${flag} must not be empty`);
-  if (allowed) for (const i of items) if (!allowed.includes(i)) throw new Error(`${flag}: ${i} is not one of ${allowed.join(', ')}`);
-  return items;
+interface Options {
+  threads: number;
+  prompt: number;
+  newTokens: number;
+  batch: number[];
+  sampling: string[];
+  runs: number;
+  only?: string[];
+  json?: boolean;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      threads: { type: 'string', default: '2' },
-      prompt: { type: 'string', default: '32' },
-      'new-tokens': { type: 'string', default: '32' },
-      batch: { type: 'string', default: '1,16' },
-      sampling: { type: 'string', default: 'greedy,top-p' },
-      runs: { type: 'string', default: '3' },
-      only: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return;
-  }
-  const threads = positiveIntegerFlag(values.threads, '--threads');
-  const promptLength = positiveIntegerFlag(values.prompt, '--prompt');
-  if (promptLength > MAX_PROMPT) throw new Error(`--prompt must be at most ${MAX_PROMPT}, got ${promptLength}`);
-  const newTokens = positiveIntegerFlag(values['new-tokens'], '--new-tokens');
-  if (newTokens < 2) throw new Error('--new-tokens must be at least 2 (decode speed is measured after the first new token)');
-  const runs = positiveIntegerFlag(values.runs, '--runs');
-  const batches = list(values.batch, '--batch').map((b) => positiveIntegerFlag(b, '--batch'));
-  const samplings = list(values.sampling, '--sampling', Object.keys(SAMPLING));
-  const names = values.only === undefined ? Object.keys(CONFIGS) : list(values.only, '--only', Object.keys(CONFIGS));
+async function main({ threads, prompt: promptLength, newTokens, batch: batches, sampling: samplings, runs, only, json }: Options): Promise<void> {
+  if (promptLength > MAX_PROMPT) throw new UsageError(`--prompt must be at most ${MAX_PROMPT}, got ${promptLength}`);
+  const names = only ?? Object.keys(CONFIGS);
 
   const idle = await reportIdle('before measuring');
   const bandwidth = await readBandwidth(threads);
   const peak = (await matmulPeak(threads)).flops;
-  if (!values.json) console.log(`read bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s; float32 MatMul peak ${(peak / 1e9).toFixed(1)} GFLOP/s (${threads} threads)`);
+  if (!json) console.log(`read bandwidth ${(bandwidth / 1e9).toFixed(1)} GB/s; float32 MatMul peak ${(peak / 1e9).toFixed(1)} GFLOP/s (${threads} threads)`);
   const configs: Measurement[] = [];
   for (const name of names) {
     const config = CONFIGS[name]!;
@@ -147,7 +125,7 @@ async function main(): Promise<void> {
             decodeTokensPerSecondRuns: decode,
           };
           configs.push(m);
-          if (!values.json) {
+          if (!json) {
             console.log(
               `${name.padEnd(13)} ${sampling.padEnd(6)} batch ${String(batch).padStart(2)}, prompt ${promptLength}: ${m.decodeTokensPerSecond.toFixed(1).padStart(7)} tokens/s decode ` +
                 `(prefill ${m.prefillSeconds.toFixed(2)} s, sampling ${(100 * m.samplingShareOfDecode).toFixed(1)}% of decode) | bound ${bound.toFixed(1)} tokens/s | ${(100 * m.shareOfBound).toFixed(0)}% of it`,
@@ -160,10 +138,19 @@ async function main(): Promise<void> {
     }
   }
   const after = await reportIdle('at the end of the run', 500);
-  if (values.json) console.log(JSON.stringify({ readBandwidthBytesPerSecond: bandwidth, peakGflops: peak / 1e9, idle: idle.idle && after.idle, busyShare: idle.busyShare, threads, newTokens, configs }));
+  if (json) console.log(JSON.stringify({ readBandwidthBytesPerSecond: bandwidth, peakGflops: peak / 1e9, idle: idle.idle && after.idle, busyShare: idle.busyShare, threads, newTokens, configs }));
 }
 
-main().catch((err: unknown) => {
-  console.error(`bench:generate: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+const program = scriptProgram('bench:generate')
+  .description('Decode speed with the KV cache for the reference config and a 135M-parameter SmolLM2-shaped config, greedy and sampled, next to the tighter of two bounds measured on this machine (read bandwidth and the float32 MatMul peak).')
+  .addOption(integerOption('--threads <n>', 'intra-op threads', 1).default(2))
+  .addOption(integerOption('--prompt <n>', `prompt length, 1 to ${MAX_PROMPT}`, 1).default(32))
+  .addOption(integerOption('--new-tokens <n>', 'new tokens per generation, at least 2 (decode speed is measured after the first new token)', 2).default(32))
+  .addOption(listOption('--batch <sizes>', 'batch sizes, comma-separated', (v, f) => parseInteger(v, f, 1)).default([1, 16], '1,16'))
+  .addOption(listOption('--sampling <names>', `samplings, comma-separated: ${Object.keys(SAMPLING).join(', ')}`, (v, f) => parseChoice(v, f, Object.keys(SAMPLING))).default(Object.keys(SAMPLING), Object.keys(SAMPLING).join(',')))
+  .addOption(integerOption('--runs <n>', 'timed generations per figure, after one warm-up', 1).default(3))
+  .addOption(listOption('--only <configs>', `configs to run, comma-separated: ${Object.keys(CONFIGS).join(', ')} (default: all)`, (v, f) => parseChoice(v, f, Object.keys(CONFIGS))))
+  .option('--json', 'print one JSON object instead of lines')
+  .addHelpText('after', DETAILS)
+  .action(main);
+runScript('bench:generate', program);

@@ -5,15 +5,14 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { temporal } from '@temporalio/proto';
-import { positiveIntegerFlag } from './flags.js';
+import { integerOption, UsageError } from '../../cli/options.js';
+import { runScript, scriptProgram } from '../lib/command-line.js';
 import { connectClient, queryProgress, readRunConfig, startRun, type Connected } from '../../cli/client.js';
 import { WorkerProcess } from '../lib/worker-process.js';
 import { trainingWorkflowId } from '../../workflows/messages.js';
 
-const HELP = `usage: npm run bench:orchestration -- [--steps 30] [--kill-after 20] [--sft-steps N] [--prompts-per-step N]
-
+const DETAILS = `
 Runs scripts/quickstart/quickstart.config.json with --steps DRO steps (and --sft-steps warm-start steps, default the
 config's; --prompts-per-step, default the config's, scales the step) on the Temporal of TEMPORAL_ADDRESS (default: the local services), with workers it starts.
 Measures the undisturbed steps 1..--kill-after from the run's histories, then SIGKILLs the policy worker,
@@ -46,19 +45,22 @@ async function activitySpans(c: Connected, workflowId: string): Promise<Activity
   return spans.filter((s) => Number.isFinite(s.closed)).sort((a, b) => a.scheduled - b.scheduled);
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { steps: { type: 'string' }, 'kill-after': { type: 'string' }, 'sft-steps': { type: 'string' }, 'prompts-per-step': { type: 'string' }, help: { type: 'boolean' } } });
-  if (values.help) return console.log(HELP);
-  const steps = values.steps ? positiveIntegerFlag(values.steps, '--steps') : 30;
-  const killAfter = values['kill-after'] ? positiveIntegerFlag(values['kill-after'], '--kill-after') : 20;
-  if (killAfter >= steps) throw new Error(`--kill-after (${killAfter}) must be below --steps (${steps})`);
+interface Options {
+  steps: number;
+  killAfter: number;
+  sftSteps?: number;
+  promptsPerStep?: number;
+}
+
+async function main({ steps, killAfter, sftSteps, promptsPerStep }: Options): Promise<void> {
+  if (killAfter >= steps) throw new UsageError(`--kill-after (${killAfter}) must be below --steps (${steps})`);
   const store = await mkdtemp(join(tmpdir(), 'dro-bench-orchestration-'));
   const base = await readRunConfig(join(import.meta.dirname, '..', 'quickstart', 'quickstart.config.json'));
   const config = {
     ...base,
-    sft: { ...base.sft, steps: values['sft-steps'] !== undefined ? Number(values['sft-steps']) : base.sft.steps },
+    sft: { ...base.sft, steps: sftSteps ?? base.sft.steps },
     schedule: { ...base.schedule, totalSteps: steps },
-    rollout: { ...base.rollout, promptsPerStep: values['prompts-per-step'] ? positiveIntegerFlag(values['prompts-per-step'], '--prompts-per-step') : base.rollout.promptsPerStep },
+    rollout: { ...base.rollout, promptsPerStep: promptsPerStep ?? base.rollout.promptsPerStep },
     checkpoint: { ...base.checkpoint, store },
     evaluation: { ...base.evaluation, baseAndFinal: false },
   };
@@ -119,7 +121,12 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(`bench:orchestration: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+const program = scriptProgram('bench:orchestration')
+  .description("What Temporal costs a training run: DRO steps per hour, the share of the loop's wall time spent outside activity execution, and the time from SIGKILLing the policy worker to the next completed step.")
+  .addOption(integerOption('--steps <n>', 'DRO steps', 1).default(30))
+  .addOption(integerOption('--kill-after <n>', 'the step after which the policy worker is killed; below --steps', 1).default(20))
+  .addOption(integerOption('--sft-steps <n>', "warm-start steps (default: the config's)", 0))
+  .addOption(integerOption('--prompts-per-step <n>', "prompts per step, which scales the step (default: the config's)", 1))
+  .addHelpText('after', DETAILS)
+  .action(main);
+runScript('bench:orchestration', program);

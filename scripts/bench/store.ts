@@ -4,15 +4,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import { parseArgs } from 'node:util';
 import type { BlobStore } from '../../storage/blob-store.js';
 import { openBlobStore } from '../../storage/open.js';
-import { positiveIntegerFlag } from './flags.js';
+import { integerOption, textOption } from '../../cli/options.js';
+import { runScript, scriptProgram } from '../lib/command-line.js';
 import { servicesConfig } from '../services/dev-services.js';
 import { loadServicesEnv } from '../../workers/services-env.js';
 
-const HELP = `usage: npm run bench:store -- [--mib 256] [--repeats 3] [--dir PATH] [--s3 s3://bucket/prefix] [--skip-s3]
-
+const DETAILS = `
 Times put/get (whole buffer, as commitCheckpoint does) and putStream/getStream of one file, per store,
 and prints the median MB/s (1 MB = 10^6 bytes) of --repeats runs. Download times include the sha256
 check of what was read back.
@@ -58,35 +57,26 @@ async function benchStore(name: string, store: BlobStore, data: Uint8Array, dige
   console.log(`${name.padEnd(34)} upload: ${fmt('put')}, ${fmt('putStream')}   download: ${fmt('get')}, ${fmt('getStream')}`);
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      mib: { type: 'string', default: '256' },
-      repeats: { type: 'string', default: '3' },
-      dir: { type: 'string' },
-      s3: { type: 'string' },
-      'skip-s3': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return;
-  }
-  const mib = positiveIntegerFlag(values.mib, '--mib');
-  const repeats = positiveIntegerFlag(values.repeats, '--repeats');
+interface Options {
+  mib: number;
+  repeats: number;
+  dir?: string;
+  s3?: string;
+  skipS3?: boolean;
+}
 
+async function main({ mib, repeats, dir: dirFlag, s3: s3Flag, skipS3 }: Options): Promise<void> {
   const data = new Uint8Array(randomBytes(mib * MiB));
   const digest = createHash('sha256').update(data).digest('hex');
   console.log(`file: ${mib} MiB (${data.byteLength} bytes), median of ${repeats} runs, sha256 checked on every read`);
 
-  const dir = values.dir ?? join(servicesConfig().dataDir, 'bench');
+  const dir = dirFlag ?? join(servicesConfig().dataDir, 'bench');
   const dirStore = await openBlobStore(dir);
   await benchStore(`directory ${dir}`, dirStore, data, digest, repeats);
-  if (!values.dir) await rm(dir, { recursive: true, force: true });
+  if (!dirFlag) await rm(dir, { recursive: true, force: true });
 
-  if (!values['skip-s3']) {
-    let uri = values.s3;
+  if (!skipS3) {
+    let uri = s3Flag;
     if (!uri) {
       const vars = loadServicesEnv({ override: true });
       if (!vars?.DRO_S3_URI) throw new Error('no local S3: run `npm run services:up` first, or pass --s3 s3://bucket/prefix or --skip-s3');
@@ -98,7 +88,13 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(`bench:store: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+const program = scriptProgram('bench:store')
+  .description('Upload and download throughput of one checkpoint file, to the local directory store and to S3 (the SeaweedFS from `services:up`, or any --s3 URI).')
+  .addOption(integerOption('--mib <n>', 'file size in MiB', 1).default(256))
+  .addOption(integerOption('--repeats <n>', 'runs per figure', 1).default(3))
+  .addOption(textOption('--dir <path>', 'directory store to time (default: <data folder>/bench, removed afterwards)'))
+  .addOption(textOption('--s3 <uri>', 'S3 store to time, s3://bucket/prefix (default: the local SeaweedFS)'))
+  .option('--skip-s3', 'time the directory store only')
+  .addHelpText('after', DETAILS)
+  .action(main);
+runScript('bench:store', program);

@@ -4,16 +4,15 @@
 // peak memory is its own), and prints tokens/s of the median step after warm-up, achieved GFLOP/s and
 // the share of the peak. `--json` prints one JSON object instead.
 import { spawnSync } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { trainStepOptions } from '../../activities/policy-state.js';
 import { parseRunConfig } from '../../dro/config.js';
 import { uniform } from '../../dro/random.js';
 import { parameterCount, parseModelConfig, PolicyEngine, type ModelConfig, type TrainSequence } from '../../engine/index.js';
 import { matmulPeak, median, reportIdle, secondsSince } from './machine.js';
-import { positiveIntegerFlag } from './flags.js';
+import { integerOption, numberOption } from '../../cli/options.js';
+import { choiceOption, runScript, scriptProgram } from '../lib/command-line.js';
 
-const HELP = `usage: npm run bench:train -- [--threads 2] [--steps 5] [--warmup 2] [--only small|reference] [--json]
-
+const DETAILS = `
 Each config runs --warmup steps (graph build, first allocations; not counted), then --steps timed
 steps; tokens/s is batch × length / the median step time. FLOPs per step are counted as 6 × parameters
 × tokens (forward and backward of every weight) plus attention: 12 × layers × hidden × T per token
@@ -111,42 +110,31 @@ function runChild(name: string, threads: number, warmup: number, steps: number, 
   return JSON.parse(child.stdout.trim().split('\n').pop()!) as ConfigResult;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      threads: { type: 'string', default: '2' },
-      steps: { type: 'string', default: '5' },
-      warmup: { type: 'string', default: '2' },
-      only: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      child: { type: 'string' },
-      peak: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
+interface Options {
+  threads: number;
+  steps: number;
+  warmup: number;
+  only?: string;
+  json?: boolean;
+  child?: string;
+  peak?: number;
+}
+
+async function main({ threads, steps, warmup, only, json, child, peak: childPeak }: Options): Promise<void> {
+  if (child !== undefined) {
+    console.log(JSON.stringify(await measure(child, threads, warmup, steps, childPeak ?? NaN)));
     return;
   }
-  const threads = positiveIntegerFlag(values.threads, '--threads');
-  const steps = positiveIntegerFlag(values.steps, '--steps');
-  const warmup = Number(values.warmup);
-  if (!Number.isInteger(warmup) || warmup < 0) throw new Error(`--warmup must be an integer ≥ 0, got ${values.warmup}`);
-  if (values.child !== undefined) {
-    console.log(JSON.stringify(await measure(values.child, threads, warmup, steps, Number(values.peak))));
-    return;
-  }
-  if (values.only !== undefined && !(values.only in CONFIGS)) throw new Error(`--only must be one of ${Object.keys(CONFIGS).join(', ')}, got ${values.only}`);
 
   const idle = await reportIdle('before measuring');
   const peak = await matmulPeak(threads);
-  if (!values.json) console.log(`float32 MatMul peak (${peak.shape}, ${threads} threads): ${(peak.flops / 1e9).toFixed(1)} GFLOP/s`);
+  if (!json) console.log(`float32 MatMul peak (${peak.shape}, ${threads} threads): ${(peak.flops / 1e9).toFixed(1)} GFLOP/s`);
   const configs: ConfigResult[] = [];
   for (const name of Object.keys(CONFIGS)) {
-    if (values.only && values.only !== name) continue;
+    if (only && only !== name) continue;
     const r = runChild(name, threads, warmup, steps, peak.flops);
     configs.push(r);
-    if (!values.json) {
+    if (!json) {
       console.log(
         `${name.padEnd(10)} ${(r.parameters / 1e6).toFixed(1).padStart(6)}M params, batch ${r.batch} × ${r.length}: ` +
           `${r.tokensPerSecond.toFixed(0).padStart(6)} tokens/s (median of ${steps} steps: ${r.medianStepSeconds.toFixed(2)} s; warm-up ${r.warmupSeconds.map((s) => s.toFixed(1)).join(', ')} s), ` +
@@ -155,10 +143,19 @@ async function main(): Promise<void> {
     }
   }
   const after = await reportIdle('at the end of the run', 500);
-  if (values.json) console.log(JSON.stringify({ peakGflops: peak.flops / 1e9, idle: idle.idle && after.idle, busyShare: idle.busyShare, threads, configs }));
+  if (json) console.log(JSON.stringify({ peakGflops: peak.flops / 1e9, idle: idle.idle && after.idle, busyShare: idle.busyShare, threads, configs }));
 }
 
-main().catch((err: unknown) => {
-  console.error(`bench:train: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+const program = scriptProgram('bench:train')
+  .description('Training throughput of the ONNX Runtime engine: full GRPO steps (forward, backward, AdamW) on a small and a reference config, each in a process of its own, against the machine\'s float32 MatMul peak.')
+  .addOption(integerOption('--threads <n>', 'intra-op threads', 1).default(2))
+  .addOption(integerOption('--steps <n>', 'timed steps per config', 1).default(5))
+  .addOption(integerOption('--warmup <n>', 'untimed steps before them', 0).default(2))
+  .addOption(choiceOption('--only <config>', 'run this config only', Object.keys(CONFIGS)))
+  .option('--json', 'print one JSON object instead of lines')
+  // The parent runs each config as `--child <config> ... --peak <flops>` in a process of its own.
+  .addOption(choiceOption('--child <config>', 'measure this config and print its result as JSON', Object.keys(CONFIGS)).hideHelp())
+  .addOption(numberOption('--peak <flops>', "the parent's MatMul peak, FLOP/s").hideHelp())
+  .addHelpText('after', DETAILS)
+  .action(main);
+runScript('bench:train', program);

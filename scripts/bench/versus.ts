@@ -6,16 +6,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { Token } from 'node-llama-cpp';
 import { loadModel, loadModelTokenizer, PolicyEngine } from '../../engine/index.js';
-import { positiveIntegerFlag } from './flags.js';
+import { integerOption, parseInteger, UsageError } from '../../cli/options.js';
+import { listOption, runScript, scriptProgram } from '../lib/command-line.js';
 import { median, reportIdle, secondsSince } from './machine.js';
 import { openLlamaCpp, writeF32Copy, type LlamaCppModel } from '../models/llama-cpp.js';
 import { ensureSmolLM2 } from '../models/smollm2.js';
 
-const HELP = `usage: npm run bench:versus -- [--threads 2] [--prompt 64] [--new-tokens 32] [--batch 1,16] [--runs 3] [--f32] [--json]
-
+const DETAILS = `
 Both engines get the same prompts (--prompt tokens each, windows of a fixed English text under the
 model's tokenizer, a different window per sequence) and generate --new-tokens greedy tokens per
 sequence. Prefill tokens/s = batch × prompt tokens / the time to the first new token; decode tokens/s =
@@ -101,44 +100,32 @@ async function theirs(llama: LlamaCppModel, prompts: number[][], newTokens: numb
   return figures(prompts, newTokens, prefill, decode);
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      threads: { type: 'string', default: '2' },
-      prompt: { type: 'string', default: '64' },
-      'new-tokens': { type: 'string', default: '32' },
-      batch: { type: 'string', default: '1,16' },
-      runs: { type: 'string', default: '3' },
-      f32: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) {
-    console.log(HELP);
-    return;
-  }
-  const threads = positiveIntegerFlag(values.threads, '--threads');
-  const promptLength = positiveIntegerFlag(values.prompt, '--prompt');
-  const newTokens = positiveIntegerFlag(values['new-tokens'], '--new-tokens');
-  if (newTokens < 2) throw new Error('--new-tokens must be at least 2 (decode speed is measured after the first new token)');
-  const runs = positiveIntegerFlag(values.runs, '--runs');
-  const batches = values.batch.split(',').map((b) => positiveIntegerFlag(b.trim(), '--batch'));
+interface Options {
+  threads: number;
+  prompt: number;
+  newTokens: number;
+  batch: number[];
+  runs: number;
+  f32?: boolean;
+  json?: boolean;
+}
+
+async function main({ threads, prompt: promptLength, newTokens, batch: batches, runs, f32: withF32, json }: Options): Promise<void> {
   const log = (line: string): void => {
-    if (!values.json) console.log(line);
+    if (!json) console.log(line);
   };
 
   const gguf = await ensureSmolLM2();
   const tokenizer = await loadModelTokenizer(gguf);
   const textIds = tokenizer.encode(TEXT);
-  if (textIds.length < promptLength + Math.max(...batches)) throw new Error(`--prompt must be at most ${textIds.length - Math.max(...batches)} (the benchmark text has ${textIds.length} tokens)`);
+  if (textIds.length < promptLength + Math.max(...batches)) throw new UsageError(`--prompt must be at most ${textIds.length - Math.max(...batches)} (the benchmark text has ${textIds.length} tokens)`);
   const promptsFor = (batch: number): number[][] => Array.from({ length: batch }, (_, b) => textIds.slice(b, b + promptLength));
 
   const idle = await reportIdle('before measuring');
   const { config, params } = await loadModel(gguf);
   const engine = PolicyEngine.fromParameters(config, params, { intraOpThreads: threads });
   const engines: { name: string; path: string; kvCache: 'F16' | 'F32' }[] = [{ name: 'llama.cpp Q4_1', path: gguf, kvCache: 'F16' }];
-  const scratch = values.f32 ? await mkdtemp(join(tmpdir(), 'bench-versus-')) : undefined;
+  const scratch = withF32 ? await mkdtemp(join(tmpdir(), 'bench-versus-')) : undefined;
   if (scratch) {
     const f32 = join(scratch, 'smollm2-f32.gguf');
     await writeF32Copy(gguf, f32);
@@ -165,7 +152,7 @@ async function main(): Promise<void> {
     if (scratch) await rm(scratch, { recursive: true, force: true });
   }
   const after = await reportIdle('at the end of the run', 500);
-  if (values.json) {
+  if (json) {
     console.log(JSON.stringify({ model: 'SmolLM2-135M-Instruct', gguf, threads, promptTokens: promptLength, newTokens, idle: idle.idle && after.idle, rows }));
     return;
   }
@@ -177,7 +164,15 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  console.error(`bench:versus: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+const program = scriptProgram('bench:versus')
+  .description('This engine and llama.cpp (node-llama-cpp, its prebuilt CPU binary) on the same GGUF (SmolLM2-135M-Instruct Q4_1) in one process: prefill and decode tokens/s, greedy, the same prompts and number of new tokens, and the ratio.')
+  .addOption(integerOption('--threads <n>', 'threads for both engines', 1).default(2))
+  .addOption(integerOption('--prompt <n>', 'prompt tokens per sequence', 1).default(64))
+  .addOption(integerOption('--new-tokens <n>', 'new tokens per sequence, at least 2 (decode speed is measured after the first new token)', 2).default(32))
+  .addOption(listOption('--batch <sizes>', 'batch sizes, comma-separated', (v, f) => parseInteger(v, f, 1)).default([1, 16], '1,16'))
+  .addOption(integerOption('--runs <n>', 'timed runs per figure, after one warm-up', 1).default(3))
+  .option('--f32', 'add llama.cpp on an F32 copy of the GGUF')
+  .option('--json', 'print one JSON object instead of lines')
+  .addHelpText('after', DETAILS)
+  .action(main);
+runScript('bench:versus', program);

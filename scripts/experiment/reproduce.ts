@@ -5,7 +5,6 @@
 // environment names). Then reproduction.md and its charts are generated from the runs' records.
 import { readFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import { parseArgs } from 'node:util';
 import { listCheckpoints } from '../../storage/checkpoints.js';
 import { trainingWorkflowId } from '../../workflows/messages.js';
 import type { trainingRun } from '../../workflows/training-run.js';
@@ -16,21 +15,11 @@ import { InvocationLog } from './invocations.js';
 import { writeReproductionReport } from './report.js';
 import { withLocalWorker } from '../lib/local-run.js';
 import { gitCommit, machineLine } from '../lib/provenance.js';
+import { runScript, scriptProgram } from '../lib/command-line.js';
+import { textOption } from '../../cli/options.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const CONFIG = join(import.meta.dirname, 'reproduce.config.json');
-const HELP = `usage: npm run experiment:reproduce -- [--quick] [--out reports] [--store <uri>] [--tag <name>] [--report-only]
-
-Runs every arm (aggregate, r3, correctness, r3-filtered) for every seed of
-scripts/experiment/reproduce.config.json as a trainingRun workflow, then writes <out>/reproduction.md
-and its charts from the runs' records. Run it again after an interruption: finished runs are kept,
-interrupted ones resume from their last checkpoint.
-  --quick        the config's tiny settings (one seed, a few steps), for CI
-  --out <dir>    where the report and charts go (default: reports/)
-  --store <uri>  the runs' store instead of the config's checkpoint.store
-  --tag <name>   put <name> into every run id: the same settings run afresh instead of being found done
-  --report-only  regenerate the report from the records without running anything`;
-
 /** Brings one run to completion: keeps it when done (false), resumes it when interrupted, starts it otherwise (true). */
 async function complete(c: Connected, run: PlannedRun, log: (line: string) => void): Promise<boolean> {
   const d = await describeRun(c, run.runId);
@@ -58,18 +47,15 @@ async function complete(c: Connected, run: PlannedRun, log: (line: string) => vo
   return true;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      quick: { type: 'boolean', default: false },
-      out: { type: 'string', default: join(ROOT, 'reports') },
-      store: { type: 'string' },
-      tag: { type: 'string' },
-      'report-only': { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  });
-  if (values.help) return console.log(HELP);
+interface Options {
+  quick?: boolean;
+  out: string;
+  store?: string;
+  tag?: string;
+  reportOnly?: boolean;
+}
+
+async function main(values: Options): Promise<void> {
   const configText = await readFile(CONFIG, 'utf8');
   const experiment = parseExperimentConfig(JSON.parse(configText), CONFIG);
   const store = values.store === undefined ? undefined : resolveStore(values.store);
@@ -80,7 +66,7 @@ async function main(): Promise<void> {
   console.log(`==> ${plan.runs.length} runs (${plan.mode} settings): ${plan.runs.map((r) => `${r.arm}/s${r.seed}`).join(', ')}; store ${uri}`);
 
   const commit = gitCommit();
-  if (!values['report-only']) {
+  if (!values.reportOnly) {
     const records = await storeFor(uri);
     try {
       const invocation = new InvocationLog(records, plan, { commit, machine: machineLine() });
@@ -103,7 +89,14 @@ function resolveStore(uri: string): string {
   return /^[a-z][a-z0-9+.-]*:\/\//i.test(uri) && !uri.startsWith('file://') ? uri : resolve(ROOT, expandHome(uri.replace(/^file:\/\//, ''), '--store'));
 }
 
-main().catch((err: unknown) => {
-  console.error(`experiment:reproduce: ${err instanceof Error ? err.message : String(err)}`);
-  process.exit(1);
-});
+const program = scriptProgram('experiment:reproduce')
+  .description(
+    'Runs every arm (aggregate, r3, correctness, r3-filtered) for every seed of scripts/experiment/reproduce.config.json as a trainingRun workflow, then writes <out>/reproduction.md and its charts from the runs\' records. Run it again after an interruption: finished runs are kept, interrupted ones resume from their last checkpoint.',
+  )
+  .option('--quick', "the config's tiny settings (one seed, a few steps), for CI")
+  .addOption(textOption('--out <dir>', 'where the report and charts go').default(join(ROOT, 'reports'), 'reports/'))
+  .addOption(textOption('--store <uri>', "the runs' store instead of the config's checkpoint.store"))
+  .addOption(textOption('--tag <name>', 'put <name> into every run id: the same settings run afresh instead of being found done'))
+  .option('--report-only', 'regenerate the report from the records without running anything')
+  .action(main);
+runScript('experiment:reproduce', program);
