@@ -21,9 +21,10 @@ const CLEAN: Record<string, string> = {
   'activities/k.ts': "import { inner } from '../engine/index.js';\nimport { d } from '../datasets/d.js';\nexport const k = inner + d;\n",
   'workflows/w.ts': "import { a } from '../dro/a.js';\nimport { E } from '../activities/errors.js';\nimport type { k } from '../activities/k.js';\nexport type K = typeof k;\nexport const w = a + E;\n",
   'workers/r.ts': "import { w } from '../workflows/w.js';\nimport { k } from '../activities/k.js';\nexport const r = w + k;\n",
-  'scripts/c.ts': "import { r } from '../workers/r.js';\nimport { inner } from '../engine/index.js';\nexport const c = r + inner;\n",
+  'cli/l.ts': "import { r } from '../workers/r.js';\nimport { inner } from '../engine/index.js';\nexport const l = r + inner;\n",
+  'scripts/c.ts': "import { r } from '../workers/r.js';\nimport { inner } from '../engine/index.js';\nimport { l } from '../cli/l.js';\nexport const c = r + inner + l;\n",
   'test/h.ts': "import { c } from '../scripts/c.js';\nimport { inner } from '../engine/inner.js';\nexport const h = c + inner;\n",
-  'engine/inner.test.ts': "import { h } from './h.js';\nimport { inner } from './inner.js';\nexport const t = h + inner;\n",
+  'engine/inner.test.ts': "import { h } from '../test/h.js';\nimport { inner } from './inner.js';\nexport const t = h + inner;\n",
 };
 
 /** One file per rule, each with an import that breaks it. */
@@ -38,8 +39,10 @@ const BROKEN: [file: string, code: string, rule: string][] = [
   ['workflows/types.ts', "import type { r } from '../workers/r.js';\nexport type X = typeof r;\n", 'workflows-types-from-below-only'],
   ['workers/bad.ts', "import { c } from '../scripts/c.js';\nexport const x = c;\n", 'workers-below-scripts'],
   ['activities/side.ts', "import { inner } from '../engine/inner.js';\nexport const x = inner;\n", 'engine-front-door'],
-  ['datasets/cli.ts', "import { c } from '../scripts/c.js';\nexport const x = c;\n", 'nothing-imports-the-cli-or-scripts'],
-  ['storage/helper.ts', "import { h } from './h.js';\nexport const x = h;\n", 'no-test-code-in-the-product'],
+  ['workers/cli.ts', "import { l } from '../cli/l.js';\nexport const x = l;\n", 'only-the-top-imports-the-cli'],
+  ['cli/dev.ts', "import { c } from '../scripts/c.js';\nexport const x = c;\n", 'nothing-imports-the-dev-tools'],
+  ['datasets/dev.ts', "import { c } from '../scripts/c.js';\nexport const x = c;\n", 'nothing-imports-the-dev-tools'],
+  ['storage/helper.ts', "import { h } from '../test/h.js';\nexport const x = h;\n", 'no-test-code-in-the-product'],
   ['engine/session.ts', "import * as ort from 'onnxruntime-node';\nexport const x = ort;\n", 'one-door-to-onnxruntime'],
   ['storage/sdk.ts', "import { S3Client } from '@aws-sdk/client-s3';\nexport const x = S3Client;\n", 'one-door-to-aws-sdk'],
   ['storage/ring-a.ts', "import { b } from './ring-b.js';\nexport const a = () => b;\n", 'no-circular'],

@@ -34,7 +34,7 @@ describe('workflow sandbox imports', () => {
     "import * as ort from 'onnxruntime-node';",
     "import { S3Client } from '@aws-sdk/client-s3';",
     "import { commitCheckpoint } from '../storage/checkpoints.js';",
-    "import { commitCheckpoint } from '../storage/checkpoints.js';",
+    "import { commitCheckpoint } from '../dro/../storage/checkpoints.js';",
     "import { createActivities } from '../activities/index.js';",
   ];
   for (const line of forbidden) {
