@@ -1,4 +1,4 @@
-// The lint rules that guard the workflow sandbox and floating promises really fire (and only there), and
+// The lint rules that guard the workflow sandbox, the engine's front door and floating promises really fire (and only there), and
 // npm test checks the project's own files, not whatever else lies in the folder.
 import { spawnSync } from 'node:child_process';
 import { mkdir, rm, rmdir, writeFile } from 'node:fs/promises';
@@ -14,7 +14,8 @@ const eslint = new ESLint({ cwd: root });
  * so it is written under a unique name and removed again (with its folder, if the folder was new).
  */
 async function ruleIds(code: string, file: string): Promise<string[]> {
-  const path = join(root, file.replace(/\.ts$/, `-${process.pid}-${Math.random().toString(36).slice(2, 8)}.ts`));
+  // The unique part goes before `.test.ts`, so a probe named as a test is linted as one.
+  const path = join(root, file.replace(/(\.test)?\.ts$/, (ending) => `-${process.pid}-${Math.random().toString(36).slice(2, 8)}${ending}`));
   const madeDir = await mkdir(dirname(path), { recursive: true });
   await writeFile(path, code);
   try {
@@ -67,6 +68,20 @@ describe('workflow sandbox imports', () => {
 
   it('does not apply the sandbox rules outside workflows/', async () => {
     expect(await ruleIds("import { readFile } from 'node:fs/promises';\nexport const r = readFile;\n", 'storage/lint-probe.ts')).toEqual([]);
+  });
+});
+
+describe("the engine's front door", () => {
+  const deep = "import { PolicyEngine } from '../engine/policy.js';\nexport const e = PolicyEngine;\n";
+
+  it('refuses a deep import of engine/ from activities/ and the CLI', async () => {
+    expect(await ruleIds(deep, 'activities/lint-probe.ts')).toContain('@typescript-eslint/no-restricted-imports');
+    expect(await ruleIds(deep.replace("'../engine/", "'../../engine/"), 'cli/commands/lint-probe.ts')).toContain('@typescript-eslint/no-restricted-imports');
+  });
+
+  it('allows engine/index.js, and lets tests reach inside', async () => {
+    expect(await ruleIds("import { EngineClient } from '../engine/index.js';\nexport const c = EngineClient;\n", 'activities/lint-probe.ts')).toEqual([]);
+    expect(await ruleIds(deep, 'activities/lint-probe.test.ts')).toEqual([]);
   });
 });
 
