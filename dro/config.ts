@@ -8,6 +8,8 @@ import { DEFAULT_DATA_FILTER_OPTIONS } from './data-filter.js';
 import { DEFAULT_ADVANTAGE_OPTIONS } from './advantages.js';
 import { DEFAULT_GROUP_FILTER_OPTIONS } from './group-filter.js';
 import { DEFAULT_GRPO_LOSS_OPTIONS } from './grpo.js';
+import { DEFAULT_MAX_ATTEMPTS_PER_STEP } from './attempts.js';
+
 
 const int = (min: number) => z.number().int().min(min);
 const share = () => z.number().min(0).max(1);
@@ -211,6 +213,9 @@ export const RunConfigSchema = z
         stepsPerExecution: int(1).default(50).describe('Training steps per workflow execution before continue-as-new (keeps histories short)'),
         heartbeatSeconds: positive().default(10).describe('Heartbeat timeout of policy-worker activities: a silent worker is declared dead after this'),
         pinnedStartSeconds: positive().default(10).describe("How long pinned work waits for its policy worker to pick it up before the run pins another"),
+        maxAttemptsPerStep: int(1)
+          .default(DEFAULT_MAX_ATTEMPTS_PER_STEP)
+          .describe('Attempts at one step (the warm start is step 0) before the run fails, naming the step and its last error: each loss of the policy worker or its state while computing the step is one, counted across rewinds and executions, so a worker that dies at the same step every time ends the run instead of looping'),
       },
       'How the run is orchestrated on Temporal',
     ),

@@ -1,16 +1,15 @@
 // Losing the policy state and getting it back. A pinned activity that failed for a reason other than
 // bad input means the pinned worker or its state is gone: the run pins another worker, loads the
-// latest valid checkpoint there, rewinds its position to it and replays, bit for bit. It gives up after
-// too many losses in a row without a completed step. Failures no re-pin can fix end the run, named by
-// their cause.
+// latest valid checkpoint there, rewinds its position to it and replays, bit for bit. It gives up when
+// one step has failed orchestration.maxAttemptsPerStep times (a worker that dies at that step every time
+// would otherwise loop for ever, each rewind completing the steps before it). Failures no re-pin can
+// fix end the run, named by their cause.
 import { ActivityFailure, ApplicationFailure, log } from '@temporalio/workflow';
 import { FATAL_FAILURES, type FailureType } from '../activities/errors.js';
+import { failedAttempt } from '../dro/attempts.js';
 import { anyPolicyWorker, pinned, PINNED_ACTIVITIES } from './activity-options.js';
 import { startEvaluationIfDue } from './run-evaluations.js';
 import type { RunState } from './run-state.js';
-
-/** Re-pins in a row without a completed step before the run gives up. */
-const MAX_REPINS_WITHOUT_PROGRESS = 10;
 
 const isFatal = (err: ActivityFailure): boolean => err.cause instanceof ApplicationFailure && FATAL_FAILURES.includes((err.cause.type ?? '') as FailureType);
 
@@ -67,12 +66,18 @@ export async function withRewinds<T>(run: RunState, body: (queue: string) => Pro
       return await body(state.policyQueue!);
     } catch (err) {
       if (!isRecoverableByRepin(err)) throw asRunFailure(err);
+      // The step the loss interrupted; a loss while pinning or loading counts against the step to come.
+      const step = run.inStep ?? (state.position ? state.position.step + 1 : 0);
+      // A run started before orchestration.maxAttemptsPerStep existed carries a config without it (the default applies).
+      const { failures, attempts, exhausted } = failedAttempt(state.stepFailures, step, run.config.orchestration.maxAttemptsPerStep);
+      state.stepFailures = failures;
       run.inStep = null;
       state.repins++;
-      run.repinsWithoutProgress++;
-      run.note(`policy worker ${state.policyQueue} lost the run's state (${err.activityType}: ${err.cause?.message ?? err.message}); pinning another and rewinding to the latest checkpoint`);
-      if (run.repinsWithoutProgress > MAX_REPINS_WITHOUT_PROGRESS) {
-        throw ApplicationFailure.create({ type: 'PolicyStateLost', message: `the run lost its policy state ${run.repinsWithoutProgress} times in a row without completing a step; giving up`, nonRetryable: true, cause: err });
+      const lost = `${err.activityType}: ${err.cause?.message ?? err.message}`;
+      run.note(`policy worker ${state.policyQueue} lost the run's state (${lost}); pinning another and rewinding to the latest checkpoint`);
+      if (exhausted) {
+        const message = `step ${step} failed ${attempts} times (orchestration.maxAttemptsPerStep); the last failure: ${lost}. The checkpoints are intact: fix the cause and continue with \`dro resume --run ${run.runId}\``;
+        throw ApplicationFailure.create({ type: 'PolicyStateLost', message, nonRetryable: true, cause: err });
       }
       state.policyQueue = null;
     }

@@ -5,6 +5,7 @@ import { ApplicationFailure, log, setCurrentDetails, upsertSearchAttributes } fr
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type { LoopPosition, RewardSummary, RolloutSummary, RunRef, UpdateSummary } from '../activities/types.js';
 import type { RunConfig } from '../dro/config.js';
+import { stepThrough } from '../dro/attempts.js';
 import { configAt, hyperparametersOf, type HyperparameterChange } from '../dro/hyperparameters.js';
 import { searchAttributes, type Phase, type RunStatus, type StepBrief, type TrainingProgress } from './messages.js';
 
@@ -31,6 +32,12 @@ export interface TrainingRunState {
   stepsCompleted: number;
   /** The furthest step the run has reached, so a rewind knows how many steps it replays. */
   highestStep: number;
+  /**
+   * Failed attempts at each step not yet through (its filtering round and checkpoint included), by step:
+   * carried across rewinds and executions, so a step that fails every time ends the run (rewind.ts).
+   * Absent in states carried by executions from before it existed.
+   */
+  stepFailures?: Record<string, number>;
   evaluations: Record<string, Record<string, number>>;
   evaluationsStarted: number[];
   recent: StepBrief[];
@@ -68,7 +75,6 @@ export class RunState {
   /** Hyper-parameter changes still being written to the run's change log; steps wait for them. */
   changesInFlight = 0;
   stepsThisExecution = 0;
-  repinsWithoutProgress = 0;
   /** When the recent steps of this execution ended (workflow time), for the rate; cleared by a pause. */
   readonly stepTimes: number[] = [];
 
@@ -183,6 +189,12 @@ export class RunState {
     this.state.notes = [...this.state.notes, text].slice(-RECENT);
   }
 
+  /** Step `step` is through, checkpoint included: it is no longer being computed and its failed attempts are forgotten. */
+  through(step: number): void {
+    this.inStep = null;
+    this.state.stepFailures = stepThrough(this.state.stepFailures, step);
+  }
+
   /** The bookkeeping of a completed step: where the loop stands, the recent metrics, the counters. */
   completed(position: LoopPosition, rollout: RolloutSummary, reward: RewardSummary, update: UpdateSummary): void {
     const { state } = this;
@@ -195,7 +207,6 @@ export class RunState {
     if (this.stepTimes.length > RECENT) this.stepTimes.shift();
     this.stepsThisExecution++;
     state.stepsCompleted++;
-    this.repinsWithoutProgress = 0;
     this.publish([{ key: searchAttributes.reward, value: mean }]);
   }
 

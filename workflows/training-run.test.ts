@@ -1,7 +1,7 @@
 // The workflow tier: trainingRun on a private dev server with typed mock activities (testing/fleet.ts),
 // covering in seconds what the real-server scenarios cover in minutes: a lost policy state re-pins and
 // rewinds to the last checkpoint, stop while paused, continue-as-new carrying accepted changes, and the
-// give-up after too many re-pins without progress.
+// crash loop that ends after orchestration.maxAttemptsPerStep attempts at one step.
 import { WorkflowFailedError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -164,9 +164,10 @@ describe.sequential('trainingRun on mock activities', () => {
     });
   });
 
-  it('gives up with PolicyStateLost after too many re-pins without a completed step', async () => {
+  it('ends a crash loop: a worker that dies at the same step after every rewind fails the run after orchestration.maxAttemptsPerStep attempts', async () => {
     const fleet = new Fleet('give-up');
-    fleet.loseStateAt('rollout', 1, Infinity);
+    // Checkpoint 0 only before step 3: each rewind replays steps 1 and 2 (which complete) and dies at 3 again.
+    fleet.loseStateAt('update', 3, Infinity);
     await fleet.serve(env, bundle, async () => {
       const handle = await start('give-up', config({ schedule: { totalSteps: 4 } }));
       const err = await handle.result().then(
@@ -177,13 +178,12 @@ describe.sequential('trainingRun on mock activities', () => {
       const cause = (err as WorkflowFailedError).cause;
       expect(cause).toBeInstanceOf(ApplicationFailure);
       expect((cause as ApplicationFailure).type).toBe('PolicyStateLost');
-      expect(cause!.message).toMatch(/lost its policy state 11 times in a row without completing a step; giving up/);
-      // The first pin and 10 re-pins, each loading checkpoint 0 and failing step 1's rollout again.
-      expect(fleet.pins).toHaveLength(11);
-      expect(fleet.callsOf('loadPolicy')).toHaveLength(11);
-      expect(fleet.callsOf('rollout').map((c) => c.step)).toEqual(Array<number>(11).fill(1));
+      expect(cause!.message).toMatch(/^step 3 failed 3 times \(orchestration\.maxAttemptsPerStep\); the last failure: update: .*dro resume --run give-up/);
+      // The first pin and 2 re-pins, each loading checkpoint 0, replaying steps 1 and 2 and failing step 3's update.
+      expect(fleet.pins).toHaveLength(3);
+      expect(fleet.callsOf('loadPolicy')).toHaveLength(3);
+      expect(fleet.callsOf('update').map((c) => c.step)).toEqual([1, 2, 3, 1, 2, 3, 1, 2, 3]);
       expect(fleet.callsOf('warmStart')).toHaveLength(1);
-      expect(fleet.records).toEqual([]);
       expect((await handle.describe()).typedSearchAttributes.get(searchAttributes.status)).toBe('failed');
       await replays(handle, bundle);
     });

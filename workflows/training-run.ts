@@ -49,7 +49,7 @@ async function warmStart(run: RunState, queue: string): Promise<void> {
   const cursor = await local('initial data cursor').initialCursor(run.ref());
   run.state.position = { step: 0, cursor, subsetVersion: 0 };
   await afterStep(run, queue, 0);
-  run.inStep = null;
+  run.through(0);
 }
 
 /** One DRO training step, phase by phase as in the paper; each phase names its activity in the Web UI. */
@@ -71,7 +71,7 @@ async function trainingStep(run: RunState, queue: string): Promise<void> {
   await local(run.enter('record', step)).recordStep(run.ref(), { step, rollout, score, reward, update });
   run.completed({ step, cursor: batch.cursor, subsetVersion }, rollout, reward, update);
   await afterStep(run, queue, step);
-  run.inStep = null;
+  run.through(step);
 }
 
 /** What follows step `step` (0: the warm start): a filtering round when due, then a checkpoint and an evaluation when due. */
