@@ -11,7 +11,7 @@ import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
 import { readSubset } from './policy-state.js';
 import { runData } from './run-data.js';
-import { sampleGroups, scoreReferenceAfterChains } from './training-step.js';
+import { sampleGroups, scorePlanOf, scoreReferenceAfterChains } from './training-step.js';
 import type { FilterSummary, RunRef } from './types.js';
 
 /** Filtering round r runs after step r·K (round 0 before step 1) and produces subset version r + 1. */
@@ -33,7 +33,7 @@ export function createFilteringActivities(deps: { host?: PolicyHost; openStore: 
       // Keys of their own (seed/filter/round), so filtering never shares random draws with training rollouts.
       const seed = `${config.seed}/filter/${input.round}`;
       const groups = await sampleGroups(hosted.engine, data, config, prompts, { seed, step: input.step, chains: f.chainsPerPrompt }, progress);
-      const scored = await scoreReferenceAfterChains(hosted.engine, data, groups, { masked: false, chunkSize: config.rollout.batchSequences }, progress);
+      const scored = await scoreReferenceAfterChains(hosted.engine, data, groups, { masked: false, plan: scorePlanOf(config) }, progress);
       const previous = await readSubset(store, data, run.runId, input.subsetVersion, progress.signal);
       const result = dataFilterRound(
         scored.groups.map((g) => ({ exampleId: g.exampleId, ranks: g.ranks, logprobs: g.logprobs })),

@@ -5,6 +5,7 @@
 import type { RunConfig } from '../dro/config.js';
 import { EngineClient, type EngineOptions, type EngineSource, type PolicyTag } from '../engine/index.js';
 import { failure } from './errors.js';
+import { checkRunMemory, defaultMemoryBudget } from './memory-budget.js';
 import type { RunData } from './run-data.js';
 import type { PolicyVersion, RunRef, UpdateSummary, WarmStartResult } from './types.js';
 
@@ -37,12 +38,16 @@ export class PolicyHost {
   constructor(
     /** This worker's own task queue, where its pinned work arrives. */
     readonly queue: string,
+    /** Bytes a run may plan to use here (dro worker --memory): a run whose estimated peak is larger is refused when it loads. */
+    readonly memoryBytes: number = defaultMemoryBudget(),
   ) {}
 
-  /** A fresh engine thread for the run with its model initialised (or read from model.path); replaces any old one. */
+  /** A fresh engine thread for the run with its model initialised (or read from model.path), once its plan fits this worker's memory; replaces any old one. */
   async start(run: RunRef, data: RunData): Promise<HostedRun> {
     await this.release(run.runId);
-    const engine = await EngineClient.start(engineSource(run.config, data), engineOptions(run.config));
+    const options = engineOptions(run.config);
+    checkRunMemory(run.config, data.modelConfig, options.lora, this.memoryBytes, run.runId);
+    const engine = await EngineClient.start(engineSource(run.config, data), options);
     const hosted: HostedRun = { engine };
     this.runs.set(run.runId, hosted);
     return hosted;

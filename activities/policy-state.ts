@@ -8,7 +8,7 @@ import type { RunConfig } from '../dro/config.js';
 import { initialCursor, DataSampler } from '../datasets/sampler.js';
 import { loadDemonstrations, syntheticDemonstrations } from '../datasets/demonstrations.js';
 import type { SyntheticExample } from '../datasets/synthetic.js';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson, runtimeInfo, WEIGHTS_FILE, type EngineClient, type TrainSequence, type TrainStepOptions } from '../engine/index.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson, runtimeInfo, WEIGHTS_FILE, trainStepOptionsOf, type EngineClient, type TrainSequence } from '../engine/index.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { applyRetention, commitCheckpoint, CheckpointError, loadCheckpoint, loadLatestCheckpoint } from '../storage/checkpoints.js';
 import { seconds, withHeartbeat, type StoreOpener } from './context.js';
@@ -45,24 +45,6 @@ export async function checkLoraBase(engine: EngineClient, state: CheckpointState
 export async function readSubset(store: BlobStore, data: RunData, runId: string, version: number, signal?: AbortSignal): Promise<string[]> {
   if (version === 0) return [...data.train.keys()].sort();
   return (await readSubsetRecord(store, runId, version, signal)).subset;
-}
-
-/** A run's options for every training update but the loss and learning rate (the engine has no defaults; an SFT update ignores the GRPO fields). */
-export function trainStepOptions(config: RunConfig): Omit<TrainStepOptions, 'loss' | 'learningRate'> {
-  const { dro, optimizer: o } = config;
-  return {
-    epsilonLow: dro.epsilonLow,
-    epsilonHigh: dro.epsilonHigh,
-    klBeta: dro.klBeta,
-    aggregation: dro.aggregation,
-    maskTruncated: dro.maskTruncated,
-    maxCompletionLength: config.rollout.maxNewTokens,
-    maxGradNorm: o.maxGradNorm,
-    beta1: o.beta1,
-    beta2: o.beta2,
-    epsilon: o.epsilon,
-    weightDecay: o.weightDecay,
-  };
 }
 
 export function runtimeNotes(saved: CheckpointState['runtime'] | undefined, config: RunConfig): string[] {
@@ -138,7 +120,7 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
         await engine.setTag(undefined);
         for (let k = 1; k <= config.sft.steps; k++) {
           const sequences: TrainSequence[] = sampler.nextBatch(config.sft.batchSize).map((id) => byId.get(id)!);
-          const [result] = await engine.train([{ sequences, options: { loss: 'sft', learningRate: config.sft.learningRate, ...trainStepOptions(config) } }], { signal });
+          const [result] = await engine.train([{ sequences, options: { loss: 'sft', learningRate: config.sft.learningRate, ...trainStepOptionsOf(config) } }], { signal });
           finalLoss = result!.loss;
           tokens += result!.tokens;
           report({ sftStep: k, of: config.sft.steps, loss: result!.loss });

@@ -11,14 +11,14 @@ import { mean, populationStd } from '../dro/stats.js';
 import { configAt, type HyperparameterChange } from '../dro/hyperparameters.js';
 import { learningRateAt } from '../dro/schedule.js';
 import { DataSampler, initialCursor as initialSamplerCursor } from '../datasets/sampler.js';
-import { NonFiniteUpdateError, PolicyTagMismatchError, type EngineClient, type GenerateResult, type SamplingOptions, type TrainSequence } from '../engine/index.js';
+import { NonFiniteUpdateError, PolicyTagMismatchError, trainStepOptionsOf, type EngineClient, type GenerateResult, type SamplingOptions, type TrainSequence } from '../engine/index.js';
 import { chunks, seconds, withHeartbeat, type Progress, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
 import type { FaultPlan } from './faults.js';
 import { readJson, runKeys, writeChangeLog, writeJson, writeStepMetrics } from './records.js';
 import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
-import { readSubset, trainStepOptions } from './policy-state.js';
+import { readSubset } from './policy-state.js';
 import { MASKED_CHAIN, runData, type RunData } from './run-data.js';
 import type { RewardSummary, RolloutSummary, RunRef, SampleBatchResult, ScoreSummary, StepRecordInput, UpdateSummary } from './types.js';
 import type { SamplerCursor } from '../datasets/sampler.js';
@@ -87,17 +87,25 @@ export async function sampleGroups(
   }));
 }
 
-/** Scores `ids[targetStart..]` for each request in fixed chunks; policy 'reference' is the frozen KL reference. */
+/** The batch plan of scoring: engine calls of rollout.batchSequences requests, each packed by update.microBatchTokens. */
+export interface ScorePlan {
+  chunkSize: number;
+  microBatchTokens: number | 'auto';
+}
+
+export const scorePlanOf = (config: RunConfig): ScorePlan => ({ chunkSize: config.rollout.batchSequences, microBatchTokens: config.update.microBatchTokens });
+
+/** Scores `ids[targetStart..]` for each request in the plan's fixed chunks; policy 'reference' is the frozen KL reference. */
 export async function scoreInPlan(
   engine: EngineClient,
   requests: { ids: number[]; targetStart: number }[],
-  chunkSize: number,
+  plan: ScorePlan,
   progress: Progress,
   policy: 'current' | 'reference' = 'current',
 ): Promise<{ logprobs: number[]; ranks: number[] }[]> {
   const out: { logprobs: number[]; ranks: number[] }[] = [];
-  for (const chunk of chunks(requests, chunkSize)) {
-    out.push(...(await engine.score(chunk, { policy, signal: progress.signal })));
+  for (const chunk of chunks(requests, plan.chunkSize)) {
+    out.push(...(await engine.score(chunk, { policy, microBatchTokens: plan.microBatchTokens, signal: progress.signal })));
     progress.report({ scored: out.length, of: requests.length });
   }
   return out;
@@ -108,7 +116,7 @@ export async function scoreReferenceAfterChains(
   engine: EngineClient,
   data: RunData,
   groups: RolloutArtifact['groups'],
-  options: { masked: boolean; chunkSize: number },
+  options: { masked: boolean; plan: ScorePlan },
   progress: Progress,
 ): Promise<{ groups: ScoresArtifact['groups']; tokens: number }> {
   const requests: { ids: number[]; targetStart: number }[] = [];
@@ -127,7 +135,7 @@ export async function scoreReferenceAfterChains(
     }
     shape.push({ exampleId: g.exampleId, count: g.completions.length });
   }
-  const scored = await scoreInPlan(engine, requests, options.chunkSize, progress);
+  const scored = await scoreInPlan(engine, requests, options.plan, progress);
   let k = 0;
   let tokens = 0;
   const out = shape.map(({ exampleId, count }) => {
@@ -200,7 +208,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
     const { hosted, config, data, store } = await beforeStep(run, input.step);
     return withHeartbeat(async (progress) => {
       const rolloutArtifact = await readJson<RolloutArtifact>(store, runKeys.rollout(run.runId, input.step), progress.signal);
-      const { groups, tokens } = await scoreReferenceAfterChains(hosted.engine, data, rolloutArtifact.groups, { masked: config.dro.r3.contrast === 'masked', chunkSize: config.rollout.batchSequences }, progress);
+      const { groups, tokens } = await scoreReferenceAfterChains(hosted.engine, data, rolloutArtifact.groups, { masked: config.dro.r3.contrast === 'masked', plan: scorePlanOf(config) }, progress);
       await writeJson(store, runKeys.scores(run.runId, input.step), { step: input.step, groups } satisfies ScoresArtifact, progress.signal);
       return { sequences: groups.reduce((a, g) => a + g.logprobs.length + (g.masked ? 1 : 0), 0), scoredTokens: tokens, seconds: seconds(started) };
     });
@@ -278,8 +286,8 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
       });
       const learningRate = learningRateAt(input.step, { peak: config.optimizer.learningRate, totalSteps: config.schedule.totalSteps, warmupSteps: config.schedule.warmupSteps, kind: config.schedule.lrSchedule, minLrRatio: config.schedule.minLrRatio });
       const requests = sequences.map((s) => ({ ids: s.ids, targetStart: s.completionStart }));
-      const old = await scoreInPlan(hosted.engine, requests, config.rollout.batchSequences, progress);
-      const reference = config.dro.klBeta > 0 ? await scoreInPlan(hosted.engine, requests, config.rollout.batchSequences, progress, 'reference') : old;
+      const old = await scoreInPlan(hosted.engine, requests, scorePlanOf(config), progress);
+      const reference = config.dro.klBeta > 0 ? await scoreInPlan(hosted.engine, requests, scorePlanOf(config), progress, 'reference') : old;
       let klSum = 0;
       let klCount = 0;
       sequences.forEach((s, i) => {
@@ -293,7 +301,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
         });
       });
       deps.faults.at('update', input.step);
-      const options = { loss: 'grpo' as const, learningRate, ...trainStepOptions(config) };
+      const options = { loss: 'grpo' as const, learningRate, ...trainStepOptionsOf(config) };
       const steps = sequences.length === 0 ? [] : Array.from({ length: config.optimizer.updatesPerStep }, () => ({ sequences, options }));
       let results;
       try {

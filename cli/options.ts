@@ -31,6 +31,13 @@ export function parseNumber(value: string, flag: string): number {
   return n;
 }
 
+/** A positive amount of memory in GiB (fractions allowed), as bytes, or a UsageError naming `flag`. */
+export function parseGiB(value: string, flag: string): number {
+  const n = parseNumber(value, flag);
+  if (n <= 0) throw new UsageError(`${flag} must be a positive number of GiB, got ${value}`);
+  return Math.floor(n * 1024 ** 3);
+}
+
 /** A comma-separated list of token ids (integers ≥ 0), or a UsageError naming `flag` and the bad entry. */
 export function parseIds(value: string, flag: string): number[] {
   return value.split(',').map((s, i) => {

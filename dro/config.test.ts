@@ -117,6 +117,9 @@ describe('parseRunConfig errors', () => {
     expect(parseRunConfig({ evaluation: { every: 20 } }).evaluation.every).toBe(20);
     expect(problems({ evaluation: { samples: 4 } })).toEqual([expect.stringMatching(/^evaluation\.samples: is 4 but evaluation\.temperature is 0/)]);
     expect(parseRunConfig({ evaluation: { samples: 4, temperature: 0.8 } }).evaluation.samples).toBe(4);
+    expect(problems({ update: { microBatchTokens: 700 } })).toEqual(['update.microBatchTokens: is 700, less than the longest sequence an update may train (data.maxPromptTokens + rollout.maxNewTokens = 768): a sequence is never split']);
+    expect(parseRunConfig({ update: { microBatchTokens: 768 } }).update.microBatchTokens).toBe(768);
+    expect(parseRunConfig({ update: { microBatchTokens: 700 }, rollout: { maxNewTokens: 188 } }).update.microBatchTokens).toBe(700);
   });
 
   it('takes a .gguf model path, and checks cross-field data rules', () => {

@@ -166,6 +166,17 @@ export const RunConfigSchema = z
       },
       'AdamW',
     ),
+    update: section(
+      {
+        microBatchTokens: z
+          .union([z.literal('auto'), int(1)])
+          .default('auto')
+          .describe(
+            "Most tokens (sequences × the longest, padding counted) per micro-batch of an update (at least data.maxPromptTokens + rollout.maxNewTokens: a sequence is never split) and per scoring call (a longer scored sequence runs alone): an update adds the micro-batches' gradients, in the batch plan's order, before each optimizer step, so its memory depends on this and the model, not on the batch; 'auto' = chosen from the model's config (see the README's memory section), never from the machine, so every worker packs the same way",
+          ),
+      },
+      'How an update runs: micro-batches and gradient accumulation',
+    ),
     schedule: section(
       {
         totalSteps: int(1).default(100).describe('Training steps in the run'),
@@ -240,12 +251,19 @@ export const RunConfigSchema = z
     if (config.evaluation.every % config.checkpoint.every !== 0) {
       ctx.addIssue({ code: 'custom', path: ['evaluation', 'every'], message: `is ${config.evaluation.every}, not a multiple of checkpoint.every (${config.checkpoint.every}): an evaluation needs a checkpoint at its step` });
     }
+    const longest = longestTrainedSequence(config);
+    if (config.update.microBatchTokens !== 'auto' && config.update.microBatchTokens < longest) {
+      ctx.addIssue({ code: 'custom', path: ['update', 'microBatchTokens'], message: `is ${config.update.microBatchTokens}, less than the longest sequence an update may train (data.maxPromptTokens + rollout.maxNewTokens = ${longest}): a sequence is never split` });
+    }
     if (config.dro.reward === 'correctness' && config.data.task === 'pararev') {
       ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: "'correctness' needs short verifiable answers; ParaRev is open-ended (use 'r3', 'aggregate' or 'rouge1')" });
     }
   });
 
 export type RunConfig = z.output<typeof RunConfigSchema>;
+
+/** The longest sequence a GRPO update may train: a prompt and a chain. */
+export const longestTrainedSequence = (config: RunConfig): number => config.data.maxPromptTokens + config.rollout.maxNewTokens;
 export type RunConfigInput = z.input<typeof RunConfigSchema>;
 
 export class RunConfigError extends Error {

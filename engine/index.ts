@@ -9,6 +9,7 @@ export { PolicyEngine, type EngineLora, type EngineOptions } from './policy.js';
 export type { GenerateOptions, GenerateRequest, GenerateResult } from './generation.js';
 export type { SampleKey, SamplingOptions } from './sampling.js';
 export type { ScoreOptions, ScoreRequest, ScoreResult } from './scoring.js';
+export { trainStepOptionsOf } from './training.js';
 export type { TrainSequence, TrainStep, TrainStepOptions, TrainStepResult } from './training.js';
 export { EngineAbortError, EngineInputError, EngineThreadError, NonFiniteUpdateError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
 export { runtimeInfo, type RuntimeInfo } from './ort.js';
@@ -16,6 +17,7 @@ export { runtimeInfo, type RuntimeInfo } from './ort.js';
 // Models, adapters and tokenizers on disk.
 export { parseModelConfig, type ModelConfig } from './model/config.js';
 export { initParameters, parameterCount } from './model/params.js';
+export { estimateGenerateBytes, estimateScoreBytes, estimateUpdateBytes, formatGiB, resolveMicroBatchTokens, trainedParameterCount, type MemoryEstimate } from './memory.js';
 export { encodeParameters } from './model/state-files.js';
 export { importHuggingFaceDir, saveModelDir, WEIGHTS_FILE } from './model/model-dir.js';
 export { importGgufToDir, loadModel, loadModelConfig, loadModelTokenizer } from './model/model-source.js';

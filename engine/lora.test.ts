@@ -6,7 +6,6 @@ import { describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
 import { engineOptions, randomIds as keyedIds, releasedAfterAll, samplingOptions, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
 import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
-import { paddedFeeds } from './batching.js';
 import { EngineInputError } from './errors.js';
 import type { ModelConfig } from './model/config.js';
 import { adapterConfigJson, adapterSpecs, initAdapters, mergeAdapters, parseAdapterConfig, type LoraConfig } from './model/lora.js';
@@ -14,7 +13,7 @@ import { initParameters, parameterSpecs } from './model/params.js';
 import { buildGradientGraph, TRAIN_IO } from './model/train-graph.js';
 import { OrtSession, type TensorData } from './ort.js';
 import { PolicyEngine } from './policy.js';
-import type { TrainSequence } from './training.js';
+import { microBatchFeeds, type TrainSequence } from './training.js';
 import { decodeSafetensors, encodeSafetensors, tensorFrom, toFloat32 } from './weights/safetensors.js';
 
 
@@ -54,9 +53,9 @@ describe('LoRA gradients', () => {
       const base = new Map([...initParameters(config, 21)].map(([k, v]) => [k, Float64Array.from(v)]));
       const adapters = randomAdapters(config, ALL, loss);
       const batch = grpoBatch(`grad-${loss}`, 13);
-      const options = { dtype: 'float64' as const, loss, epsilonLow: 0.2, epsilonHigh: 0.2, klBeta: 0.1, aggregation: 'token-mean' as const, maxCompletionLength: 8 };
+      const options = { dtype: 'float64' as const, loss, epsilonLow: 0.2, epsilonHigh: 0.2, klBeta: 0.1, aggregation: 'token-mean' as const };
       const session = await OrtSession.create(buildGradientGraph(config, options, ALL).toModelBytes(), engineOptions({ optimization: 'basic' }));
-      const batchFeeds = trainFeeds(config, batch, loss);
+      const batchFeeds = microBatchFeeds(config, 'float64', batch, trainStepOptions(loss, { ...options, maskTruncated: true }))[0]!;
       const baseFeeds = Object.fromEntries(parameterSpecs(config).map((s) => [s.name, { dtype: 'float64' as const, dims: s.shape, data: base.get(s.name)! }]));
       const adapterFeeds = (a: Map<string, Float64Array>): Record<string, TensorData> => Object.fromEntries(adapterSpecs(config, ALL).map((s) => [s.name, { dtype: 'float64' as const, dims: s.shape, data: a.get(s.name)! }]));
       const out = await session.run({ ...baseFeeds, ...adapterFeeds(adapters), ...batchFeeds });
@@ -91,29 +90,6 @@ describe('LoRA gradients', () => {
 });
 
 /** The train graph's batch feeds in float64 (ids, masks, GRPO inputs). */
-function trainFeeds(config: ModelConfig, batch: TrainSequence[], loss: 'grpo' | 'sft'): Record<string, TensorData> {
-  const { feeds, length } = paddedFeeds(config, 'float64', batch.map((s) => s.ids), 'right');
-  const B = batch.length;
-  const width = length - 1;
-  const mask = new Float64Array(B * width);
-  const old = new Float64Array(B * width);
-  const ref = new Float64Array(B * width);
-  batch.forEach((s, b) => {
-    for (let j = 0; j < s.ids.length - s.completionStart; j++) {
-      const t = b * width + s.completionStart - 1 + j;
-      mask[t] = s.truncated ? 0 : 1;
-      old[t] = s.oldLogprobs![j]!;
-      ref[t] = s.referencePolicyLogprobs![j]!;
-    }
-  });
-  feeds[TRAIN_IO.completionMask] = { dtype: 'float64', dims: [B, width], data: mask };
-  if (loss === 'grpo') {
-    feeds[TRAIN_IO.advantages] = { dtype: 'float64', dims: [B], data: Float64Array.from(batch, (s) => s.advantage!) };
-    feeds[TRAIN_IO.oldLogprobs] = { dtype: 'float64', dims: [B, width], data: old };
-    feeds[TRAIN_IO.refLogprobs] = { dtype: 'float64', dims: [B, width], data: ref };
-  }
-  return feeds;
-}
 
 const maxDiff = (a: number[][], b: number[][]): number => Math.max(...a.flatMap((row, i) => row.map((x, j) => Math.abs(x - b[i]![j]!))));
 const logprobsOf = async (e: PolicyEngine, batch: TrainSequence[], policy: 'current' | 'reference' = 'current'): Promise<number[][]> => (await e.score(requestsOf(batch), { policy })).map((r) => r.logprobs);

@@ -12,7 +12,7 @@ import { buildGradientGraph, TRAIN_IO } from './model/train-graph.js';
 import { OrtSession, type TensorData } from './ort.js';
 import { EngineInputError } from './errors.js';
 import { PolicyEngine } from './policy.js';
-import type { TrainSequence } from './training.js';
+import { microBatchFeeds, type TrainSequence } from './training.js';
 
 
 const track = releasedAfterAll();
@@ -91,6 +91,29 @@ describe('scoring against the slow reference forward pass', () => {
     expect(diff).toBeLessThanOrEqual(1e-6);
   });
 
+  it('packed by a token budget: the same scores as one run, to rounding, in request order; a request over the budget runs alone', async () => {
+    const config = tinyModelConfig();
+    const engine = track(PolicyEngine.initialise(config, 5, engineOptions()));
+    const requests = Array.from({ length: 9 }, (_, i) => {
+      const n = 3 + ((i * 5) % 11);
+      return { ids: randomIds(`packed-${i}`, n, 13), targetStart: 1 + (i % Math.min(3, n)) };
+    });
+    requests.push({ ids: randomIds('packed-empty', 4, 13), targetStart: 4 });
+    const whole = await engine.score(requests);
+    const packed = await engine.score(requests, { microBatchTokens: 20 });
+    let worst = 0;
+    packed.forEach((r, i) => {
+      expect(r.logprobs.length).toBe(requests[i]!.ids.length - requests[i]!.targetStart);
+      expect(r.ranks).toEqual(whole[i]!.ranks);
+      r.logprobs.forEach((lp, j) => (worst = Math.max(worst, Math.abs(lp - whole[i]!.logprobs[j]!))));
+    });
+    expect(worst).toBeLessThanOrEqual(1e-6);
+    // A request longer than the budget is scored alone, not refused: the same numbers.
+    const tight = await engine.score(requests, { microBatchTokens: 12 });
+    tight.forEach((r, i) => expect(r.ranks).toEqual(whole[i]!.ranks));
+    expect(Math.max(...tight.flatMap((r, i) => r.logprobs.map((lp, j) => Math.abs(lp - whole[i]!.logprobs[j]!))))).toBeLessThanOrEqual(1e-6);
+  });
+
   it('rejects bad token ids and target spans, naming them', async () => {
     const engine = track(PolicyEngine.initialise(tinyModelConfig(), 1, engineOptions()));
     await expect(engine.score([{ ids: [1, 99], targetStart: 1 }])).rejects.toThrow(new EngineInputError('token id 99 at sequence 0, position 1 is outside the vocabulary (0..12)'));
@@ -143,9 +166,9 @@ describe('training step', () => {
       const config = tinyModelConfig({ model_type: 'qwen2' });
       const params = initParameters(config, 21);
       const batch = grpoBatch(`grad-${loss}`, 13);
-      const options = { dtype: 'float64' as const, loss, epsilonLow: 0.2, epsilonHigh: 0.2, klBeta: 0.1, aggregation: 'token-mean' as const, maxCompletionLength: 8 };
+      const options = { dtype: 'float64' as const, loss, epsilonLow: 0.2, epsilonHigh: 0.2, klBeta: 0.1, aggregation: 'token-mean' as const };
       const session = await OrtSession.create(buildGradientGraph(config, options).toModelBytes(), engineOptions());
-      const engineFeeds = gradientFeeds(config, batch, loss);
+      const engineFeeds = microBatchFeeds(config, 'float64', batch, trainStepOptions(loss, { ...options, maskTruncated: true }))[0]!;
       const paramFeeds = (p: Map<string, Float64Array>): Record<string, TensorData> =>
         Object.fromEntries(parameterSpecs(config).map((s) => [s.name, { dtype: 'float64' as const, dims: s.shape, data: p.get(s.name)! }]));
       const p64 = new Map([...params].map(([k, v]) => [k, Float64Array.from(v)]));
@@ -223,42 +246,3 @@ describe('training step', () => {
 });
 
 /** Feeds of the gradient graph for a batch (what the engine builds internally, spelled out for the check). */
-function gradientFeeds(config: ModelConfig, batch: TrainSequence[], loss: 'grpo' | 'sft'): Record<string, TensorData> {
-  const length = Math.max(...batch.map((s) => s.ids.length));
-  const B = batch.length;
-  const width = length - 1;
-  const ids = new BigInt64Array(B * length);
-  const positions = new BigInt64Array(B * length);
-  const keyMask = new Float64Array(B * length);
-  const mask = new Float64Array(B * width);
-  const old = new Float64Array(B * width);
-  const ref = new Float64Array(B * width);
-  batch.forEach((s, b) => {
-    s.ids.forEach((id, t) => {
-      ids[b * length + t] = BigInt(id);
-      positions[b * length + t] = BigInt(t);
-      keyMask[b * length + t] = 1;
-    });
-    for (let j = 0; j < s.ids.length - s.completionStart; j++) {
-      const t = b * width + s.completionStart - 1 + j;
-      mask[t] = s.truncated ? 0 : 1;
-      old[t] = s.oldLogprobs![j]!;
-      ref[t] = s.referencePolicyLogprobs![j]!;
-    }
-  });
-  void config;
-  const feeds: Record<string, TensorData> = {
-    ids: { dtype: 'int64', dims: [B, length], data: ids },
-    positions: { dtype: 'int64', dims: [B, length], data: positions },
-    key_mask: { dtype: 'float64', dims: [B, length], data: keyMask },
-    [TRAIN_IO.completionMask]: { dtype: 'float64', dims: [B, width], data: mask },
-  };
-  if (loss === 'grpo') {
-    feeds[TRAIN_IO.advantages] = { dtype: 'float64', dims: [B], data: Float64Array.from(batch.map((s) => s.advantage!)) };
-    // Old log-probs near the current ones would keep every ratio inside the clip range; these are far
-    // enough that some ratios clip, so the clipped branch's (zero) gradient is exercised too.
-    feeds[TRAIN_IO.oldLogprobs] = { dtype: 'float64', dims: [B, width], data: old };
-    feeds[TRAIN_IO.refLogprobs] = { dtype: 'float64', dims: [B, width], data: ref };
-  }
-  return feeds;
-}

@@ -105,7 +105,7 @@ export class PolicyEngine implements EngineApi {
     // LoRA the base itself, since B = 0 at init.
     this.state = { params: trained, m: new Map(), v: new Map(), step: 0, reference: trained, tag: undefined };
     this.generator = new Generator(config, this.dtype, this.sessionOptions);
-    this.trainSessions = new TrainSessions(config, this.sessionOptions, undefined, this.lora);
+    this.trainSessions = new TrainSessions(config, this.sessionOptions, this.trained, undefined, this.lora);
   }
 
   static fromParameters(config: ModelConfig, params: ReadonlyMap<string, FloatArray>, options: EngineOptions): PolicyEngine {
@@ -154,7 +154,7 @@ export class PolicyEngine implements EngineApi {
     if (policy !== 'current' && policy !== 'reference') throw new EngineInputError(`score policy must be 'current' or 'reference', got ${JSON.stringify(policy)}`);
     const params = policy === 'reference' ? this.state.reference : this.state.params;
     const session = (): Promise<OrtSession> => (this.scoreSession ??= createScoreSession(this.config, this.dtype, this.sessionOptions, this.lora));
-    return scoreBatch(session, this.config, this.dtype, this.weights(params), requests, options.signal);
+    return scoreBatch(session, this.config, this.dtype, this.weights(params), requests, options);
   }
 
   /**

@@ -6,7 +6,8 @@ import { RunConfigError } from '../../dro/config.js';
 import type { StepMetricsRecord } from '../../activities/records.js';
 import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
 import { trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
-import { parseInteger, textOption, UsageError } from '../options.js';
+import { parseGiB, parseInteger, textOption, UsageError, withParser } from '../options.js';
+import { DEFAULT_BUDGET_SHARE } from '../../activities/memory-budget.js';
 import { webUiLink } from '../../workers/connection.js';
 import { describeChange, followRun, formatDuration } from '../progress.js';
 import {
@@ -196,7 +197,10 @@ export function registerRunCommands(program: Command): void {
     .description('run workers until SIGINT/SIGTERM: control (workflows, light activities), policy (the engine), or all in one process')
     .addOption(new Option('--role <role>', 'which worker to run').choices(['control', 'policy', 'all']).default('all'))
     .option('--exit-with-parent', 'shut down when the process that started this worker ends (for scripts that start a worker of their own)', false)
-    .action(async (o: { role: WorkerRole; exitWithParent: boolean }) => {
-      await runWorkers({ role: o.role, exitWithParent: o.exitWithParent, onReady: (info) => console.log(`worker ${info.identity} ready${info.policyQueue ? ` (policy queue ${info.policyQueue})` : ''}`) });
+    .addOption(
+      withParser('--memory <GiB>', `memory a policy worker lets one run plan to use: a run whose estimated peak (rollout, scoring or update, README "Memory") is larger fails when it loads here, naming the fields to lower (default: ${DEFAULT_BUDGET_SHARE * 100}% of this machine's memory, or of its cgroup limit)`, parseGiB),
+    )
+    .action(async (o: { role: WorkerRole; exitWithParent: boolean; memory?: number }) => {
+      await runWorkers({ role: o.role, exitWithParent: o.exitWithParent, memoryBytes: o.memory, onReady: (info) => console.log(`worker ${info.identity} ready${info.policyQueue ? ` (policy queue ${info.policyQueue})` : ''}`) });
     });
 }

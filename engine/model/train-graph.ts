@@ -1,24 +1,29 @@
-// The training-step graph: the GRPO loss exactly as dro/grpo.ts defines it (or the SFT loss), its
-// gradients by engine/onnx/autodiff.ts, global-norm clipping and a decoupled-weight-decay AdamW update,
-// all in one ONNX session. The learning rate and Adam's bias corrections are inputs, so schedules stay
-// outside the graph and the step count is never baked in. With LoRA only the adapters are differentiated
-// and updated; the frozen base weights stay plain inputs (see declareLossModel).
+// The training graphs: per micro-batch, the GRPO loss exactly as dro/grpo.ts defines it (or the SFT loss)
+// and its gradients by engine/onnx/autodiff.ts, accumulated across micro-batches; then one optimizer graph
+// that clips the accumulated gradient by its global norm and applies a decoupled-weight-decay AdamW step.
+// With LoRA only the adapters are differentiated and updated; the frozen base weights stay plain inputs
+// (see declareLossModel).
 import type { Aggregation } from '../../dro/grpo.js';
 import { gradients } from '../onnx/autodiff.js';
 import { Graph, type DType, type Tensor } from '../onnx/graph.js';
 import type { ModelConfig } from './config.js';
 import { declareAdapters, type LoraConfig } from './lora.js';
-import { declareModelInputs, declareParameters, nextTokenLogprobs, nextTokenRanks, transformerLogits } from './transformer.js';
+import type { ParamSpec } from './params.js';
+import { declareModelInputs, declareParameters, nextTokenLogprobs, targetLogprobs, targetRanks, transformerLogits } from './transformer.js';
 
-export interface TrainGraphOptions {
+/** What a micro-batch's gradient graph computes: the loss and its float type. */
+export interface LossGraphOptions {
   dtype: DType;
   loss: 'grpo' | 'sft';
   epsilonLow: number;
   epsilonHigh: number;
   klBeta: number;
   aggregation: Aggregation;
-  /** 'dr-grpo' divisor per sequence. */
-  maxCompletionLength: number;
+}
+
+/** What the optimizer graph applies to the accumulated gradients: clipping and AdamW. */
+export interface OptimizerGraphOptions {
+  dtype: DType;
   /** Global gradient-norm clip; 0 = off. */
   maxGradNorm: number;
   beta1: number;
@@ -27,18 +32,22 @@ export interface TrainGraphOptions {
   weightDecay: number;
 }
 
-/** Names of the graph's extra inputs and outputs, shared with the engine that feeds it. */
+/** Names of the graphs' extra inputs and outputs, shared with the engine that feeds them. */
 export const TRAIN_IO = {
   completionMask: 'completion_mask',
   advantages: 'advantages',
   oldLogprobs: 'old_logprobs',
   refLogprobs: 'ref_logprobs',
+  /** The whole batch's normaliser, so the micro-batches' losses and gradients add up to the batch's. */
+  lossDivisor: 'loss_divisor',
   learningRate: 'learning_rate',
   biasCorrection1: 'bias_correction1',
   biasCorrection2: 'bias_correction2',
   loss: 'loss',
   gradNorm: 'grad_norm',
-  tokenLogprobs: 'token_logprobs',
+  grad: (name: string) => `grad.${name}`,
+  /** The gradient accumulated over the micro-batches before this one. */
+  gradIn: (name: string) => `grad_in.${name}`,
   m: (name: string) => `adam_m.${name}`,
   v: (name: string) => `adam_v.${name}`,
   newParam: (name: string) => `new.${name}`,
@@ -49,31 +58,26 @@ export const TRAIN_IO = {
 /** Parameters that get weight decay: matrices only, not norms or biases (the usual AdamW practice). */
 export const decays = (shape: readonly unknown[]): boolean => shape.length >= 2;
 
-function grpoLoss(g: Graph, o: TrainGraphOptions, newLogp: Tensor, mask: Tensor, advantages: Tensor, oldLogp: Tensor, refLogp: Tensor): Tensor {
+function grpoLoss(g: Graph, o: LossGraphOptions, newLogp: Tensor, mask: Tensor, advantages: Tensor, oldLogp: Tensor, refLogp: Tensor, divisor: Tensor): Tensor {
   const a = g.unsqueeze(advantages, [1]);
   const ratio = g.exp(g.sub(newLogp, oldLogp));
   const surrogate = g.min(g.mul(ratio, a), g.mul(g.clip(ratio, 1 - o.epsilonLow, 1 + o.epsilonHigh), a));
   const towardRef = g.sub(refLogp, newLogp);
   const k3 = g.sub(g.sub(g.exp(towardRef), towardRef), 1);
   const perToken = g.mul(g.add(g.neg(surrogate), g.mul(k3, o.klBeta)), mask);
-  return aggregate(g, o, perToken, mask);
+  return aggregate(g, o, perToken, mask, divisor);
 }
 
-/** The token aggregations of dro/grpo.ts; a row or batch without counted tokens contributes 0. */
-function aggregate(g: Graph, o: TrainGraphOptions, perToken: Tensor, mask: Tensor): Tensor {
-  const total = g.reduceSum(perToken, [0, 1]);
-  switch (o.aggregation) {
-    case 'dr-grpo':
-      return g.div(total, g.mul(g.countOf(perToken, [0], perToken.dtype), o.maxCompletionLength));
-    case 'token-mean':
-      return g.div(total, g.max(g.reduceSum(mask, [0, 1]), g.scalar(1, mask)));
-    case 'sequence-mean': {
-      const counts = g.reduceSum(mask, [1]);
-      const rowMeans = g.div(g.reduceSum(perToken, [1]), g.max(counts, g.scalar(1, counts)));
-      const rows = g.reduceSum(g.cast(g.greater(counts, g.scalar(0, counts)), perToken.dtype), [0]);
-      return g.div(g.reduceSum(rowMeans, [0]), g.max(rows, g.scalar(1, rows)));
-    }
-  }
+/**
+ * The token aggregations of dro/grpo.ts over a micro-batch, divided by the whole batch's normaliser (fed:
+ * see lossDivisor in engine/training.ts), so the micro-batches' losses sum to the batch's loss and their
+ * gradients to its gradient. A row without counted tokens contributes 0.
+ */
+function aggregate(g: Graph, o: LossGraphOptions, perToken: Tensor, mask: Tensor, divisor: Tensor): Tensor {
+  if (o.aggregation !== 'sequence-mean') return g.div(g.reduceSum(perToken, [0, 1]), divisor);
+  const counts = g.reduceSum(mask, [1]);
+  const rowMeans = g.div(g.reduceSum(perToken, [1]), g.max(counts, g.scalar(1, counts)));
+  return g.div(g.reduceSum(rowMeans, [0]), divisor);
 }
 
 interface LossGraph {
@@ -81,7 +85,6 @@ interface LossGraph {
   /** The trained tensors: every parameter, or only the LoRA adapters. */
   params: Map<string, Tensor>;
   loss: Tensor;
-  logprobs: Tensor;
 }
 
 /**
@@ -90,7 +93,7 @@ interface LossGraph {
  * train share it, nothing is rebuilt when a checkpoint loads), where baked-in weights would put another
  * copy into each session and a model's bytes into the ONNX proto, which protobuf caps at 2 GB.
  */
-function declareLossModel(g: Graph, config: ModelConfig, dtype: TrainGraphOptions['dtype'], lora: LoraConfig | undefined): { trained: Map<string, Tensor>; logits: Tensor; ids: Tensor } {
+function declareLossModel(g: Graph, config: ModelConfig, dtype: DType, lora: LoraConfig | undefined): { trained: Map<string, Tensor>; logits: Tensor; ids: Tensor } {
   const params = declareParameters(g, config, dtype);
   const adapters = lora ? declareAdapters(g, config, lora, dtype) : undefined;
   const inputs = declareModelInputs(g, dtype);
@@ -98,38 +101,50 @@ function declareLossModel(g: Graph, config: ModelConfig, dtype: TrainGraphOption
   return { trained: adapters?.inputs ?? params, logits, ids: inputs.ids };
 }
 
-/** Model inputs, the completion mask (and GRPO inputs), and the scalar loss. */
-function buildLoss(config: ModelConfig, o: Pick<TrainGraphOptions, 'dtype' | 'loss' | 'epsilonLow' | 'epsilonHigh' | 'klBeta' | 'aggregation' | 'maxCompletionLength'>, name: string, lora?: LoraConfig): LossGraph {
+/** Model inputs, the completion mask (and GRPO inputs), the batch's loss divisor, and the micro-batch's share of the loss. */
+function buildLoss(config: ModelConfig, o: LossGraphOptions, name: string, lora?: LoraConfig): LossGraph {
   const g = new Graph(name);
   const { trained: params, logits, ids } = declareLossModel(g, config, o.dtype, lora);
   const mask = g.input(TRAIN_IO.completionMask, o.dtype, ['batch', 'seq-1']);
+  const divisor = g.input(TRAIN_IO.lossDivisor, o.dtype, []);
   const { logprobs } = nextTokenLogprobs(g, logits, ids);
   let loss: Tensor;
   if (o.loss === 'sft') {
-    loss = g.div(g.neg(g.reduceSum(g.mul(logprobs, mask), [0, 1])), g.max(g.reduceSum(mask, [0, 1]), g.scalar(1, mask)));
+    loss = g.div(g.neg(g.reduceSum(g.mul(logprobs, mask), [0, 1])), divisor);
   } else {
     const advantages = g.input(TRAIN_IO.advantages, o.dtype, ['batch']);
     const oldLogp = g.input(TRAIN_IO.oldLogprobs, o.dtype, ['batch', 'seq-1']);
     const refLogp = g.input(TRAIN_IO.refLogprobs, o.dtype, ['batch', 'seq-1']);
-    loss = grpoLoss(g, o as TrainGraphOptions, logprobs, mask, advantages, oldLogp, refLogp);
+    loss = grpoLoss(g, o, logprobs, mask, advantages, oldLogp, refLogp, divisor);
   }
-  return { g, params, loss, logprobs };
+  return { g, params, loss };
 }
 
-/** Loss and the raw gradient of every trained tensor (outputs `loss` and `grad.<name>`): for gradient checks. */
-export function buildGradientGraph(config: ModelConfig, o: Pick<TrainGraphOptions, 'dtype' | 'loss' | 'epsilonLow' | 'epsilonHigh' | 'klBeta' | 'aggregation' | 'maxCompletionLength'>, lora?: LoraConfig): Graph {
-  const { g, params, loss } = buildLoss(config, o, `gradient_${o.loss}`, lora);
+/**
+ * A micro-batch's share of the loss and the gradient of every trained tensor (outputs `loss` and
+ * `grad.<name>`). With `accumulate`, `grad.<name>` is `grad_in.<name>` (the sum over the micro-batches
+ * before) plus this one's, added in the graph so no separate pass over the parameters is needed.
+ */
+export function buildGradientGraph(config: ModelConfig, o: LossGraphOptions, lora?: LoraConfig, accumulate = false): Graph {
+  const { g, params, loss } = buildLoss(config, o, `gradient_${o.loss}${accumulate ? '_accumulate' : ''}`, lora);
   const names = [...params.keys()];
-  gradients(g, loss, names.map((n) => params.get(n)!)).forEach((grad, i) => g.output(grad, `grad.${names[i]!}`));
+  gradients(g, loss, names.map((n) => params.get(n)!)).forEach((grad, i) => {
+    const name = names[i]!;
+    g.output(accumulate ? g.add(g.input(TRAIN_IO.gradIn(name), o.dtype, [...grad.shape]), grad) : grad, TRAIN_IO.grad(name));
+  });
   g.output(loss, TRAIN_IO.loss);
   return g;
 }
 
-export function buildTrainGraph(config: ModelConfig, o: TrainGraphOptions, lora?: LoraConfig): Graph {
-  const { g, params, loss, logprobs } = buildLoss(config, o, `train_${o.loss}`, lora);
-  const names = [...params.keys()];
-  const paramTensors = names.map((n) => params.get(n)!);
-  const grads = gradients(g, loss, paramTensors);
+/**
+ * One optimizer step on the whole batch's gradient: global-norm clipping, then AdamW with decoupled
+ * weight decay. The learning rate and Adam's bias corrections are inputs, so schedules stay outside the
+ * graph and the step count is never baked in.
+ */
+export function buildOptimizerGraph(trained: readonly ParamSpec[], o: OptimizerGraphOptions): Graph {
+  const g = new Graph('optimizer');
+  const params = trained.map((spec) => g.input(spec.name, o.dtype, [...spec.shape]));
+  const grads = trained.map((spec) => g.input(TRAIN_IO.grad(spec.name), o.dtype, [...spec.shape]));
   let sumSquares: Tensor | undefined;
   for (const grad of grads) {
     const s = g.reduceSum(g.mul(grad, grad), grad.shape.map((_, i) => i));
@@ -142,8 +157,8 @@ export function buildTrainGraph(config: ModelConfig, o: TrainGraphOptions, lora?
   const lr = g.input(TRAIN_IO.learningRate, o.dtype, []);
   const bc1 = g.input(TRAIN_IO.biasCorrection1, o.dtype, []);
   const bc2 = g.input(TRAIN_IO.biasCorrection2, o.dtype, []);
-  names.forEach((name, i) => {
-    const p = paramTensors[i]!;
+  trained.forEach(({ name }, i) => {
+    const p = params[i]!;
     const grad = clipScale ? g.mul(grads[i]!, clipScale) : grads[i]!;
     const m = g.input(TRAIN_IO.m(name), o.dtype, [...p.shape]);
     const v = g.input(TRAIN_IO.v(name), o.dtype, [...p.shape]);
@@ -155,18 +170,34 @@ export function buildTrainGraph(config: ModelConfig, o: TrainGraphOptions, lora?
     g.output(m2, TRAIN_IO.newM(name));
     g.output(v2, TRAIN_IO.newV(name));
   });
-  g.output(loss, TRAIN_IO.loss);
   g.output(gradNorm, TRAIN_IO.gradNorm);
-  g.output(logprobs, TRAIN_IO.tokenLogprobs);
   return g;
 }
 
-/** The scoring graph: next-token log-probs and ranks for a padded batch (through the adapters under LoRA). */
+/** Names of the scoring graph's extra inputs. */
+export const SCORE_IO = {
+  /** Per row, the positions whose next token is a target [B, K]; a short row repeats its last. */
+  targetPositions: 'target_positions',
+  /** The target ids [B, K]: ids[position + 1]. */
+  targetIds: 'target_ids',
+} as const;
+
+/**
+ * The scoring graph: log-probs and ranks [B, K] of the targets at the given positions of a padded batch
+ * (through the adapters under LoRA). Only those positions go through the output projection, the log-softmax
+ * and the rank count, so a reference of L tokens after a long chain costs L vocabulary-sized rows, not one
+ * per token of the chain.
+ */
 export function buildScoreGraph(config: ModelConfig, dtype: DType, lora?: LoraConfig): Graph {
   const g = new Graph('score');
-  const { logits, ids } = declareLossModel(g, config, dtype, lora);
-  const scores = nextTokenLogprobs(g, logits, ids);
+  const params = declareParameters(g, config, dtype);
+  const adapters = lora ? declareAdapters(g, config, lora, dtype) : undefined;
+  const inputs = declareModelInputs(g, dtype);
+  const outputPositions = g.input(SCORE_IO.targetPositions, 'int64', ['batch', 'targets']);
+  const targets = g.input(SCORE_IO.targetIds, 'int64', ['batch', 'targets']);
+  const logits = transformerLogits(g, config, params, inputs, { adapters: adapters?.byWeight, outputPositions });
+  const scores = targetLogprobs(g, logits, targets);
   g.output(scores.logprobs, 'logprobs');
-  g.output(nextTokenRanks(g, scores), 'ranks');
+  g.output(targetRanks(g, scores), 'ranks');
   return g;
 }

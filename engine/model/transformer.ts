@@ -127,6 +127,12 @@ export interface ForwardOptions {
   fixedCache?: FixedCacheAttention;
   /** Output only the logits of the last position: sampling reads nothing else. */
   lastPositionOnly?: boolean;
+  /**
+   * Output only the logits at these positions [B, K] (int64; per row, any K positions of that row):
+   * scoring reads only the positions that predict its targets, and the output projection and the
+   * vocabulary-sized tensors after it cost per position.
+   */
+  outputPositions?: Tensor;
   /** LoRA adapters by the name of the weight they adapt (e.g. model.layers.0.self_attn.q_proj.weight). */
   adapters?: ReadonlyMap<string, GraphAdapter>;
 }
@@ -191,6 +197,9 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
   // Sampling reads only the last position's logits; the output projection is the largest GEMM of a
   // small model's prefill (a fifth of SmolLM2-135M's), so the other positions skip it.
   if (options.lastPositionOnly) x = g.slice(x, 1, -1, Infinity);
+  if (options.outputPositions) {
+    x = g.node('GatherND', [x, g.unsqueeze(options.outputPositions, [-1])], [{ dtype, shape: ['batch', options.outputPositions.shape[1]!, config.hidden_size] }], { batch_dims: 1 })[0]!;
+  }
   const final = rmsNorm(g, x, param(params, 'model.norm.weight'), config.rms_norm_eps);
   const head = config.tie_word_embeddings ? param(params, 'model.embed_tokens.weight') : param(params, 'lm_head.weight');
   return { logits: linear(g, final, head), present };
@@ -201,26 +210,29 @@ export function transformerLogits(g: Graph, config: ModelConfig, params: Map<str
   return transformerForward(g, config, params, inputs, options).logits;
 }
 
-export interface NextTokenScores {
-  /** log π(ids[t+1] | ids[..t]) [B, T−1]. */
+export interface TokenScores {
+  /** log π(target) at each scored position [B, K]. */
   logprobs: Tensor;
-  /** Logits [B, T−1, vocab] at the positions that predict a next token. */
+  /** Logits [B, K, vocab] at the scored positions. */
   logits: Tensor;
-  /** The target ids [B, T−1]. */
+  /** The target ids [B, K]. */
   targets: Tensor;
 }
 
-/** Log-prob of each next token under the model: entry t is for ids[t+1] given ids[0..t]. */
-export function nextTokenLogprobs(g: Graph, logits: Tensor, ids: Tensor): NextTokenScores {
-  const predicting = g.slice(logits, 1, 0, -1);
-  const targets = g.slice(ids, 1, 1, Infinity);
-  const logp = g.logSoftmax(predicting, -1);
+/** Log-prob of each target under logits [B, K, vocab] (targets [B, K]). */
+export function targetLogprobs(g: Graph, logits: Tensor, targets: Tensor): TokenScores {
+  const logp = g.logSoftmax(logits, -1);
   const picked = g.gatherElements(logp, g.unsqueeze(targets, [-1]), -1);
-  return { logprobs: g.reduceSum(picked, [-1]), logits: predicting, targets };
+  return { logprobs: g.reduceSum(picked, [-1]), logits, targets };
 }
 
-/** Rank of each next token among the vocabulary: 1 + the number of tokens with a strictly greater logit. */
-export function nextTokenRanks(g: Graph, scores: NextTokenScores): Tensor {
+/** Log-prob of each next token under the model: entry t is for ids[t+1] given ids[0..t]. */
+export function nextTokenLogprobs(g: Graph, logits: Tensor, ids: Tensor): TokenScores {
+  return targetLogprobs(g, g.slice(logits, 1, 0, -1), g.slice(ids, 1, 1, Infinity));
+}
+
+/** Rank of each target among the vocabulary: 1 + the number of tokens with a strictly greater logit. */
+export function targetRanks(g: Graph, scores: TokenScores): Tensor {
   const targetLogit = g.gatherElements(scores.logits, g.unsqueeze(scores.targets, [-1]), -1);
   const above = g.cast(g.greater(scores.logits, targetLogit), 'int64');
   return g.add(g.reduceSum(above, [-1]), g.constant(1, 'int64'));

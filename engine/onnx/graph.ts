@@ -364,23 +364,35 @@ export class Graph {
     return this.expandLike(this.scalar(0, dtype), like.dtype === dtype ? like : this.cast(like, dtype));
   }
   /**
-   * Scatter-add of `updates` into zeros shaped like `data` at rows `indices` (the Gather gradient), as
-   * one-hot(indices)ᵀ · updates. Not ScatterND with reduction 'add': ONNX Runtime's CPU kernel adds
-   * repeated rows from several threads at once, which loses updates (the embedding gradient of a
-   * 64-sequence batch came out different on every run with 2 threads); a MatMul is exact and repeatable.
-   * Costs V × N × H multiply-adds and a V × N one-hot for N indices, small next to the model's own step.
+   * Scatter-add of `updates` into zeros shaped like `data` at rows `indices` (the Gather gradient). Rows
+   * that repeat are summed first, as onehot(slot of each index) · updates over the U distinct indices
+   * (Unique, sorted), then the U sums are written to their rows by ScatterND without reduction. Not
+   * ScatterND with reduction 'add': ONNX Runtime's CPU kernel adds repeated rows from several threads at
+   * once, which loses updates (the embedding gradient of a 64-sequence batch came out different on every
+   * run with 2 threads); a MatMul is exact and repeatable, and with distinct rows no two writes meet.
+   * Costs U × N × H multiply-adds and a U × N one-hot (U ≤ N), where a one-hot over every row of `data`
+   * (the vocabulary, for an embedding) cost V × N × H and a V × N buffer.
    */
   scatterAddRows(data: Tensor, indices: Tensor, updates: Tensor): Tensor {
     const [rows, ...rest] = data.shape;
     if (typeof rows !== 'number' || rest.some((d) => typeof d !== 'number')) throw new GraphError(`scatterAddRows needs data of static shape, got [${data.shape.join(', ')}]`);
     const width = (rest as number[]).reduce((a, b) => a * b, 1);
-    const flat = this.reshape(this.cast(indices, 'int64'), [1, -1]);
-    const ids = this.constant(Array.from({ length: rows }, (_, i) => i), 'int64', [rows, 1]);
-    const oneHot = this.cast(this.equal(ids, flat), data.dtype);
+    const flat = this.reshape(this.cast(indices, 'int64'), [-1]);
+    const [distinct, , slotOf] = this.node('Unique', [flat], [
+      { dtype: 'int64', shape: ['distinct'] },
+      { dtype: 'int64', shape: ['distinct'] },
+      { dtype: 'int64', shape: [flat.shape[0]!] },
+      { dtype: 'int64', shape: ['distinct'] },
+    ], { sorted: 1 });
+    const count = this.one('Reshape', [this.shapeOf(distinct!), this.constant([], 'int64', [0])], 'int64', []);
+    const slots = this.one('Range', [this.constant(0, 'int64'), count, this.constant(1, 'int64')], 'int64', ['distinct']);
+    const oneHot = this.cast(this.equal(this.unsqueeze(slots, [1]), this.unsqueeze(slotOf!, [0])), data.dtype);
     // Both flattened lengths are the same N at run time, but each reshape names its -1 afresh, so the
     // builder's MatMul check cannot see it: the node is declared directly.
-    const summed = this.one('MatMul', [oneHot, this.reshape(updates, [-1, width])], data.dtype, [rows, width]);
-    return this.reshape(summed, [...data.shape]);
+    const summed = this.one('MatMul', [oneHot, this.reshape(updates, [-1, width])], data.dtype, ['distinct', width]);
+    const zeros = this.one('Expand', [this.scalar(0, data.dtype), this.constant([rows, width], 'int64')], data.dtype, [rows, width]);
+    const scattered = this.one('ScatterND', [zeros, this.unsqueeze(distinct!, [1]), summed], data.dtype, [rows, width]);
+    return this.reshape(scattered, [...data.shape]);
   }
   scatterAddElements(data: Tensor, indices: Tensor, updates: Tensor, axis: number): Tensor {
     return this.one('ScatterElements', [this.zerosLike(data), indices, updates], data.dtype, [...data.shape], { axis, reduction: 'add' });

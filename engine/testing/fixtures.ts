@@ -8,7 +8,7 @@ import type { EngineApi, RemoteEngineApi, TrainOptions } from '../api.js';
 import { parseModelConfig, type ModelConfig } from '../model/config.js';
 import type { EngineOptions, PolicyEngine } from '../policy.js';
 import type { SamplingOptions } from '../sampling.js';
-import type { TrainSequence, TrainStepOptions, TrainStepResult } from '../training.js';
+import { trainStepOptionsOf, type TrainSequence, type TrainStepOptions, type TrainStepResult } from '../training.js';
 
 /** A default run's config: where every option below takes its values. */
 const RUN = parseRunConfig({});
@@ -32,23 +32,7 @@ export function samplingOptions(overrides: Partial<SamplingOptions> = {}): Sampl
 
 /** A default run's options for an update with `loss` (its learning rate, GRPO and AdamW settings), with a test's overrides. */
 export function trainStepOptions(loss: TrainStepOptions['loss'], overrides: Partial<TrainStepOptions> = {}): TrainStepOptions {
-  const { dro, optimizer: o } = RUN;
-  return {
-    loss,
-    learningRate: loss === 'sft' ? RUN.sft.learningRate : o.learningRate,
-    epsilonLow: dro.epsilonLow,
-    epsilonHigh: dro.epsilonHigh,
-    klBeta: dro.klBeta,
-    aggregation: dro.aggregation,
-    maskTruncated: dro.maskTruncated,
-    maxCompletionLength: RUN.rollout.maxNewTokens,
-    maxGradNorm: o.maxGradNorm,
-    beta1: o.beta1,
-    beta2: o.beta2,
-    epsilon: o.epsilon,
-    weightDecay: o.weightDecay,
-    ...overrides,
-  };
+  return { loss, learningRate: loss === 'sft' ? RUN.sft.learningRate : RUN.optimizer.learningRate, ...trainStepOptionsOf(RUN), ...overrides };
 }
 
 /** A `track` that remembers each engine it is given and releases them all after the file's tests. */

@@ -4,10 +4,9 @@
 // peak memory is its own), and prints tokens/s of the median step after warm-up, achieved GFLOP/s and
 // the share of the peak. `--json` prints one JSON object instead.
 import { spawnSync } from 'node:child_process';
-import { trainStepOptions } from '../../activities/policy-state.js';
 import { parseRunConfig } from '../../dro/config.js';
 import { uniform } from '../../dro/random.js';
-import { parameterCount, parseModelConfig, PolicyEngine, type ModelConfig, type TrainSequence } from '../../engine/index.js';
+import { parameterCount, parseModelConfig, PolicyEngine, trainStepOptionsOf, type ModelConfig, type TrainSequence } from '../../engine/index.js';
 import { matmulPeak, median, reportIdle, secondsSince } from './machine.js';
 import { integerOption, numberOption } from '../../cli/options.js';
 import { choiceOption, runScript, scriptProgram } from '../lib/command-line.js';
@@ -73,7 +72,7 @@ async function measure(name: string, threads: number, warmup: number, steps: num
   const parameters = parameterCount(config);
   const tokens = batchSize * length;
   const flopsPerStep = 6 * parameters * tokens + 12 * config.num_hidden_layers * config.hidden_size * length * tokens;
-  const options = { loss: 'grpo' as const, learningRate: RUN.optimizer.learningRate, ...trainStepOptions(RUN) };
+  const options = { loss: 'grpo' as const, learningRate: RUN.optimizer.learningRate, ...trainStepOptionsOf(RUN) };
   const warmupSeconds: number[] = [];
   const stepSeconds: number[] = [];
   for (let s = 0; s < warmup + steps; s++) {
