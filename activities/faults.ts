@@ -1,8 +1,10 @@
 // Fault injection for the fault tests, read by the policy worker from DRO_FAULT: the process SIGKILLs
 // itself at a named point of a named step, as a crashed machine would, or an update is fed a NaN.
-// Each fault fires once: DRO_FAULT_MARK names the files created just before they fire, so a restarted
-// worker with the same environment does not crash again.
-import { existsSync, writeFileSync } from 'node:fs';
+// With DRO_FAULT_MARK each fault fires once: it names the files created just before they fire, so a
+// restarted worker with the same environment does not crash again. Without it a fault fires every time
+// its point is reached, in every worker started with it: a crash loop, a step that kills its worker on
+// every attempt. Each kill says so on stderr first, so a test can tell which worker died where.
+import { existsSync, writeFileSync, writeSync } from 'node:fs';
 import type { BlobStore } from '../storage/blob-store.js';
 import { isManifestKey } from '../storage/checkpoints.js';
 
@@ -19,11 +21,14 @@ export interface FaultPlan {
   hold(point: 'hold-upload', step: number): Promise<void>;
 }
 
+/** What a worker prints just before a fault kills it, e.g. "fault update@3: SIGKILL". */
+export const faultKillLine = (fault: string): string => `fault ${fault}: SIGKILL`;
+
 export const NO_FAULTS: FaultPlan = { at: () => false, hold: () => Promise.resolve() };
 
 /**
  * DRO_FAULT=<point>@<step>[,<point>@<step>...], e.g. `rollout@2,update@7`; with DRO_FAULT_MARK=<prefix>
- * each fault fires once (its mark file is <prefix>.<point>@<step>).
+ * each fault fires once (its mark file is <prefix>.<point>@<step>), without it every time.
  */
 export function faultsFromEnv(env: NodeJS.ProcessEnv = process.env): FaultPlan {
   const spec = env.DRO_FAULT;
@@ -44,6 +49,8 @@ export function faultsFromEnv(env: NodeJS.ProcessEnv = process.env): FaultPlan {
         writeFileSync(file, `${f.name}\n`);
       }
       if (p === 'nan-loss') return true;
+      // Synchronous: the line is in the pipe before the process is gone.
+      writeSync(2, `${faultKillLine(f.name)}\n`);
       process.kill(process.pid, 'SIGKILL');
       return false;
     },

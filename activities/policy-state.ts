@@ -4,7 +4,8 @@
 // the adapters in PEFT's layout (adapter_model.safetensors, adapter_config.json) and their optimizer
 // state instead of the model, with the sha256 of the base they belong to.
 import { hostname } from 'node:os';
-import type { RunConfig } from '../dro/config.js';
+import { parseRunConfig, type RunConfig } from '../dro/config.js';
+import { unresumableDifferences } from '../dro/resumable.js';
 import { initialCursor, DataSampler } from '../datasets/sampler.js';
 import { loadDemonstrations, syntheticDemonstrations } from '../datasets/demonstrations.js';
 import type { SyntheticExample } from '../datasets/synthetic.js';
@@ -47,6 +48,21 @@ export async function readSubset(store: BlobStore, data: RunData, runId: string,
   return (await readSubsetRecord(store, runId, version, signal)).subset;
 }
 
+/** The config changes of a run's resumes in effect at `step`, as a checkpoint's state records them (nothing when there are none). */
+function configChangesAt(run: RunRef, step: number): Pick<CheckpointState, 'configChanges'> {
+  const changes = (run.configChanges ?? []).filter((c) => c.fromStep <= step);
+  return changes.length > 0 ? { configChanges: changes } : {};
+}
+
+/** A checkpoint's config with today's defaults filled in (a field added since it was written has its default). */
+function parseCheckpointConfig(config: unknown, step: number): RunConfig {
+  try {
+    return parseRunConfig(config);
+  } catch (err) {
+    throw failure('InvalidData', `checkpoint ${step}'s config is no longer valid: ${(err as Error).message}`, err);
+  }
+}
+
 export function runtimeNotes(saved: CheckpointState['runtime'] | undefined, config: RunConfig): string[] {
   if (!saved) return [];
   const now = runtimeInfo();
@@ -80,8 +96,15 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
       }
       const latest = loaded.ref;
       const state = checkpointState(loaded);
+      // A resume may have changed fields that leave the checkpoint's meaning alone (dro/resumable.ts); never others.
       if (state.configHash !== run.configHash) {
-        throw failure('InvalidConfig', `checkpoint ${latest.step} of run ${run.runId} was written with config ${state.configHash.slice(0, 12)}, this run has ${run.configHash.slice(0, 12)}; resume with the checkpoint's config`);
+        const refused = unresumableDifferences(parseCheckpointConfig(state.config, latest.step), run.config);
+        if (refused.length > 0) {
+          throw failure(
+            'InvalidConfig',
+            `checkpoint ${latest.step} of run ${run.runId} was written with config ${state.configHash.slice(0, 12)}, this run has ${run.configHash.slice(0, 12)}, which differs in ${refused.join(', ')}: fields a resume cannot change; resume with the checkpoint's config`,
+          );
+        }
       }
       const weightsFile = trainedWeightsFile(run.config);
       if (run.config.model.loraRank > 0) await checkLoraBase(hosted.engine, state, `checkpoint ${latest.step} of run ${run.runId}`);
@@ -181,6 +204,7 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
         config: run.config,
         configHash: run.configHash,
         hyperparameters: (run.hyperparameters ?? []).filter((c) => c.fromStep <= position.step),
+        ...configChangesAt(run, position.step),
         runtime: { onnxruntimeVersion: rt.onnxruntimeVersion, cpuModel: rt.cpuModel, intraOpThreads: run.config.model.intraOpThreads, executionProvider: run.config.model.executionProvider },
       };
       const { model } = run.config;

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import type { RunConfig } from '../dro/config.js';
 import type { FilterDecision } from '../dro/data-filter.js';
 import type { HyperparameterChange } from '../dro/hyperparameters.js';
+import type { ConfigChange } from '../dro/resumable.js';
 import type { SamplerCursor } from '../datasets/sampler.js';
 import { BlobNotFoundError, type BlobStore, type OpOptions } from '../storage/blob-store.js';
 import { STATE_FILE, readCheckpointState as readStateFile, type LoadedCheckpoint } from '../storage/checkpoints.js';
@@ -118,8 +119,11 @@ export type FilterRoundRecord = z.infer<typeof filterRoundSchema>;
 const subsetSchema = z.object({ version: count, round: count, subset: z.array(z.string()) });
 export type SubsetRecord = z.infer<typeof subsetSchema>;
 
-/** hyperparameters.json: the run's change log, every hyper-parameter change it accepted, in order. */
-const changeLogSchema = z.object({ runId: z.string(), changes: z.array(ownedObject<HyperparameterChange>()) });
+/**
+ * hyperparameters.json: the run's change log, every hyper-parameter change it accepted, in order, and the
+ * config changes its resumes made (absent in logs of runs that never resumed with one).
+ */
+const changeLogSchema = z.object({ runId: z.string(), changes: z.array(ownedObject<HyperparameterChange>()), configChanges: z.array(ownedObject<ConfigChange>()).optional() });
 export type ChangeLogRecord = z.infer<typeof changeLogSchema>;
 
 export const CHECKPOINT_STATE_VERSION = 1;
@@ -137,6 +141,8 @@ const checkpointStateSchema = z.object({
   configHash: z.string(),
   /** The hyper-parameter changes in effect at this step (fromStep ≤ step); later ones are in the run's change log. */
   hyperparameters: z.array(ownedObject<HyperparameterChange>()),
+  /** The config changes of resumes in effect at this step (fromStep ≤ step), in order; absent when there are none. */
+  configChanges: z.array(ownedObject<ConfigChange>()).optional(),
   runtime: z.object({ onnxruntimeVersion: z.string(), cpuModel: z.string(), intraOpThreads: count, executionProvider: z.string() }),
   /** LoRA runs: the base the adapters belong to (sha256 of its weights as loaded, see PolicyEngine.baseDigest). */
   loraBase: z.object({ sha256: z.string(), path: z.string().nullable() }).optional(),

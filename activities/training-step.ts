@@ -357,10 +357,10 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
     });
   }
 
-  /** The run's change log: every hyper-parameter change accepted so far, read back by `dro resume`. */
+  /** The run's change log: every hyper-parameter change accepted so far and the config changes of its resumes, read back by `dro resume`. */
   async function recordHyperparameters(run: RunRef, changes: HyperparameterChange[]): Promise<void> {
     const store = await deps.openStore(run.config.checkpoint.store);
-    await writeChangeLog(store, { runId: run.runId, changes });
+    await writeChangeLog(store, { runId: run.runId, changes, ...(run.configChanges?.length ? { configChanges: run.configChanges } : {}) });
   }
 
   return { initialCursor, sampleBatch, rollout, scoreReference, computeRewards, update, recordStep, recordHyperparameters };

@@ -3,17 +3,20 @@
 // live in the store under deterministic keys (activities/records.ts).
 import type { RunConfig } from '../dro/config.js';
 import type { HyperparameterChange } from '../dro/hyperparameters.js';
+import type { ConfigChange } from '../dro/resumable.js';
 import type { SamplerCursor } from '../datasets/sampler.js';
 import type { PolicyTag } from '../engine/index.js';
 
 /** What every activity needs to find a run: its name, its validated config and the config's hash. */
 export interface RunRef {
   runId: string;
-  /** The config the run started with; a step's own is `configAt(config, hyperparameters, step)`. */
+  /** The config the run started with (or was resumed with); a step's own is `configAt(config, hyperparameters, step)`. */
   config: RunConfig;
   configHash: string;
   /** Hyper-parameter changes received while the run trained (`dro set`), in the order received. */
   hyperparameters?: HyperparameterChange[];
+  /** The config changes of the run's resumes (`dro resume --config`), in order; `config` has them applied. */
+  configChanges?: ConfigChange[];
 }
 
 /**

@@ -5,13 +5,14 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
-import { Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
+import { ApplicationFailure, Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { checkpointState, readChangeLog, readEvaluation, readStepMetrics, type CheckpointState, type StepMetricsRecord } from '../activities/records.js';
 import { canonicalJson, parseRunConfig, type RunConfig } from '../dro/config.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { CheckpointError, STATE_FILE, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type CheckpointListing, type LoadedCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 import type { HyperparameterChange } from '../dro/hyperparameters.js';
+import { describeConfigChange, planResume, ResumeConfigError, type ConfigChange, type ResumePlan } from '../dro/resumable.js';
 import { temporalTarget, webUiLink } from '../workers/connection.js';
 import { missingSearchAttributes, searchAttributeCommands } from '../workers/search-attributes.js';
 import { CONTROL_QUEUE, progressQuery, resumeSignal, searchAttributes, trainingWorkflowId, type RunStatus, type TrainingProgress } from '../workflows/messages.js';
@@ -98,7 +99,13 @@ export interface StartedRun {
  * A new run refuses an id Temporal has seen (REJECT_DUPLICATE); a resume reuses a closed one, and of
  * two at once the second fails to start (conflict policy FAIL).
  */
-async function startExecution(c: Connected, runId: string, config: RunConfig, reuse: 'REJECT_DUPLICATE' | 'ALLOW_DUPLICATE', hyperparameters: HyperparameterChange[] = []) {
+async function startExecution(
+  c: Connected,
+  runId: string,
+  config: RunConfig,
+  reuse: 'REJECT_DUPLICATE' | 'ALLOW_DUPLICATE',
+  changes: { hyperparameters: HyperparameterChange[]; configChanges: ConfigChange[] } = { hyperparameters: [], configChanges: [] },
+) {
   const missing = await missingSearchAttributes(c.client.connection, c.namespace);
   if (missing.length > 0) {
     throw new RunError(`namespace ${c.namespace} lacks the search attributes runs are listed by (${missing.join(', ')}); add them: ${searchAttributeCommands(missing, c.namespace)}`);
@@ -106,7 +113,7 @@ async function startExecution(c: Connected, runId: string, config: RunConfig, re
   return c.client.workflow.start<typeof trainingRun>('trainingRun', {
     taskQueue: CONTROL_QUEUE,
     workflowId: trainingWorkflowId(runId),
-    args: [{ runId, config, configHash: configHash(config), hyperparameters }],
+    args: [{ runId, config, configHash: configHash(config), hyperparameters: changes.hyperparameters, ...(changes.configChanges.length > 0 ? { configChanges: changes.configChanges } : {}) }],
     memo: { store: config.checkpoint.store, totalSteps: config.schedule.totalSteps },
     workflowIdReusePolicy: reuse,
     workflowIdConflictPolicy: 'FAIL',
@@ -191,10 +198,14 @@ export async function describeRun(c: Connected, runId: string): Promise<RunDescr
   }
 }
 
-/** The innermost message of a workflow failure (the activity's own words). */
+/**
+ * What a workflow failure says to a user: the outermost ApplicationFailure's message (the run's own
+ * failure names the step and the cause, e.g. a crash loop's give-up above the timeout that ended its last
+ * attempt, or an activity's own words), else the innermost message (a termination's reason).
+ */
 export function failureMessage(err: unknown): string {
   let e: unknown = err;
-  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
+  while (!(e instanceof ApplicationFailure) && e instanceof Error && e.cause instanceof Error) e = e.cause;
   return e instanceof Error ? e.message : String(err);
 }
 
@@ -235,16 +246,6 @@ export interface ResumeOutcome {
   link?: string;
 }
 
-/** Fields whose values differ between two configs, as dotted paths. */
-export function configDifferences(a: unknown, b: unknown, path = ''): string[] {
-  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-  if (isObject(a) && isObject(b)) {
-    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
-    return keys.flatMap((k) => configDifferences(a[k], b[k], path ? `${path}.${k}` : k));
-  }
-  return canonicalJson(a) === canonicalJson(b) ? [] : [path || '(config)'];
-}
-
 /** Starts a new execution of a run whose workflow is gone, from its latest valid checkpoint. */
 export async function resumeRun(c: Connected, runId: string, options: { store?: string; configFile?: string; log: (line: string) => void }): Promise<ResumeOutcome> {
   validateRunId(runId);
@@ -266,19 +267,30 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
   const state = latest && checkpointState(latest);
   let config: RunConfig;
   let from: number | undefined;
+  const changes = await changeLog(store, runId, state);
   if (latest && state) {
     config = parseRunConfig(state.config);
     from = latest.ref.step;
     if (options.configFile) {
       const given = await readRunConfig(options.configFile);
-      const diff = configDifferences(config, given);
-      if (diff.length > 0) throw new RunError(`the config in ${options.configFile} differs from checkpoint ${latest.ref.step}'s in ${diff.join(', ')}; a resumed run must keep its config`);
+      let plan: ResumePlan;
+      try {
+        plan = planResume(config, given, from + 1, changes.hyperparameters);
+      } catch (err) {
+        if (err instanceof ResumeConfigError) throw new RunError(`${options.configFile} differs from checkpoint ${from}'s config: ${err.message}`);
+        throw err;
+      }
+      config = plan.config;
+      if (plan.hyperparameters) changes.hyperparameters.push(plan.hyperparameters);
+      if (plan.change) {
+        changes.configChanges.push(plan.change);
+        options.log(`changing from step ${plan.change.fromStep}: ${describeConfigChange(plan.change)}`);
+      }
     }
   } else {
     if (!options.configFile) throw new RunError(`run ${runId} has no valid checkpoint in ${uri}${skipped.length ? ` (${skipped.length} invalid)` : ''}; start it again from its config with \`dro resume --run ${runId} --config <file>\``);
     config = await readRunConfig(options.configFile);
   }
-  const changes = await changeLog(store, runId, state);
   const workflowId = trainingWorkflowId(runId);
   try {
     const handle = await startExecution(c, runId, config, 'ALLOW_DUPLICATE', changes);
@@ -290,10 +302,13 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
   }
 }
 
-/** Every hyper-parameter change the run accepted: its change log, else what its checkpoint recorded. */
-async function changeLog(store: BlobStore, runId: string, state: CheckpointState | undefined): Promise<HyperparameterChange[]> {
+/** Every change the run accepted (hyper-parameters, and config changes at resumes): its change log, else what its checkpoint recorded. */
+async function changeLog(store: BlobStore, runId: string, state: CheckpointState | undefined): Promise<{ hyperparameters: HyperparameterChange[]; configChanges: ConfigChange[] }> {
   const log = await readChangeLog(store, runId);
-  return log ? log.changes : (state?.hyperparameters ?? []);
+  return {
+    hyperparameters: [...(log ? log.changes : (state?.hyperparameters ?? []))],
+    configChanges: [...((log ? log.configChanges : state?.configChanges) ?? [])],
+  };
 }
 
 export async function runCheckpoints(uri: string, runId: string): Promise<CheckpointListing[]> {

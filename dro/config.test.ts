@@ -1,7 +1,7 @@
 // The run config: defaults, nesting, every error naming its field, docs for every field, canonical JSON.
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ADVANTAGE_OPTIONS } from './advantages.js';
-import { canonicalJson, DEFAULT_INIT_MODEL, parseRunConfig, RunConfigError, runConfigFieldDocs, runConfigMarkdownTable } from './config.js';
+import { canonicalJson, configDifferences, DEFAULT_INIT_MODEL, parseRunConfig, RunConfigError, runConfigFieldDocs, runConfigMarkdownTable } from './config.js';
 import { DEFAULT_DATA_FILTER_OPTIONS } from './data-filter.js';
 import { DEFAULT_GRPO_LOSS_OPTIONS } from './grpo.js';
 import { DEFAULT_R3_OPTIONS, resolveR3Options } from './r3.js';
@@ -169,5 +169,15 @@ describe('canonicalJson', () => {
     expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null }, e: undefined })).toBe('{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}');
     expect(canonicalJson(parseRunConfig({ seed: 1 }))).toBe(canonicalJson(JSON.parse(JSON.stringify(parseRunConfig({ seed: 1 })))));
     expect(canonicalJson('x')).toBe('"x"');
+  });
+});
+
+describe('configDifferences', () => {
+  it('names every differing leaf by its dotted path, a field one side lacks included, in sorted order', () => {
+    expect(configDifferences(parseRunConfig({}), parseRunConfig({}))).toEqual([]);
+    expect(configDifferences(parseRunConfig({ seed: 1, rollout: { groupSize: 2 } }), parseRunConfig({ rollout: { groupSize: 3 } }))).toEqual(['rollout.groupSize', 'seed']);
+    expect(configDifferences({ a: { b: [1, 2] }, c: 1 }, { a: { b: [2, 1] }, d: 1 })).toEqual(['a.b', 'c', 'd']);
+    expect(configDifferences({ a: { x: 1, y: 2 } }, { a: { y: 2, x: 1 } })).toEqual([]);
+    expect(configDifferences(1, 2)).toEqual(['(config)']);
   });
 });

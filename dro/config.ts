@@ -10,7 +10,6 @@ import { DEFAULT_GROUP_FILTER_OPTIONS } from './group-filter.js';
 import { DEFAULT_GRPO_LOSS_OPTIONS } from './grpo.js';
 import { DEFAULT_MAX_ATTEMPTS_PER_STEP } from './attempts.js';
 
-
 const int = (min: number) => z.number().int().min(min);
 const share = () => z.number().min(0).max(1);
 const positive = () => z.number().positive();
@@ -304,6 +303,16 @@ export function canonicalJson(value: unknown): string {
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
   }
   return JSON.stringify(value);
+}
+
+/** The fields whose values differ between two configs, as sorted dotted paths (a field one side lacks differs). */
+export function configDifferences(a: unknown, b: unknown, path = ''): string[] {
+  const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (isObject(a) && isObject(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort();
+    return keys.flatMap((k) => configDifferences(a[k], b[k], path ? `${path}.${k}` : k));
+  }
+  return canonicalJson(a) === canonicalJson(b) ? [] : [path || '(config)'];
 }
 
 export interface ConfigFieldDoc {

@@ -11,7 +11,7 @@ import { startRun, type Connected } from '../cli/client.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
-import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, PolicyKeeper, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
 const TOTAL = 6;
 
@@ -37,25 +37,13 @@ let store: string;
 
 /** Runs `runId` with one policy worker that is restarted whenever a fault kills it. */
 async function supervisedRun(runId: string, env: Record<string, string>): Promise<{ result: TrainingRunResult; digest: RunDigest; restarts: number }> {
-  let stopped = false;
-  let restarts = 0;
-  let current: WorkerProcess;
-  const start = async (): Promise<void> => {
-    current = await WorkerProcess.start('policy', { ...services.env, ...env });
-    void current.exited.then(() => {
-      if (stopped) return;
-      restarts++;
-      return start();
-    });
-  };
-  await start();
+  const keeper = await PolicyKeeper.start({ ...services.env, ...env });
   try {
     const { handle } = await startRun(c, tinyRunConfig(store, LORA_RUN), runId);
     const result = await handle.result();
-    return { result, digest: await runDigest(store, runId, TOTAL), restarts };
+    return { result, digest: await runDigest(store, runId, TOTAL), restarts: keeper.restarts };
   } finally {
-    stopped = true;
-    await current!.kill('SIGTERM');
+    await keeper.stop();
   }
 }
 

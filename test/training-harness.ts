@@ -1,7 +1,8 @@
 // Test harness for training runs against real servers: private Temporal and SeaweedFS instances on
 // their own ports and data (so a test may stop, restart or wipe them), worker processes started with
-// `dro worker` and killed by their PID, the run configs the tests share, one poller with deadlines
-// sized to the work awaited, and the digests and metrics that runs are compared by.
+// `dro worker` and killed by their PID (a keeper restarts the policy worker when one dies), the run
+// configs the tests share, one poller with deadlines sized to the work awaited, and the digests and
+// metrics that runs are compared by.
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,9 @@ import { openBlobStore } from '../storage/open.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { withFreshPorts } from './net.js';
 
-export { WorkerProcess } from '../scripts/lib/worker-process.js';
+import { WorkerProcess } from '../scripts/lib/worker-process.js';
+
+export { WorkerProcess };
 
 export interface PrivateServices {
   cfg: ServicesConfig;
@@ -87,6 +90,54 @@ export function runRefOf(runId: string, config: RunConfig): RunRef {
  */
 export function wideModel(layers: number): Record<string, number | boolean> {
   return { vocab_size: 260, hidden_size: 128, intermediate_size: 344, num_hidden_layers: layers, num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true, max_position_embeddings: 512, attention_bias: false };
+}
+
+/**
+ * Keeps one policy worker running, as a process supervisor would: when it dies (a fault or a test killed
+ * it), another starts with the same environment. Every worker it started stays in `all`, in order.
+ */
+export class PolicyKeeper {
+  readonly all: WorkerProcess[] = [];
+  private stopped = false;
+  private starting: Promise<unknown> = Promise.resolve();
+
+  private constructor(private readonly env: Record<string, string>) {}
+
+  /** Starts the first worker with `env` (the services' variables and any fault plan) and keeps one running. */
+  static async start(env: Record<string, string>): Promise<PolicyKeeper> {
+    const keeper = new PolicyKeeper(env);
+    await keeper.next();
+    return keeper;
+  }
+
+  /** The newest worker (the one running, unless it just died and its successor is starting). */
+  get current(): WorkerProcess {
+    return this.all.at(-1)!;
+  }
+
+  /** Workers started after the first. */
+  get restarts(): number {
+    return this.all.length - 1;
+  }
+
+  private next(): Promise<WorkerProcess> {
+    const started = WorkerProcess.start('policy', this.env).then((worker) => {
+      this.all.push(worker);
+      void worker.exited.then(() => {
+        if (!this.stopped) void this.next().catch(() => undefined);
+      });
+      return worker;
+    });
+    this.starting = started.catch(() => undefined);
+    return started;
+  }
+
+  /** Stops restarting, waits for a start in progress, and stops every worker still running (SIGTERM by PID). */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.starting;
+    await Promise.all(this.all.map((w) => w.kill('SIGTERM')));
+  }
 }
 
 /** Orchestration for runs whose policy worker a test kills: a dead worker is noticed within seconds. */

@@ -7,6 +7,7 @@ import type { LoopPosition, RewardSummary, RolloutSummary, RunRef, UpdateSummary
 import type { RunConfig } from '../dro/config.js';
 import { stepThrough } from '../dro/attempts.js';
 import { configAt, hyperparametersOf, type HyperparameterChange } from '../dro/hyperparameters.js';
+import type { ConfigChange } from '../dro/resumable.js';
 import { searchAttributes, type Phase, type RunStatus, type StepBrief, type TrainingProgress } from './messages.js';
 
 export interface TrainingRunInput {
@@ -17,6 +18,8 @@ export interface TrainingRunInput {
   state?: TrainingRunState;
   /** On a resume: the run's change log from its store, so the replayed steps get the same changes. */
   hyperparameters?: HyperparameterChange[];
+  /** On a resume: the config changes of the run's resumes, this one's last (`config` has them applied). */
+  configChanges?: ConfigChange[];
 }
 
 export interface TrainingRunState {
@@ -46,6 +49,8 @@ export interface TrainingRunState {
   stopRequested: boolean;
   /** Every accepted change, in the order received; step s runs with configAt(config, these, s). */
   hyperparameters: HyperparameterChange[];
+  /** The config changes of the run's resumes, for its records; absent when there are none. */
+  configChanges?: ConfigChange[];
 }
 
 export interface TrainingRunResult {
@@ -101,12 +106,14 @@ export class RunState {
           paused: false,
           stopRequested: false,
           hyperparameters: input.hyperparameters ?? [],
+          ...(input.configChanges ? { configChanges: input.configChanges } : {}),
         };
   }
 
   /** What every activity gets: the run, its config and the changes accepted so far. */
   ref(): RunRef {
-    return { runId: this.runId, config: this.config, configHash: this.configHash, hyperparameters: this.state.hyperparameters };
+    const { hyperparameters, configChanges } = this.state;
+    return { runId: this.runId, config: this.config, configHash: this.configHash, hyperparameters, ...(configChanges ? { configChanges } : {}) };
   }
 
   /** The last completed step (0 before the first). */

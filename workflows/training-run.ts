@@ -21,6 +21,8 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
   installRunMessages(run);
   run.publish();
   try {
+    // A resume that changed the config writes the run's change log (its hyper-parameters among them) before any step, as `dro set` does.
+    if (!input.state && input.configChanges?.length) await local('record the resumed config').recordHyperparameters(run.ref(), state.hyperparameters);
     // Pins a worker and loads the latest valid checkpoint first; a lost policy state comes back here (rewind.ts).
     return await withRewinds(run, async (queue) => {
       if (state.position === null) await warmStart(run, queue);

@@ -136,7 +136,12 @@ export function registerRunCommands(program: Command): void {
     .description("continue a run: unpause a paused one, or start one whose workflow ended (stopped, terminated, failed, or lost with Temporal's data) again from its latest valid checkpoint")
     .addOption(runOption())
     .addOption(storeOption())
-    .addOption(textOption('--config <file>', "the run's config, checked against the checkpoint's (refused if a field differs); needed when no checkpoint exists yet"))
+    .addOption(
+      textOption(
+        '--config <file>',
+        "the run's config, checked against the checkpoint's: operational fields and hyper-parameters may change from the resumed step, any other change is refused, naming the field and the fields that may change; needed when no checkpoint exists yet",
+      ),
+    )
     .addOption(followOption())
     .action(async (o: { run: string; store?: string; config?: string; follow: boolean }) => {
       await withClient(async (c) => {
