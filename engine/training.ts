@@ -12,7 +12,7 @@ import { resolveMicroBatchTokens } from './memory.js';
 import type { ModelConfig } from './model/config.js';
 import type { LoraConfig } from './model/lora.js';
 import type { ParamSpec } from './model/params.js';
-import { buildGradientGraph, buildOptimizerGraph, TRAIN_IO, type LossGraphOptions, type OptimizerGraphOptions } from './model/train-graph.js';
+import { buildFusedTrainGraph, buildGradientGraph, buildOptimizerGraph, TRAIN_IO, type LossGraphOptions, type OptimizerGraphOptions } from './model/train-graph.js';
 import type { Graph } from './onnx/graph.js';
 import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
 
@@ -218,8 +218,14 @@ export function microBatchFeeds(config: ModelConfig, dtype: FloatDType, sequence
   return prepareUpdate(config, dtype, sequences, options).microBatches;
 }
 
-/** The graphs an update runs: a micro-batch's gradients (the first one's, or added to those before), and the optimizer step. */
-export type TrainGraphKey = { kind: 'gradient'; accumulate: boolean; options: LossGraphOptions } | { kind: 'optimizer'; options: OptimizerGraphOptions };
+/**
+ * The graphs an update runs: a micro-batch's gradients (the first one's, or added to those before), and
+ * the optimizer step; or, for a batch that is one micro-batch, both in one graph.
+ */
+export type TrainGraphKey =
+  | { kind: 'gradient'; accumulate: boolean; options: LossGraphOptions }
+  | { kind: 'optimizer'; options: OptimizerGraphOptions }
+  | { kind: 'fused'; options: { loss: LossGraphOptions; optimizer: OptimizerGraphOptions } };
 
 /**
  * Train sessions by graph, least recently used first. A run alternates between very few option sets (an
@@ -244,7 +250,9 @@ export class TrainSessions {
   }
 
   private build(key: TrainGraphKey): Graph {
-    return key.kind === 'gradient' ? buildGradientGraph(this.config, key.options, this.lora, key.accumulate) : buildOptimizerGraph(this.trained, key.options);
+    if (key.kind === 'gradient') return buildGradientGraph(this.config, key.options, this.lora, key.accumulate);
+    if (key.kind === 'optimizer') return buildOptimizerGraph(this.trained, key.options);
+    return buildFusedTrainGraph(this.config, key.options.loss, key.options.optimizer, this.lora);
   }
 
   async get(graph: TrainGraphKey): Promise<OrtSession> {
@@ -345,11 +353,6 @@ export async function runUpdates(
   const results: TrainStepResult[] = [];
   for (const p of prepared) {
     const update = state.step + 1;
-    const { loss, grads } = await accumulateGradients(model, sessions, state.params, p, signal);
-    if (!Number.isFinite(loss)) throw new NonFiniteUpdateError(update, 'loss', loss);
-    await checkAbort(signal);
-    const session = await sessions.get({ kind: 'optimizer', options: p.optimizer });
-    await checkAbort(signal);
     const feeds: Record<string, TensorData> = {
       ...weightFeeds(dtype, { specs, values: state.params }),
       [TRAIN_IO.learningRate]: scalarFeed(dtype, p.learningRate),
@@ -358,11 +361,29 @@ export async function runUpdates(
     };
     for (const spec of specs) {
       const size = state.params.get(spec.name)!.length;
-      feeds[TRAIN_IO.grad(spec.name)] = { dtype, dims: spec.shape, data: grads.get(spec.name)! };
       feeds[TRAIN_IO.m(spec.name)] = { dtype, dims: spec.shape, data: state.m.get(spec.name) ?? zeros(dtype, size) };
       feeds[TRAIN_IO.v(spec.name)] = { dtype, dims: spec.shape, data: state.v.get(spec.name) ?? zeros(dtype, size) };
     }
+    let loss = NaN;
+    let session: OrtSession;
+    if (p.microBatches.length === 1) {
+      await checkAbort(signal);
+      session = await sessions.get({ kind: 'fused', options: { loss: p.loss, optimizer: p.optimizer } });
+      Object.assign(feeds, model.frozen ? weightFeeds(dtype, model.frozen) : {}, p.microBatches[0]);
+    } else {
+      const accumulated = await accumulateGradients(model, sessions, state.params, p, signal);
+      loss = accumulated.loss;
+      if (!Number.isFinite(loss)) throw new NonFiniteUpdateError(update, 'loss', loss);
+      await checkAbort(signal);
+      session = await sessions.get({ kind: 'optimizer', options: p.optimizer });
+      for (const spec of specs) feeds[TRAIN_IO.grad(spec.name)] = { dtype, dims: spec.shape, data: accumulated.grads.get(spec.name)! };
+    }
+    await checkAbort(signal);
     const out = await session.run(feeds);
+    if (p.microBatches.length === 1) {
+      loss = Number(out[TRAIN_IO.loss]!.data[0]);
+      if (!Number.isFinite(loss)) throw new NonFiniteUpdateError(update, 'loss', loss);
+    }
     const gradNorm = Number(out[TRAIN_IO.gradNorm]!.data[0]);
     if (!Number.isFinite(gradNorm)) throw new NonFiniteUpdateError(update, 'gradient norm', gradNorm);
     const params = new Map<string, FloatArray>();

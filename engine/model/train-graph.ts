@@ -145,6 +145,27 @@ export function buildOptimizerGraph(trained: readonly ParamSpec[], o: OptimizerG
   const g = new Graph('optimizer');
   const params = trained.map((spec) => g.input(spec.name, o.dtype, [...spec.shape]));
   const grads = trained.map((spec) => g.input(TRAIN_IO.grad(spec.name), o.dtype, [...spec.shape]));
+  optimizerStep(g, trained.map((spec) => spec.name), params, grads, o);
+  return g;
+}
+
+/**
+ * A whole update in one graph, for a batch that is one micro-batch: its loss, gradients and the optimizer
+ * step, the same operators as the gradient graph and the optimizer graph in sequence, with no gradient
+ * leaving the session (one run and two copies of the trained tensors fewer). ONNX Runtime rounds the
+ * norm of gradients it holds in the last bit differently from that of gradients fed in, so a batch gives
+ * the same bits every time it runs, not the same bits as split into micro-batches.
+ */
+export function buildFusedTrainGraph(config: ModelConfig, loss: LossGraphOptions, optimizer: OptimizerGraphOptions, lora?: LoraConfig): Graph {
+  const { g, params, loss: value } = buildLoss(config, loss, `train_${loss.loss}`, lora);
+  const names = [...params.keys()];
+  const tensors = names.map((n) => params.get(n)!);
+  optimizerStep(g, names, tensors, gradients(g, value, tensors), optimizer, value);
+  return g;
+}
+
+/** Clipping and AdamW over `grads`, with the new tensors, moments and the norm as outputs (and `loss` before the norm, as the fused graph always had it). */
+function optimizerStep(g: Graph, names: readonly string[], params: readonly Tensor[], grads: readonly Tensor[], o: OptimizerGraphOptions, loss?: Tensor): void {
   let sumSquares: Tensor | undefined;
   for (const grad of grads) {
     const s = g.reduceSum(g.mul(grad, grad), grad.shape.map((_, i) => i));
@@ -157,7 +178,7 @@ export function buildOptimizerGraph(trained: readonly ParamSpec[], o: OptimizerG
   const lr = g.input(TRAIN_IO.learningRate, o.dtype, []);
   const bc1 = g.input(TRAIN_IO.biasCorrection1, o.dtype, []);
   const bc2 = g.input(TRAIN_IO.biasCorrection2, o.dtype, []);
-  trained.forEach(({ name }, i) => {
+  names.forEach((name, i) => {
     const p = params[i]!;
     const grad = clipScale ? g.mul(grads[i]!, clipScale) : grads[i]!;
     const m = g.input(TRAIN_IO.m(name), o.dtype, [...p.shape]);
@@ -170,8 +191,8 @@ export function buildOptimizerGraph(trained: readonly ParamSpec[], o: OptimizerG
     g.output(m2, TRAIN_IO.newM(name));
     g.output(v2, TRAIN_IO.newV(name));
   });
+  if (loss) g.output(loss, TRAIN_IO.loss);
   g.output(gradNorm, TRAIN_IO.gradNorm);
-  return g;
 }
 
 /** Names of the scoring graph's extra inputs. */
