@@ -24,13 +24,13 @@ export const BASE_BYTES = 320 * MiB;
 
 // Fitted multipliers (README "Memory" gives the fit and its residuals).
 /** Floats per trained parameter an update adds: gradient, accumulator, two moments, the new tensors, ONNX Runtime's copies. */
-const UPDATE_FLOATS_PER_TRAINED = 6.9;
+const UPDATE_FLOATS_PER_TRAINED = 6.5;
 /** Floats per frozen parameter an update under LoRA adds (the base's gradient path through every adapted projection). */
 const UPDATE_FLOATS_PER_FROZEN = 4;
 /** Floats per vocabulary entry and token of a gradient micro-batch: logits, their softmax and gradient. */
 const UPDATE_VOCAB_FLOATS = 4.2;
 /** Attention scores kept per head, key and layer for the backward pass. */
-const UPDATE_ATTENTION_FLOATS = 0.885;
+const UPDATE_ATTENTION_FLOATS = 0.8;
 /** Scoring's one-layer working set per token, and its vocabulary-sized tensors per scored position. */
 const SCORE_LAYER_FLOATS = 1.25;
 const SCORE_VOCAB_FLOATS = 3.5;

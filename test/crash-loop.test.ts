@@ -189,4 +189,30 @@ describe.sequential('a crash loop at one step', () => {
     expect((await listCheckpoints(s, RUN_ID)).every((l) => l.valid)).toBe(true);
     expect(await c.client.workflow.getHandle(trainingWorkflowId(RUN_ID)).describe()).toMatchObject({ status: { name: 'COMPLETED' } });
   }, RESUME_MS + 120_000);
+
+  it('a policy worker whose --memory cannot hold a run refuses it when it loads, naming the phase, the estimate and the fields; the worker lives on', async () => {
+    await faulty?.stop();
+    await healthy?.stop();
+    // 0.2 GiB is less than a process's own footprint, so every phase of any run is over it.
+    const small = await WorkerProcess.start('policy', services.env, ['--memory', '0.2']);
+    try {
+      const runId = 'over-budget';
+      const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
+      const described = await waitFor('the over-budget run to end', () => ended(runId), trainingDeadlineMs(1));
+      expect(described.state).toBe('failed');
+      const failure = await handle.result().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      const cause = (failure as WorkflowFailedError).cause as ApplicationFailure;
+      expect(cause.type).toBe('InsufficientMemory');
+      expect(cause.message).toMatch(/^run over-budget: its (rollout|scoring|update) needs about \d+\.\d GiB \(process 0\.3 GiB, .*\) for .*, more than this policy worker's memory budget of 0\.2 GiB \(dro worker --memory\); lower .*, or give the worker more memory$/);
+      expect(described.failure).toBe(cause.message);
+      // Refused, not killed: the same worker process still runs.
+      expect(small.child.exitCode).toBeNull();
+      expect((await listCheckpoints(await openBlobStore(store), runId)).length).toBe(0);
+    } finally {
+      await small.kill('SIGTERM');
+    }
+  }, trainingDeadlineMs(1) + 60_000);
 });

@@ -28,8 +28,9 @@ export class WorkerProcess {
     return this.child.pid!;
   }
 
-  static async start(role: 'control' | 'policy' | 'all', env: Record<string, string | undefined> = {}): Promise<WorkerProcess> {
-    const child = spawn(DRO, ['worker', '--role', role, '--exit-with-parent'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** Starts `dro worker --role <role>` with `env` added to this process's and any further `dro worker` options. */
+  static async start(role: 'control' | 'policy' | 'all', env: Record<string, string | undefined> = {}, options: readonly string[] = []): Promise<WorkerProcess> {
+    const child = spawn(DRO, ['worker', '--role', role, '--exit-with-parent', ...options], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     const worker = new WorkerProcess(child);
     await worker.ready;
     return worker;
