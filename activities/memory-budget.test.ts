@@ -27,7 +27,7 @@ describe('checkRunMemory', () => {
     const err = refusal(() => checkRunMemory(config, SMOLLM2, undefined, 6 * GiB, 'r1'));
     expect(err.type).toBe('InsufficientMemory');
     expect(err.nonRetryable).toBe(true);
-    expect(err.message).toMatch(/^run r1: its update needs about \d+\.\d GiB \(process 0\.3 GiB, weights 0\.5 GiB, reference 0\.5 GiB, update 3\.3 GiB, activations \d+\.\d GiB\) for update\.microBatchTokens = auto \(2048\) tokens per micro-batch, sequences of up to 768 tokens, more than this policy worker's memory budget of 6\.0 GiB \(dro worker --memory\); lower update\.microBatchTokens, rollout\.maxNewTokens, model\.loraRank, or give the worker more memory$/);
+    expect(err.message).toMatch(/^run r1: its update needs about \d+\.\d GiB \(process 0\.3 GiB, weights 0\.5 GiB, reference 0\.5 GiB, update 3\.3 GiB, accumulation 2\.0 GiB, activations \d+\.\d GiB\) for update\.microBatchTokens = auto \(2048\) tokens per micro-batch, sequences of up to 768 tokens, more than this policy worker's memory budget of 6\.0 GiB \(dro worker --memory\); lower update\.microBatchTokens, rollout\.maxNewTokens, model\.loraRank, or give the worker more memory$/);
   });
 
   it('names the phase that is over: a wide rollout batch refuses the rollout, naming its fields', () => {

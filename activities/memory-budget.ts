@@ -55,7 +55,8 @@ export function runMemoryEstimates(config: RunConfig, model: ModelConfig, lora: 
     },
     {
       phase: 'update',
-      estimate: estimateUpdateBytes(model, { ...resident, microBatchTokens: micro, longest: chain }),
+      // A batch of more tokens than one micro-batch holds accumulates gradients between sessions.
+      estimate: estimateUpdateBytes(model, { ...resident, microBatchTokens: micro, longest: chain, accumulates: config.rollout.promptsPerStep * config.rollout.groupSize * chain > micro }),
       shape: `${microText} tokens per micro-batch, sequences of up to ${chain} tokens`,
       fields: ['update.microBatchTokens', 'rollout.maxNewTokens', ...loraField],
     },

@@ -25,6 +25,13 @@ export const BASE_BYTES = 320 * MiB;
 // Fitted multipliers (README "Memory" gives the fit and its residuals).
 /** Floats per trained parameter an update adds: gradient, accumulator, two moments, the new tensors, ONNX Runtime's copies. */
 const UPDATE_FLOATS_PER_TRAINED = 6.5;
+/**
+ * Floats per trained parameter that accumulating over several micro-batches adds: the gradient fed in and
+ * the one coming out, the accumulating session's own buffers. Fitted to the steady state of
+ * `npm run bench:update` (SmolLM2, 4-16 micro-batches, after a warm-up update), which a single fresh update
+ * does not show: the 40M model's single updates put it nearer 2.
+ */
+const ACCUMULATE_FLOATS_PER_TRAINED = 4;
 /** Floats per frozen parameter an update under LoRA adds (the base's gradient path through every adapted projection). */
 const UPDATE_FLOATS_PER_FROZEN = 4;
 /** Floats per vocabulary entry and token of a gradient micro-batch: logits, their softmax and gradient. */
@@ -101,6 +108,8 @@ function resident(config: ModelConfig, plan: ResidentPlan): Record<string, numbe
 
 export interface UpdatePlan extends ResidentPlan {
   microBatchTokens: number;
+  /** The batch may take more than one micro-batch, so gradients are accumulated between sessions. Default true. */
+  accumulates?: boolean;
   /** The longest sequence of a micro-batch (its attention rows are this long). */
   longest: number;
 }
@@ -113,6 +122,7 @@ export function estimateUpdateBytes(config: ModelConfig, plan: UpdatePlan): Memo
     ...held,
     // The two moments are part of the fitted per-parameter figure.
     update: floatBytes(dtype) * (UPDATE_FLOATS_PER_TRAINED * plan.trainedParameters + (plan.lora ? UPDATE_FLOATS_PER_FROZEN * parameterCount(config) : 0)),
+    ...(plan.accumulates === false ? {} : { accumulation: floatBytes(dtype) * ACCUMULATE_FLOATS_PER_TRAINED * plan.trainedParameters }),
     activations: plan.microBatchTokens * updateActivationBytesPerToken(config, Math.min(plan.longest, plan.microBatchTokens), dtype),
   });
 }

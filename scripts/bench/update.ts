@@ -1,7 +1,7 @@
 // `npm run bench:update`: an update's throughput and peak memory on SmolLM2-135M-Instruct (the GGUF the
 // tests fetch) for batches of 16, 32 and 64 sequences of 512 tokens in micro-batches of 2,048 tokens, each
 // batch size in a process of its own (so its peak RSS is its own), beside the engine's own estimate of that
-// peak; with --torch, PyTorch's anchor (../shared/anchors/torch_update.py) on the same shapes in the same sitting.
+// peak; with --torch, the PyTorch anchor (scripts/bench/torch_update.py) on the same shapes in the same sitting.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -23,7 +23,7 @@ predicted tokens of every sequence (the SFT loss, which is what the PyTorch anch
 accumulated over the micro-batches, one clipped AdamW step. tokens/s = batch × 511 / the median update.
 Peak RSS is the process's (getrusage), model loading included, as the anchor reports it. The estimate is
 engine/memory.ts's, which a worker checks against its --memory budget before an update.
---torch PYTHON runs ../shared/anchors/torch_update.py with that Python (its venv needs torch and
+--torch PYTHON runs scripts/bench/torch_update.py with that Python (its venv needs torch and
 transformers) on an HF directory imported from the same GGUF, after each of ours.
 --json prints { "idle", "model", "microBatchTokens", "length", "runs": [{ "engine", "batch", "tokensPerSecond",
 "peakRssBytes", "estimateBytes", ... }] }; warnings go to stderr.`;
@@ -84,7 +84,7 @@ function runOurs(gguf: string, size: number, o: Options): UpdateResult {
 }
 
 function runTorch(python: string, modelDir: string, size: number, o: Options): UpdateResult {
-  const script = resolve(REPO_ROOT, '..', 'shared', 'anchors', 'torch_update.py');
+  const script = resolve(REPO_ROOT, 'scripts', 'bench', 'torch_update.py');
   if (!existsSync(script)) throw new Error(`the PyTorch anchor is not at ${script}`);
   // The anchor's one warm-up update is untimed, as ours.
   const child = spawnSync(python, [script, modelDir, String(size), String(o.steps), '--micro', String(o.micro), '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
