@@ -60,7 +60,7 @@ export function updateActivationBytesPerToken(config: ModelConfig, length: numbe
  * The default micro-batch: the largest power of two whose activations at the model's full context (or
  * 2,048 tokens, whichever is less) stay within AUTO_ACTIVATION_BYTES. A function of the model alone, so
  * every worker packs a run's batches the same way whatever its memory; a worker checks its own budget
- * separately (estimateRunMemory). SmolLM2-135M gets 2,048.
+ * separately (checkRunMemory in activities/memory-budget.ts). SmolLM2-135M gets 2,048.
  */
 export function autoMicroBatchTokens(config: ModelConfig): number {
   const length = Math.min(config.max_position_embeddings, 2048);

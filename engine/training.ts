@@ -364,26 +364,18 @@ export async function runUpdates(
       feeds[TRAIN_IO.m(spec.name)] = { dtype, dims: spec.shape, data: state.m.get(spec.name) ?? zeros(dtype, size) };
       feeds[TRAIN_IO.v(spec.name)] = { dtype, dims: spec.shape, data: state.v.get(spec.name) ?? zeros(dtype, size) };
     }
-    let loss = NaN;
-    let session: OrtSession;
-    if (p.microBatches.length === 1) {
-      await checkAbort(signal);
-      session = await sessions.get({ kind: 'fused', options: { loss: p.loss, optimizer: p.optimizer } });
-      Object.assign(feeds, model.frozen ? weightFeeds(dtype, model.frozen) : {}, p.microBatches[0]);
-    } else {
-      const accumulated = await accumulateGradients(model, sessions, state.params, p, signal);
-      loss = accumulated.loss;
-      if (!Number.isFinite(loss)) throw new NonFiniteUpdateError(update, 'loss', loss);
-      await checkAbort(signal);
-      session = await sessions.get({ kind: 'optimizer', options: p.optimizer });
-      for (const spec of specs) feeds[TRAIN_IO.grad(spec.name)] = { dtype, dims: spec.shape, data: accumulated.grads.get(spec.name)! };
-    }
+    // One micro-batch: loss, gradients and the optimizer step in one session; else the gradients are
+    // accumulated first and fed to the optimizer graph.
+    const fused = p.microBatches.length === 1;
+    const accumulated = fused ? undefined : await accumulateGradients(model, sessions, state.params, p, signal);
     await checkAbort(signal);
+    const session = await sessions.get(fused ? { kind: 'fused', options: { loss: p.loss, optimizer: p.optimizer } } : { kind: 'optimizer', options: p.optimizer });
+    await checkAbort(signal);
+    if (accumulated) for (const spec of specs) feeds[TRAIN_IO.grad(spec.name)] = { dtype, dims: spec.shape, data: accumulated.grads.get(spec.name)! };
+    else Object.assign(feeds, model.frozen ? weightFeeds(dtype, model.frozen) : {}, p.microBatches[0]);
     const out = await session.run(feeds);
-    if (p.microBatches.length === 1) {
-      loss = Number(out[TRAIN_IO.loss]!.data[0]);
-      if (!Number.isFinite(loss)) throw new NonFiniteUpdateError(update, 'loss', loss);
-    }
+    const loss = accumulated ? accumulated.loss : Number(out[TRAIN_IO.loss]!.data[0]);
+    if (!Number.isFinite(loss)) throw new NonFiniteUpdateError(update, 'loss', loss);
     const gradNorm = Number(out[TRAIN_IO.gradNorm]!.data[0]);
     if (!Number.isFinite(gradNorm)) throw new NonFiniteUpdateError(update, 'gradient norm', gradNorm);
     const params = new Map<string, FloatArray>();
