@@ -285,15 +285,18 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
         g.completions.forEach((c, i) => sequences.push({ ids: [...g.promptIds, ...c.ids], completionStart: g.promptIds.length, advantage: nan ? Number.NaN : r.advantages[i]!, truncated: c.truncated }));
       });
       const learningRate = learningRateAt(input.step, { peak: config.optimizer.learningRate, totalSteps: config.schedule.totalSteps, warmupSteps: config.schedule.warmupSteps, kind: config.schedule.lrSchedule, minLrRatio: config.schedule.minLrRatio });
-      const requests = sequences.map((s) => ({ ids: s.ids, targetStart: s.completionStart }));
+      // A masked truncation carries no loss, so the engine never runs it and needs no log-probs of it.
+      const counted = sequences.filter((s) => !(s.truncated && config.dro.maskTruncated));
+      const requests = counted.map((s) => ({ ids: s.ids, targetStart: s.completionStart }));
+      const scoring = performance.now();
       const old = await scoreInPlan(hosted.engine, requests, scorePlanOf(config), progress);
       const reference = config.dro.klBeta > 0 ? await scoreInPlan(hosted.engine, requests, scorePlanOf(config), progress, 'reference') : old;
+      const scoreSeconds = seconds(scoring);
       let klSum = 0;
       let klCount = 0;
-      sequences.forEach((s, i) => {
+      counted.forEach((s, i) => {
         s.oldLogprobs = old[i]!.logprobs;
         s.referencePolicyLogprobs = reference[i]!.logprobs;
-        if (s.truncated && config.dro.maskTruncated) return;
         s.oldLogprobs.forEach((lp, j) => {
           const d = s.referencePolicyLogprobs![j]! - lp;
           klSum += Math.exp(d) - d - 1;
@@ -323,6 +326,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
         trainedTokens: results.reduce((a, r) => a + r.tokens, 0),
         scoredTokens: requests.reduce((a, r) => a + r.ids.length - r.targetStart, 0) * (config.dro.klBeta > 0 ? 2 : 1),
         seconds: seconds(started),
+        scoreSeconds,
       };
       hosted.lastUpdate = { step: input.step, summary };
       await writeJson(store, runKeys.update(run.runId, input.step), summary, progress.signal);

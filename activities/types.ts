@@ -94,6 +94,8 @@ export interface UpdateSummary {
   trainedTokens: number;
   scoredTokens: number;
   seconds: number;
+  /** Of `seconds`: the old and reference-policy log-probs scored before the optimizer steps. */
+  scoreSeconds: number;
 }
 
 export interface CheckpointSummary {

@@ -171,7 +171,7 @@ export const RunConfigSchema = z
           .union([z.literal('auto'), int(1)])
           .default('auto')
           .describe(
-            "Most tokens (sequences × the longest, padding counted) per micro-batch of an update (at least data.maxPromptTokens + rollout.maxNewTokens: a sequence is never split) and per scoring call (a longer scored sequence runs alone): an update adds the micro-batches' gradients, in the batch plan's order, before each optimizer step, so its memory depends on this and the model, not on the batch; 'auto' = chosen from the model's config (README, Memory), never from the machine, so every worker packs the same way",
+            "Most tokens (sequences × the longest, padding counted) per micro-batch of an update (at least data.maxPromptTokens + rollout.maxNewTokens: a sequence is never split) and per scoring call (a longer scored sequence runs alone): an update packs its sequences longest first and adds the micro-batches' gradients before each optimizer step, so its memory depends on this and the model, not on the batch; 'auto' = chosen from the model's config (README, Memory), never from the machine, so every worker packs the same way",
           ),
       },
       'How an update runs: micro-batches and gradient accumulation',

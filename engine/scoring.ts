@@ -26,7 +26,7 @@ export interface ScoreOptions {
   /** 'reference': the frozen reference policy (the KL anchor); default 'current'. */
   policy?: 'current' | 'reference';
   /**
-   * Most tokens (sequences × the longest) per session run: the requests are packed in order
+   * Most tokens (sequences × the longest) per session run: the requests are packed longest first
    * (dro/batch-plan.ts) so memory stays bounded whatever their number; 'auto' by the model. Absent: one run.
    */
   microBatchTokens?: number | 'auto';

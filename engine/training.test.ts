@@ -11,7 +11,7 @@ import { adapterSpecs, initAdapters, type LoraConfig } from './model/lora.js';
 import { initParameters, parameterSpecs } from './model/params.js';
 import { PolicyEngine } from './policy.js';
 import { engineOptions, randomIds, releasedAfterAll, tinyModelConfig, trainStepOptions } from './testing/fixtures.js';
-import { batchGradient, lossGraphOptions, microBatchPlan, TrainSessions, type TrainSequence, type TrainStepOptions } from './training.js';
+import { batchGradient, countedTokens, lossGraphOptions, microBatchPlan, TrainSessions, type TrainSequence, type TrainStepOptions } from './training.js';
 
 const config = parseModelConfig({ vocab_size: 11, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 32 }, 'train session test config');
 
@@ -85,10 +85,10 @@ describe('gradient accumulation over micro-batches', () => {
       it(`${adapted ? 'LoRA, ' : ''}${loss}${loss === 'grpo' ? ` ${aggregation}` : ''}: the accumulated gradient is the whole batch's, to rounding in float64 and in float32`, async () => {
         const sequences = batch(`${loss}-${aggregation}-${adapted}`, model.vocab_size);
         const options = trainStepOptions(loss, { aggregation, klBeta: 0.1, epsilonLow: 0.2, epsilonHigh: 0.2, maskTruncated: true, maxCompletionLength: 12 });
-        // 30 tokens: three or more sequences per micro-batch, so every shape of split occurs (measured: 6 micro-batches).
+        // 30 tokens: at least three micro-batches (a first, an accumulating middle and a last) of the 7 counted sequences.
         const split = { ...options, microBatchTokens: 30 };
         const whole = { ...options, microBatchTokens: 1000 };
-        expect(microBatchPlan(sequences, 30).length).toBeGreaterThanOrEqual(4);
+        expect(microBatchPlan(sequences, 30, countedTokens(sequences, true)).length).toBeGreaterThanOrEqual(3);
         const base = initParameters(model, 7);
         const result: Record<FloatDType, { whole: Awaited<ReturnType<typeof batchGradient>>; split: Awaited<ReturnType<typeof batchGradient>> }> = {} as never;
         for (const dtype of ['float64', 'float32'] as const) {
@@ -103,7 +103,7 @@ describe('gradient accumulation over micro-batches', () => {
         }
         const { float64, float32 } = result;
         expect(float64.whole.microBatches).toBe(1);
-        expect(float64.split.microBatches).toBe(microBatchPlan(sequences, 30).length);
+        expect(float64.split.microBatches).toBe(microBatchPlan(sequences, 30, countedTokens(sequences, true)).length);
         const d64 = relativeDifference(float64.split.grads, float64.whole.grads);
         const d32 = relativeDifference(float32.split.grads, float32.whole.grads);
         // Float32 against the float64 gradient: the accumulated one is no further from it than rounding puts the whole batch's.
@@ -118,6 +118,27 @@ describe('gradient accumulation over micro-batches', () => {
       });
     }
   }
+
+  it('a masked truncation is not run: it needs no log-probs, and the gradient is the same bit for bit', async () => {
+    const sequences = batch('masked', model.vocab_size);
+    const options = trainStepOptions('grpo', { aggregation: 'dr-grpo', maskTruncated: true, maxCompletionLength: 12, microBatchTokens: 30 });
+    const stripped = sequences.map((s) => (s.truncated ? { ids: s.ids.map(() => 0), completionStart: s.completionStart, truncated: true } : s));
+    expect(sequences.filter((s) => s.truncated).length).toBeGreaterThan(0);
+    const specs = parameterSpecs(model);
+    const sessions = new TrainSessions(model, engineOptions({ optimization: 'basic' }), specs);
+    const params = new Map([...initParameters(model, 7)].map(([k, v]) => [k, Float64Array.from(v)]));
+    const m = { config: model, dtype: 'float64' as const, trained: specs };
+    const full = await batchGradient(m, sessions, params, { sequences, options });
+    const without = await batchGradient(m, sessions, params, { sequences: stripped, options });
+    expect(without.microBatches).toBe(full.microBatches);
+    expect(full.microBatches).toBe(microBatchPlan(sequences, 30, countedTokens(sequences, true)).length);
+    expect(microBatchPlan(sequences, 30, countedTokens(sequences, true)).flat().every((i) => !sequences[i]!.truncated)).toBe(true);
+    expect(without.loss).toBe(full.loss);
+    expect(relativeDifference(without.grads, full.grads)).toBe(0);
+    // Unmasked, the truncated sequences count and need their log-probs.
+    await expect(batchGradient(m, sessions, params, { sequences: stripped, options: { ...options, maskTruncated: false } })).rejects.toThrow('GRPO needs an advantage');
+    await sessions.release();
+  });
 
   it('the divisor is the whole batch\'s: half a batch alone has a different gradient', async () => {
     // Guards the test above: were each micro-batch normalised by itself, split and whole would differ by this much.
@@ -156,19 +177,39 @@ describe('updates in micro-batches through the engine', () => {
     const whole = await run(1000);
     const split = await run(30);
     expect(whole.results.map((r) => r.microBatches)).toEqual([1, 1, 1]);
-    expect(split.results.map((r) => r.microBatches)).toEqual([0, 1, 2].map(() => microBatchPlan(sequences, 30).length));
+    expect(split.results.map((r) => r.microBatches)).toEqual([0, 1, 2].map(() => microBatchPlan(sequences, 30, countedTokens(sequences, true)).length));
     expect(relativeDifference(split.params, whole.params)).toBeLessThan(1e-12);
     split.results.forEach((r, i) => {
       expect(r.tokens).toBe(whole.results[i]!.tokens);
       expect(Math.abs(r.gradNorm - whole.results[i]!.gradNorm)).toBeLessThan(1e-12);
     });
     const engine = track(PolicyEngine.initialise(model, 5, engineOptions()));
-    const longest = Math.max(...sequences.map((s) => s.ids.length));
-    const at = sequences.findIndex((s) => s.ids.length === longest);
+    // A masked truncation is never run, so only the counted sequences must fit.
+    const counted = countedTokens(sequences, true);
+    const longest = Math.max(...sequences.filter((_, i) => counted[i]! > 0).map((s) => s.ids.length));
+    const at = sequences.findIndex((s, i) => counted[i]! > 0 && s.ids.length === longest);
     await expect(engine.train([{ sequences, options: { ...options, microBatchTokens: longest - 1 } }])).rejects.toThrow(
       new EngineInputError(`microBatchTokens ${longest - 1} is less than sequence ${at}'s ${longest} tokens; a sequence is never split`),
     );
     await expect(engine.train([{ sequences, options: { ...options, microBatchTokens: 0 } }])).rejects.toThrow("microBatchTokens must be 'auto' or a positive integer, got 0");
     expect(engine.optimizerSteps).toBe(0);
+  });
+
+  it('a batch of masked truncations only has no micro-batch, a zero gradient, and still takes its optimizer step', async () => {
+    const model = tinyModelConfig();
+    const sequences = batch('all-masked', model.vocab_size).map((s) => ({ ids: s.ids, completionStart: s.completionStart, truncated: true }));
+    const options = trainStepOptions('grpo', { learningRate: 1e-2, weightDecay: 0.1, maskTruncated: true, maxCompletionLength: 12, microBatchTokens: 30 });
+    const engine = track(PolicyEngine.initialise(model, 5, engineOptions({ dtype: 'float64' })));
+    const before = engine.parameters();
+    const [result] = await engine.train([{ sequences, options }]);
+    expect(result).toMatchObject({ loss: 0, gradNorm: 0, tokens: 0, microBatches: 0 });
+    expect(engine.optimizerSteps).toBe(1);
+    // Fresh moments and a zero gradient: AdamW moves nothing but the decoupled decay, p ← p (1 − lr · wd), on matrices only.
+    const after = engine.parameters();
+    const specs = new Map(parameterSpecs(model).map((spec) => [spec.name, spec]));
+    for (const [name, p] of before) {
+      const decay = specs.get(name)!.shape.length >= 2 ? 1 - 1e-2 * 0.1 : 1;
+      after.get(name)!.forEach((x, i) => expect(Math.abs(x - p[i]! * decay)).toBeLessThanOrEqual(1e-15 * Math.max(1, Math.abs(p[i]!))));
+    }
   });
 });

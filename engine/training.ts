@@ -42,7 +42,7 @@ export interface TrainStepOptions extends Omit<LossGraphOptions, 'dtype'>, Omit<
   maxCompletionLength: number;
   /**
    * Most tokens per micro-batch, padding included (sequences × the longest): the batch runs through the
-   * gradient graph in micro-batches of this size, in its fixed order, and their gradients are added
+   * gradient graph in micro-batches of this size (packed longest first, dro/batch-plan.ts), and their gradients are added
    * before one optimizer step. It bounds an update's activation memory, whatever the batch size.
    */
   microBatchTokens: number | 'auto';
@@ -152,12 +152,23 @@ function checkOptions(options: TrainStepOptions, sequences: readonly TrainSequen
   }
 }
 
-/** The micro-batches of an update, by dro/batch-plan.ts: the batch plan's fixed order, padding counted. */
-export function microBatchPlan(sequences: readonly TrainSequence[], microBatchTokens: number): number[][] {
+/** Each sequence's tokens that carry loss: its completion, or none when it is truncated and truncation is masked. */
+export const countedTokens = (sequences: readonly TrainSequence[], maskTruncated: boolean): number[] =>
+  sequences.map((s) => (s.truncated && maskTruncated ? 0 : s.ids.length - s.completionStart));
+
+/**
+ * The micro-batches of an update, by dro/batch-plan.ts (longest first, padding counted), as indices into
+ * `sequences`. A sequence without counted tokens (a masked truncation) adds exactly nothing to the loss
+ * or the gradients, only its share of the divisor, so it is left out: under maskTruncated the truncated
+ * chains, the longest of a batch, would otherwise cost the most work. A batch with no counted token
+ * has no micro-batch: its gradient is zero and its optimizer step still runs (moments, weight decay).
+ */
+export function microBatchPlan(sequences: readonly TrainSequence[], microBatchTokens: number, counted = countedTokens(sequences, false)): number[][] {
+  const trained = sequences.flatMap((_, i) => (counted[i]! > 0 ? [i] : []));
   try {
-    return packByTokens(sequences.map((s) => s.ids.length), { maxTokens: microBatchTokens, maxSequences: Infinity });
+    return packByTokens(trained.map((i) => sequences[i]!.ids.length), { maxTokens: microBatchTokens, maxSequences: Infinity }).map((group) => group.map((k) => trained[k]!));
   } catch (err) {
-    if (err instanceof PackingError) throw new EngineInputError(`microBatchTokens ${microBatchTokens} is less than sequence ${err.index}'s ${err.length} tokens; a sequence is never split`, { cause: err });
+    if (err instanceof PackingError) throw new EngineInputError(`microBatchTokens ${microBatchTokens} is less than sequence ${trained[err.index]}'s ${err.length} tokens; a sequence is never split`, { cause: err });
     throw err;
   }
 }
@@ -166,19 +177,19 @@ function prepareUpdate(config: ModelConfig, dtype: FloatDType, sequences: readon
   checkOptions(options, sequences);
   if (sequences.length === 0) throw new EngineInputError('empty batch');
   const grpo = options.loss === 'grpo';
+  const counted = countedTokens(sequences, options.maskTruncated);
   sequences.forEach((s, b) => {
     if (!Number.isInteger(s.completionStart) || s.completionStart < 1 || s.completionStart > s.ids.length) {
       throw new EngineInputError(`sequence ${b}: completionStart ${s.completionStart} must be in 1..${s.ids.length}`);
     }
     const n = s.ids.length - s.completionStart;
-    if (grpo && (s.advantage === undefined || s.oldLogprobs?.length !== n || s.referencePolicyLogprobs?.length !== n)) {
+    if (grpo && counted[b]! > 0 && (s.advantage === undefined || s.oldLogprobs?.length !== n || s.referencePolicyLogprobs?.length !== n)) {
       throw new EngineInputError(`sequence ${b}: GRPO needs an advantage and ${n} old and reference-policy log-probs (one per completion token)`);
     }
   });
   checkIds(config, sequences.map((s) => s.ids));
-  const counted = sequences.map((s) => (s.truncated && options.maskTruncated ? 0 : s.ids.length - s.completionStart));
   const divisor = scalarFeed(dtype, lossDivisor(options, counted));
-  const microBatches = microBatchPlan(sequences, resolveMicroBatchTokens(options.microBatchTokens, config)).map((group) => {
+  const microBatches = microBatchPlan(sequences, resolveMicroBatchTokens(options.microBatchTokens, config), counted).map((group) => {
     const rows = group.map((i) => sequences[i]!);
     const { feeds, length } = paddedFeeds(config, dtype, rows.map((s) => s.ids), 'right');
     const B = rows.length;
@@ -190,12 +201,12 @@ function prepareUpdate(config: ModelConfig, dtype: FloatDType, sequences: readon
     rows.forEach((s, b) => {
       const n = s.ids.length - s.completionStart;
       const mask = counted[group[b]!]! > 0 ? 1 : 0;
-      if (grpo) advantages[b] = s.advantage!;
+      if (grpo) advantages[b] = s.advantage ?? 0;
       for (let j = 0; j < n; j++) {
         // Target index t predicts ids[t + 1]: completion token j is target completionStart − 1 + j.
         const t = b * width + s.completionStart - 1 + j;
         completionMask[t] = mask;
-        if (grpo) {
+        if (grpo && mask) {
           oldLogp[t] = s.oldLogprobs![j]!;
           refLogp[t] = s.referencePolicyLogprobs![j]!;
         }
@@ -317,8 +328,8 @@ async function accumulateGradients(model: TrainedModel, sessions: TrainSessions,
     loss += Number(out[TRAIN_IO.loss]!.data[0]);
     grads = new Map(specs.map((spec) => [spec.name, out[TRAIN_IO.grad(spec.name)]!.data as FloatArray]));
   }
-  // prepareUpdate refuses an empty batch, so there is at least one micro-batch.
-  return { loss, grads: grads! };
+  // A batch without counted tokens has no micro-batch: its loss and gradient are zero.
+  return { loss, grads: grads ?? new Map(specs.map((spec) => [spec.name, zeros(dtype, params.get(spec.name)!.length)])) };
 }
 
 /** The loss and raw (unclipped) gradient of one batch at `params`, without an optimizer step: for gradient checks. */

@@ -69,11 +69,11 @@ async function snapshot(runId: string): Promise<Record<string, string>> {
   return out;
 }
 
-/** The value without `seconds` and `timing` fields (at any depth): the only values a repeat may change. */
+/** The value without `seconds`, `…Seconds` and `timing` fields (at any depth): the only values a repeat may change. */
 function withoutTiming(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withoutTiming);
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value as Record<string, unknown>).filter(([k]) => k !== 'seconds' && k !== 'timing').map(([k, v]) => [k, withoutTiming(v)]));
+    return Object.fromEntries(Object.entries(value as Record<string, unknown>).filter(([k]) => k !== 'seconds' && !k.endsWith('Seconds') && k !== 'timing').map(([k, v]) => [k, withoutTiming(v)]));
   }
   return value;
 }

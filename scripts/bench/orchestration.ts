@@ -5,11 +5,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { temporal } from '@temporalio/proto';
 import { integerOption, UsageError } from '../../cli/options.js';
 import { runScript, scriptProgram } from '../lib/command-line.js';
-import { connectClient, queryProgress, readRunConfig, startRun, type Connected } from '../../cli/client.js';
+import { connectClient, queryProgress, readRunConfig, startRun } from '../../cli/client.js';
 import { WorkerProcess } from '../lib/worker-process.js';
+import { activitySpans } from '../lib/histories.js';
 import { trainingWorkflowId } from '../../workflows/messages.js';
 
 const DETAILS = `
@@ -17,33 +17,6 @@ Runs scripts/quickstart/quickstart.config.json with --steps DRO steps (and --sft
 config's; --prompts-per-step, default the config's, scales the step) on the Temporal of TEMPORAL_ADDRESS (default: the local services), with workers it starts.
 Measures the undisturbed steps 1..--kill-after from the run's histories, then SIGKILLs the policy worker,
 starts another, and times the recovery. Prints figures only.`;
-
-const ms = (t: temporal.api.history.v1.IHistoryEvent['eventTime']): number => Number(t?.seconds ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
-
-interface ActivitySpan {
-  type: string;
-  scheduled: number;
-  started: number;
-  closed: number;
-}
-
-async function activitySpans(c: Connected, workflowId: string): Promise<ActivitySpan[]> {
-  const spans: ActivitySpan[] = [];
-  for await (const execution of c.client.workflow.list({ query: `WorkflowId = '${workflowId}'` })) {
-    const history = await c.client.workflow.getHandle(workflowId, execution.runId).fetchHistory();
-    const byScheduled = new Map<string, ActivitySpan>();
-    for (const e of history.events ?? []) {
-      const id = String(e.eventId);
-      if (e.activityTaskScheduledEventAttributes) byScheduled.set(id, { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', scheduled: ms(e.eventTime), started: NaN, closed: NaN });
-      const started = e.activityTaskStartedEventAttributes;
-      if (started) byScheduled.get(String(started.scheduledEventId))!.started = ms(e.eventTime);
-      const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes;
-      if (closed) byScheduled.get(String(closed.scheduledEventId))!.closed = ms(e.eventTime);
-    }
-    spans.push(...byScheduled.values());
-  }
-  return spans.filter((s) => Number.isFinite(s.closed)).sort((a, b) => a.scheduled - b.scheduled);
-}
 
 interface Options {
   steps: number;

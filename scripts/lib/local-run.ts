@@ -13,6 +13,8 @@ export interface LocalRun {
   /** Whether this script started the Temporal dev server (it is left running either way). */
   startedTemporal: boolean;
   uiPort: number;
+  /** The all-in-one worker this script started. */
+  workerPid: number;
 }
 
 export async function withLocalWorker<T>(name: string, body: (run: LocalRun) => Promise<T>): Promise<T> {
@@ -38,7 +40,7 @@ export async function withLocalWorker<T>(name: string, body: (run: LocalRun) => 
 
   const client = await connectClient();
   try {
-    return await body({ client, startedTemporal, uiPort: cfg.temporal.uiPort });
+    return await body({ client, startedTemporal, uiPort: cfg.temporal.uiPort, workerPid: worker.pid });
   } finally {
     await client.close();
     await stopWorker();

@@ -179,7 +179,7 @@ export class Fleet {
       this.require(queue, 'update', input.step, input.step - 1);
       this.held.set(queue, input.step);
       const learningRate = configAt(run.config, run.hyperparameters, input.step).optimizer.learningRate;
-      return { applied: true, loss: 1 / input.step, gradNorm: null, kl: null, clipFraction: null, learningRate, trainedTokens: 0, scoredTokens: 0, seconds: 0 };
+      return { applied: true, loss: 1 / input.step, gradNorm: null, kl: null, clipFraction: null, learningRate, trainedTokens: 0, scoredTokens: 0, seconds: 0, scoreSeconds: 0 };
     },
     recordStep: async (run, input: StepRecordInput) => {
       await this.enter('recordStep', run, input.step);
