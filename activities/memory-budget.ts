@@ -49,9 +49,10 @@ export function runMemoryEstimates(config: RunConfig, model: ModelConfig, lora: 
     },
     {
       phase: 'scoring',
-      estimate: estimateScoreBytes(model, { ...resident, tokens: Math.max(micro, scored), longest: scored }),
+      // A call of rollout.batchSequences requests holds at most one shared prompt per two of them.
+      estimate: estimateScoreBytes(model, { ...resident, tokens: Math.max(micro, scored), longest: scored, prefixTokens: Math.floor(config.rollout.batchSequences / 2) * config.data.maxPromptTokens }),
       shape: `${microText} tokens per call, sequences of up to ${scored} tokens`,
-      fields: ['update.microBatchTokens', 'data.maxReferenceTokens', 'rollout.maxNewTokens'],
+      fields: ['update.microBatchTokens', 'data.maxReferenceTokens', 'rollout.maxNewTokens', 'rollout.batchSequences', 'data.maxPromptTokens'],
     },
     {
       phase: 'update',

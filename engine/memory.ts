@@ -133,16 +133,23 @@ export interface ScorePlan extends ResidentPlan {
   longest: number;
   /** Positions whose log-probabilities it returns; at most `tokens` (the default). */
   targets?: number;
+  /** Tokens of the shared prefixes the call holds keys and values of (engine/scoring.ts); 0 (the default) when none. */
+  prefixTokens?: number;
 }
 
-/** Peak of a scoring call: the resident state, one layer's working set over its tokens, the logits at its target positions. */
+/**
+ * Peak of a scoring call: the resident state, one layer's working set over its tokens, the logits at its
+ * target positions, and with shared prefixes their keys and values (counted exactly, not fitted) plus a
+ * micro-batch's copy of them.
+ */
 export function estimateScoreBytes(config: ModelConfig, plan: ScorePlan): MemoryEstimate {
   const bytes = floatBytes(plan.dtype ?? 'float32');
-  const { hidden_size: h, intermediate_size: i, num_attention_heads: heads, vocab_size: vocab } = config;
+  const { hidden_size: h, intermediate_size: i, num_attention_heads: heads, vocab_size: vocab, num_hidden_layers: layers, num_key_value_heads: kv, head_dim: d } = config;
   const longest = Math.min(plan.longest, plan.tokens);
+  const prefixes = plan.prefixTokens ? bytes * 2 * layers * kv * d * (plan.prefixTokens + plan.tokens) : 0;
   return estimate({
     ...resident(config, plan),
-    activations: bytes * SCORE_LAYER_FLOATS * plan.tokens * (4 * h + 2 * i + heads * longest) + bytes * SCORE_VOCAB_FLOATS * Math.min(plan.targets ?? plan.tokens, plan.tokens) * vocab,
+    activations: bytes * SCORE_LAYER_FLOATS * plan.tokens * (4 * h + 2 * i + heads * longest) + bytes * SCORE_VOCAB_FLOATS * Math.min(plan.targets ?? plan.tokens, plan.tokens) * vocab + prefixes,
   });
 }
 

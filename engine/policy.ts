@@ -14,7 +14,7 @@ import { elementCount, initParameters, parameterSpecs, type ParamSpec } from './
 import { decodeAdapters, decodeOptimizer, decodeParameters, encodeAdapters, encodeOptimizer, encodeParameters, type OptimizerTensors } from './model/state-files.js';
 import type { OrtSession, SessionOptions } from './ort.js';
 import type { SamplingOptions } from './sampling.js';
-import { createScoreSession, scoreBatch, type ScoreOptions, type ScoreRequest, type ScoreResult } from './scoring.js';
+import { createScoreSession, scoreBatch, type ScoreGraphKind, type ScoreOptions, type ScoreRequest, type ScoreResult } from './scoring.js';
 import { runUpdates, TrainSessions, type AdamState, type TrainStep, type TrainStepResult } from './training.js';
 
 export interface EngineOptions extends SessionOptions {
@@ -58,7 +58,7 @@ interface EngineState extends AdamState {
 export class PolicyEngine implements EngineApi {
   readonly dtype: FloatDType;
   private state: EngineState;
-  private scoreSession?: Promise<OrtSession>;
+  private readonly scoreSessions = new Map<ScoreGraphKind, Promise<OrtSession>>();
   private readonly generator: Generator;
   private readonly trainSessions: TrainSessions;
   private readonly sessionOptions: SessionOptions;
@@ -153,7 +153,16 @@ export class PolicyEngine implements EngineApi {
     const policy = options.policy ?? 'current';
     if (policy !== 'current' && policy !== 'reference') throw new EngineInputError(`score policy must be 'current' or 'reference', got ${JSON.stringify(policy)}`);
     const params = policy === 'reference' ? this.state.reference : this.state.params;
-    const session = (): Promise<OrtSession> => (this.scoreSession ??= createScoreSession(this.config, this.dtype, this.sessionOptions, this.lora));
+    const session = (kind: ScoreGraphKind): Promise<OrtSession> => {
+      let ready = this.scoreSessions.get(kind);
+      if (!ready) {
+        const created = createScoreSession(this.config, this.dtype, this.sessionOptions, this.lora, kind);
+        // A failed build must not stay cached as a permanent failure.
+        created.catch(() => this.scoreSessions.get(kind) === created && this.scoreSessions.delete(kind));
+        this.scoreSessions.set(kind, (ready = created));
+      }
+      return ready;
+    };
     return scoreBatch(session, this.config, this.dtype, this.weights(params), requests, options);
   }
 
@@ -247,9 +256,9 @@ export class PolicyEngine implements EngineApi {
   }
 
   async release(): Promise<void> {
-    const score = this.scoreSession;
-    this.scoreSession = undefined;
-    if (score) await (await score).release();
+    const scoring = [...this.scoreSessions.values()];
+    this.scoreSessions.clear();
+    for (const session of scoring) await session.then((s) => s.release(), () => undefined);
     await this.generator.release();
     await this.trainSessions.release();
   }

@@ -56,15 +56,14 @@ export function parameterCount(config: ModelConfig): number {
 
 /** Bytes per parameter to hold a float32 model: our copy and ONNX Runtime's. */
 export const LOADING_BYTES_PER_PARAMETER = 8;
-/** Bytes per parameter while training in float32: weights, gradients, two AdamW moments, the frozen reference. */
-export const TRAINING_BYTES_PER_PARAMETER = 20;
 
 const GiB = 1024 ** 3;
 
 /**
  * Refuses, before anything is allocated, a model this machine cannot hold: a tensor larger than one
- * buffer may be, or more parameters than its memory trains. The message names the field that makes
- * the model this large. Counted per layer, so a million layers cost nothing to check.
+ * buffer may be, or more parameters than its memory loads. The message names the field that makes
+ * the model this large. Counted per layer, so a million layers cost nothing to check. What training
+ * needs is the worker's concern (engine/memory.ts, checked against its budget when a run loads).
  */
 export function assertModelFits(config: ModelConfig, source: string, memoryBytes = totalmem()): void {
   const none = { ...config, num_hidden_layers: 0 };
@@ -86,7 +85,7 @@ export function assertModelFits(config: ModelConfig, source: string, memoryBytes
     const layersDominate = config.num_hidden_layers * layerCount >= outsideCount;
     const field = layersDominate ? (config.num_hidden_layers > 64 ? 'num_hidden_layers' : config.intermediate_size > 4 * config.hidden_size ? 'intermediate_size' : 'hidden_size') : 'vocab_size';
     throw new ModelTooLargeError(
-      `${source}: ${field} = ${config[field]} gives ${total.toExponential(2)} parameters; loading them in float32 needs about ${(need / GiB).toFixed(1)} GiB (training about ${((total * TRAINING_BYTES_PER_PARAMETER) / GiB).toFixed(1)} GiB), more than this machine's ${(memoryBytes / GiB).toFixed(1)} GiB`,
+      `${source}: ${field} = ${config[field]} gives ${total.toExponential(2)} parameters; loading them in float32 needs about ${(need / GiB).toFixed(1)} GiB, more than this machine's ${(memoryBytes / GiB).toFixed(1)} GiB`,
     );
   }
 }

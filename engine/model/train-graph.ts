@@ -9,7 +9,7 @@ import { Graph, type DType, type Tensor } from '../onnx/graph.js';
 import type { ModelConfig } from './config.js';
 import { declareAdapters, type LoraConfig } from './lora.js';
 import type { ParamSpec } from './params.js';
-import { declareModelInputs, declareParameters, nextTokenLogprobs, targetLogprobs, targetRanks, transformerLogits } from './transformer.js';
+import { declareModelInputs, declareParameters, nextTokenLogprobs, targetLogprobs, targetRanks, transformerForward, transformerLogits } from './transformer.js';
 
 /** What a micro-batch's gradient graph computes: the loss and its float type. */
 export interface LossGraphOptions {
@@ -195,12 +195,17 @@ function optimizerStep(g: Graph, names: readonly string[], params: readonly Tens
   g.output(gradNorm, TRAIN_IO.gradNorm);
 }
 
-/** Names of the scoring graph's extra inputs. */
+/** Names of the scoring graphs' extra inputs and outputs. */
 export const SCORE_IO = {
   /** Per row, the positions whose next token is a target [B, K]; a short row repeats its last. */
   targetPositions: 'target_positions',
   /** The target ids [B, K]: ids[position + 1]. */
   targetIds: 'target_ids',
+  /** Prefixes' keys and values of one layer [B, kvHeads, 1, P, d]: the prefix graph's outputs, the after-prefix score graph's inputs. */
+  prefixKey: (layer: number) => `prefix.${layer}.key`,
+  prefixValue: (layer: number) => `prefix.${layer}.value`,
+  /** Which prefix slots of each row are real [B, P] (the after-prefix score graph). */
+  prefixMask: 'prefix_mask',
 } as const;
 
 /**
@@ -209,16 +214,41 @@ export const SCORE_IO = {
  * and the rank count, so a reference of L tokens after a long chain costs L vocabulary-sized rows, not one
  * per token of the chain.
  */
-export function buildScoreGraph(config: ModelConfig, dtype: DType, lora?: LoraConfig): Graph {
-  const g = new Graph('score');
+export function buildScoreGraph(config: ModelConfig, dtype: DType, lora?: LoraConfig, afterPrefix = false): Graph {
+  const g = new Graph(afterPrefix ? 'score_after_prefix' : 'score');
   const params = declareParameters(g, config, dtype);
   const adapters = lora ? declareAdapters(g, config, lora, dtype) : undefined;
   const inputs = declareModelInputs(g, dtype);
   const outputPositions = g.input(SCORE_IO.targetPositions, 'int64', ['batch', 'targets']);
   const targets = g.input(SCORE_IO.targetIds, 'int64', ['batch', 'targets']);
-  const logits = transformerLogits(g, config, params, inputs, { adapters: adapters?.byWeight, outputPositions });
+  const shape = ['batch', config.num_key_value_heads, 1, 'prefix', config.head_dim];
+  const prefix = afterPrefix
+    ? {
+        cache: Array.from({ length: config.num_hidden_layers }, (_, layer) => ({ key: g.input(SCORE_IO.prefixKey(layer), dtype, shape), value: g.input(SCORE_IO.prefixValue(layer), dtype, shape) })),
+        mask: g.input(SCORE_IO.prefixMask, dtype, ['batch', 'prefix']),
+      }
+    : undefined;
+  const logits = transformerLogits(g, config, params, inputs, { adapters: adapters?.byWeight, outputPositions, ...(prefix ? { prefix } : {}) });
   const scores = targetLogprobs(g, logits, targets);
   g.output(scores.logprobs, 'logprobs');
   g.output(targetRanks(g, scores), 'ranks');
+  return g;
+}
+
+/**
+ * Prefixes [R, P] (right-padded), for the after-prefix score graph: every layer's keys and values (after
+ * the rotary embedding), through the adapters under LoRA, so the rows that share one need not run it each.
+ */
+export function buildPrefixGraph(config: ModelConfig, dtype: DType, lora?: LoraConfig): Graph {
+  const g = new Graph('score_prefix');
+  const params = declareParameters(g, config, dtype);
+  const adapters = lora ? declareAdapters(g, config, lora, dtype) : undefined;
+  const inputs = declareModelInputs(g, dtype);
+  // Only the cache is read; one position's logits is the cheapest way to end the forward pass.
+  const { present } = transformerForward(g, config, params, inputs, { adapters: adapters?.byWeight, lastPositionOnly: true });
+  present.forEach((c, layer) => {
+    g.output(c.key, SCORE_IO.prefixKey(layer));
+    g.output(c.value, SCORE_IO.prefixValue(layer));
+  });
   return g;
 }

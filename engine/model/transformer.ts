@@ -125,6 +125,12 @@ export interface FixedCacheAttention {
 export interface ForwardOptions {
   /** Decode (T = 1) against a cache the caller updates in place. */
   fixedCache?: FixedCacheAttention;
+  /**
+   * Keys and values of each row's prefix, already run ([B, kvHeads, 1, P, d] per layer; `mask` [B, P]: 1
+   * for a real slot, a shorter prefix right-padded): each of the T tokens attends to its row's prefix,
+   * then causally to its own row. The tokens' positions continue the prefix's (the caller feeds them).
+   */
+  prefix?: { cache: LayerCache[]; mask: Tensor };
   /** Output only the logits of the last position: sampling reads nothing else. */
   lastPositionOnly?: boolean;
   /**
@@ -154,6 +160,7 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
   // Masked slots of a fixed cache get the same large negative bias as masked keys: exp() of it is 0.
   const fixedBias = options.fixedCache ? g.mul(g.sub(1, g.unsqueeze(options.fixedCache.mask, [1, 2, 3])), MASKED) : undefined;
   const bias = options.fixedCache ? undefined : attentionBias(g, keyMask(), dtype);
+  const prefixBias = options.prefix ? g.mul(g.sub(1, g.unsqueeze(options.prefix.mask, [1, 2, 3])), MASKED) : undefined;
   const scale = 1 / Math.sqrt(d);
   const present: LayerCache[] = [];
   const seq = inputs.ids.shape[1]!;
@@ -182,6 +189,15 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
       const eCached = g.exp(g.sub(cached, m));
       const eOwn = g.exp(g.sub(own, m));
       context = g.div(g.add(g.matmul(eCached, cacheValue), g.mul(eOwn, v)), g.add(g.reduceSum(eCached, [-1], true), eOwn));
+    } else if (options.prefix) {
+      // One softmax over [prefix keys, own keys], written out as for the fixed cache.
+      const { key: prefixKey, value: prefixValue } = options.prefix.cache[layer]!;
+      const shared = g.add(g.mul(g.matmul(q, g.transpose(prefixKey, [0, 1, 2, 4, 3])), scale), prefixBias!);
+      const own = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 2, 4, 3])), scale), bias!);
+      const m = g.max(g.reduceMax(shared, [-1], true), g.reduceMax(own, [-1], true));
+      const eShared = g.exp(g.sub(shared, m));
+      const eOwn = g.exp(g.sub(own, m));
+      context = g.div(g.add(g.matmul(eShared, prefixValue), g.matmul(eOwn, v)), g.add(g.reduceSum(eShared, [-1], true), g.reduceSum(eOwn, [-1], true)));
     } else {
       const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 2, 4, 3])), scale), bias!);
       context = g.matmul(g.softmax(scores, -1), v);
