@@ -4,9 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { grpoLoss } from '../dro/grpo.js';
 import { uniform } from '../dro/random.js';
-import { engineOptions, randomIds as keyedIds, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
+import { attentionVariants, engineOptions, randomIds as keyedIds, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
 import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
-import { parseModelConfig, type ModelConfig } from './model/config.js';
+import { parseModelConfig } from './model/config.js';
 import { initParameters, parameterSpecs } from './model/params.js';
 import { buildGradientGraph, TRAIN_IO } from './model/train-graph.js';
 import { OrtSession, type TensorData } from './ort.js';
@@ -20,12 +20,7 @@ const track = releasedAfterAll();
 const randomIds = (key: string, n: number, vocab: number): number[] => keyedIds('ids', key, n, vocab);
 
 describe('scoring against the slow reference forward pass', () => {
-  const variants: [string, ModelConfig][] = [
-    ['grouped-query attention, untied', tinyModelConfig()],
-    ['QKV bias, tied embeddings, 1 KV head', tinyModelConfig({ model_type: 'qwen2', tie_word_embeddings: true, num_key_value_heads: 1 })],
-    ['multi-head (KV heads = heads), rope_theta 500', tinyModelConfig({ num_key_value_heads: 4, rope_theta: 500 })],
-  ];
-  for (const [name, config] of variants) {
+  for (const [name, config] of attentionVariants()) {
     it(`${name}: log-probs within 1e-4, ranks equal, for a padded batch`, async () => {
       const params = initParameters(config, 11);
       // Non-trivial norm weights and biases, so those code paths matter.

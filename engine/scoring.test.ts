@@ -4,8 +4,7 @@
 import { describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
 import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
-import { engineOptions, randomIds, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
-import type { ModelConfig } from './model/config.js';
+import { attentionVariants, engineOptions, randomIds, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
 import { initParameters, parameterSpecs } from './model/params.js';
 import { PolicyEngine } from './policy.js';
 import { MIN_SHARED_PREFIX, sharedPrefixRuns, type ScoreRequest } from './scoring.js';
@@ -62,12 +61,7 @@ function groupedRequests(vocab: number): ScoreRequest[] {
 }
 
 describe('scores after a shared prefix', () => {
-  const variants: [string, ModelConfig][] = [
-    ['grouped-query attention, untied', tinyModelConfig()],
-    ['QKV bias, tied embeddings, 1 KV head', tinyModelConfig({ model_type: 'qwen2', tie_word_embeddings: true, num_key_value_heads: 1 })],
-    ['multi-head (KV heads = heads), rope_theta 500', tinyModelConfig({ num_key_value_heads: 4, rope_theta: 500 })],
-  ];
-  for (const [name, config] of variants) {
+  for (const [name, config] of attentionVariants()) {
     it(`${name}: equal the slow reference (1e-4) and the requests scored whole (float64, 1e-12)`, async () => {
       const params = initParameters(config, 11);
       for (const spec of parameterSpecs(config)) {

@@ -19,6 +19,15 @@ export function tinyModelConfig(changes: Record<string, unknown> = {}, source = 
   return parseModelConfig({ ...raw, ...changes }, source);
 }
 
+/** Tiny models of every attention layout the forward pass has (grouped, one KV head with QKV bias and tied embeddings, multi-head). */
+export function attentionVariants(): [string, ModelConfig][] {
+  return [
+    ['grouped-query attention, untied', tinyModelConfig()],
+    ['QKV bias, tied embeddings, 1 KV head', tinyModelConfig({ model_type: 'qwen2', tie_word_embeddings: true, num_key_value_heads: 1 })],
+    ['multi-head (KV heads = heads), rope_theta 500', tinyModelConfig({ num_key_value_heads: 4, rope_theta: 500 })],
+  ];
+}
+
 /** How a default run starts its engine (threads, execution provider), with a test's additions (dtype, LoRA). */
 export function engineOptions(extra: Partial<EngineOptions> = {}): EngineOptions {
   return { intraOpThreads: RUN.model.intraOpThreads, executionProvider: RUN.model.executionProvider, ...extra };

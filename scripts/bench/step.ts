@@ -32,7 +32,7 @@ anchor takes the median of its steps 2..N. The phases are the activities' own ti
 "update scoring" is the old and reference-policy log-probs inside the update.
 --trl PYTHON runs the anchor with that Python (torch, transformers, trl, datasets) on an HF directory
 imported from the same GGUF, after each of ours. --json prints { "idle", "shapes": [{ "shape", "dro",
-"trl" }] }; progress goes to stderr.`;
+"trl", "ratio" }] } as stdout's last line (with npm run -s, its only one); progress goes to stderr.`;
 
 interface Shape {
   prompts: number;
@@ -132,7 +132,7 @@ async function runOurs(gguf: string, shape: Shape, steps: number): Promise<OursR
         generatedTokensPerStep: median(metrics.map((m) => m.tokens.generated)),
         workerPeakRssBytes,
       };
-    });
+    }, log);
   } finally {
     await rm(store, { recursive: true, force: true });
   }

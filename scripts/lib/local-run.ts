@@ -17,21 +17,22 @@ export interface LocalRun {
   workerPid: number;
 }
 
-export async function withLocalWorker<T>(name: string, body: (run: LocalRun) => Promise<T>): Promise<T> {
+/** `log` takes this script's own lines (default stdout; a script printing JSON there sends them to stderr). */
+export async function withLocalWorker<T>(name: string, body: (run: LocalRun) => Promise<T>, log: (line: string) => void = console.log): Promise<T> {
   const cfg = servicesConfig();
   const [temporal] = await servicesStatus(cfg, ['temporal']);
   let startedTemporal = false;
   if (!temporal!.answering) {
-    console.log('==> starting the Temporal dev server');
-    await servicesUp(cfg, ['temporal'], (line) => console.log(`    ${line}`));
+    log('==> starting the Temporal dev server');
+    await servicesUp(cfg, ['temporal'], (line) => log(`    ${line}`));
     startedTemporal = true;
   }
 
-  console.log('==> starting an all-in-one worker (control + policy)');
+  log('==> starting an all-in-one worker (control + policy)');
   makeDirectoriesSync(join(cfg.dataDir, 'logs'));
   const logFile = join(cfg.dataDir, 'logs', `${name}-worker.log`);
   const worker = await WorkerProcess.start('all');
-  console.log(`    worker pid ${worker.pid} ready`);
+  log(`    worker pid ${worker.pid} ready`);
   const stopWorker = async (): Promise<void> => {
     await worker.kill('SIGTERM');
     await writeFile(logFile, worker.output);
@@ -44,7 +45,7 @@ export async function withLocalWorker<T>(name: string, body: (run: LocalRun) => 
   } finally {
     await client.close();
     await stopWorker();
-    console.log(
+    log(
       startedTemporal
         ? `\nLeft running: the Temporal dev server (Web UI http://127.0.0.1:${cfg.temporal.uiPort}), so you can browse the run. Stop it with \`npm run services:down\`.`
         : `\nThe Temporal dev server was already running and is left as it was. The worker this script started is stopped (its log: ${logFile}).`,
