@@ -92,6 +92,12 @@ describe('scores after a shared prefix', () => {
       console.log(`${name}: max |engine − reference| ${worst.toExponential(2)} (float32); shared prefix vs whole ${gap.toExponential(2)} (float64)`);
       expect(gap).toBeLessThanOrEqual(1e-12);
       expect(together.map((s) => s.ranks)).toEqual(alone.map((s) => s.ranks));
+      // Every request after a shared prefix, none whole, with and without a budget.
+      const grouped = requests.slice(0, -1);
+      for (const options of [{}, { microBatchTokens: 30 }]) {
+        const scored = await exact.score(grouped, options);
+        scored.forEach((s, i) => s.logprobs.forEach((lp, t) => expect(Math.abs(lp - together[i]!.logprobs[t]!)).toBeLessThanOrEqual(1e-12)));
+      }
     });
   }
 

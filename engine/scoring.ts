@@ -127,7 +127,7 @@ export async function scoreBatch(
   const budget = microBatchTokens === undefined ? undefined : resolveMicroBatchTokens(microBatchTokens, config);
   // Scoring is forward-only: a sequence longer than the budget runs alone rather than failing the call.
   const pack = (lengths: readonly number[]): number[][] =>
-    budget === undefined ? [lengths.map((_, i) => i)] : packByTokens(lengths, { maxTokens: budget, maxSequences: Infinity, oversize: 'alone' });
+    budget === undefined ? (lengths.length === 0 ? [] : [lengths.map((_, i) => i)]) : packByTokens(lengths, { maxTokens: budget, maxSequences: Infinity, oversize: 'alone' });
   const base = weightFeeds(dtype, weights);
   const results: ScoreResult[] = new Array<ScoreResult>(requests.length);
 
