@@ -11,7 +11,7 @@ import { mean, populationStd } from '../dro/stats.js';
 import { configAt, type HyperparameterChange } from '../dro/hyperparameters.js';
 import { learningRateAt } from '../dro/schedule.js';
 import { DataSampler, initialCursor as initialSamplerCursor } from '../datasets/sampler.js';
-import { NonFiniteUpdateError, PolicyTagMismatchError, trainStepOptionsOf, type EngineClient, type GenerateResult, type SamplingOptions, type TrainSequence } from '../engine/index.js';
+import { countedTokens, NonFiniteUpdateError, PolicyTagMismatchError, trainStepOptionsOf, type EngineClient, type GenerateResult, type SamplingOptions, type TrainSequence } from '../engine/index.js';
 import { chunks, seconds, withHeartbeat, type Progress, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
 import type { FaultPlan } from './faults.js';
@@ -285,8 +285,9 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
         g.completions.forEach((c, i) => sequences.push({ ids: [...g.promptIds, ...c.ids], completionStart: g.promptIds.length, advantage: nan ? Number.NaN : r.advantages[i]!, truncated: c.truncated }));
       });
       const learningRate = learningRateAt(input.step, { peak: config.optimizer.learningRate, totalSteps: config.schedule.totalSteps, warmupSteps: config.schedule.warmupSteps, kind: config.schedule.lrSchedule, minLrRatio: config.schedule.minLrRatio });
-      // A masked truncation carries no loss, so the engine never runs it and needs no log-probs of it.
-      const counted = sequences.filter((s) => !(s.truncated && config.dro.maskTruncated));
+      // A sequence without counted tokens (a masked truncation) is never run by the engine and needs no log-probs.
+      const tokens = countedTokens(sequences, config.dro.maskTruncated);
+      const counted = sequences.filter((_, i) => tokens[i]! > 0);
       const requests = counted.map((s) => ({ ids: s.ids, targetStart: s.completionStart }));
       const scoring = performance.now();
       const old = await scoreInPlan(hosted.engine, requests, scorePlanOf(config), progress);

@@ -9,7 +9,7 @@ export { PolicyEngine, type EngineLora, type EngineOptions } from './policy.js';
 export type { GenerateOptions, GenerateRequest, GenerateResult } from './generation.js';
 export type { SampleKey, SamplingOptions } from './sampling.js';
 export type { ScoreOptions, ScoreRequest, ScoreResult } from './scoring.js';
-export { trainStepOptionsOf } from './training.js';
+export { countedTokens, trainStepOptionsOf } from './training.js';
 export type { TrainSequence, TrainStep, TrainStepOptions, TrainStepResult } from './training.js';
 export { EngineAbortError, EngineInputError, EngineThreadError, NonFiniteUpdateError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
 export { runtimeInfo, type RuntimeInfo } from './ort.js';

@@ -157,32 +157,23 @@ export async function scoreBatch(
   };
 
   const whole: number[] = [];
-  const shared: { run: PrefixRun; cache: FloatArray[] }[] = [];
+  // A shared prefix's keys and values stay in its prefix run's outputs (row `row` of `length` slots), read
+  // from there straight into the feeds of the rows that follow it.
+  const shared: { run: PrefixRun; cache?: { out: Record<string, TensorData>; row: number; length: number } }[] = [];
   for (const run of sharedPrefixRuns(requests)) {
     if (run.prefix === 0) for (let i = run.start; i < run.end; i++) whole.push(i);
-    else shared.push({ run, cache: [] });
+    else shared.push({ run });
   }
   if (shared.length > 0) {
     // Each prefix once, the prefixes themselves packed like any rows (right padding leaves a prefix's
-    // keys and values as they are alone: attention is causal). cache[2·layer] and [2·layer + 1] hold
-    // a prefix's keys and values [kvHeads, P, d].
+    // keys and values as they are alone: attention is causal).
     const { num_key_value_heads: heads, head_dim: d, num_hidden_layers: layers } = config;
     for (const group of pack(shared.map((s) => s.run.prefix))) {
       throwIfAborted(signal);
       const prefixes = group.map((k) => requests[shared[k]!.run.start]!.ids.slice(0, shared[k]!.run.prefix));
       const { feeds, length } = paddedFeeds(config, dtype, prefixes, 'right');
       const out = await (await session('prefix')).run({ ...base, ...feeds });
-      group.forEach((k, b) => {
-        const n = shared[k]!.run.prefix;
-        for (let layer = 0; layer < layers; layer++) {
-          for (const name of [SCORE_IO.prefixKey(layer), SCORE_IO.prefixValue(layer)]) {
-            const all = out[name]!.data as FloatArray;
-            const mine = zeros(dtype, heads * n * d);
-            for (let h = 0; h < heads; h++) mine.set(all.subarray(((b * heads + h) * length) * d, ((b * heads + h) * length + n) * d), h * n * d);
-            shared[k]!.cache.push(mine);
-          }
-        }
-      });
+      group.forEach((k, row) => (shared[k]!.cache = { out, row, length }));
     }
     // The rows after their prefixes, packed together longest first whatever prompt they follow, so the
     // chains of different prompts fill a micro-batch alike. A row costs its prefix and its own tokens.
@@ -194,12 +185,13 @@ export async function scoreBatch(
       const extra: Record<string, TensorData> = { [SCORE_IO.prefixMask]: { dtype, dims: [members.length, width], data: mask } };
       members.forEach((m, b) => mask.fill(1, b * width, b * width + m.owner.run.prefix));
       for (let layer = 0; layer < layers; layer++) {
-        [SCORE_IO.prefixKey(layer), SCORE_IO.prefixValue(layer)].forEach((name, kind) => {
+        [SCORE_IO.prefixKey(layer), SCORE_IO.prefixValue(layer)].forEach((name) => {
           const data = zeros(dtype, members.length * heads * width * d);
           members.forEach((m, b) => {
             const n = m.owner.run.prefix;
-            const mine = m.owner.cache[2 * layer + kind]!;
-            for (let h = 0; h < heads; h++) data.set(mine.subarray(h * n * d, (h + 1) * n * d), (b * heads + h) * width * d);
+            const { out, row, length } = m.owner.cache!;
+            const all = out[name]!.data as FloatArray;
+            for (let h = 0; h < heads; h++) data.set(all.subarray((row * heads + h) * length * d, ((row * heads + h) * length + n) * d), (b * heads + h) * width * d);
           });
           extra[name] = { dtype, dims: [members.length, heads, 1, width, d], data };
         });
