@@ -14,7 +14,7 @@ import type { LoraConfig } from './model/lora.js';
 import type { ParamSpec } from './model/params.js';
 import { buildFusedTrainGraph, buildGradientGraph, buildOptimizerGraph, TRAIN_IO, type LossGraphOptions, type OptimizerGraphOptions } from './model/train-graph.js';
 import type { Graph } from './onnx/graph.js';
-import { OrtSession, type SessionOptions, type TensorData } from './ort.js';
+import { OrtSession, releaseUnreferencedOutputs, type SessionOptions, type TensorData } from './ort.js';
 
 export interface TrainSequence {
   ids: number[];
@@ -324,6 +324,8 @@ async function accumulateGradients(model: TrainedModel, sessions: TrainSessions,
     await checkAbort(signal);
     const feeds: Record<string, TensorData> = { ...weights, ...microBatch };
     for (const spec of specs) if (grads) feeds[TRAIN_IO.gradIn(spec.name)] = { dtype, dims: spec.shape, data: grads.get(spec.name)! };
+    // The gradients (and states) earlier runs replaced are freed, so this run reuses their memory.
+    releaseUnreferencedOutputs();
     const out = await session.run(feeds);
     loss += Number(out[TRAIN_IO.loss]!.data[0]);
     grads = new Map(specs.map((spec) => [spec.name, out[TRAIN_IO.grad(spec.name)]!.data as FloatArray]));
@@ -384,6 +386,7 @@ export async function runUpdates(
     await checkAbort(signal);
     if (accumulated) for (const spec of specs) feeds[TRAIN_IO.grad(spec.name)] = { dtype, dims: spec.shape, data: accumulated.grads.get(spec.name)! };
     else Object.assign(feeds, model.frozen ? weightFeeds(dtype, model.frozen) : {}, p.microBatches[0]);
+    releaseUnreferencedOutputs();
     const out = await session.run(feeds);
     const loss = accumulated ? accumulated.loss : Number(out[TRAIN_IO.loss]!.data[0]);
     if (!Number.isFinite(loss)) throw new NonFiniteUpdateError(update, 'loss', loss);

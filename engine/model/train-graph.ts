@@ -97,7 +97,7 @@ function declareLossModel(g: Graph, config: ModelConfig, dtype: DType, lora: Lor
   const params = declareParameters(g, config, dtype);
   const adapters = lora ? declareAdapters(g, config, lora, dtype) : undefined;
   const inputs = declareModelInputs(g, dtype);
-  const logits = transformerLogits(g, config, params, inputs, { adapters: adapters?.byWeight });
+  const logits = transformerLogits(g, config, params, inputs, { adapters: adapters?.byWeight, allButLastPosition: true });
   return { trained: adapters?.inputs ?? params, logits, ids: inputs.ids };
 }
 

@@ -134,6 +134,12 @@ export interface ForwardOptions {
   /** Output only the logits of the last position: sampling reads nothing else. */
   lastPositionOnly?: boolean;
   /**
+   * Output the logits of every position but the last, which predicts no token of the row: training
+   * scores each position's next token, and dropping the position before the output projection spares a
+   * copy of the vocabulary-sized logits (and its gradient's padding) that slicing them after would cost.
+   */
+  allButLastPosition?: boolean;
+  /**
    * Output only the logits at these positions [B, K] (int64; per row, any K positions of that row):
    * scoring reads only the positions that predict its targets, and the output projection and the
    * vocabulary-sized tensors after it cost per position.
@@ -213,6 +219,7 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
   // Sampling reads only the last position's logits; the output projection is the largest GEMM of a
   // small model's prefill (a fifth of SmolLM2-135M's), so the other positions skip it.
   if (options.lastPositionOnly) x = g.slice(x, 1, -1, Infinity);
+  if (options.allButLastPosition) x = g.slice(x, 1, 0, -1);
   if (options.outputPositions) {
     x = g.node('GatherND', [x, g.unsqueeze(options.outputPositions, [-1])], [{ dtype, shape: ['batch', options.outputPositions.shape[1]!, config.hidden_size] }], { batch_dims: 1 })[0]!;
   }
@@ -242,9 +249,12 @@ export function targetLogprobs(g: Graph, logits: Tensor, targets: Tensor): Token
   return { logprobs: g.reduceSum(picked, [-1]), logits, targets };
 }
 
-/** Log-prob of each next token under the model: entry t is for ids[t+1] given ids[0..t]. */
+/**
+ * Log-prob of each next token under the model: entry t is for ids[t+1] given ids[0..t]. `logits` are
+ * those of every position but the last (ForwardOptions.allButLastPosition).
+ */
 export function nextTokenLogprobs(g: Graph, logits: Tensor, ids: Tensor): TokenScores {
-  return targetLogprobs(g, g.slice(logits, 1, 0, -1), g.slice(ids, 1, 1, Infinity));
+  return targetLogprobs(g, logits, g.slice(ids, 1, 1, Infinity));
 }
 
 /** Rank of each target among the vocabulary: 1 + the number of tokens with a strictly greater logit. */

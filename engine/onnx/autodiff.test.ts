@@ -87,6 +87,7 @@ const cases: [string, InputSpec[], (g: Graph, xs: Tensor[]) => Tensor, number[]]
   ['Where broadcast', [{ shape: [2, 3] }, { shape: [3] }], (g, [a, b]) => g.where(g.greater(a!, g.scalar(0.1, a!)), a!, b!), [2, 3]],
   ['MatMul 2-D', [{ shape: [3, 4] }, { shape: [4, 2] }], (g, [a, b]) => g.matmul(a!, b!), [3, 2]],
   ['MatMul batched × 2-D', [{ shape: [2, 3, 4] }, { shape: [4, 5] }], (g, [a, b]) => g.matmul(a!, b!), [2, 3, 5]],
+  ['MatMul symbolic rows × transposed weight', [{ shape: ['b', 's', 4], dims: [2, 3, 4] }, { shape: [5, 4] }], (g, [a, w]) => g.matmul(a!, g.transpose(w!, [1, 0])), [2, 3, 5]],
   ['MatMul broadcast batch', [{ shape: [2, 1, 3, 4] }, { shape: [3, 4, 2] }], (g, [a, b]) => g.matmul(a!, b!), [2, 3, 3, 2]],
   ['ReduceSum keepdims', [{ shape: [2, 3, 4] }], (g, [a]) => g.reduceSum(a!, [1], true), [2, 1, 4]],
   ['ReduceSum two axes', [{ shape: [2, 3, 4] }], (g, [a]) => g.reduceSum(a!, [0, 2]), [3]],

@@ -95,6 +95,11 @@ const RULES: Record<string, Vjp> = {
   MatMul: (g, n, grad) => {
     const [a, b] = n.inputs as [Tensor, Tensor];
     const ga = g.matmul(grad, g.transpose(b, lastTwoSwapped(b.rank)));
+    if (b.rank === 2 && a.rank > 2) {
+      // A weight applied to a batch of rows: one GEMM over all rows at once. The batched product and a
+      // ReduceSum over its batch axes did the same sum with a [batch, K, N] intermediate, at a lower rate.
+      return [ga, g.matmul(g.transpose(g.flattenRows(a), [1, 0]), g.flattenRows(grad))];
+    }
     const gb = g.matmul(g.transpose(a, lastTwoSwapped(a.rank)), grad);
     return [unbroadcast(g, ga, a), unbroadcast(g, gb, b)];
   },

@@ -310,6 +310,17 @@ export class Graph {
     const shape: Dim[] = dims.map((d) => (d === -1 ? `${this.fresh('dim')}` : d));
     return this.one('Reshape', [x, this.constant(code, 'int64')], x.dtype, shape);
   }
+  /**
+   * [..., K] → [rows, K]: every axis but the last folded into one. A symbolic row count is named by its
+   * expression ("batch*seq"), so two tensors with the same leading axes agree by name.
+   */
+  flattenRows(x: Tensor): Tensor {
+    if (x.rank < 2) throw new GraphError(`flattenRows: needs rank ≥ 2, got [${x.shape.join(', ')}]`);
+    const lead = x.shape.slice(0, -1);
+    const last = x.shape[x.rank - 1]!;
+    const rows: Dim = lead.every((d): d is number => typeof d === 'number') ? lead.reduce((p, q) => p * q, 1) : lead.map(String).join('*');
+    return this.one('Reshape', [x, this.constant([-1, typeof last === 'number' ? last : 0], 'int64')], x.dtype, [rows, last]);
+  }
   /** Reshape to the runtime shape of `like` (used by gradients). */
   reshapeLike(x: Tensor, like: Tensor): Tensor {
     return this.one('Reshape', [x, this.shapeOf(like)], x.dtype, [...like.shape]);
