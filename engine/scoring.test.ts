@@ -3,8 +3,7 @@
 // requests scored whole, for every attention layout, under LoRA, and across micro-batches.
 import { describe, expect, it } from 'vitest';
 import { uniform } from '../dro/random.js';
-import { referenceLogprobsAndRanks } from '../test/reference/llama-forward.js';
-import { attentionVariants, engineOptions, randomIds, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions } from './testing/fixtures.js';
+import { attentionVariants, engineOptions, randomIds, releasedAfterAll, tinyModelConfig, trainStep, trainStepOptions, worstGapToReference } from './testing/fixtures.js';
 import { initParameters, parameterSpecs } from './model/params.js';
 import { PolicyEngine } from './policy.js';
 import { MIN_SHARED_PREFIX, sharedPrefixRuns, type ScoreRequest } from './scoring.js';
@@ -74,13 +73,7 @@ describe('scores after a shared prefix', () => {
       expect(runs.map((r) => r.prefix)).toEqual([14, 10, 0]);
       const engine = track(PolicyEngine.fromParameters(config, params, engineOptions()));
       const shared = await engine.score(requests);
-      let worst = 0;
-      requests.forEach((r, i) => {
-        const ref = referenceLogprobsAndRanks(config, params, r.ids, r.targetStart);
-        expect(shared[i]!.logprobs.length).toBe(r.ids.length - r.targetStart);
-        shared[i]!.logprobs.forEach((lp, t) => (worst = Math.max(worst, Math.abs(lp - ref.logprobs[t]!))));
-        expect(shared[i]!.ranks).toEqual(ref.ranks);
-      });
+      const worst = worstGapToReference(config, params, requests, shared);
       expect(worst).toBeLessThanOrEqual(1e-4);
 
       const exact = track(PolicyEngine.fromParameters(config, params, engineOptions({ dtype: 'float64' })));

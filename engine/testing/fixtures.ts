@@ -1,13 +1,16 @@
 // Test-only helpers shared by the engine's tests: the tiny model, engine, sampling and training options
 // from a default run's config (the engine has no defaults of its own), engines released after the file's
-// tests, keyed random ids, and one training update through the engine's API.
-import { afterAll } from 'vitest';
+// tests, keyed random ids, one training update through the engine's API, and scores checked against the
+// slow reference forward pass.
+import { afterAll, expect } from 'vitest';
 import { parseRunConfig } from '../../dro/config.js';
 import { uniform } from '../../dro/random.js';
 import type { EngineApi, RemoteEngineApi, TrainOptions } from '../api.js';
 import { parseModelConfig, type ModelConfig } from '../model/config.js';
 import type { EngineOptions, PolicyEngine } from '../policy.js';
 import type { SamplingOptions } from '../sampling.js';
+import type { ScoreRequest, ScoreResult } from '../scoring.js';
+import { referenceLogprobsAndRanks, type ParamTensors } from '../../test/reference/llama-forward.js';
 import { trainStepOptionsOf, type TrainSequence, type TrainStepOptions, type TrainStepResult } from '../training.js';
 
 /** A default run's config: where every option below takes its values. */
@@ -63,4 +66,19 @@ export const randomIds = (purpose: string, key: string, n: number, vocab: number
 export async function trainStep(engine: Pick<EngineApi | RemoteEngineApi, 'train'>, sequences: readonly TrainSequence[], options: TrainStepOptions, opts: TrainOptions = {}): Promise<TrainStepResult> {
   const [result] = await engine.train([{ sequences, options }], opts);
   return result!;
+}
+
+/**
+ * Scores against the slow reference forward pass (test/reference/llama-forward.ts): each result's
+ * length and ranks must equal the reference's; returns the largest log-prob gap, for the test's bound.
+ */
+export function worstGapToReference(config: ModelConfig, params: ParamTensors, requests: readonly ScoreRequest[], results: readonly ScoreResult[]): number {
+  let worst = 0;
+  requests.forEach((r, i) => {
+    const ref = referenceLogprobsAndRanks(config, params, r.ids, r.targetStart);
+    expect(results[i]!.logprobs.length, `request ${i}: log-probs`).toBe(r.ids.length - r.targetStart);
+    results[i]!.logprobs.forEach((lp, t) => (worst = Math.max(worst, Math.abs(lp - ref.logprobs[t]!))));
+    expect(results[i]!.ranks, `request ${i}: ranks`).toEqual(ref.ranks);
+  });
+  return worst;
 }

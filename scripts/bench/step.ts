@@ -8,7 +8,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseRunConfig, type RunConfig } from '../../dro/config.js';
-import { importGgufToDir } from '../../engine/index.js';
 import { readJson, readStepMetrics, runKeys } from '../../activities/records.js';
 import type { UpdateSummary } from '../../activities/types.js';
 import { storeFor, startRun } from '../../cli/client.js';
@@ -17,6 +16,7 @@ import { trainingWorkflowId } from '../../workflows/messages.js';
 import { ensureSmolLM2 } from '../models/smollm2.js';
 import { REPO_ROOT } from '../services/dev-services.js';
 import { activitySpans } from '../lib/histories.js';
+import { withImportedHfDir } from '../lib/hf-dir.js';
 import { withLocalWorker } from '../lib/local-run.js';
 import { listOption, runScript, scriptProgram } from '../lib/command-line.js';
 import { median, reportIdle } from './machine.js';
@@ -161,13 +161,7 @@ async function main(o: Options): Promise<void> {
   const trlScript = resolve(o.trlScript);
   if (o.trl && !existsSync(trlScript)) throw new UsageError(`--trl-script: ${trlScript} does not exist`);
   const gguf = await ensureSmolLM2();
-  let modelDir: string | undefined;
-  if (o.trl) {
-    modelDir = await mkdtemp(join(tmpdir(), 'bench-step-hf-'));
-    await rm(modelDir, { recursive: true });
-    await importGgufToDir(gguf, modelDir);
-  }
-  try {
+  await withImportedHfDir(gguf, o.trl !== undefined, async (modelDir) => {
     const idle = await reportIdle('before measuring');
     const results: { shape: string; dro: OursResult; trl?: TrlResult; ratio?: number }[] = [];
     for (const shape of o.shapes) {
@@ -185,9 +179,7 @@ async function main(o: Options): Promise<void> {
     }
     const after = await reportIdle('at the end of the run', 500);
     if (o.json) console.log(JSON.stringify({ idle: idle.idle && after.idle, model: 'SmolLM2-135M-Instruct', steps: o.steps, shapes: results }));
-  } finally {
-    if (modelDir) await rm(modelDir, { recursive: true, force: true });
-  }
+  });
 }
 
 const program = scriptProgram('bench:step')

@@ -4,17 +4,16 @@
 // peak; with --torch, the PyTorch anchor (scripts/bench/torch_update.py) on the same shapes in the same sitting.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parseRunConfig } from '../../dro/config.js';
 import { uniform } from '../../dro/random.js';
-import { estimateUpdateBytes, importGgufToDir, loadModel, parameterCount, PolicyEngine, trainStepOptionsOf, type TrainSequence } from '../../engine/index.js';
+import { estimateUpdateBytes, loadModel, parameterCount, PolicyEngine, trainStepOptionsOf, type TrainSequence } from '../../engine/index.js';
 import { integerOption, parseInteger } from '../../cli/options.js';
 import { ensureSmolLM2 } from '../models/smollm2.js';
 import { REPO_ROOT } from '../services/dev-services.js';
 import { median, reportIdle, secondsSince } from './machine.js';
 import { listOption, runScript, scriptProgram } from '../lib/command-line.js';
+import { withImportedHfDir } from '../lib/hf-dir.js';
 
 const DETAILS = `
 Each batch runs --warmup updates (session builds, first allocations; not counted), then --steps timed
@@ -87,7 +86,7 @@ function runTorch(python: string, modelDir: string, size: number, o: Options): U
   const script = resolve(REPO_ROOT, 'scripts', 'bench', 'torch_update.py');
   if (!existsSync(script)) throw new Error(`the PyTorch anchor is not at ${script}`);
   // The anchor's one warm-up update is untimed, as ours.
-  const child = spawnSync(python, [script, modelDir, String(size), String(o.steps), '--micro', String(o.micro), '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+  const child = spawnSync(python, [script, modelDir, String(size), String(o.steps), '--micro', String(o.micro), '--length', String(o.length), '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
   if (child.status !== 0) throw new Error(`the PyTorch anchor failed for the batch of ${size} (exit ${child.status ?? child.signal})`);
   const r = JSON.parse(child.stdout.trim().split('\n').pop()!) as { tokensPerSecond: number; secondsPerStep: number; peakRssMiB: number };
   return { engine: 'pytorch', batch: size, tokensPerSecond: r.tokensPerSecond, secondsPerStep: r.secondsPerStep, peakRssBytes: r.peakRssMiB * 2 ** 20 };
@@ -114,13 +113,7 @@ async function main(o: Options): Promise<void> {
     return;
   }
   const gguf = await ensureSmolLM2();
-  let modelDir: string | undefined;
-  if (o.torch) {
-    modelDir = await mkdtemp(join(tmpdir(), 'bench-update-'));
-    await rm(modelDir, { recursive: true });
-    await importGgufToDir(gguf, modelDir);
-  }
-  try {
+  await withImportedHfDir(gguf, o.torch !== undefined, async (modelDir) => {
     const idle = await reportIdle('before measuring');
     const runs: UpdateResult[] = [];
     for (const size of o.batches) {
@@ -137,9 +130,7 @@ async function main(o: Options): Promise<void> {
     }
     const after = await reportIdle('at the end of the run', 500);
     if (o.json) console.log(JSON.stringify({ idle: idle.idle && after.idle, model: 'SmolLM2-135M-Instruct', microBatchTokens: o.micro, length: o.length, threads: o.threads, runs }));
-  } finally {
-    if (modelDir) await rm(modelDir, { recursive: true, force: true });
-  }
+  });
 }
 
 const program = scriptProgram('bench:update')
