@@ -282,7 +282,9 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
       rolloutArtifact.groups.forEach((g, gi) => {
         const r = rewards.groups[gi]!;
         if (!r.kept) return;
-        g.completions.forEach((c, i) => sequences.push({ ids: [...g.promptIds, ...c.ids], completionStart: g.promptIds.length, advantage: nan ? Number.NaN : r.advantages[i]!, truncated: c.truncated }));
+        // The injected NaN must reach the loss: a batch whose chains are all masked truncations has none,
+        // so under the fault every chain carries loss.
+        g.completions.forEach((c, i) => sequences.push({ ids: [...g.promptIds, ...c.ids], completionStart: g.promptIds.length, advantage: nan ? Number.NaN : r.advantages[i]!, truncated: nan ? false : c.truncated }));
       });
       const learningRate = learningRateAt(input.step, { peak: config.optimizer.learningRate, totalSteps: config.schedule.totalSteps, warmupSteps: config.schedule.warmupSteps, kind: config.schedule.lrSchedule, minLrRatio: config.schedule.minLrRatio });
       // A sequence without counted tokens (a masked truncation) is never run by the engine and needs no log-probs.
