@@ -93,8 +93,8 @@ let collect: (() => void) | undefined;
  * JavaScript as external buffers V8 does not count toward its heap, so the gradients and optimizer
  * state a training run replaces (hundreds of MB per run) stayed mapped until a collection V8 saw no
  * reason to start: the process grew by gigabytes over a few updates, and every run faulted in fresh
- * pages instead of reusing freed ones. A full collection costs milliseconds; call it after large runs
- * only, never per decoded token.
+ * pages instead of reusing freed ones. A full collection costs milliseconds; call it before large runs
+ * only (engine/training.ts: before each gradient and optimizer run), never per decoded token.
  */
 export function releaseUnreferencedOutputs(): void {
   if (!collect) {
