@@ -89,13 +89,56 @@ function applyRotary(g: Graph, x: Tensor, cos: Tensor, sin: Tensor, headDim: num
 /** Additive attention bias [B, 1, 1, T, T]: 0 where query t may see key s (s ≤ t and s is real). */
 function attentionBias(g: Graph, keyMask: Tensor, dtype: DType): Tensor {
   // A [T, T] lower-triangular matrix of ones, built at run time from the sequence length.
-  const seqLen = g.node('Gather', [g.shapeOf(keyMask), g.constant([1], 'int64')], [{ dtype: 'int64', shape: [1] }], { axis: 0 })[0]!;
+  const seqLen = g.sizeOf(keyMask, 1);
   const square = g.concat([seqLen, seqLen], 0);
   const ones = g.node('Expand', [g.scalar(1, dtype), square], [{ dtype, shape: ['seq', 'seq'] }])[0]!;
   const causal = g.node('Trilu', [ones], [{ dtype, shape: ['seq', 'seq'] }], { upper: 0 })[0]!;
   const keys = g.unsqueeze(keyMask, [1, 2, 3]);
   const allowed = g.mul(causal, keys);
   return g.mul(g.sub(1, allowed), MASKED);
+}
+
+/**
+ * Causal attention splits its queries into this many chunks, and chunk c (queries [b_c, b_c+1)) scores
+ * only keys [0, b_c+1): the keys after a chunk are masked for all its queries. With 4 chunks the scores,
+ * their softmax and its gradient (the attention-sized tensors, [B, heads, T, T], over a quarter of a
+ * 512-token training step's kernel time) cover 10/16 of the square. The bounds are computed from the
+ * run-time length, so one graph serves every T (a chunk of a T below 4 may be empty).
+ */
+const CAUSAL_CHUNKS = 4;
+
+/** The chunk bounds b_0 = 0 ≤ b_1 ≤ … ≤ b_C = T as int64 tensors of shape [1]; b_c = ⌊c·T/C⌋. */
+function causalChunkBounds(g: Graph, ids: Tensor): Tensor[] {
+  const seqLen = g.sizeOf(ids, 1);
+  return Array.from({ length: CAUSAL_CHUNKS + 1 }, (_, c) => {
+    if (c === 0) return g.constant([0], 'int64');
+    if (c === CAUSAL_CHUNKS) return seqLen;
+    return g.div(g.mul(seqLen, g.constant([c], 'int64')), g.constant([CAUSAL_CHUNKS], 'int64'));
+  });
+}
+
+/**
+ * Causal self-attention of q [B, kvHeads, group, T, d] over k, v [B, kvHeads, 1, T, d] with the additive
+ * bias [B, 1, 1, T, T], chunk by chunk (CAUSAL_CHUNKS). Each softmax row drops only keys whose bias is
+ * MASKED, whose exp() is exactly 0, so the result is the unchunked one up to the order of float sums.
+ */
+function chunkedCausalAttention(g: Graph, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: number, bounds: Tensor[]): Tensor {
+  const zero = bounds[0]!;
+  const chunks: Tensor[] = [];
+  for (let c = 0; c < CAUSAL_CHUNKS; c++) {
+    const [from, to] = [bounds[c]!, bounds[c + 1]!];
+    const rows = `seq.chunk${c}`;
+    const seen = `seq.upto${c}`;
+    const qc = g.sliceRange(q, 3, from, to, rows);
+    const kc = g.sliceRange(k, 3, zero, to, seen);
+    const vc = g.sliceRange(v, 3, zero, to, seen);
+    const shape = [...bias.shape.slice(0, 3), rows, seen];
+    const bc = g.node('Slice', [bias, g.concat([from, zero], 0), g.concat([to, to], 0), g.constant([3, 4], 'int64')], [{ dtype: bias.dtype, shape }])[0]!;
+    const scores = g.add(g.mul(g.matmul(qc, g.transpose(kc, [0, 1, 2, 4, 3])), scale), bc);
+    chunks.push(g.matmul(g.softmax(scores, -1), vc));
+  }
+  // Declared with q's own length, which the pieces add up to, so the caller's reshape keeps its name.
+  return g.node('Concat', chunks, [{ dtype: q.dtype, shape: [...q.shape] }], { axis: 3 }, { axis: 3 })[0]!;
 }
 
 /** Keys and values of one layer in the grouped layout [B, kvHeads, 1, T, d]. */
@@ -168,6 +211,7 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
   const bias = options.fixedCache ? undefined : attentionBias(g, keyMask(), dtype);
   const prefixBias = options.prefix ? g.mul(g.sub(1, g.unsqueeze(options.prefix.mask, [1, 2, 3])), MASKED) : undefined;
   const scale = 1 / Math.sqrt(d);
+  const chunkBounds = options.fixedCache || options.prefix ? undefined : causalChunkBounds(g, inputs.ids);
   const present: LayerCache[] = [];
   const seq = inputs.ids.shape[1]!;
 
@@ -205,8 +249,7 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
       const eOwn = g.exp(g.sub(own, m));
       context = g.div(g.add(g.matmul(eShared, prefixValue), g.matmul(eOwn, v)), g.add(g.reduceSum(eShared, [-1], true), g.reduceSum(eOwn, [-1], true)));
     } else {
-      const scores = g.add(g.mul(g.matmul(q, g.transpose(k, [0, 1, 2, 4, 3])), scale), bias!);
-      context = g.matmul(g.softmax(scores, -1), v);
+      context = chunkedCausalAttention(g, q, k, v, bias!, scale, chunkBounds!);
     }
     const merged = g.reshape(g.transpose(context, [0, 3, 1, 2, 4]), ['batch', seq, config.num_attention_heads * d]);
     x = g.add(x, project(merged, 'self_attn.o_proj'));
@@ -245,8 +288,18 @@ export interface TokenScores {
 /** Log-prob of each target under logits [B, K, vocab] (targets [B, K]). */
 export function targetLogprobs(g: Graph, logits: Tensor, targets: Tensor): TokenScores {
   const logp = g.logSoftmax(logits, -1);
-  const picked = g.gatherElements(logp, g.unsqueeze(targets, [-1]), -1);
-  return { logprobs: g.reduceSum(picked, [-1]), logits, targets };
+  const index = g.unsqueeze(targets, [-1]);
+  const picked = g.reduceSum(g.gatherElements(logp, index, -1), [-1]);
+  // ∂ log p(target) / ∂ logits = onehot(target) − softmax, scaled by the upstream gradient: the softmax
+  // (exp of the kept log-softmax) times −grad, then grad added at the target. Three passes over the
+  // vocabulary-sized tensor where the composed rules took six (a zero fill, a scatter into it, and the
+  // log-softmax rule's sum, product and difference); each value equals the composed rules' (up to the
+  // sign of a zero), as a row's sum of the scattered gradient is its one entry exactly.
+  const logprobs = g.withGradient(picked, [logits], (g, grad) => {
+    const upstream = g.unsqueeze(grad, [-1]);
+    return [g.addAtElements(g.mul(g.exp(logp), g.neg(upstream)), index, upstream, -1)];
+  });
+  return { logprobs, logits, targets };
 }
 
 /**

@@ -118,6 +118,23 @@ const cases: [string, InputSpec[], (g: Graph, xs: Tensor[]) => Tensor, number[]]
   ['Slice with a negative end', [{ shape: [4, 3] }], (g, [a]) => g.slice(a!, 0, 1, -1), [2, 3]],
   ['Slice a middle piece', [{ shape: [2, 6] }], (g, [a]) => g.slice(a!, -1, 1, 4), [2, 3]],
   ['Slice a symbolic axis', [{ shape: ['t', 2], dims: [5, 2] }], (g, [a]) => g.slice(a!, 0, 1, -2), [2, 2]],
+  [
+    'Slice over a range computed at run time',
+    [{ shape: ['t', 2], dims: [5, 2] }],
+    (g, [a]) => g.sliceRange(a!, 0, g.constant([1], 'int64'), g.sub(g.sizeOf(a!, 0), g.constant([1], 'int64')), 'inner'),
+    [3, 2],
+  ],
+  [
+    // Tanh has no rule: the walk must take the custom gradient's word for it and never reach the node.
+    'Custom gradient over a node without a rule',
+    [{ shape: [2, 3] }],
+    (g, [a]) => {
+      const tanh = g.node('Tanh', [a!], [{ dtype: a!.dtype, shape: [...a!.shape] }])[0]!;
+      return g.withGradient(tanh, [a!], (g, grad) => [g.mul(grad, g.sub(1, g.mul(tanh, tanh)))]);
+    },
+    [2, 3],
+  ],
+  ['Slice an empty run-time range', [{ shape: [4, 2] }], (g, [a]) => g.add(g.reduceSum(g.sliceRange(a!, 0, g.constant([2], 'int64'), g.constant([2], 'int64'), 'none'), [0], true), a!), [4, 2]],
   ['Concat', [{ shape: [2, 1] }, { shape: [2, 3] }], (g, [a, b]) => g.concat([a!, b!], 1), [2, 4]],
   [
     'A composite: log-sum-exp with a shared input',
@@ -170,6 +187,22 @@ describe('gradient rules vs central finite differences (float64)', () => {
       trials++;
     }
     expect(trials).toBe(18);
+  });
+
+  it('a custom gradient replaces its nodes\' rules, and reaches only the tensors it names', async () => {
+    const g = new Graph();
+    const a = g.input('a', 'float64', [2]);
+    const b = g.input('b', 'float64', [2]);
+    // d(a·b)/da is b by the rules; the custom gradient says 7·grad, and says nothing of b.
+    const loss = g.reduceSum(g.withGradient(g.mul(a, b), [a], (g, grad) => [g.mul(grad, 7)]), [0]);
+    const [ga, gb] = gradients(g, loss, [a, b]);
+    g.output(ga!, 'ga');
+    g.output(gb!, 'gb');
+    const session = await OrtSession.create(g.toModelBytes(), engineOptions());
+    const out = await session.run({ a: { dtype: 'float64', dims: [2], data: Float64Array.from([1, -2]) }, b: { dtype: 'float64', dims: [2], data: Float64Array.from([3, 5]) } });
+    expect(Array.from(out.ga!.data as Float64Array)).toEqual([7, 7]);
+    expect(Array.from(out.gb!.data as Float64Array)).toEqual([0, 0]);
+    await session.release();
   });
 
   it('gives zeros for a parameter the loss does not depend on', async () => {

@@ -1,7 +1,7 @@
 // Reverse-mode automatic differentiation over a Graph: walks the nodes between the parameters and a scalar
 // loss backwards and emits each operator's vector-Jacobian product as ordinary ONNX operators, so ONNX
 // Runtime runs forward and backward as one session. Broadcasting is undone by summing broadcast axes.
-import { GraphError, isFloat, type Dim, type Graph, type GraphNode, type Tensor } from './graph.js';
+import { GraphError, isFloat, type CustomGradient, type Dim, type Graph, type GraphNode, type Tensor } from './graph.js';
 
 /**
  * Sums `grad` (shaped like a broadcast result) back to the shape of `x`: leading axes x lacks and axes
@@ -146,6 +146,10 @@ const RULES: Record<string, Vjp> = {
   Slice: (g, n, grad) => {
     const x = n.inputs[0]!;
     const axis = n.info.axis as number;
+    if (typeof n.info.start === 'object') {
+      const start = n.info.start as Tensor;
+      return [g.padAxis(grad, axis, start, g.sub(g.sizeOf(x, axis), n.info.end as Tensor), x), undefined, undefined, undefined];
+    }
     const start = n.info.start as number;
     const end = n.info.end as number;
     const dim = x.shape[axis]!;
@@ -176,15 +180,18 @@ export function gradients(g: Graph, loss: Tensor, wrt: Tensor[]): Tensor[] {
   const dependsOnWrt = new Set<string>(wanted);
   const order = g.nodes.slice();
   const relevant = new Set<GraphNode>();
+  // A custom gradient's node stands for the nodes that computed its value: the walk goes from it
+  // straight to its `wrt`, past them.
+  const gradInputs = (node: GraphNode): Tensor[] => (node.info.custom as CustomGradient | undefined)?.wrt ?? node.inputs;
   for (const node of order) {
-    if (node.inputs.some((t) => dependsOnWrt.has(t.name))) for (const out of node.outputs) dependsOnWrt.add(out.name);
+    if ([...node.inputs, ...gradInputs(node)].some((t) => dependsOnWrt.has(t.name))) for (const out of node.outputs) dependsOnWrt.add(out.name);
   }
   const neededForLoss = new Set<string>([loss.name]);
   for (let i = order.length - 1; i >= 0; i--) {
     const node = order[i]!;
     if (node.outputs.some((t) => neededForLoss.has(t.name)) && node.outputs.some((t) => dependsOnWrt.has(t.name))) {
       relevant.add(node);
-      for (const input of node.inputs) neededForLoss.add(input.name);
+      for (const input of gradInputs(node)) neededForLoss.add(input.name);
     }
   }
 
@@ -198,6 +205,14 @@ export function gradients(g: Graph, loss: Tensor, wrt: Tensor[]): Tensor[] {
     if (!relevant.has(node)) continue;
     const upstream = node.outputs.map((o) => grads.get(o.name));
     if (upstream.every((u) => u === undefined)) continue;
+    const custom = node.info.custom as CustomGradient | undefined;
+    if (custom) {
+      const customGrads = custom.vjp(g, upstream[0]!);
+      custom.wrt.forEach((t, k) => {
+        if (dependsOnWrt.has(t.name)) accumulate(t, customGrads[k]!);
+      });
+      continue;
+    }
     const rule = RULES[node.opType];
     if (!rule) throw new GraphError(`gradients: no gradient rule for ${node.opType}`);
     let inputGrads: (Tensor | undefined)[];

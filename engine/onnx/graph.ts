@@ -37,6 +37,15 @@ export class Tensor {
   }
 }
 
+/** A hand-written vector-Jacobian product: the gradients of a custom gradient's `wrt`, given its value's. */
+export type CustomVjp = (g: Graph, grad: Tensor) => Tensor[];
+
+/** The gradient of a node made by Graph.withGradient. */
+export interface CustomGradient {
+  wrt: Tensor[];
+  vjp: CustomVjp;
+}
+
 export interface GraphNode {
   opType: string;
   inputs: Tensor[];
@@ -348,6 +357,20 @@ export class Graph {
     const shape = x.shape.map((d, i) => (i === a ? size : d));
     return this.one('Slice', [x, this.constant([start], 'int64'), this.constant([onnxEnd], 'int64'), this.constant([a], 'int64')], x.dtype, shape, {}, { axis: a, start, end });
   }
+  /**
+   * Slice of `axis` over the run-time range [start, end) (int64 tensors of shape [1]), its size named
+   * `size`: for pieces of a symbolic axis whose bounds are computed in the graph (the causal attention
+   * chunks). Its gradient pads the piece back with zeros.
+   */
+  sliceRange(x: Tensor, axis: number, start: Tensor, end: Tensor, size: Dim): Tensor {
+    const a = normAxis(axis, x.rank);
+    const shape = x.shape.map((d, i) => (i === a ? size : d));
+    return this.one('Slice', [x, start, end, this.constant([a], 'int64')], x.dtype, shape, {}, { axis: a, start, end });
+  }
+  /** The run-time size of `axis` of x, as an int64 tensor of shape [1]. */
+  sizeOf(x: Tensor, axis: number): Tensor {
+    return this.one('Gather', [this.shapeOf(x), this.constant([normAxis(axis, x.rank)], 'int64')], 'int64', [1], { axis: 0 });
+  }
   concat(xs: Tensor[], axis: number): Tensor {
     const first = xs[0];
     if (!first) throw new GraphError('Concat: no inputs');
@@ -405,20 +428,44 @@ export class Graph {
     const scattered = this.one('ScatterND', [zeros, this.unsqueeze(distinct!, [1]), summed], data.dtype, [rows, width]);
     return this.reshape(scattered, [...data.shape]);
   }
+  /** Zeros shaped like `data` with `updates` added at `indices` along `axis` (the GatherElements gradient). */
   scatterAddElements(data: Tensor, indices: Tensor, updates: Tensor, axis: number): Tensor {
-    return this.one('ScatterElements', [this.zerosLike(data), indices, updates], data.dtype, [...data.shape], { axis, reduction: 'add' });
+    return this.addAtElements(this.zerosLike(data), indices, updates, axis);
+  }
+  /** `base` with `updates` added at `indices` along `axis`. */
+  addAtElements(base: Tensor, indices: Tensor, updates: Tensor, axis: number): Tensor {
+    return this.one('ScatterElements', [base, indices, updates], base.dtype, [...base.shape], { axis, reduction: 'add' });
+  }
+  /**
+   * `value`, computed from `wrt` by ordinary nodes, as a tensor whose gradient is `vjp`'s (the gradients
+   * of `wrt` given the value's) rather than its nodes' rules composed: for a composite whose gradient
+   * written by hand takes fewer passes over large tensors. An Identity node, which ONNX Runtime removes.
+   */
+  withGradient(value: Tensor, wrt: Tensor[], vjp: CustomVjp): Tensor {
+    return this.one('Identity', [value], value.dtype, [...value.shape], {}, { custom: { wrt, vjp } satisfies CustomGradient });
   }
   /** Splits `x` along `axis` into pieces as large as the given tensors are along it (the Concat gradient). */
   splitLike(x: Tensor, axis: number, parts: Tensor[]): Tensor[] {
-    const sizes = this.concat(parts.map((p) => this.one('Gather', [this.shapeOf(p), this.constant(axis, 'int64')], 'int64', [], { axis: 0 })).map((s) => this.unsqueeze(s, [0])), 0);
+    const sizes = this.concat(parts.map((p) => this.sizeOf(p, axis)), 0);
     return this.node('Split', [x, sizes], parts.map((p) => ({ dtype: x.dtype, shape: x.shape.map((d, i) => (i === axis ? p.shape[axis]! : d)) })), { axis });
   }
-  /** Pad the static axis `axis` with `before` and `after` zeros (the Slice gradient). */
-  padAxis(x: Tensor, axis: number, before: number, after: number, like: Tensor): Tensor {
-    const pads = new Array<number>(2 * x.rank).fill(0);
-    pads[axis] = before;
-    pads[x.rank + axis] = after;
-    return this.one('Pad', [x, this.constant(pads, 'int64')], x.dtype, [...like.shape], { mode: 'constant' });
+  /**
+   * Pad axis `axis` with `before` and `after` zeros (the Slice gradient): numbers, or int64 tensors of
+   * shape [1] computed at run time.
+   */
+  padAxis(x: Tensor, axis: number, before: number | Tensor, after: number | Tensor, like: Tensor): Tensor {
+    let pads: Tensor;
+    if (typeof before === 'number' && typeof after === 'number') {
+      const fixed = new Array<number>(2 * x.rank).fill(0);
+      fixed[axis] = before;
+      fixed[x.rank + axis] = after;
+      pads = this.constant(fixed, 'int64');
+    } else {
+      const amount = (n: number | Tensor): Tensor => (typeof n === 'number' ? this.constant([n], 'int64') : n);
+      const zeros = (count: number): Tensor[] => (count > 0 ? [this.constant(new Array<number>(count).fill(0), 'int64')] : []);
+      pads = this.concat([...zeros(axis), amount(before), ...zeros(x.rank - 1), amount(after), ...zeros(x.rank - 1 - axis)], 0);
+    }
+    return this.one('Pad', [x, pads], x.dtype, [...like.shape], { mode: 'constant' });
   }
   /** Product of the runtime sizes of `axes` of x, as a scalar of `dtype` (for means over symbolic dims). */
   countOf(x: Tensor, axes: number[], dtype: DType): Tensor {

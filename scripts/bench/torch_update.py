@@ -2,15 +2,15 @@
 # directory (e.g. SmolLM2-135M-Instruct written by `dro model import --gguf`) on BATCH random sequences of
 # LENGTH tokens, the token-mean next-token loss over every predicted token, gradients accumulated over
 # micro-batches of MICRO tokens (sequences x length), one clipped AdamW step. Prints tokens/s, seconds per
-# update (median after one untimed warm-up) and the process's peak RSS.
-# usage: python torch_update.py MODEL_DIR BATCH [STEPS=2] [--micro 2048] [--length 512] [--checkpointing] [--json]
+# update (median after WARMUP untimed updates) and the process's peak RSS.
+# usage: python torch_update.py MODEL_DIR BATCH [STEPS=2] [--warmup 2] [--micro 2048] [--length 512] [--checkpointing] [--json]
 import argparse, json, resource, statistics, time
 import torch
 from transformers import AutoModelForCausalLM
 
 p = argparse.ArgumentParser()
 p.add_argument('model_dir'); p.add_argument('batch', type=int); p.add_argument('steps', type=int, nargs='?', default=2)
-p.add_argument('--micro', type=int, default=2048); p.add_argument('--length', type=int, default=512)
+p.add_argument('--warmup', type=int, default=2); p.add_argument('--micro', type=int, default=2048); p.add_argument('--length', type=int, default=512)
 p.add_argument('--checkpointing', action='store_true'); p.add_argument('--json', action='store_true')
 a = p.parse_args()
 torch.set_num_threads(2); torch.manual_seed(0)
@@ -35,9 +35,10 @@ def update(s):
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
 
-update(0)
+for s in range(a.warmup):
+    update(s)
 times = []
-for s in range(1, a.steps + 1):
+for s in range(a.warmup, a.warmup + a.steps):
     t0 = time.perf_counter(); update(s); times.append(time.perf_counter() - t0)
 dt = statistics.median(times)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -16,8 +16,8 @@ import { listOption, runScript, scriptProgram } from '../lib/command-line.js';
 import { withImportedHfDir } from '../lib/hf-dir.js';
 
 const DETAILS = `
-Each batch runs --warmup updates (session builds, first allocations; not counted), then --steps timed
-ones, in a fresh process. An update is a full fine-tune step: the token-mean next-token loss over all 511
+Each batch runs --warmup updates (session builds, first allocations; not counted; the PyTorch anchor
+runs as many), then --steps timed ones, in a fresh process. An update is a full fine-tune step: the token-mean next-token loss over all 511
 predicted tokens of every sequence (the SFT loss, which is what the PyTorch anchor computes), gradients
 accumulated over the micro-batches, one clipped AdamW step. tokens/s = batch × 511 / the median update.
 Peak RSS is the process's (getrusage), model loading included, as the anchor reports it. The estimate is
@@ -39,6 +39,8 @@ interface UpdateResult {
   microBatches?: number;
   stepSeconds?: number[];
   warmupSeconds?: number[];
+  /** glibc malloc's settings the process ran with (bin/with-allocator's, unless the environment set others). */
+  malloc?: { mmapThreshold?: string; trimThreshold?: string };
 }
 
 function batch(vocab: number, size: number, length: number, step: number): TrainSequence[] {
@@ -72,12 +74,15 @@ async function measure(gguf: string, size: number, o: Options): Promise<UpdateRe
     microBatches,
     stepSeconds,
     warmupSeconds,
+    malloc: { mmapThreshold: process.env.MALLOC_MMAP_THRESHOLD_, trimThreshold: process.env.MALLOC_TRIM_THRESHOLD_ },
   };
 }
 
 function runOurs(gguf: string, size: number, o: Options): UpdateResult {
   const args = ['--child', String(size), '--threads', String(o.threads), '--steps', String(o.steps), '--warmup', String(o.warmup), '--micro', String(o.micro), '--length', String(o.length)];
-  const child = spawnSync(process.execPath, [...process.execArgv, import.meta.filename, ...args, '--gguf', gguf], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+  // Through bin/with-allocator, as every dro worker runs (bin/dro); the PyTorch anchor runs as its users run it.
+  const launcher = resolve(REPO_ROOT, 'bin', 'with-allocator');
+  const child = spawnSync(launcher, [process.execPath, ...process.execArgv, import.meta.filename, ...args, '--gguf', gguf], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
   if (child.status !== 0) throw new Error(`the batch of ${size} failed (exit ${child.status ?? child.signal})`);
   return JSON.parse(child.stdout.trim().split('\n').pop()!) as UpdateResult;
 }
@@ -85,8 +90,8 @@ function runOurs(gguf: string, size: number, o: Options): UpdateResult {
 function runTorch(python: string, modelDir: string, size: number, o: Options): UpdateResult {
   const script = resolve(REPO_ROOT, 'scripts', 'bench', 'torch_update.py');
   if (!existsSync(script)) throw new Error(`the PyTorch anchor is not at ${script}`);
-  // The anchor's one warm-up update is untimed, as ours.
-  const child = spawnSync(python, [script, modelDir, String(size), String(o.steps), '--micro', String(o.micro), '--length', String(o.length), '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+  // The anchor's warm-up updates are untimed, as ours.
+  const child = spawnSync(python, [script, modelDir, String(size), String(o.steps), '--warmup', String(o.warmup), '--micro', String(o.micro), '--length', String(o.length), '--json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
   if (child.status !== 0) throw new Error(`the PyTorch anchor failed for the batch of ${size} (exit ${child.status ?? child.signal})`);
   const r = JSON.parse(child.stdout.trim().split('\n').pop()!) as { tokensPerSecond: number; secondsPerStep: number; peakRssMiB: number };
   return { engine: 'pytorch', batch: size, tokensPerSecond: r.tokensPerSecond, secondsPerStep: r.secondsPerStep, peakRssBytes: r.peakRssMiB * 2 ** 20 };
@@ -140,7 +145,7 @@ const program = scriptProgram('bench:update')
   .addOption(integerOption('--micro <n>', 'update.microBatchTokens', 1).default(2048))
   .addOption(integerOption('--threads <n>', 'intra-op threads', 1).default(2))
   .addOption(integerOption('--steps <n>', 'timed updates per batch', 1).default(2))
-  .addOption(integerOption('--warmup <n>', 'untimed updates before them', 0).default(1))
+  .addOption(integerOption('--warmup <n>', 'untimed updates before them (ours and PyTorch\'s)', 0).default(2))
   .option('--torch <python>', "also run PyTorch's anchor with this Python (e.g. ~/torch-anchor/bin/python)")
   .option('--json', 'print one JSON object instead of lines')
   // The parent runs each batch size as `--child <size> --gguf <path>` in a process of its own.
