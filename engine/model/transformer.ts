@@ -101,9 +101,8 @@ function swiGlu(g: Graph, gate: Tensor, up: Tensor): Tensor {
 }
 
 /** Additive attention bias [B, 1, 1, T, T]: 0 where query t may see key s (s ≤ t and s is real). */
-function attentionBias(g: Graph, keyMask: Tensor, dtype: DType): Tensor {
+function attentionBias(g: Graph, keyMask: Tensor, seqLen: Tensor, dtype: DType): Tensor {
   // A [T, T] lower-triangular matrix of ones, built at run time from the sequence length.
-  const seqLen = g.sizeOf(keyMask, 1);
   const square = g.concat([seqLen, seqLen], 0);
   const ones = g.node('Expand', [g.scalar(1, dtype), square], [{ dtype, shape: ['seq', 'seq'] }])[0]!;
   const causal = g.node('Trilu', [ones], [{ dtype, shape: ['seq', 'seq'] }], { upper: 0 })[0]!;
@@ -121,9 +120,8 @@ function attentionBias(g: Graph, keyMask: Tensor, dtype: DType): Tensor {
  */
 const CAUSAL_CHUNKS = 4;
 
-/** The chunk bounds b_0 = 0 ≤ b_1 ≤ … ≤ b_C = T as int64 tensors of shape [1]; b_c = ⌊c·T/C⌋. */
-function causalChunkBounds(g: Graph, ids: Tensor): Tensor[] {
-  const seqLen = g.sizeOf(ids, 1);
+/** The chunk bounds b_0 = 0 ≤ b_1 ≤ … ≤ b_C = T (seqLen) as int64 tensors of shape [1]; b_c = ⌊c·T/C⌋. */
+function causalChunkBounds(g: Graph, seqLen: Tensor): Tensor[] {
   return Array.from({ length: CAUSAL_CHUNKS + 1 }, (_, c) => {
     if (c === 0) return g.constant([0], 'int64');
     if (c === CAUSAL_CHUNKS) return seqLen;
@@ -222,10 +220,12 @@ export function transformerForward(g: Graph, config: ModelConfig, params: Map<st
   };
   // Masked slots of a fixed cache get the same large negative bias as masked keys: exp() of it is 0.
   const fixedBias = options.fixedCache ? g.mul(g.sub(1, g.unsqueeze(options.fixedCache.mask, [1, 2, 3])), MASKED) : undefined;
-  const bias = options.fixedCache ? undefined : attentionBias(g, keyMask(), dtype);
+  // T at run time, for the causal mask and the attention chunks.
+  const seqLen = options.fixedCache ? undefined : g.sizeOf(inputs.ids, 1);
+  const bias = seqLen ? attentionBias(g, keyMask(), seqLen, dtype) : undefined;
   const prefixBias = options.prefix ? g.mul(g.sub(1, g.unsqueeze(options.prefix.mask, [1, 2, 3])), MASKED) : undefined;
   const scale = 1 / Math.sqrt(d);
-  const chunkBounds = options.fixedCache || options.prefix ? undefined : causalChunkBounds(g, inputs.ids);
+  const chunkBounds = seqLen && !options.prefix ? causalChunkBounds(g, seqLen) : undefined;
   const present: LayerCache[] = [];
   const seq = inputs.ids.shape[1]!;
 

@@ -17,8 +17,9 @@ import { withImportedHfDir } from '../lib/hf-dir.js';
 
 const DETAILS = `
 Each batch runs --warmup updates (session builds, first allocations; not counted; the PyTorch anchor
-runs as many), then --steps timed ones, in a fresh process. An update is a full fine-tune step: the token-mean next-token loss over all 511
-predicted tokens of every sequence (the SFT loss, which is what the PyTorch anchor computes), gradients
+runs as many), then --steps timed ones, in a fresh process. An update is a full fine-tune step: the
+token-mean next-token loss over all 511 predicted tokens of every sequence (the SFT loss, which is what
+the PyTorch anchor computes), gradients
 accumulated over the micro-batches, one clipped AdamW step. tokens/s = batch × 511 / the median update.
 Peak RSS is the process's (getrusage), model loading included, as the anchor reports it. The estimate is
 engine/memory.ts's, which a worker checks against its --memory budget before an update.
