@@ -9,7 +9,7 @@ import { unresumableDifferences } from '../dro/resumable.js';
 import { initialCursor, DataSampler } from '../datasets/sampler.js';
 import { loadDemonstrations, syntheticDemonstrations } from '../datasets/demonstrations.js';
 import type { SyntheticExample } from '../datasets/synthetic.js';
-import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson, runtimeInfo, WEIGHTS_FILE, trainStepOptionsOf, type EngineClient, type TrainSequence } from '../engine/index.js';
+import { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson, fingerprintDifferences, runtimeFingerprint, WEIGHTS_FILE, trainStepOptionsOf, type EngineClient, type TrainSequence } from '../engine/index.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { applyRetention, commitCheckpoint, CheckpointError, loadCheckpoint, loadLatestCheckpoint } from '../storage/checkpoints.js';
 import { seconds, withHeartbeat, type StoreOpener } from './context.js';
@@ -63,14 +63,10 @@ function parseCheckpointConfig(config: unknown, step: number): RunConfig {
   }
 }
 
+/** What differs between the runtime that wrote a checkpoint and this worker's, as the run's notes say it. */
 export function runtimeNotes(saved: CheckpointState['runtime'] | undefined, config: RunConfig): string[] {
   if (!saved) return [];
-  const now = runtimeInfo();
-  const notes: string[] = [];
-  if (saved.cpuModel !== now.cpuModel) notes.push(`the checkpoint was written on CPU "${saved.cpuModel}", this worker has "${now.cpuModel}": results may differ in the last bits from here on`);
-  if (saved.onnxruntimeVersion !== now.onnxruntimeVersion) notes.push(`the checkpoint was written with ONNX Runtime ${saved.onnxruntimeVersion}, this worker has ${now.onnxruntimeVersion}`);
-  if (saved.intraOpThreads !== config.model.intraOpThreads) notes.push(`the checkpoint was written with ${saved.intraOpThreads} intra-op threads, this run uses ${config.model.intraOpThreads}`);
-  return notes;
+  return fingerprintDifferences(saved, runtimeFingerprint(config.model)).map((d) => `this worker's runtime differs from the one that wrote the checkpoint: ${d}; results may differ in the last bits from here on`);
 }
 
 export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore: StoreOpener; faults: FaultPlan; identity: string }) {
@@ -194,7 +190,6 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
       const store = await deps.openStore(run.config.checkpoint.store);
       const parameters = await hosted.engine.exportParameters();
       const optimizer = await hosted.engine.exportOptimizer();
-      const rt = runtimeInfo();
       const state: CheckpointState = {
         formatVersion: CHECKPOINT_STATE_VERSION,
         runId: run.runId,
@@ -205,7 +200,7 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
         configHash: run.configHash,
         hyperparameters: (run.hyperparameters ?? []).filter((c) => c.fromStep <= position.step),
         ...configChangesAt(run, position.step),
-        runtime: { onnxruntimeVersion: rt.onnxruntimeVersion, cpuModel: rt.cpuModel, intraOpThreads: run.config.model.intraOpThreads, executionProvider: run.config.model.executionProvider },
+        runtime: runtimeFingerprint(run.config.model),
       };
       const { model } = run.config;
       const files: Record<string, Uint8Array> = { [trainedWeightsFile(run.config)]: parameters, 'optimizer.safetensors': optimizer };

@@ -143,7 +143,15 @@ const checkpointStateSchema = z.object({
   hyperparameters: z.array(ownedObject<HyperparameterChange>()),
   /** The config changes of resumes in effect at this step (fromStep ≤ step), in order; absent when there are none. */
   configChanges: z.array(ownedObject<ConfigChange>()).optional(),
-  runtime: z.object({ onnxruntimeVersion: z.string(), cpuModel: z.string(), intraOpThreads: count, executionProvider: z.string() }),
+  /** The runtime fingerprint of the worker that wrote it (engine/fingerprint.ts); arch and cpuFeatures are absent in checkpoints written before 2026-12-07. */
+  runtime: z.object({
+    onnxruntimeVersion: z.string(),
+    cpuModel: z.string(),
+    arch: z.string().optional(),
+    cpuFeatures: z.array(z.string()).nullable().optional(),
+    intraOpThreads: count,
+    executionProvider: z.string(),
+  }),
   /** LoRA runs: the base the adapters belong to (sha256 of its weights as loaded, see PolicyEngine.baseDigest). */
   loraBase: z.object({ sha256: z.string(), path: z.string().nullable() }).optional(),
 });

@@ -12,7 +12,8 @@ export type { ScoreOptions, ScoreRequest, ScoreResult } from './scoring.js';
 export { countedTokens, trainStepOptionsOf } from './training.js';
 export type { TrainSequence, TrainStep, TrainStepOptions, TrainStepResult } from './training.js';
 export { EngineAbortError, EngineInputError, EngineThreadError, NonFiniteUpdateError, PolicyTagMismatchError, type PolicyTag } from './errors.js';
-export { runtimeInfo, type RuntimeInfo } from './ort.js';
+export { runtimeFingerprint, runtimeInfo, type RuntimeInfo } from './ort.js';
+export { fingerprintDifferences, fingerprintId, type RecordedFingerprint, type RuntimeFingerprint } from './fingerprint.js';
 
 // Models, adapters and tokenizers on disk.
 export { parseModelConfig, type ModelConfig } from './model/config.js';

@@ -1,10 +1,12 @@
 // The one module that imports onnxruntime-node: sessions with fixed thread counts (so results are
 // reproducible) and plain typed arrays in and out, so the rest of the engine never sees ORT types.
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import * as ort from 'onnxruntime-node';
 import { EngineInputError } from './errors.js';
+import { dispatchFeatures, type RuntimeFingerprint } from './fingerprint.js';
 import type { DType } from './onnx/graph.js';
 
 export interface SessionOptions {
@@ -105,15 +107,27 @@ export function releaseUnreferencedOutputs(): void {
   collect();
 }
 
-export interface RuntimeInfo {
-  onnxruntimeVersion: string;
-  cpuModel: string;
+export type RuntimeInfo = Omit<RuntimeFingerprint, 'intraOpThreads' | 'executionProvider'>;
+
+let cpuFeatures: string[] | null | undefined;
+
+/** This machine's part of the runtime fingerprint (engine/fingerprint.ts): ONNX Runtime's version and what its kernels dispatch on. */
+export function runtimeInfo(): RuntimeInfo {
+  if (cpuFeatures === undefined) {
+    let text = '';
+    try {
+      text = readFileSync('/proc/cpuinfo', 'utf8');
+    } catch {
+      // Not Linux: the features stay unknown and the fingerprint compares CPU model names instead.
+    }
+    cpuFeatures = dispatchFeatures(text, process.arch);
+  }
+  return { onnxruntimeVersion: ort.env.versions.node ?? ort.env.versions.common, cpuModel: cpus()[0]?.model.trim() || 'unknown', arch: process.arch, cpuFeatures };
 }
 
-/**
- * What CPU results depend on beyond the inputs: bit-identical replay holds for the same ONNX Runtime
- * version on the same CPU model, so checkpoints record both.
- */
-export function runtimeInfo(): RuntimeInfo {
-  return { onnxruntimeVersion: ort.env.versions.node ?? ort.env.versions.common, cpuModel: cpus()[0]?.model.trim() || 'unknown' };
-}
+/** The fingerprint of sessions this process runs with `options`' threads and provider. */
+export const runtimeFingerprint = (options: { intraOpThreads: number; executionProvider: string }): RuntimeFingerprint => ({
+  ...runtimeInfo(),
+  intraOpThreads: options.intraOpThreads,
+  executionProvider: options.executionProvider,
+});
