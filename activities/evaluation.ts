@@ -4,7 +4,7 @@
 // step already evaluated returns the stored result and computes nothing; so does "the newest checkpoint"
 // when the newest one has been evaluated, which is what a scheduled evaluation finds between checkpoints.
 import { checkLoraBase, trainedWeightsFile } from './policy-state.js';
-import { engineOptions, engineSource } from './policy-host.js';
+import { engineOptions, engineSourceForWeights } from './policy-host.js';
 import { EngineClient } from '../engine/index.js';
 import { CheckpointError, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type LoadedCheckpoint } from '../storage/checkpoints.js';
 import type { BlobStore } from '../storage/blob-store.js';
@@ -61,9 +61,8 @@ export function createEvaluationActivities(deps: { openStore: StoreOpener }) {
       const state = checkpointState(checkpoint);
       const { config } = state;
       const data = await runData(config, state.configHash);
-      // Full weights replace whatever the engine starts with, so a seed's model will do; LoRA adapters need their base.
       const lora = config.model.loraRank > 0;
-      const engine = await EngineClient.start(lora ? engineSource(config, data) : { kind: 'init', config: data.modelConfig, seed: config.seed }, engineOptions(config));
+      const engine = await EngineClient.start(engineSourceForWeights(config, data), engineOptions(config));
       try {
         if (lora) await checkLoraBase(engine, state, `checkpoint ${step} of run ${runId}`);
         await engine.loadState({ parameters: checkpoint.files[trainedWeightsFile(config)]!, optimizer: null, reference: null, tag: { runId, configHash: state.configHash, step } });

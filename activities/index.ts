@@ -7,6 +7,7 @@ import { NO_FAULTS, type FaultPlan } from './faults.js';
 import type { PolicyHost } from './policy-host.js';
 import { createPolicyStateActivities, defaultIdentity } from './policy-state.js';
 import { createTrainingStepActivities } from './training-step.js';
+import { createUnitActivities } from './units.js';
 
 export interface ActivityDeps {
   /** Present on policy workers: the engines this worker owns. */
@@ -19,9 +20,11 @@ export interface ActivityDeps {
 export function createActivities(deps: ActivityDeps = {}) {
   const openStore = deps.openStore ?? storeCache();
   const faults = deps.faults ?? NO_FAULTS;
+  const identity = deps.identity ?? defaultIdentity();
   return {
-    ...createPolicyStateActivities({ host: deps.host, openStore, faults, identity: deps.identity ?? defaultIdentity() }),
+    ...createPolicyStateActivities({ host: deps.host, openStore, faults, identity }),
     ...createTrainingStepActivities({ host: deps.host, openStore, faults }),
+    ...createUnitActivities({ host: deps.host, openStore, faults, identity }),
     ...createFilteringActivities({ host: deps.host, openStore }),
     ...createEvaluationActivities({ openStore }),
   };

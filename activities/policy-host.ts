@@ -7,7 +7,7 @@ import { EngineClient, type EngineOptions, type EngineSource, type PolicyTag } f
 import { failure } from './errors.js';
 import { checkRunMemory, defaultMemoryBudget } from './memory-budget.js';
 import type { RunData } from './run-data.js';
-import type { PolicyVersion, RunRef, UpdateSummary, WarmStartResult } from './types.js';
+import type { PolicyVersion, PublishedPolicy, RunRef, UpdateSummary, WarmStartResult } from './types.js';
 
 export interface HostedRun {
   engine: EngineClient;
@@ -15,11 +15,33 @@ export interface HostedRun {
   lastUpdate?: { step: number; summary: UpdateSummary };
   /** The warm start this engine applied, so a repeated warm start returns it instead of failing. */
   warmStart?: WarmStartResult;
+  /** The version this engine published last: units of that version may run on it. */
+  published?: PublishedPolicy;
 }
+
+/** An engine that computes units of a run on a published version loaded from the store. */
+interface UnitEngine {
+  engine: EngineClient;
+  configHash: string;
+  version: PublishedPolicy | null;
+}
+
+/** How many runs' unit engines a worker keeps loaded (the least recently used goes first). */
+const UNIT_ENGINES = 2;
+
+const sameVersion = (a: PublishedPolicy | null | undefined, b: PublishedPolicy): boolean => a !== null && a !== undefined && a.step === b.step && a.sha256 === b.sha256;
 
 /** Where a run's model comes from: initialised from the run seed, or model.path (under LoRA, the frozen base). */
 export function engineSource(config: RunConfig, data: RunData): EngineSource {
   return config.model.path === null ? { kind: 'init', config: data.modelConfig, seed: config.seed } : { kind: 'path', path: config.model.path };
+}
+
+/**
+ * Where an engine that will be given a run's trained weights starts: full weights replace whatever it
+ * starts with, so a seed's model will do (no model file is read); LoRA adapters need their base.
+ */
+export function engineSourceForWeights(config: RunConfig, data: RunData): EngineSource {
+  return config.model.loraRank > 0 ? engineSource(config, data) : { kind: 'init', config: data.modelConfig, seed: config.seed };
 }
 
 /** How a run's engine runs and what it trains: every weight, or LoRA adapters initialised from the run seed. */
@@ -34,6 +56,7 @@ const describe = (t: PolicyTag | undefined): string => (t ? `run ${t.runId}, con
 
 export class PolicyHost {
   private readonly runs = new Map<string, HostedRun>();
+  private readonly unitEngines = new Map<string, UnitEngine>();
 
   constructor(
     /** This worker's own task queue, where its pinned work arrives. */
@@ -80,6 +103,61 @@ export class PolicyHost {
     }
   }
 
+  /**
+   * The engine to compute a unit of `run` with on `version`: the run's pinned engine when it published
+   * that very version and still holds it, else this worker's unit engine for the run, loaded with the
+   * version's bytes (`fetch`) when it holds another. `loaded` says whether bytes were loaded.
+   */
+  async forUnit(run: RunRef, version: PublishedPolicy, data: RunData, fetch: () => Promise<Uint8Array>): Promise<{ engine: EngineClient; loaded: boolean }> {
+    const pinned = this.runs.get(run.runId);
+    if (pinned && sameVersion(pinned.published, version) && (await this.holds(pinned.engine, versionOf(run, version.step)))) return { engine: pinned.engine, loaded: false };
+    let unit = this.unitEngines.get(run.runId);
+    this.unitEngines.delete(run.runId);
+    if (unit && unit.configHash !== run.configHash) {
+      await unit.engine.dispose();
+      unit = undefined;
+    }
+    if (unit && sameVersion(unit.version, version) && (await this.holds(unit.engine, versionOf(run, version.step)))) {
+      this.unitEngines.set(run.runId, unit);
+      return { engine: unit.engine, loaded: false };
+    }
+    if (!unit) {
+      for (const [runId, old] of [...this.unitEngines].slice(0, Math.max(0, this.unitEngines.size - UNIT_ENGINES + 1))) {
+        this.unitEngines.delete(runId);
+        await old.engine.dispose();
+      }
+      const options = engineOptions(run.config);
+      try {
+        checkRunMemory(run.config, data.modelConfig, options.lora, this.memoryBytes, run.runId);
+      } catch (err) {
+        // Retryable, unlike a pin: another worker of the pool may have the memory this one lacks.
+        throw new Error(`policy worker ${this.queue} cannot compute units of this run: ${(err as Error).message}`, { cause: err });
+      }
+      unit = { engine: await EngineClient.start(engineSourceForWeights(run.config, data), options), configHash: run.configHash, version: null };
+    }
+    this.unitEngines.set(run.runId, unit);
+    const parameters = await fetch();
+    if (version.base !== null) {
+      const here = await unit.engine.baseDigest();
+      // Retryable: another worker's model.path may hold the right base.
+      if (here !== version.base) throw new Error(`policy worker ${this.queue} has a LoRA base with sha256 ${here.slice(0, 12)} at model.path, not the ${version.base.slice(0, 12)} the run trains on: its units go to other workers`);
+    }
+    unit.version = null;
+    await unit.engine.loadState({ parameters, optimizer: null, reference: null, tag: versionOf(run, version.step) });
+    unit.version = version;
+    return { engine: unit.engine, loaded: true };
+  }
+
+  /** Whether `engine` is alive and tagged `expected`: a unit checks it before and after computing, so an update between them is seen. */
+  async holds(engine: EngineClient, expected: PolicyVersion): Promise<boolean> {
+    try {
+      const tag = await engine.tag();
+      return tag !== undefined && tag.runId === expected.runId && tag.configHash === expected.configHash && tag.step === expected.step;
+    } catch {
+      return false;
+    }
+  }
+
   async release(runId: string): Promise<void> {
     const hosted = this.runs.get(runId);
     this.runs.delete(runId);
@@ -88,6 +166,10 @@ export class PolicyHost {
 
   async shutdown(): Promise<void> {
     for (const runId of [...this.runs.keys()]) await this.release(runId);
+    for (const [runId, unit] of [...this.unitEngines]) {
+      this.unitEngines.delete(runId);
+      await unit.engine.dispose();
+    }
   }
 }
 

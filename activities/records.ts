@@ -27,6 +27,11 @@ export const runKeys = {
   metricsPrefix: (runId: string): string => `${runId}/metrics/`,
   evaluation: (runId: string, step: number): string => `${runId}/evaluations/${pad(step)}.json`,
   evaluationsPrefix: (runId: string): string => `${runId}/evaluations/`,
+  /** A unit's result (dro/units.ts), keyed by a digest of everything it was computed from, so a unit of other inputs never meets it. */
+  unit: (runId: string, step: number, kind: 'rollout' | 'score', unit: number, inputs: string): string => `${runId}/steps/${pad(step)}/units/${kind}-${String(unit).padStart(5, '0')}-${inputs}.json`,
+  /** A published policy version: the trained weights after `step` steps, by content. */
+  policy: (runId: string, step: number, sha256: string): string => `${runId}/policies/${pad(step)}/${sha256}.safetensors`,
+  policiesPrefix: (runId: string): string => `${runId}/policies/`,
   /** Every hyper-parameter change the run accepted, so a resume from an older checkpoint replays them. */
   hyperparameters: (runId: string): string => `${runId}/hyperparameters.json`,
 };

@@ -15,6 +15,7 @@ import { countedTokens, NonFiniteUpdateError, PolicyTagMismatchError, trainStepO
 import { chunks, seconds, withHeartbeat, type Progress, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
 import type { FaultPlan } from './faults.js';
+import { publishPolicy } from './policy-versions.js';
 import { readJson, runKeys, writeChangeLog, writeJson, writeStepMetrics } from './records.js';
 import type { PolicyHost } from './policy-host.js';
 import { requireHost, versionOf } from './policy-host.js';
@@ -65,6 +66,29 @@ export async function generateInPlan(
   return out;
 }
 
+/** A rollout's keys: (seed, step, chains per prompt); every draw is keyed by (seed, step, example, chain). */
+export interface RolloutKey {
+  seed: number | string;
+  step: number;
+  chains: number;
+}
+
+/** The generation requests of `prompts` in plan order: `key.chains` per prompt, each keyed by its own chain index. */
+export function rolloutRequests(prompts: { id: string; promptIds: number[] }[], key: RolloutKey) {
+  return prompts.flatMap((p) => Array.from({ length: key.chains }, (_, i) => ({ promptIds: p.promptIds, key: { seed: key.seed, step: key.step, exampleId: p.id, sampleIndex: i } })));
+}
+
+/** The rollout sampling of `config`: the run samples from the whole nucleus and stops at the end token. */
+export const rolloutSampling = (config: RunConfig, data: RunData) => ({ temperature: config.rollout.temperature, topP: config.rollout.topP, maxNewTokens: config.rollout.maxNewTokens, stopTokenIds: [data.eos] });
+
+/** A completion as the step's artifacts hold it: its tokens, their text, and whether it hit the token limit. */
+export const completionOf = (data: RunData, r: GenerateResult): RolloutArtifact['groups'][number]['completions'][number] => ({ ids: r.ids, text: data.tokenizer.decode(r.ids, { skipSpecialTokens: true }), truncated: r.truncated });
+
+/** Completions in plan order, grouped by prompt. */
+export function groupCompletions(prompts: { id: string; promptIds: number[] }[], completions: RolloutArtifact['groups'][number]['completions'], chains: number): RolloutArtifact['groups'] {
+  return prompts.map((p, g) => ({ exampleId: p.id, promptIds: p.promptIds, completions: completions.slice(g * chains, (g + 1) * chains) }));
+}
+
 /**
  * `chains` completions per prompt with the rollout sampling, generated in the config's fixed chunks and
  * grouped by prompt; each draw keyed by (seed, step, example, chain), so no result depends on batching.
@@ -74,17 +98,33 @@ export async function sampleGroups(
   data: RunData,
   config: RunConfig,
   prompts: { id: string; promptIds: number[] }[],
-  key: { seed: number | string; step: number; chains: number },
+  key: RolloutKey,
   progress: Progress,
 ): Promise<RolloutArtifact['groups']> {
-  const requests = prompts.flatMap((p) => Array.from({ length: key.chains }, (_, i) => ({ promptIds: p.promptIds, key: { seed: key.seed, step: key.step, exampleId: p.id, sampleIndex: i } })));
-  const sampling = { temperature: config.rollout.temperature, topP: config.rollout.topP, maxNewTokens: config.rollout.maxNewTokens, stopTokenIds: [data.eos] };
-  const results = await generateInPlan(engine, requests, sampling, config.rollout.batchSequences, progress);
-  return prompts.map((p, g) => ({
-    exampleId: p.id,
-    promptIds: p.promptIds,
-    completions: results.slice(g * key.chains, (g + 1) * key.chains).map((r) => ({ ids: r.ids, text: data.tokenizer.decode(r.ids, { skipSpecialTokens: true }), truncated: r.truncated })),
-  }));
+  const results = await generateInPlan(engine, rolloutRequests(prompts, key), rolloutSampling(config, data), config.rollout.batchSequences, progress);
+  return groupCompletions(prompts, results.map((r) => completionOf(data, r)), key.chains);
+}
+
+/** The prompts of a step's training examples, in plan order. */
+export function stepPrompts(data: RunData, step: number, exampleIds: string[]): { id: string; promptIds: number[] }[] {
+  return exampleIds.map((id) => {
+    const example = data.train.get(id);
+    if (!example) throw failure('InvalidData', `step ${step}: example ${id} is not in the training set`);
+    return { id, promptIds: data.promptIds(example) };
+  });
+}
+
+/** A rollout's numbers for the step record. */
+export function rolloutSummaryOf(data: RunData, artifact: RolloutArtifact, started: number): RolloutSummary {
+  const completions = artifact.groups.flatMap((g) => g.completions);
+  return {
+    sequences: completions.length,
+    generatedTokens: completions.reduce((a, c) => a + c.ids.length, 0),
+    meanCompletionTokens: mean(completions.map((c) => c.ids.length)),
+    truncatedShare: mean(completions.map((c) => (c.truncated ? 1 : 0))),
+    malformedShare: mean(completions.map((c) => (data.task.parseCompletion(c.text).wellFormed ? 0 : 1))),
+    seconds: seconds(started),
+  };
 }
 
 /** The batch plan of scoring: engine calls of rollout.batchSequences requests, each packed by update.microBatchTokens. */
@@ -111,16 +151,13 @@ export async function scoreInPlan(
   return out;
 }
 
-/** Teacher-forced reference scores after each chain (and after the masked chain when asked). */
-export async function scoreReferenceAfterChains(
-  engine: EngineClient,
-  data: RunData,
-  groups: RolloutArtifact['groups'],
-  options: { masked: boolean; plan: ScorePlan },
-  progress: Progress,
-): Promise<{ groups: ScoresArtifact['groups']; tokens: number }> {
+/** How the reference-scoring requests map back to groups: per group its example and chain count. */
+export type ScoreShape = { exampleId: string; count: number }[];
+
+/** The requests of R3's reference scoring in plan order: per group the reference after each chain, then after the masked chain when asked. */
+export function referenceScoreRequests(data: RunData, groups: RolloutArtifact['groups'], masked: boolean): { requests: { ids: number[]; targetStart: number }[]; shape: ScoreShape } {
   const requests: { ids: number[]; targetStart: number }[] = [];
-  const shape: { exampleId: string; count: number }[] = [];
+  const shape: ScoreShape = [];
   for (const g of groups) {
     const example = data.train.get(g.exampleId);
     if (!example) throw failure('InvalidData', `example ${g.exampleId} is not in the training set`);
@@ -129,23 +166,39 @@ export async function scoreReferenceAfterChains(
       const context = data.chainContextIds(g.promptIds, data.task.parseCompletion(c.text).chain);
       requests.push({ ids: [...context, ...reference], targetStart: context.length });
     }
-    if (options.masked) {
+    if (masked) {
       const context = data.chainContextIds(g.promptIds, MASKED_CHAIN);
       requests.push({ ids: [...context, ...reference], targetStart: context.length });
     }
     shape.push({ exampleId: g.exampleId, count: g.completions.length });
   }
-  const scored = await scoreInPlan(engine, requests, options.plan, progress);
+  return { requests, shape };
+}
+
+/** Scored requests (in plan order) back into groups, with the tokens scored. */
+export function groupScores(shape: ScoreShape, scored: { logprobs: number[]; ranks: number[] }[], masked: boolean): { groups: ScoresArtifact['groups']; tokens: number } {
   let k = 0;
   let tokens = 0;
-  const out = shape.map(({ exampleId, count }) => {
+  const groups = shape.map(({ exampleId, count }) => {
     const rows = scored.slice(k, k + count);
     k += count;
-    const masked = options.masked ? scored[k++]!.logprobs : null;
-    tokens += rows.reduce((a, r) => a + r.logprobs.length, 0) + (masked?.length ?? 0);
-    return { exampleId, logprobs: rows.map((r) => r.logprobs), ranks: rows.map((r) => r.ranks), masked };
+    const maskedRow = masked ? scored[k++]!.logprobs : null;
+    tokens += rows.reduce((a, r) => a + r.logprobs.length, 0) + (maskedRow?.length ?? 0);
+    return { exampleId, logprobs: rows.map((r) => r.logprobs), ranks: rows.map((r) => r.ranks), masked: maskedRow };
   });
-  return { groups: out, tokens };
+  return { groups, tokens };
+}
+
+/** Teacher-forced reference scores after each chain (and after the masked chain when asked). */
+export async function scoreReferenceAfterChains(
+  engine: EngineClient,
+  data: RunData,
+  groups: RolloutArtifact['groups'],
+  options: { masked: boolean; plan: ScorePlan },
+  progress: Progress,
+): Promise<{ groups: ScoresArtifact['groups']; tokens: number }> {
+  const { requests, shape } = referenceScoreRequests(data, groups, options.masked);
+  return groupScores(shape, await scoreInPlan(engine, requests, options.plan, progress), options.masked);
 }
 
 const stats = (xs: number[]): { mean: number; std: number } => (xs.length === 0 ? { mean: 0, std: 0 } : { mean: mean(xs), std: populationStd(xs) });
@@ -181,24 +234,12 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
     const started = performance.now();
     const { hosted, config, data, store } = await beforeStep(run, input.step);
     return withHeartbeat(async (progress) => {
-      const prompts = input.exampleIds.map((id) => {
-        const example = data.train.get(id);
-        if (!example) throw failure('InvalidData', `step ${input.step}: example ${id} is not in the training set`);
-        return { id, promptIds: data.promptIds(example) };
-      });
+      const prompts = stepPrompts(data, input.step, input.exampleIds);
       deps.faults.at('rollout', input.step);
       const groups = await sampleGroups(hosted.engine, data, config, prompts, { seed: config.seed, step: input.step, chains: config.rollout.groupSize }, progress);
       const artifact: RolloutArtifact = { step: input.step, groups };
       await writeJson(store, runKeys.rollout(run.runId, input.step), artifact, progress.signal);
-      const completions = artifact.groups.flatMap((g) => g.completions);
-      return {
-        sequences: completions.length,
-        generatedTokens: completions.reduce((a, c) => a + c.ids.length, 0),
-        meanCompletionTokens: mean(completions.map((c) => c.ids.length)),
-        truncatedShare: mean(completions.map((c) => (c.truncated ? 1 : 0))),
-        malformedShare: mean(completions.map((c) => (data.task.parseCompletion(c.text).wellFormed ? 0 : 1))),
-        seconds: seconds(started),
-      };
+      return rolloutSummaryOf(data, artifact, started);
     });
   }
 
@@ -317,6 +358,10 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
         if (err instanceof PolicyTagMismatchError) throw failure('PolicyStateLost', err.message, err);
         throw err;
       }
+      // The version the next step's units need, for any worker of the pool.
+      const publishing = performance.now();
+      const policy = await publishPolicy(store, run.runId, config, input.step, hosted.engine, progress.signal);
+      hosted.published = policy;
       const last = results.at(-1);
       const summary: UpdateSummary = {
         applied: results.length > 0,
@@ -330,6 +375,8 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
         scoredTokens: requests.reduce((a, r) => a + r.ids.length - r.targetStart, 0) * (config.dro.klBeta > 0 ? 2 : 1),
         seconds: seconds(started),
         scoreSeconds,
+        policy,
+        publishSeconds: seconds(publishing),
       };
       hosted.lastUpdate = { step: input.step, summary };
       await writeJson(store, runKeys.update(run.runId, input.step), summary, progress.signal);

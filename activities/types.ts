@@ -25,6 +25,52 @@ export interface RunRef {
  */
 export type PolicyVersion = PolicyTag;
 
+/**
+ * A policy version published to the run's store by the trainer (activities/policy-versions.ts): the
+ * trained weights after `step` training steps (under LoRA only the adapters), named by their sha256. A
+ * unit names the version it needs; a worker that does not hold it loads it from there.
+ */
+export interface PublishedPolicy {
+  step: number;
+  sha256: string;
+  bytes: number;
+  /** Under LoRA: sha256 of the base the adapters belong to (PolicyEngine.baseDigest); null otherwise. */
+  base: string | null;
+}
+
+/** One unit of a step's rollouts or reference scoring (dro/units.ts), computed on the policy of step − 1. */
+export interface UnitInput {
+  step: number;
+  unit: number;
+  policy: PublishedPolicy;
+}
+
+export interface RolloutUnitInput extends UnitInput {
+  /** The step's prompts, in plan order: the unit takes its sequences from their G chains each. */
+  exampleIds: string[];
+}
+
+export interface UnitSummary {
+  unit: number;
+  sequences: number;
+  /** Tokens generated (rollout) or scored (reference scoring). */
+  tokens: number;
+  /** The Temporal identity of the worker that computed it. */
+  worker: string;
+  /** Its runtime fingerprint (engine/fingerprint.ts fingerprintId): what the bits depend on. */
+  fingerprint: string;
+  /**
+   * 'found': the result was stored already (a replay after a rewind, or a retry after a lost
+   * completion), so nothing was computed. 'new': this attempt stored it. 'same': another attempt stored
+   * these bytes meanwhile (a zombie attempt's twin). 'conflict': another attempt stored other bytes,
+   * which were kept; only a worker with another runtime fingerprint computes other bytes.
+   */
+  stored: 'found' | 'new' | 'same' | 'conflict';
+  seconds: number;
+  /** Of `seconds`: loading the policy version from the store (0 when the worker held it). */
+  loadSeconds: number;
+}
+
 /** Where the loop stands: exactly what a checkpoint's state.json records, so a rewind restores it. */
 export interface LoopPosition {
   step: number;
@@ -96,6 +142,10 @@ export interface UpdateSummary {
   seconds: number;
   /** Of `seconds`: the old and reference-policy log-probs scored before the optimizer steps. */
   scoreSeconds: number;
+  /** The version this update made, published for the next step's units; absent from updates of runs started before units existed. */
+  policy?: PublishedPolicy;
+  /** Of `seconds`: exporting, hashing and storing that version. */
+  publishSeconds?: number;
 }
 
 export interface CheckpointSummary {

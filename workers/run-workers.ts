@@ -1,6 +1,6 @@
 // The worker processes (docs/architecture.md, "Runtime picture"). The control worker runs the workflows and the light activities
-// on `dro-control`; a policy worker owns engine threads, polls `dro-policy` for pinning and evaluations
-// and a queue of its own for pinned work. `role: 'all'` runs both in one process for development.
+// on `dro-control`; a policy worker owns engine threads, polls `dro-policy` for pinning, `dro-evaluation`,
+// `dro-units` for any run's units, and a queue of its own for its pinned runs' work. `role: 'all'` runs both in one process for development.
 // SIGINT/SIGTERM shut down gracefully: running activities get a grace period, then are cancelled.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -9,7 +9,7 @@ import { NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel } from 
 import { createActivities } from '../activities/index.js';
 import { faultsFromEnv } from '../activities/faults.js';
 import { PolicyHost } from '../activities/policy-host.js';
-import { CONTROL_QUEUE, EVALUATION_QUEUE, POLICY_QUEUE } from '../workflows/messages.js';
+import { CONTROL_QUEUE, EVALUATION_QUEUE, POLICY_QUEUE, UNITS_QUEUE } from '../workflows/messages.js';
 import { temporalTarget } from './connection.js';
 
 export type WorkerRole = 'control' | 'policy' | 'all';
@@ -50,6 +50,8 @@ export async function runWorkers(options: RunWorkersOptions): Promise<void> {
       workers.push(await Worker.create({ ...common, taskQueue: POLICY_QUEUE, maxConcurrentActivityTaskExecutions: 2 }));
       // Evaluations queue apart, so a long one never keeps a run from pinning this worker.
       workers.push(await Worker.create({ ...common, taskQueue: EVALUATION_QUEUE, maxConcurrentActivityTaskExecutions: 1 }));
+      // One unit at a time: the engine computes one call at a time anyway, and a unit this worker holds is one no other worker can take.
+      workers.push(await Worker.create({ ...common, taskQueue: UNITS_QUEUE, maxConcurrentActivityTaskExecutions: 1 }));
       // Pinned work is serialised per run by its workflow; a few slots let several runs share a worker.
       workers.push(await Worker.create({ ...common, taskQueue: policyQueue, maxConcurrentActivityTaskExecutions: 4 }));
     }

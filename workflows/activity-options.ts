@@ -1,9 +1,10 @@
 // How a training run calls its activities: light, retry-safe work as local activities on the control
-// worker, pinning on any policy worker, and the run's policy work on its pinned worker's own queue.
+// worker, pinning on any policy worker, a step's units on the queue every policy worker polls, and the
+// run's policy state work on its pinned worker's own queue.
 import { proxyActivities, proxyLocalActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { RunConfig } from '../dro/config.js';
-import { POLICY_QUEUE } from './messages.js';
+import { POLICY_QUEUE, UNITS_QUEUE } from './messages.js';
 
 const LOCAL_OPTIONS = {
   startToCloseTimeout: '2 minutes',
@@ -40,6 +41,21 @@ export function pinned(queue: string, config: RunConfig, summary: string, option
   });
 }
 
-const PINNED: (keyof Activities)[] = ['loadPolicy', 'warmStart', 'rollout', 'scoreReference', 'update', 'saveCheckpoint', 'filterData'];
+/**
+ * A unit of a step, on the queue every policy worker polls, one unit at a time each: any worker may take
+ * it. A worker killed or hung mid-unit stops heartbeating, and the unit goes back to the queue for another.
+ */
+export function unitWork(config: RunConfig, summary: string): Activities {
+  return proxyActivities<Activities>({
+    taskQueue: UNITS_QUEUE,
+    heartbeatTimeout: config.orchestration.heartbeatSeconds * 1000,
+    startToCloseTimeout: '6 hours',
+    // Many attempts: each lost worker costs one, and a worker short of memory for the run hands the unit back.
+    retry: { initialInterval: '1s', maximumInterval: '20s', maximumAttempts: 20 },
+    summary,
+  });
+}
+
+const PINNED: (keyof Activities)[] = ['loadPolicy', 'warmStart', 'publishPolicyVersion', 'rollout', 'scoreReference', 'update', 'saveCheckpoint', 'filterData'];
 /** The activities `pinned` runs: their failures can mean the pinned worker or its state is gone. */
 export const PINNED_ACTIVITIES: ReadonlySet<string> = new Set(PINNED);

@@ -10,6 +10,8 @@ export const CONTROL_QUEUE = 'dro-control';
 export const POLICY_QUEUE = 'dro-policy';
 /** Any policy worker, one evaluation at a time each (an evaluation loads a model copy of its own). */
 export const EVALUATION_QUEUE = 'dro-evaluation';
+/** Any policy worker, one unit at a time each: a step's rollouts and reference scoring, cut into units by the batch plan. */
+export const UNITS_QUEUE = 'dro-units';
 
 /** One workflow id per run, so a resumed run continues under the same id. */
 export const trainingWorkflowId = (runId: string): string => `dro-train-${runId}`;
@@ -40,7 +42,7 @@ export type RunStatus = 'running' | 'paused' | 'stopping' | 'stopped' | 'complet
  * the reference after each chain, reward, update, record); rollout, score, reward and update also name
  * the metrics record's `timing` keys and the step record's fields (activities/types.ts StepRecordInput).
  */
-export const PHASES = ['pinning', 'loading', 'warm-start', 'sample', 'rollout', 'score', 'reward', 'update', 'record', 'filter', 'checkpoint', 'evaluate', 'paused', 'stopped', 'done'] as const;
+export const PHASES = ['pinning', 'loading', 'warm-start', 'publish', 'sample', 'rollout', 'score', 'reward', 'update', 'record', 'filter', 'checkpoint', 'evaluate', 'paused', 'stopped', 'done'] as const;
 export type Phase = (typeof PHASES)[number];
 
 export interface StepBrief {
@@ -48,6 +50,15 @@ export interface StepBrief {
   reward: number;
   loss: number | null;
   completionTokens: number;
+}
+
+/** A policy worker that computed units of the run: its Temporal identity, units computed, and the last step it computed one of. */
+export interface WorkerBrief {
+  worker: string;
+  units: number;
+  lastStep: number;
+  /** Its runtime fingerprint (engine/fingerprint.ts): what its bits depend on. */
+  fingerprint: string;
 }
 
 export interface TrainingProgress {
@@ -61,6 +72,8 @@ export interface TrainingProgress {
   stopping: boolean;
   lastCheckpoint: number | null;
   policyWorker: string | null;
+  /** The workers that computed the run's units, most recent first; absent from runs started before units existed. */
+  workers?: WorkerBrief[];
   recent: StepBrief[];
   /** Training steps per hour over the recent steps of this execution (workflow time, pauses left out). */
   stepsPerHour: number | null;

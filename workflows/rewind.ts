@@ -38,6 +38,8 @@ async function pinAndLoad(run: RunState): Promise<void> {
   const patient = { retry: { initialInterval: '2s', maximumInterval: '30s', maximumAttempts: 10 } };
   const loaded = await pinned(pin.queue, run.config, run.enter('loading', 'the latest valid checkpoint'), patient).loadPolicy(run.ref());
   state.policyQueue = pin.queue;
+  // The new pin publishes the loaded state before its first units: an older version may be retired from the store.
+  state.policy = null;
   for (const s of loaded.skippedInvalid) run.note(`checkpoint ${s.step} is invalid (${s.reason}); not used`);
   for (const n of loaded.runtimeNotes) run.note(n);
   if (loaded.checkpoint) {

@@ -3,12 +3,12 @@
 // the Web UI's current details and the search attributes runs are listed by.
 import { ApplicationFailure, log, setCurrentDetails, upsertSearchAttributes } from '@temporalio/workflow';
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
-import type { LoopPosition, RewardSummary, RolloutSummary, RunRef, UpdateSummary } from '../activities/types.js';
+import type { LoopPosition, PublishedPolicy, RewardSummary, RolloutSummary, RunRef, UnitSummary, UpdateSummary } from '../activities/types.js';
 import type { RunConfig } from '../dro/config.js';
 import { stepThrough } from '../dro/attempts.js';
 import { configAt, hyperparametersOf, type HyperparameterChange } from '../dro/hyperparameters.js';
 import type { ConfigChange } from '../dro/resumable.js';
-import { searchAttributes, type Phase, type RunStatus, type StepBrief, type TrainingProgress } from './messages.js';
+import { searchAttributes, type Phase, type RunStatus, type StepBrief, type TrainingProgress, type WorkerBrief } from './messages.js';
 
 export interface TrainingRunInput {
   runId: string;
@@ -51,6 +51,15 @@ export interface TrainingRunState {
   hyperparameters: HyperparameterChange[];
   /** The config changes of the run's resumes, for its records; absent when there are none. */
   configChanges?: ConfigChange[];
+  /**
+   * The policy version published for the step at `position` (the units of the next step compute on it);
+   * null or absent: not published yet in this pin (a load, a rewind, or a state carried from before units).
+   */
+  policy?: PublishedPolicy | null;
+  /** The workers that computed the run's units, most recent first (at most WORKERS). */
+  workers?: WorkerBrief[];
+  /** The distinct runtime fingerprints of the workers that computed units, in the order first seen. */
+  fingerprints?: string[];
 }
 
 export interface TrainingRunResult {
@@ -66,6 +75,9 @@ export interface TrainingRunResult {
 }
 
 const RECENT = 20;
+/** Workers listed in the progress (the most recently active). */
+const WORKERS = 16;
+const FINGERPRINTS = 8;
 
 export class RunState {
   readonly runId: string;
@@ -177,6 +189,7 @@ export class RunState {
       stopping: state.stopRequested,
       lastCheckpoint: state.lastCheckpoint,
       policyWorker: state.policyQueue,
+      workers: state.workers ?? [],
       recent: state.recent,
       stepsPerHour: rate,
       etaSeconds: rate && !state.paused ? ((total - this.step) / rate) * 3600 : null,
@@ -194,6 +207,32 @@ export class RunState {
   note(text: string): void {
     log.warn(text);
     this.state.notes = [...this.state.notes, text].slice(-RECENT);
+  }
+
+  /**
+   * The bookkeeping of a phase's units: who computed them, a runtime fingerprint not seen before in a run
+   * whose units ran on another (the run's notes say so once per fingerprint), and results computed twice
+   * with different bytes (the first stored was kept).
+   */
+  unitsDone(step: number, what: string, units: UnitSummary[]): void {
+    const { state } = this;
+    let workers = state.workers ?? [];
+    const fingerprints = state.fingerprints ?? [];
+    for (const u of units) {
+      if (u.stored === 'conflict') this.note(`step ${step}: ${what} unit ${u.unit} was computed again by ${u.worker} (${u.fingerprint}) with other bytes than those stored first, which were kept`);
+      // A result found stored was computed before (by whoever stored it), not by this worker.
+      if (u.stored === 'found') continue;
+      const seen = workers.find((w) => w.worker === u.worker);
+      workers = [{ worker: u.worker, units: (seen?.units ?? 0) + 1, lastStep: step, fingerprint: u.fingerprint }, ...workers.filter((w) => w !== seen)].slice(0, WORKERS);
+      if (!fingerprints.includes(u.fingerprint)) {
+        if (fingerprints.length > 0) {
+          this.note(`step ${step}: ${what} unit ${u.unit} ran on ${u.worker}, whose runtime fingerprint (${u.fingerprint}) differs from that of earlier units (${fingerprints[0]}): results may differ in the last bits from a run on one kind of machine (README, "One run on many machines")`);
+        }
+        fingerprints.push(u.fingerprint);
+      }
+    }
+    state.workers = workers;
+    state.fingerprints = fingerprints.slice(-FINGERPRINTS);
   }
 
   /** Step `step` is through, checkpoint included: it is no longer being computed and its failed attempts are forgotten. */

@@ -9,7 +9,7 @@ import type { WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig, type RunConfig, type RunConfigInput } from '../dro/config.js';
 import { waitFor } from '../test/training-harness.js';
-import { CONTROL_QUEUE, pauseSignal, PHASES, progressQuery, searchAttributes, setHyperparametersUpdate, stopSignal, trainingWorkflowId, type TrainingProgress } from './messages.js';
+import { CONTROL_QUEUE, pauseSignal, PHASES, progressQuery, searchAttributes, setHyperparametersUpdate, stopSignal, trainingWorkflowId, type TrainingProgress, UNITS_QUEUE } from './messages.js';
 import { bundleWorkflows, Fleet, replays, startEnvironment } from './testing/fleet.js';
 import type { trainingRun } from './training-run.js';
 
@@ -70,15 +70,12 @@ describe.sequential('trainingRun on mock activities', () => {
       expect(fleet.records[4]!.exampleIds[0]).toMatch(/^v2-/);
       expect(fleet.pins).toEqual(['rewind-policy-0', 'rewind-policy-1']);
       expect(fleet.callsOf('update').filter((c) => c.step === 7).map((c) => c.queue)).toEqual(['rewind-policy-0', 'rewind-policy-1']);
-      expect(fleet.callsOf('rollout').filter((c) => c.step! >= 5).map((c) => `${c.step} ${c.queue}`)).toEqual([
-        '5 rewind-policy-0',
-        '6 rewind-policy-0',
-        '7 rewind-policy-0',
-        '5 rewind-policy-1',
-        '6 rewind-policy-1',
-        '7 rewind-policy-1',
-        '8 rewind-policy-1',
-      ]);
+      // Each pin publishes the state it loaded (or made) once; the updates publish the rest.
+      expect(fleet.callsOf('publishPolicyVersion').map((c) => `${c.step} ${c.queue}`)).toEqual(['0 rewind-policy-0', '4 rewind-policy-1']);
+      // The units go to the queue every policy worker polls, whichever worker is pinned.
+      const units = fleet.callsOf('rolloutUnit').filter((c) => c.step! >= 5);
+      expect(units.map((c) => c.step)).toEqual([5, 6, 7, 5, 6, 7, 8]);
+      expect(new Set(units.map((c) => c.queue))).toEqual(new Set([UNITS_QUEUE]));
       expect([...fleet.checkpoints.keys()]).toEqual([0, 4, 8]);
       expect(result.evaluations).toMatchObject({ base: { step: 0 }, final: { step: 8 } });
       const p = await handle.query(progressQuery);
@@ -91,7 +88,7 @@ describe.sequential('trainingRun on mock activities', () => {
 
   it('stop while paused ends the run with a checkpoint at the step reached, as stopped', async () => {
     const fleet = new Fleet('stop');
-    const third = fleet.hold('rollout', 3);
+    const third = fleet.hold('rolloutUnit', 3);
     await fleet.serve(env, bundle, async () => {
       const handle = await start('stop', config({ schedule: { totalSteps: 8 } }));
       await third.reached;
@@ -114,7 +111,16 @@ describe.sequential('trainingRun on mock activities', () => {
       // One vocabulary: a step's activities are summarised by their phases, in the paper's order, and
       // the step record's fields are phases too.
       const named = await summaries(handle);
-      expect(named.filter((s) => s.endsWith(' step 2'))).toEqual(['sample step 2', 'rollout step 2', 'score step 2', 'reward step 2', 'update step 2', 'record step 2']);
+      expect(named.filter((s) => / step 2\b/.test(s))).toEqual([
+        'sample step 2',
+        'rollout step 2 · unit 1/1',
+        'rollout step 2 · combine',
+        'score step 2 · unit 1/1',
+        'score step 2 · combine',
+        'reward step 2',
+        'update step 2',
+        'record step 2',
+      ]);
       expect(named.filter((s) => !(PHASES as readonly string[]).includes(s.split(' ')[0]!))).toEqual(['initial data cursor']);
       expect(fleet.records[0]!.fields).toEqual(['step', 'rollout', 'score', 'reward', 'update']);
       expect(fleet.records[0]!.fields.slice(1).every((f) => (PHASES as readonly string[]).includes(f))).toBe(true);
@@ -124,8 +130,8 @@ describe.sequential('trainingRun on mock activities', () => {
 
   it('continue-as-new carries the accepted hyper-parameter changes into the next executions', async () => {
     const fleet = new Fleet('carry');
-    const first = fleet.hold('rollout', 1);
-    const fourth = fleet.hold('rollout', 4);
+    const first = fleet.hold('rolloutUnit', 1);
+    const fourth = fleet.hold('rolloutUnit', 4);
     const cfg = config({ optimizer: { learningRate: 1e-4 }, schedule: { totalSteps: 6 }, checkpoint: { store: 'unused', every: 2 }, orchestration: { stepsPerExecution: 2 } });
     await fleet.serve(env, bundle, async () => {
       const handle = await start('carry', cfg);

