@@ -4,13 +4,12 @@
 // the final model and optimizer files byte-identical, the metrics identical outside `timing`, and the
 // units computed by more than one worker; then with workers killed, hung and added mid-run. Everything
 // runs on private Temporal and SeaweedFS servers of this file; workers are killed by their own PIDs.
-import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunConfigInput } from '../dro/config.js';
 import { queryProgress, startRun, type Connected } from '../cli/client.js';
 import { trainingWorkflowId } from '../workflows/messages.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
-import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
 const TOTAL = 4;
 const RUN_MS = trainingDeadlineMs(2 * TOTAL);
