@@ -28,7 +28,9 @@ export const runKeys = {
   evaluation: (runId: string, step: number): string => `${runId}/evaluations/${pad(step)}.json`,
   evaluationsPrefix: (runId: string): string => `${runId}/evaluations/`,
   /** A unit's result (dro/units.ts), keyed by a digest of everything it was computed from, so a unit of other inputs never meets it. */
-  unit: (runId: string, step: number, kind: 'rollout' | 'score', unit: number, inputs: string): string => `${runId}/steps/${pad(step)}/units/${kind}-${String(unit).padStart(5, '0')}-${inputs}.json`,
+  unit: (runId: string, step: number, kind: string, unit: number, inputs: string): string => `${runId}/steps/${pad(step)}/units/${kind}-${String(unit).padStart(5, '0')}-${inputs}.json`,
+  /** A filtering round's chains, combined from its units (the round runs after `step`). */
+  filterRollout: (runId: string, step: number, round: number): string => `${runId}/steps/${pad(step)}/filter-${pad(round)}-rollout.json`,
   /** A published policy version: the trained weights after `step` steps, by content. */
   policy: (runId: string, step: number, sha256: string): string => `${runId}/policies/${pad(step)}/${sha256}.safetensors`,
   policiesPrefix: (runId: string): string => `${runId}/policies/`,

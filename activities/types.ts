@@ -45,10 +45,13 @@ export interface UnitInput {
   policy: PublishedPolicy;
 }
 
-export interface RolloutUnitInput extends UnitInput {
-  /** The step's prompts, in plan order: the unit takes its sequences from their G chains each. */
-  exampleIds: string[];
-}
+/**
+ * Which batch a unit belongs to: a training step's (its prompts, in plan order) or a filtering round's
+ * (its candidates follow from the round; the policy is that of the step the round runs after).
+ */
+export type UnitBatch = { exampleIds: string[] } | { round: number };
+
+export type BatchUnitInput = UnitInput & UnitBatch;
 
 export interface UnitSummary {
   unit: number;

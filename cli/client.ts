@@ -5,6 +5,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { homedir } from 'node:os';
 import { basename, isAbsolute, join, resolve } from 'node:path';
+import proto from '@temporalio/proto';
 import { ApplicationFailure, Client, Connection, WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, type WorkflowHandle, type WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
 import { checkpointState, readChangeLog, readEvaluation, readStepMetrics, type CheckpointState, type StepMetricsRecord } from '../activities/records.js';
 import { canonicalJson, parseRunConfig, type RunConfig } from '../dro/config.js';
@@ -215,6 +216,27 @@ export async function queryProgress(c: Connected, runId: string): Promise<Traini
   } catch {
     return undefined;
   }
+}
+
+/** How recently a poller must have polled to count as alive: a long poll lasts about a minute. */
+const POLLER_FRESH_MS = 90_000;
+
+/** The workers polling `queue` for activities now (Temporal's identities), from the server's poller list. */
+export async function queuePollers(c: Connected, queue: string): Promise<string[]> {
+  const { pollers } = await c.client.workflowService.describeTaskQueue({
+    namespace: c.namespace,
+    taskQueue: { name: queue },
+    taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+  });
+  const now = Date.now();
+  return (pollers ?? [])
+    .filter((p) => {
+      const at = p.lastAccessTime;
+      const ms = at ? Number(at.seconds ?? 0) * 1000 + Math.floor((at.nanos ?? 0) / 1e6) : 0;
+      return now - ms < POLLER_FRESH_MS;
+    })
+    .map((p) => p.identity ?? '?')
+    .sort();
 }
 
 /** The store of a run: --store, else what Temporal recorded (`recorded`), else $DRO_STORE, else ./runs. */

@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunConfigInput } from '../dro/config.js';
 import { queryProgress, startRun, type Connected } from '../cli/client.js';
-import { trainingWorkflowId } from '../workflows/messages.js';
+import { pauseSignal, resumeSignal, trainingWorkflowId } from '../workflows/messages.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
-import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
-const TOTAL = 4;
+const TOTAL = 6;
 const RUN_MS = trainingDeadlineMs(2 * TOTAL);
 
 // 4 prompts × 4 chains in units of 2: 8 rollout units and 8 scoring units a step, for any number of workers.
@@ -61,11 +61,35 @@ async function unitWorkers(runId: string): Promise<Record<string, Set<string>>> 
   return out;
 }
 
-async function run(runId: string): Promise<{ result: TrainingRunResult; digest: RunDigest }> {
+/** Runs `runId` on the workers polling now; `during` may disturb it while it trains. */
+async function run(runId: string, during?: () => Promise<void>): Promise<{ result: TrainingRunResult; digest: RunDigest }> {
   const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
-  const result = await handle.result();
+  const [result] = await Promise.all([handle.result(), during?.()]);
   return { result, digest: await runDigest(store, runId, TOTAL) };
 }
+
+/** Waits until the run's progress satisfies `ok`. */
+const progressWhen = (runId: string, what: string, ok: (p: NonNullable<Awaited<ReturnType<typeof queryProgress>>>) => boolean) =>
+  waitFor(
+    `run ${runId}: ${what}`,
+    async () => {
+      const p = await queryProgress(c, runId);
+      return p && ok(p) ? p : undefined;
+    },
+    trainingDeadlineMs(TOTAL),
+    { everyMs: 100 },
+  );
+
+/** The pinned trainer among `workers`: its own queue is named after its PID. */
+async function trainerOf(runId: string, workers: WorkerProcess[]): Promise<WorkerProcess> {
+  const p = await progressWhen(runId, 'a pinned worker', (q) => q.policyWorker !== null);
+  const trainer = workers.find((w) => p.policyWorker!.includes(`-${w.pid}-`));
+  if (!trainer) throw new Error(`the pinned queue ${p.policyWorker} is none of the workers ${workers.map((w) => w.pid).join(', ')}`);
+  return trainer;
+}
+
+/** Notes of a run that say a unit was computed twice with other bytes, or on another runtime. */
+const unitNotes = (notes: string[]): string[] => notes.filter((n) => /other bytes|fingerprint/.test(n));
 
 beforeAll(async () => {
   services = await privateServices('scale', ['temporal', 's3']);
@@ -100,9 +124,55 @@ describe('one run on many policy workers', () => {
       expect(by.scoreUnit!.size).toBeGreaterThanOrEqual(2);
       const progress = await queryProgress(c, 'three-workers');
       expect(progress?.workers?.length).toBeGreaterThanOrEqual(2);
-      expect(progress?.notes.filter((n) => /fingerprint/.test(n))).toEqual([]);
+      expect(unitNotes(progress!.notes)).toEqual([]);
     } finally {
       await stopAll(three);
+    }
+  }, RUN_MS);
+
+  it('loses only the units a SIGKILLed worker and a hung (SIGSTOPped) worker held, and ends byte-identical', async () => {
+    const three = await policyWorkers(3);
+    try {
+      const { result, digest } = await run('kill-and-hang', async () => {
+        const trainer = await trainerOf('kill-and-hang', three);
+        const [killed, hung] = three.filter((w) => w !== trainer);
+        // A random moment of the steps (each takes a second or two here), then a hang of three heartbeat timeouts.
+        await progressWhen('kill-and-hang', 'step 1', (p) => p.step >= 1);
+        await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 1500)));
+        await killed!.kill('SIGKILL');
+        process.kill(hung!.pid, 'SIGSTOP');
+        await new Promise((r) => setTimeout(r, 3 * QUICK_FAILOVER.heartbeatSeconds * 1000));
+        process.kill(hung!.pid, 'SIGCONT');
+      });
+      expect(result).toMatchObject({ status: 'completed', steps: TOTAL, repins: 0 });
+      expect(digest).toEqual(reference);
+      expect(unitNotes((await queryProgress(c, 'kill-and-hang'))!.notes)).toEqual([]);
+    } finally {
+      await stopAll(three);
+    }
+  }, RUN_MS);
+
+  it('a worker that joins mid-run takes units from then on, and the run goes on when all but the trainer leave', async () => {
+    const [trainer] = await policyWorkers(1);
+    try {
+      let joined: WorkerProcess | undefined;
+      const { result, digest } = await run('join-and-leave', async () => {
+        const handle = c.client.workflow.getHandle(trainingWorkflowId('join-and-leave'));
+        await progressWhen('join-and-leave', 'step 1', (p) => p.step >= 1);
+        // Held at a step boundary while the new worker starts, so that it joins with steps still to go.
+        await handle.signal(pauseSignal);
+        const paused = await progressWhen('join-and-leave', 'paused', (p) => p.phase === 'paused');
+        [joined] = await policyWorkers(1);
+        await handle.signal(resumeSignal);
+        const took = await progressWhen('join-and-leave', 'a unit computed by the new worker', (p) => (p.workers ?? []).some((w) => w.worker.startsWith(`policy-${joined!.pid}@`)));
+        expect(took.workers!.find((w) => w.worker.startsWith(`policy-${joined!.pid}@`))!.lastStep).toBeGreaterThan(paused.step);
+        await joined!.kill('SIGTERM');
+      });
+      expect(result).toMatchObject({ status: 'completed', steps: TOTAL, repins: 0 });
+      expect(digest).toEqual(reference);
+      expect(joined!.child.exitCode).not.toBeNull();
+    } finally {
+      await trainer!.kill('SIGTERM');
     }
   }, RUN_MS);
 });

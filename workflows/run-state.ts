@@ -157,6 +157,8 @@ export class RunState {
       `last reward ${last ? last.reward.toFixed(4) : '-'} · last loss ${last?.loss?.toFixed(4) ?? '-'} · last checkpoint ${state.lastCheckpoint ?? '-'}`,
       `policy worker ${state.policyQueue ?? '-'} · ${this.stepsPerHour()?.toFixed(0) ?? '-'} steps/h`,
     ];
+    const workers = state.workers ?? [];
+    if (workers.length > 0) lines.push(`units by worker (recent first): ${workers.map((w) => `${w.worker} ${w.units} (last step ${w.lastStep})`).join(' · ')}`);
     if (state.hyperparameters.length > 0) lines.push(`changes: ${state.hyperparameters.map((c) => `from step ${c.fromStep} ${JSON.stringify({ ...c, fromStep: undefined })}`).join('; ')}`);
     setCurrentDetails(lines.join('\n\n'));
   }

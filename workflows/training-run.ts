@@ -13,7 +13,7 @@ import { withRewinds } from './rewind.js';
 import { evaluate, startEvaluationIfDue } from './run-evaluations.js';
 import { atStepBoundary, installRunMessages } from './run-messages.js';
 import { RunState, type TrainingRunInput, type TrainingRunResult } from './run-state.js';
-import { policyAt, rolloutInUnits, scoreInUnits } from './units.js';
+import { filterInUnits, policyAt, stepInUnits } from './units.js';
 
 /** The patch that moved a step's rollouts and reference scoring from the pinned worker to units (workflows/units.ts). */
 const UNITS_PATCH = 'work-units';
@@ -70,11 +70,8 @@ async function trainingStep(run: RunState, queue: string): Promise<void> {
   let rollout: RolloutSummary;
   let score: ScoreSummary;
   if (patched(UNITS_PATCH)) {
-    // G reasoning chains per prompt from the policy, in units any policy worker may take.
-    const policy = await policyAt(run, queue, step - 1);
-    rollout = await rolloutInUnits(run, step, batch.exampleIds, policy);
-    // The reference outcome's log-probs after each chain: the tokens R3 weighs.
-    score = await scoreInUnits(run, step, batch.exampleIds.length, policy);
+    // G reasoning chains per prompt from the policy and the reference's log-probs after each, in units any policy worker may take.
+    ({ rollout, score } = await stepInUnits(run, step, batch.exampleIds, await policyAt(run, queue, step - 1)));
   } else {
     // Executions started before units existed do both on the pinned worker.
     rollout = await pinned(queue, config, run.enter('rollout', step)).rollout(run.ref(), { step, exampleIds: batch.exampleIds });
@@ -97,8 +94,9 @@ async function afterStep(run: RunState, queue: string, step: number): Promise<vo
   const position = state.position!;
   if (filteringDue(config, step)) {
     const round = filteringRound(config, step);
-    const summary = run.enter('filter', `round ${round} after step ${step}`);
-    const filtered = await pinned(queue, config, summary).filterData(run.ref(), { step, round, cursor: position.cursor, subsetVersion: position.subsetVersion });
+    const filtered = patched(UNITS_PATCH)
+      ? await filterInUnits(run, step, round, position, await policyAt(run, queue, step))
+      : await pinned(queue, config, run.enter('filter', `round ${round} after step ${step}`)).filterData(run.ref(), { step, round, cursor: position.cursor, subsetVersion: position.subsetVersion });
     state.position = { ...position, cursor: filtered.cursor, subsetVersion: filtered.subsetVersion };
   }
   if (checkpointDue(config, step)) {

@@ -1,8 +1,10 @@
-// A step's rollouts and reference scoring as units spread over every policy worker (docs/architecture.md,
-// "One run on many machines"): the units are fixed by the batch plan (dro/units.ts), never by how many
-// workers poll, each names the published policy version it computes on, and the step combines their
-// stored results in plan order into the same artifacts one worker writes.
-import type { PublishedPolicy, RolloutSummary, ScoreSummary, UnitSummary } from '../activities/types.js';
+// A step's rollouts and reference scoring, and a filtering round's, as units spread over every policy
+// worker (docs/architecture.md, "One run on many machines"): the units are fixed by the batch plan
+// (dro/units.ts), never by how many workers poll, each names the published policy version it computes on,
+// and the combining activity puts their stored results together in plan order into the same artifacts
+// one worker writes.
+import type { FilterSummary, PublishedPolicy, RolloutSummary, ScoreSummary, UnitSummary } from '../activities/types.js';
+import type { LoopPosition } from '../activities/types.js';
 import { configAt } from '../dro/hyperparameters.js';
 import { scoredSequences, unitCount } from '../dro/units.js';
 import { local, pinned, unitWork } from './activity-options.js';
@@ -25,26 +27,35 @@ function fanOut(count: number, start: (unit: number) => Promise<UnitSummary>): P
 /** Workflow time since `since`: a phase's wall time across its units, for the metrics' timing. */
 const secondsSince = (since: number): number => (Date.now() - since) / 1000;
 
-/** G chains per prompt from the policy of step − 1, in units of rollout.batchSequences chains. */
-export async function rolloutInUnits(run: RunState, step: number, exampleIds: string[], policy: PublishedPolicy): Promise<RolloutSummary> {
+/** G chains per prompt from the policy of step − 1, then the reference outcome's log-probs after each (and the masked chain), in units. */
+export async function stepInUnits(run: RunState, step: number, exampleIds: string[], policy: PublishedPolicy): Promise<{ rollout: RolloutSummary; score: ScoreSummary }> {
   const config = configAt(run.config, run.state.hyperparameters, step);
-  const started = Date.now();
-  const summary = run.enter('rollout', step);
-  const count = unitCount(exampleIds.length * config.rollout.groupSize, config.rollout.batchSequences);
-  const units = await fanOut(count, (unit) => unitWork(run.config, `${summary} · unit ${unit + 1}/${count}`).rolloutUnit(run.ref(), { step, unit, exampleIds, policy }));
-  run.unitsDone(step, 'rollout', units);
-  const rollout = await local(`${summary} · combine`).combineRollout(run.ref(), { step, exampleIds, policy });
-  return { ...rollout, seconds: secondsSince(started) };
+  const { groupSize, batchSequences } = config.rollout;
+  let started = Date.now();
+  let summary = run.enter('rollout', step);
+  const rollouts = unitCount(exampleIds.length * groupSize, batchSequences);
+  run.unitsDone(step, 'rollout', await fanOut(rollouts, (unit) => unitWork(run.config, `${summary} · unit ${unit + 1}/${rollouts}`).rolloutUnit(run.ref(), { step, unit, policy, exampleIds })));
+  const rollout = { ...(await local(`${summary} · combine`).combineRollout(run.ref(), { step, policy, exampleIds })), seconds: secondsSince(started) };
+  // The reference outcome's log-probs after each chain: the tokens R3 weighs.
+  started = Date.now();
+  summary = run.enter('score', step);
+  const scores = unitCount(scoredSequences(exampleIds.length, groupSize, config.dro.r3.contrast === 'masked'), batchSequences);
+  run.unitsDone(step, 'scoring', await fanOut(scores, (unit) => unitWork(run.config, `${summary} · unit ${unit + 1}/${scores}`).scoreUnit(run.ref(), { step, unit, policy, exampleIds })));
+  const score = { ...(await local(`${summary} · combine`).combineScores(run.ref(), { step, policy, exampleIds })), seconds: secondsSince(started) };
+  return { rollout, score };
 }
 
-/** The reference outcome's log-probs after each chain (and the masked chain), in units of rollout.batchSequences requests. */
-export async function scoreInUnits(run: RunState, step: number, prompts: number, policy: PublishedPolicy): Promise<ScoreSummary> {
+/** Filtering round `round` after step `step` on the policy of that step: its candidates' chains and scores in units, then the decision. */
+export async function filterInUnits(run: RunState, step: number, round: number, position: LoopPosition, policy: PublishedPolicy): Promise<FilterSummary> {
   const config = configAt(run.config, run.state.hyperparameters, step);
-  const started = Date.now();
-  const summary = run.enter('score', step);
-  const count = unitCount(scoredSequences(prompts, config.rollout.groupSize, config.dro.r3.contrast === 'masked'), config.rollout.batchSequences);
-  const units = await fanOut(count, (unit) => unitWork(run.config, `${summary} · unit ${unit + 1}/${count}`).scoreUnit(run.ref(), { step, unit, policy }));
-  run.unitsDone(step, 'scoring', units);
-  const score = await local(`${summary} · combine`).combineScores(run.ref(), { step, policy });
-  return { ...score, seconds: secondsSince(started) };
+  const { batchSequences } = config.rollout;
+  const summary = run.enter('filter', `round ${round} after step ${step}`);
+  // The round's candidates follow from the config and the round; the combine reports how many.
+  const chains = await local(`${summary} · plan`).filterRoundSize(run.ref(), { step, round });
+  const rollouts = unitCount(chains, batchSequences);
+  run.unitsDone(step, `filtering round ${round} rollout`, await fanOut(rollouts, (unit) => unitWork(run.config, `${summary} · rollout unit ${unit + 1}/${rollouts}`).rolloutUnit(run.ref(), { step, unit, policy, round })));
+  await local(`${summary} · combine rollouts`).combineRollout(run.ref(), { step, policy, round });
+  const scores = unitCount(chains, batchSequences);
+  run.unitsDone(step, `filtering round ${round} scoring`, await fanOut(scores, (unit) => unitWork(run.config, `${summary} · score unit ${unit + 1}/${scores}`).scoreUnit(run.ref(), { step, unit, policy, round })));
+  return local(`${summary} · decide`).decideFilterRound(run.ref(), { step, round, cursor: position.cursor, subsetVersion: position.subsetVersion, policy });
 }

@@ -5,7 +5,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { RunConfigError } from '../../dro/config.js';
 import type { StepMetricsRecord } from '../../activities/records.js';
 import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
-import { trainingWorkflowId, type TrainingProgress } from '../../workflows/messages.js';
+import { trainingWorkflowId, UNITS_QUEUE, type TrainingProgress } from '../../workflows/messages.js';
 import { parseGiB, parseInteger, textOption, UsageError, withParser } from '../options.js';
 import { DEFAULT_BUDGET_SHARE } from '../../activities/memory-budget.js';
 import { webUiLink } from '../../workers/connection.js';
@@ -18,6 +18,7 @@ import {
   failureMessage,
   newRunId,
   queryProgress,
+  queuePollers,
   readRunConfig,
   resumeRun,
   runCheckpoints,
@@ -62,6 +63,20 @@ export function printTable(rows: (string | number)[][]): void {
 
 export const fmt = (v: unknown, digits = 4): string => (typeof v === 'number' ? (Number.isInteger(v) ? String(v) : v.toFixed(digits)) : typeof v === 'string' ? v : '-');
 
+/** The workers polling the units queue and the run's pinned queue now. */
+async function servingPollers(c: Connected, pinnedQueue: string | null): Promise<{ units: string[]; pinned: string[] | null }> {
+  return { units: await queuePollers(c, UNITS_QUEUE), pinned: pinnedQueue ? await queuePollers(c, pinnedQueue) : null };
+}
+
+/** What `dro status` says about the workers serving a run, a warning first when nobody does. */
+export function pollerLines(pollers: { units: string[]; pinned: string[] | null }, pinnedQueue: string | null): string[] {
+  const lines = [];
+  if (pollers.units.length === 0) lines.push(`no policy worker polls ${UNITS_QUEUE}: the run's units wait until one starts (\`dro worker --role policy\`)`);
+  else lines.push(`${pollers.units.length} policy worker${pollers.units.length === 1 ? '' : 's'} poll${pollers.units.length === 1 ? 's' : ''} ${UNITS_QUEUE}: ${pollers.units.join(', ')}`);
+  if (pinnedQueue && pollers.pinned?.length === 0) lines.push(`nobody polls the pinned worker's queue ${pinnedQueue}: once orchestration.pinnedStartSeconds pass, the run pins another worker and rewinds to its latest checkpoint`);
+  return lines;
+}
+
 export function registerRunCommands(program: Command): void {
   program
     .command('train')
@@ -99,12 +114,15 @@ export function registerRunCommands(program: Command): void {
         const checkpoints = await runCheckpoints(uri, o.run).catch(() => []);
         const metrics = await runMetrics(uri, o.run).catch((): StepMetricsRecord[] => []);
         const lastValid = checkpoints.filter((x) => x.valid).at(-1)?.step ?? null;
+        // Who serves the run now, by the server's poller lists: a run whose units or pinned queue nobody polls waits.
+        const pollers = d.state === 'running' ? await servingPollers(c, progress?.policyWorker ?? null) : null;
         const status = {
           runId: o.run,
           workflowId: trainingWorkflowId(o.run),
           state: d.state,
           status: progress?.status ?? d.status ?? null,
           link: webUiLink(c.namespace, trainingWorkflowId(o.run)),
+          policyWorker: progress?.policyWorker ?? null,
           step: progress?.step ?? metrics.at(-1)?.step ?? (lastValid ?? 0),
           totalSteps: progress?.totalSteps ?? null,
           phase: progress?.phase ?? null,
@@ -116,6 +134,8 @@ export function registerRunCommands(program: Command): void {
           hyperparameters: progress?.hyperparameters ?? [],
           notes: progress?.notes ?? [],
           evaluations: progress?.evaluations ?? {},
+          workers: progress?.workers ?? [],
+          pollers,
           store: uri,
         };
         if (o.json) return console.log(JSON.stringify(status, null, 2));
@@ -127,6 +147,8 @@ export function registerRunCommands(program: Command): void {
         for (const h of status.hyperparameters) console.log(`  change from step ${h.fromStep}: ${describeChange(h)}`);
         if (status.failure) console.log(`  failure: ${status.failure}`);
         for (const n of status.notes) console.log(`  note: ${n}`);
+        if (pollers) for (const line of pollerLines(pollers, status.policyWorker)) console.log(`  ${line}`);
+        for (const w of status.workers) console.log(`  worker ${w.worker}: ${w.units} units, the last at step ${w.lastStep} (${w.fingerprint})`);
         for (const m of status.recentMetrics) console.log(`  step ${m.step}: reward ${fmt(m.reward.mean)} loss ${fmt(m.loss)}`);
       });
     });

@@ -69,6 +69,12 @@ const versionOf = (step: number): PublishedPolicy => ({ step, sha256: `version-$
 /** A unit as the units queue's one toy worker computes it. */
 const unitDone = (unit: number): UnitSummary => ({ unit, sequences: 0, tokens: 0, worker: 'units', fingerprint: 'toy', stored: 'new', seconds: 0, loadSeconds: 0 });
 
+/** A toy filtering round: the next subset version, its cursor at the start. */
+function filtered(input: { round: number; cursor: LoopPosition['cursor']; subsetVersion: number }) {
+  const subsetVersion = input.subsetVersion + 1;
+  return { round: input.round, subsetVersion, cursor: { ...input.cursor, subsetVersion, position: 0 }, candidates: 0, kept: 0, droppedTooHard: 0, droppedTooEasy: 0, carriedOver: 0, generatedTokens: 0, seconds: 0 };
+}
+
 /**
  * Policy workers `name-policy-0..workers-1`, pinned in turn, plus the shared policy, evaluation, units and
  * control queues; one mock of every activity serves them all and tells the workers apart by the task
@@ -178,7 +184,7 @@ export class Fleet {
     },
     rolloutUnit: async (run, input) => {
       await this.enter('rolloutUnit', run, input.step);
-      this.batches.set(input.step, input.exampleIds);
+      if ('exampleIds' in input) this.batches.set(input.step, input.exampleIds);
       return unitDone(input.unit);
     },
     scoreUnit: async (run, input) => {
@@ -187,7 +193,7 @@ export class Fleet {
     },
     combineRollout: async (run, input) => {
       await this.enter('combineRollout', run, input.step);
-      return { sequences: input.exampleIds.length, generatedTokens: 0, meanCompletionTokens: input.step, truncatedShare: 0, malformedShare: 0, seconds: 0 };
+      return { sequences: 'exampleIds' in input ? input.exampleIds.length : 0, generatedTokens: 0, meanCompletionTokens: input.step, truncatedShare: 0, malformedShare: 0, seconds: 0 };
     },
     combineScores: async (run, input) => {
       await this.enter('combineScores', run, input.step);
@@ -226,8 +232,15 @@ export class Fleet {
     filterData: async (run, input) => {
       const queue = await this.enter('filterData', run, input.step);
       this.require(queue, 'filterData', input.step, input.step);
-      const subsetVersion = input.subsetVersion + 1;
-      return { round: input.round, subsetVersion, cursor: { ...input.cursor, subsetVersion, position: 0 }, candidates: 0, kept: 0, droppedTooHard: 0, droppedTooEasy: 0, carriedOver: 0, generatedTokens: 0, seconds: 0 };
+      return filtered(input);
+    },
+    filterRoundSize: async (run, input) => {
+      await this.enter('filterRoundSize', run, input.step);
+      return 4;
+    },
+    decideFilterRound: async (run, input) => {
+      await this.enter('decideFilterRound', run, input.step);
+      return filtered(input);
     },
     runEvaluation: async (input) => {
       await this.enter('runEvaluation', undefined, input.step ?? undefined);
