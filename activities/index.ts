@@ -26,7 +26,7 @@ export function createActivities(deps: ActivityDeps = {}) {
     ...createTrainingStepActivities({ host: deps.host, openStore, faults }),
     ...createUnitActivities({ host: deps.host, openStore, faults, identity }),
     ...createFilteringActivities({ host: deps.host, openStore }),
-    ...createEvaluationActivities({ openStore }),
+    ...createEvaluationActivities({ host: deps.host, openStore, identity }),
   };
 }
 

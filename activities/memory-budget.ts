@@ -87,3 +87,8 @@ export function checkRunMemory(config: RunConfig, model: ModelConfig, lora: Engi
     `run ${runId}: its ${worst.phase} needs about ${formatGiB(worst.estimate.bytes)} (${parts}) for ${worst.shape}, more than this policy worker's memory budget of ${formatGiB(budget)} (dro worker --memory); lower ${worst.fields.join(', ')}, or give the worker more memory`,
   );
 }
+
+/** A run's planned peak on a worker: its largest phase estimate. */
+export function runPeakBytes(config: RunConfig, model: ModelConfig, lora: EngineOptions['lora']): number {
+  return Math.max(...runMemoryEstimates(config, model, lora).map((p) => p.estimate.bytes));
+}

@@ -3,9 +3,11 @@
 // not hold it (restarted, never had the run, or its engine thread died) answers PolicyStateLost, the
 // workflow's cue to pin a worker, load the last checkpoint there and replay from it.
 import type { RunConfig } from '../dro/config.js';
-import { EngineClient, type EngineOptions, type EngineSource, type PolicyTag } from '../engine/index.js';
+import { availableParallelism } from 'node:os';
+import { ApplicationFailure } from '@temporalio/common';
+import { EngineClient, formatGiB, type EngineOptions, type EngineSource, type PolicyTag } from '../engine/index.js';
 import { failure } from './errors.js';
-import { checkRunMemory, defaultMemoryBudget } from './memory-budget.js';
+import { checkRunMemory, defaultMemoryBudget, runPeakBytes } from './memory-budget.js';
 import type { RunData } from './run-data.js';
 import type { PolicyVersion, PublishedPolicy, RunRef, UpdateSummary, WarmStartResult } from './types.js';
 
@@ -26,8 +28,8 @@ interface UnitEngine {
   version: PublishedPolicy | null;
 }
 
-/** How many runs' unit engines a worker keeps loaded (the least recently used goes first). */
-const UNIT_ENGINES = 2;
+/** How many unit engines (a run's training units, or its evaluations') a worker keeps loaded; the least recently used goes first. */
+const UNIT_ENGINES = 3;
 
 const sameVersion = (a: PublishedPolicy | null | undefined, b: PublishedPolicy): boolean => a !== null && a !== undefined && a.step === b.step && a.sha256 === b.sha256;
 
@@ -54,26 +56,88 @@ export function engineOptions(config: RunConfig): EngineOptions {
 
 const describe = (t: PolicyTag | undefined): string => (t ? `run ${t.runId}, config ${t.configHash.slice(0, 12)}, step ${t.step}` : 'no usable state');
 
+/** What a worker may host (dro worker --memory, --max-runs, --threads). */
+export interface HostLimits {
+  /** Bytes the runs it hosts may plan to use together: a run alone whose estimated peak is larger is refused when it loads. */
+  memoryBytes: number;
+  /** Most runs pinned here at once. */
+  maxRuns: number;
+  /** Intra-op threads its pinned runs may use together (each run's model.intraOpThreads; never changed here). */
+  threads: number;
+}
+
+export const defaultHostLimits = (): HostLimits => ({ memoryBytes: defaultMemoryBudget(), maxRuns: Number.POSITIVE_INFINITY, threads: availableParallelism() });
+
+/** How long a pin holds its place on a worker before the run loads there (a workflow lost between the two must not hold it for ever). */
+const RESERVATION_MS = 5 * 60_000;
+
+/** What a pinned run takes of a worker's limits. */
+interface Share {
+  bytes: number;
+  threads: number;
+}
+
 export class PolicyHost {
-  private readonly runs = new Map<string, HostedRun>();
+  private readonly runs = new Map<string, HostedRun & { share: Share }>();
   private readonly unitEngines = new Map<string, UnitEngine>();
+  /** Runs pinned here that have not loaded yet, with when their place lapses. */
+  private readonly reserved = new Map<string, Share & { until: number }>();
+  readonly limits: HostLimits;
 
   constructor(
     /** This worker's own task queue, where its pinned work arrives. */
     readonly queue: string,
-    /** Bytes a run may plan to use here (dro worker --memory): a run whose estimated peak is larger is refused when it loads. */
-    readonly memoryBytes: number = defaultMemoryBudget(),
-  ) {}
+    limits: Partial<HostLimits> = {},
+  ) {
+    this.limits = { ...defaultHostLimits(), ...limits };
+  }
+
+  /** The memory budget (dro worker --memory). */
+  get memoryBytes(): number {
+    return this.limits.memoryBytes;
+  }
+
+  private shareOf(run: RunRef, data: RunData): Share {
+    return { bytes: runPeakBytes(run.config, data.modelConfig, engineOptions(run.config).lora), threads: run.config.model.intraOpThreads };
+  }
+
+  /**
+   * Takes the pin of `run` when this worker has room for it beside the runs it hosts (--max-runs, the
+   * memory budget and --threads); otherwise a retryable WorkerBusy failure, so the pin goes to another
+   * worker. A worker with no other run always takes it: whether the run fits at all is checked when it loads.
+   */
+  admit(run: RunRef, data: RunData): void {
+    const now = Date.now();
+    for (const [runId, r] of this.reserved) if (r.until < now) this.reserved.delete(runId);
+    const others = [...[...this.runs].filter(([id]) => id !== run.runId).map(([, h]) => h.share), ...[...this.reserved].filter(([id]) => id !== run.runId).map(([, r]) => r)];
+    const share = this.shareOf(run, data);
+    if (others.length > 0) {
+      const bytes = others.reduce((a, o) => a + o.bytes, 0);
+      const threads = others.reduce((a, o) => a + o.threads, 0);
+      let full: string | undefined;
+      if (others.length >= this.limits.maxRuns) full = `it hosts ${others.length} run(s), its limit (--max-runs ${this.limits.maxRuns})`;
+      else if (bytes + share.bytes > this.limits.memoryBytes) full = `its runs plan ${formatGiB(bytes)}, and this one ${formatGiB(share.bytes)} more would pass its memory budget of ${formatGiB(this.limits.memoryBytes)} (--memory)`;
+      else if (threads + share.threads > this.limits.threads) full = `its runs use ${threads} intra-op threads, and this one's ${share.threads} would pass its ${this.limits.threads} (--threads)`;
+      if (full) throw ApplicationFailure.retryable(`policy worker ${this.queue} is busy: ${full}; the pin of run ${run.runId} goes to another worker`, 'WorkerBusy');
+    }
+    this.reserved.set(run.runId, { ...share, until: now + RESERVATION_MS });
+  }
 
   /** A fresh engine thread for the run with its model initialised (or read from model.path), once its plan fits this worker's memory; replaces any old one. */
   async start(run: RunRef, data: RunData): Promise<HostedRun> {
     await this.release(run.runId);
     const options = engineOptions(run.config);
-    checkRunMemory(run.config, data.modelConfig, options.lora, this.memoryBytes, run.runId);
+    checkRunMemory(run.config, data.modelConfig, options.lora, this.limits.memoryBytes, run.runId);
     const engine = await EngineClient.start(engineSource(run.config, data), options);
-    const hosted: HostedRun = { engine };
+    const hosted = { engine, share: this.shareOf(run, data) };
+    this.reserved.delete(run.runId);
     this.runs.set(run.runId, hosted);
     return hosted;
+  }
+
+  /** The runs pinned here (loaded or about to be). */
+  get hostedRuns(): number {
+    return new Set([...this.runs.keys(), ...this.reserved.keys()]).size;
   }
 
   /** The run's engine if it holds exactly `expected`; otherwise a PolicyStateLost failure naming both. */
@@ -108,22 +172,24 @@ export class PolicyHost {
    * that very version and still holds it, else this worker's unit engine for the run, loaded with the
    * version's bytes (`fetch`) when it holds another. `loaded` says whether bytes were loaded.
    */
-  async forUnit(run: RunRef, version: PublishedPolicy, data: RunData, fetch: () => Promise<Uint8Array>): Promise<{ engine: EngineClient; loaded: boolean }> {
+  async forUnit(run: RunRef, version: PublishedPolicy, data: RunData, fetch: () => Promise<Uint8Array>, slot: 'train' | 'eval' = 'train'): Promise<{ engine: EngineClient; loaded: boolean }> {
     const pinned = this.runs.get(run.runId);
     if (pinned && sameVersion(pinned.published, version) && (await this.holds(pinned.engine, versionOf(run, version.step)))) return { engine: pinned.engine, loaded: false };
-    let unit = this.unitEngines.get(run.runId);
-    this.unitEngines.delete(run.runId);
+    // Evaluation units keep an engine of their own, so they do not evict the version the run's training units compute on.
+    const slotKey = `${slot}:${run.runId}`;
+    let unit = this.unitEngines.get(slotKey);
+    this.unitEngines.delete(slotKey);
     if (unit && unit.configHash !== run.configHash) {
       await unit.engine.dispose();
       unit = undefined;
     }
     if (unit && sameVersion(unit.version, version) && (await this.holds(unit.engine, versionOf(run, version.step)))) {
-      this.unitEngines.set(run.runId, unit);
+      this.unitEngines.set(slotKey, unit);
       return { engine: unit.engine, loaded: false };
     }
     if (!unit) {
-      for (const [runId, old] of [...this.unitEngines].slice(0, Math.max(0, this.unitEngines.size - UNIT_ENGINES + 1))) {
-        this.unitEngines.delete(runId);
+      for (const [key, old] of [...this.unitEngines].slice(0, Math.max(0, this.unitEngines.size - UNIT_ENGINES + 1))) {
+        this.unitEngines.delete(key);
         await old.engine.dispose();
       }
       const options = engineOptions(run.config);
@@ -135,7 +201,7 @@ export class PolicyHost {
       }
       unit = { engine: await EngineClient.start(engineSourceForWeights(run.config, data), options), configHash: run.configHash, version: null };
     }
-    this.unitEngines.set(run.runId, unit);
+    this.unitEngines.set(slotKey, unit);
     const parameters = await fetch();
     if (version.base !== null) {
       const here = await unit.engine.baseDigest();
@@ -161,6 +227,7 @@ export class PolicyHost {
   async release(runId: string): Promise<void> {
     const hosted = this.runs.get(runId);
     this.runs.delete(runId);
+    this.reserved.delete(runId);
     if (hosted) await hosted.engine.dispose();
   }
 

@@ -72,9 +72,15 @@ export function runtimeNotes(saved: CheckpointState['runtime'] | undefined, conf
 export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore: StoreOpener; faults: FaultPlan; identity: string }) {
   const needHost = (): PolicyHost => requireHost(deps.host);
 
-  /** Runs on the shared policy queue: whichever policy worker takes it becomes the run's pinned worker. */
-  function pinPolicyWorker(): Promise<PinResult> {
-    return Promise.resolve({ queue: needHost().queue, identity: deps.identity });
+  /**
+   * Runs on the shared policy queue: whichever policy worker takes it becomes the run's pinned worker,
+   * unless it has no room for the run beside those it hosts (a retryable WorkerBusy: another worker takes it).
+   * Executions from before runs were admitted pass no run.
+   */
+  async function pinPolicyWorker(run?: RunRef): Promise<PinResult> {
+    const host = needHost();
+    if (run) host.admit(run, await runData(run.config, run.configHash));
+    return { queue: host.queue, identity: deps.identity };
   }
 
   /** Loads the latest valid checkpoint into a fresh engine on this worker, or a fresh model when there is none. */

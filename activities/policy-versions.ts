@@ -37,11 +37,15 @@ async function retirePolicies(store: BlobStore, runId: string, step: number, kee
 }
 
 /** The bytes of a published version, checked against its name: a worker never computes on other bytes. */
-export async function fetchPolicy(store: BlobStore, runId: string, policy: PublishedPolicy, signal?: AbortSignal): Promise<Uint8Array> {
-  const key = runKeys.policy(runId, policy.step, policy.sha256);
+export function fetchPolicy(store: BlobStore, runId: string, policy: PublishedPolicy, signal?: AbortSignal): Promise<Uint8Array> {
+  return fetchVerified(store, runKeys.policy(runId, policy.step, policy.sha256), policy.sha256, signal);
+}
+
+/** The bytes under `key`, which must have sha256 `sha256`. */
+export async function fetchVerified(store: BlobStore, key: string, sha256: string, signal?: AbortSignal): Promise<Uint8Array> {
   const bytes = await store.get(key, { signal });
-  const sha256 = sha256Hex(bytes);
-  // Retryable (a plain error): the trainer wrote the version before any unit named it, so a mismatch is a store fault that a later read, or another worker, may not meet.
-  if (sha256 !== policy.sha256) throw new Error(`${key} in ${store.location} has sha256 ${sha256.slice(0, 12)}, not the ${policy.sha256.slice(0, 12)} it is named by`);
+  const found = sha256Hex(bytes);
+  // Retryable (a plain error): the bytes were checked when written, so a mismatch is a store fault that a later read, or another worker, may not meet.
+  if (found !== sha256) throw new Error(`${key} in ${store.location} has sha256 ${found.slice(0, 12)}, not the ${sha256.slice(0, 12)} it should have`);
   return bytes;
 }

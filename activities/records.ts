@@ -29,6 +29,8 @@ export const runKeys = {
   evaluationsPrefix: (runId: string): string => `${runId}/evaluations/`,
   /** A unit's result (dro/units.ts), keyed by a digest of everything it was computed from, so a unit of other inputs never meets it. */
   unit: (runId: string, step: number, kind: string, unit: number, inputs: string): string => `${runId}/steps/${pad(step)}/units/${kind}-${String(unit).padStart(5, '0')}-${inputs}.json`,
+  /** A unit of the evaluation of checkpoint `step`, keyed by the checkpoint weights' sha256 (its first 16 hex digits). */
+  evaluationUnit: (runId: string, step: number, unit: number, weights: string): string => `${runId}/evaluation-units/${pad(step)}/unit-${String(unit).padStart(5, '0')}-${weights}.json`,
   /** A filtering round's chains, combined from its units (the round runs after `step`). */
   filterRollout: (runId: string, step: number, round: number): string => `${runId}/steps/${pad(step)}/filter-${pad(round)}-rollout.json`,
   /** A published policy version: the trained weights after `step` steps, by content. */

@@ -93,14 +93,14 @@ function unitInputs(run: RunRef, config: RunConfig, input: UnitInput, batch: str
 }
 
 /** Stores a unit's result unless one is there: 'new', or whether the stored bytes are these ('same') or others ('conflict', kept). */
-async function storeUnit(store: BlobStore, key: string, value: unknown, signal?: AbortSignal): Promise<UnitSummary['stored']> {
+export async function storeUnit(store: BlobStore, key: string, value: unknown, signal?: AbortSignal): Promise<UnitSummary['stored']> {
   const bytes = encoder.encode(`${JSON.stringify(value)}\n`);
   if (await store.putIfAbsent(key, bytes, { signal })) return 'new';
   const stored = await store.get(key, { signal });
   return Buffer.from(stored).equals(Buffer.from(bytes)) ? 'same' : 'conflict';
 }
 
-async function isStored(store: BlobStore, key: string, signal?: AbortSignal): Promise<boolean> {
+export async function isStored(store: BlobStore, key: string, signal?: AbortSignal): Promise<boolean> {
   return (await store.list(key, { signal })).some((b) => b.key === key);
 }
 

@@ -112,14 +112,19 @@ async function findManifest(store: BlobStore, prefix: string, opts: OpOptions): 
   return newestManifest(prefix, (await store.list(prefix, opts)).map((b) => b.key));
 }
 
-/** The key where a committed checkpoint keeps file `name` (tests corrupt it; tools read it). */
-export async function checkpointFileKey(store: BlobStore, runId: string, step: number, name: string, opts: OpOptions = {}): Promise<string> {
+/** Where a committed checkpoint keeps file `name`, and the sha256 and size its manifest records (tests corrupt it; tools and evaluation units read it). */
+export async function checkpointFile(store: BlobStore, runId: string, step: number, name: string, opts: OpOptions = {}): Promise<ManifestEntry & { key: string }> {
   const prefix = checkpointPrefix(runId, step);
   const found = await findManifest(store, prefix, opts);
   if (!found) throw new CheckpointError(`checkpoint ${prefix} in ${store.location} has no manifest`);
   const entry = (await readManifest(store, found.key, opts)).files[name];
   if (!entry) throw new CheckpointError(`checkpoint ${prefix} has no file ${name}`);
-  return fileKey(prefix, name, entry);
+  return { ...entry, key: fileKey(prefix, name, entry) };
+}
+
+/** The key where a committed checkpoint keeps file `name`. */
+export async function checkpointFileKey(store: BlobStore, runId: string, step: number, name: string, opts: OpOptions = {}): Promise<string> {
+  return (await checkpointFile(store, runId, step, name, opts)).key;
 }
 
 /** A checkpoint's state.json alone (cheap: the model files are not read), checked against its size in the manifest. */
@@ -222,7 +227,7 @@ export async function listCheckpoints(
 ): Promise<CheckpointListing[]> {
   const steps = await findSteps(store, runId, options);
   const out: CheckpointListing[] = [];
-  for (const step of steps) out.push(await inspect(store, runId, step, options.verify ?? 'sha256', options));
+  for (const step of steps) out.push(await inspectCheckpoint(store, runId, step, options.verify ?? 'sha256', options));
   return out;
 }
 
@@ -375,7 +380,8 @@ async function findSteps(store: BlobStore, runId: string, opts: OpOptions): Prom
   return [...steps].sort((a, b) => a - b);
 }
 
-async function inspect(store: BlobStore, runId: string, step: number, verify: Verification, opts: OpOptions): Promise<CheckpointListing> {
+/** One checkpoint step, valid or invalid with the reason (`verify: 'sha256'` reads every file). */
+export async function inspectCheckpoint(store: BlobStore, runId: string, step: number, verify: Verification, opts: OpOptions = {}): Promise<CheckpointListing> {
   const prefix = checkpointPrefix(runId, step);
   let manifest: CheckpointManifest;
   try {

@@ -4,10 +4,17 @@
 // the final model and optimizer files byte-identical, the metrics identical outside `timing`, and the
 // units computed by more than one worker; then with workers killed, hung and added mid-run. Everything
 // runs on private Temporal and SeaweedFS servers of this file; workers are killed by their own PIDs.
+import { hostname } from 'node:os';
+import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunConfigInput } from '../dro/config.js';
 import { queryProgress, startRun, type Connected } from '../cli/client.js';
-import { pauseSignal, resumeSignal, trainingWorkflowId } from '../workflows/messages.js';
+import { CONTROL_QUEUE, evaluationWorkflowId, pauseSignal, progressQuery, resumeSignal, trainingWorkflowId } from '../workflows/messages.js';
+import type { evaluateCheckpoint } from '../workflows/evaluate-checkpoint.js';
+import { openBlobStore } from '../storage/open.js';
+import { loadCheckpoint } from '../storage/checkpoints.js';
+import { overlay } from '../scripts/experiment/plan.js';
+import { readEvaluation } from '../activities/records.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
 import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
@@ -18,14 +25,14 @@ const RUN_MS = trainingDeadlineMs(2 * TOTAL);
 const RUN: RunConfigInput = {
   seed: 11,
   model: { init: wideModel(2), intraOpThreads: 1 },
-  data: { synthetic: { trainCount: 32, evalCount: 8 } },
+  data: { synthetic: { trainCount: 32, evalCount: 64 } },
   rollout: { promptsPerStep: 4, groupSize: 4, maxNewTokens: 32, batchSequences: 2 },
   sft: { steps: 20, batchSize: 8, learningRate: 3e-3 },
   optimizer: { learningRate: 1e-4 },
   schedule: { totalSteps: TOTAL },
   checkpoint: { every: 2 },
   filtering: { enabled: false },
-  evaluation: { baseAndFinal: false },
+  evaluation: { baseAndFinal: false, examples: 64, maxNewTokens: 24 },
   orchestration: QUICK_FAILOVER,
 };
 
@@ -44,9 +51,11 @@ async function policyWorkers(n: number): Promise<WorkerProcess[]> {
 
 const stopAll = (workers: WorkerProcess[]): Promise<unknown> => Promise.all(workers.map((w) => w.kill('SIGTERM')));
 
-/** Which worker (Temporal identity) started each unit of the run's current execution, by activity type. */
-async function unitWorkers(runId: string): Promise<Record<string, Set<string>>> {
-  const history = await c.client.workflow.getHandle(trainingWorkflowId(runId)).fetchHistory();
+/** Which worker (Temporal identity) started each activity of the run's current execution, by activity type. */
+const unitWorkers = (runId: string): Promise<Record<string, Set<string>>> => unitWorkersOf(trainingWorkflowId(runId));
+
+async function unitWorkersOf(workflowId: string): Promise<Record<string, Set<string>>> {
+  const history = await c.client.workflow.getHandle(workflowId).fetchHistory();
   const types = new Map<string, string>();
   const out: Record<string, Set<string>> = {};
   for (const e of history.events ?? []) {
@@ -62,8 +71,8 @@ async function unitWorkers(runId: string): Promise<Record<string, Set<string>>> 
 }
 
 /** Runs `runId` on the workers polling now; `during` may disturb it while it trains. */
-async function run(runId: string, during?: () => Promise<void>): Promise<{ result: TrainingRunResult; digest: RunDigest }> {
-  const { handle } = await startRun(c, tinyRunConfig(store, RUN), runId);
+async function run(runId: string, during?: () => Promise<void>, config: RunConfigInput = RUN): Promise<{ result: TrainingRunResult; digest: RunDigest }> {
+  const { handle } = await startRun(c, tinyRunConfig(store, config), runId);
   const [result] = await Promise.all([handle.result(), during?.()]);
   return { result, digest: await runDigest(store, runId, TOTAL) };
 }
@@ -86,6 +95,40 @@ async function trainerOf(runId: string, workers: WorkerProcess[]): Promise<Worke
   const trainer = workers.find((w) => p.policyWorker!.includes(`-${w.pid}-`));
   if (!trainer) throw new Error(`the pinned queue ${p.policyWorker} is none of the workers ${workers.map((w) => w.pid).join(', ')}`);
   return trainer;
+}
+
+/** Evaluates checkpoint `step` of `runId` on the workers polling now; returns the stored record. */
+async function evaluate(runId: string, step: number) {
+  const handle = await c.client.workflow.start<typeof evaluateCheckpoint>('evaluateCheckpoint', { taskQueue: CONTROL_QUEUE, workflowId: evaluationWorkflowId(runId, step), args: [{ runId, store, step }] });
+  const outcome = await handle.result();
+  expect(outcome.step).toBe(step);
+  const record = await readEvaluation(await openBlobStore(store), runId, step);
+  return { record: record!, workers: await unitWorkersOf(handle.workflowId) };
+}
+
+/** A worker among `candidates` that holds a unit of the run right now (started, not yet completed), by the server's pending activities. */
+function unitHolder(runId: string, candidates: WorkerProcess[]): Promise<WorkerProcess> {
+  const started = temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED;
+  return waitFor(
+    `a unit of ${runId} held by one of ${candidates.map((w) => w.pid).join(', ')}`,
+    async () => {
+      const { raw } = await c.client.workflow.getHandle(trainingWorkflowId(runId)).describe();
+      for (const a of raw.pendingActivities ?? []) {
+        if (!/Unit$/.test(a.activityType?.name ?? '') || a.state !== started) continue;
+        const holder = candidates.find((w) => a.lastWorkerIdentity === `policy-${w.pid}@${hostname()}`);
+        if (holder) return holder;
+      }
+      return undefined;
+    },
+    trainingDeadlineMs(TOTAL),
+    { everyMs: 50 },
+  );
+}
+
+/** The highest attempt any unit of the run's current execution started with. */
+async function maxUnitAttempt(runId: string): Promise<number> {
+  const history = await c.client.workflow.getHandle(trainingWorkflowId(runId)).fetchHistory();
+  return Math.max(...(history.events ?? []).map((e) => e.activityTaskStartedEventAttributes?.attempt ?? 0));
 }
 
 /** Notes of a run that say a unit was computed twice with other bytes, or on another runtime. */
@@ -122,11 +165,61 @@ describe('one run on many policy workers', () => {
       console.log(`units by worker: ${JSON.stringify(Object.fromEntries(Object.entries(by).map(([k, v]) => [k, [...v]])))}`);
       expect(by.rolloutUnit!.size).toBeGreaterThanOrEqual(2);
       expect(by.scoreUnit!.size).toBeGreaterThanOrEqual(2);
-      const progress = await queryProgress(c, 'three-workers');
-      expect(progress?.workers?.length).toBeGreaterThanOrEqual(2);
-      expect(unitNotes(progress!.notes)).toEqual([]);
+      const progress = await c.client.workflow.getHandle(trainingWorkflowId('three-workers')).query(progressQuery);
+      expect(progress.workers!.length).toBeGreaterThanOrEqual(2);
+      expect(unitNotes(progress.notes)).toEqual([]);
     } finally {
       await stopAll(three);
+    }
+  }, RUN_MS);
+
+  it('an evaluation of 64 examples on two workers gives exactly the metrics and completions of one worker', async () => {
+    // The same checkpoint bytes under two run ids (the runs above are byte-identical), so neither evaluation finds the other's record.
+    const one = await policyWorkers(1);
+    let single;
+    try {
+      single = await evaluate('one-worker', TOTAL);
+    } finally {
+      await stopAll(one);
+    }
+    const two = await policyWorkers(2);
+    try {
+      const pair = await evaluate('three-workers', TOTAL);
+      expect(pair.workers.evaluationUnit!.size).toBe(2);
+      expect(pair.record.examples).toBe(64);
+      expect(pair.record.metrics).toEqual(single.record.metrics);
+      expect(pair.record.predictions).toEqual(single.record.predictions);
+    } finally {
+      await stopAll(two);
+    }
+  }, RUN_MS);
+
+  it('a LoRA run on two workers publishes only its adapters and ends byte-identical to one worker', async () => {
+    const lora = overlay(RUN, { model: { loraRank: 4, loraAlpha: 8, loraTargets: ['q_proj', 'v_proj'] } });
+    const one = await policyWorkers(1);
+    let alone: RunDigest;
+    try {
+      alone = (await run('lora-one', undefined, lora)).digest;
+    } finally {
+      await stopAll(one);
+    }
+    const two = await policyWorkers(2);
+    try {
+      const { result, digest } = await run('lora-two', undefined, lora);
+      expect(result).toMatchObject({ status: 'completed', steps: TOTAL });
+      expect(digest).toEqual(alone);
+      expect((await unitWorkers('lora-two')).rolloutUnit!.size).toBe(2);
+      // What the store holds of the published versions: the adapters alone, each exactly the size of the checkpoint's adapter file.
+      const blobs = await openBlobStore(store);
+      const published = await blobs.list('lora-two/policies/');
+      const adapters = (await loadCheckpoint(blobs, 'lora-two', TOTAL)).files['adapter_model.safetensors']!.byteLength;
+      const full = (await loadCheckpoint(blobs, 'one-worker', TOTAL)).files['model.safetensors']!.byteLength;
+      console.log(`published versions: ${published.map((b) => b.bytes).join(', ')} bytes; adapters ${adapters}, full model ${full}`);
+      expect(published.length).toBeGreaterThanOrEqual(2);
+      for (const b of published) expect(b.bytes).toBe(adapters);
+      expect(adapters * 10).toBeLessThan(full);
+    } finally {
+      await stopAll(two);
     }
   }, RUN_MS);
 
@@ -135,18 +228,25 @@ describe('one run on many policy workers', () => {
     try {
       const { result, digest } = await run('kill-and-hang', async () => {
         const trainer = await trainerOf('kill-and-hang', three);
-        const [killed, hung] = three.filter((w) => w !== trainer);
-        // A random moment of the steps (each takes a second or two here), then a hang of three heartbeat timeouts.
+        const others = three.filter((w) => w !== trainer);
+        // From a random moment of the steps (each takes a second or two here), the first non-trainer found holding a unit is killed.
         await progressWhen('kill-and-hang', 'step 1', (p) => p.step >= 1);
         await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 1500)));
-        await killed!.kill('SIGKILL');
-        process.kill(hung!.pid, 'SIGSTOP');
+        const killed = await unitHolder('kill-and-hang', others);
+        await killed.kill('SIGKILL');
+        // The other one hangs mid-unit for three heartbeat timeouts, then goes on as a zombie.
+        const hung = others.find((w) => w !== killed)!;
+        await unitHolder('kill-and-hang', [hung]);
+        process.kill(hung.pid, 'SIGSTOP');
         await new Promise((r) => setTimeout(r, 3 * QUICK_FAILOVER.heartbeatSeconds * 1000));
-        process.kill(hung!.pid, 'SIGCONT');
+        process.kill(hung.pid, 'SIGCONT');
       });
       expect(result).toMatchObject({ status: 'completed', steps: TOTAL, repins: 0 });
       expect(digest).toEqual(reference);
-      expect(unitNotes((await queryProgress(c, 'kill-and-hang'))!.notes)).toEqual([]);
+      const progress = await c.client.workflow.getHandle(trainingWorkflowId('kill-and-hang')).query(progressQuery);
+      expect(unitNotes(progress.notes)).toEqual([]);
+      // The units the two held were started again elsewhere.
+      expect(await maxUnitAttempt('kill-and-hang')).toBeGreaterThanOrEqual(2);
     } finally {
       await stopAll(three);
     }

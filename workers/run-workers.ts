@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { NativeConnection, Runtime, Worker, DefaultLogger, type LogLevel } from '@temporalio/worker';
 import { createActivities } from '../activities/index.js';
 import { faultsFromEnv } from '../activities/faults.js';
-import { PolicyHost } from '../activities/policy-host.js';
+import { PolicyHost, type HostLimits } from '../activities/policy-host.js';
 import { CONTROL_QUEUE, EVALUATION_QUEUE, POLICY_QUEUE, UNITS_QUEUE } from '../workflows/messages.js';
 import { temporalTarget } from './connection.js';
 
@@ -24,8 +24,8 @@ export interface RunWorkersOptions {
    * not outlive a script killed with SIGKILL, polling a queue that nobody will use and holding its memory.
    */
   exitWithParent?: boolean;
-  /** A policy worker's memory budget in bytes (dro worker --memory); default: most of the machine's (activities/memory-budget.ts). */
-  memoryBytes?: number;
+  /** A policy worker's limits (dro worker --memory, --max-runs, --threads); defaults from the machine (activities/policy-host.ts). */
+  limits?: Partial<HostLimits>;
 }
 
 const WORKFLOWS = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
@@ -38,7 +38,7 @@ export async function runWorkers(options: RunWorkersOptions): Promise<void> {
   const identity = `${options.role}-${process.pid}@${hostname()}`;
   // A queue per process: a restarted worker has lost its engines, so its old queue must not receive work.
   const policyQueue = `${POLICY_QUEUE}-${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
-  const host = options.role === 'control' ? undefined : new PolicyHost(policyQueue, options.memoryBytes);
+  const host = options.role === 'control' ? undefined : new PolicyHost(policyQueue, options.limits);
   const activities = createActivities({ host, faults: faultsFromEnv(), identity });
   const common = { connection, namespace: target.namespace, identity, activities, shutdownGraceTime: '10s' };
   const workers: Worker[] = [];

@@ -1,12 +1,14 @@
 // evaluateCheckpoint: one evaluation of a run's checkpoint (the newest valid one when no step is given)
-// as a workflow of its own, on any policy worker in an engine of its own. The training run starts it
+// as a workflow of its own: its completions in units that any policy worker takes (in an engine of its
+// own, never a training run's state), combined into one record. The training run starts it
 // as an abandoned child every evaluation.every steps, `dro eval` starts it directly, and a Temporal
 // Schedule (`dro schedule-eval`) starts it on the newest checkpoint; a step already evaluated returns
 // the stored result and computes nothing.
-import { proxyActivities } from '@temporalio/workflow';
+import { patched, proxyActivities } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { EvaluationOutcome } from '../activities/types.js';
-import { EVALUATION_QUEUE } from './messages.js';
+import { local, unitWork } from './activity-options.js';
+import { EVALUATION_QUEUE, UNITS_PATCH } from './messages.js';
 
 export interface EvaluateCheckpointInput {
   runId: string;
@@ -27,8 +29,22 @@ const policy = (summary: string): Activities =>
     retry: { initialInterval: '2s', maximumInterval: '30s', maximumAttempts: 5 },
   });
 
+/** How long an evaluation unit may go without a heartbeat before it goes to another worker. */
+const EVALUATION_HEARTBEAT_SECONDS = 10;
+
 export async function evaluateCheckpoint(input: EvaluateCheckpointInput): Promise<EvaluationOutcome> {
   const step = input.step ?? null;
   const what = step === null ? 'the newest checkpoint' : `checkpoint ${step}`;
-  return policy(`evaluate ${what} of run ${input.runId}`).runEvaluation({ runId: input.runId, store: input.store, step });
+  const request = { runId: input.runId, store: input.store, step };
+  // Executions started before units existed evaluate on one worker.
+  if (!patched(UNITS_PATCH)) return policy(`evaluate ${what} of run ${input.runId}`).runEvaluation(request);
+  const started = Date.now();
+  const plan = await local(`plan the evaluation of ${what}`).planEvaluation(request);
+  if (!('units' in plan)) return plan;
+  const summary = `evaluate step ${plan.step} of run ${input.runId}`;
+  // The examples' completions in units of rollout.batchSequences any policy worker may take; their metrics are those of one worker.
+  await Promise.all(
+    Array.from({ length: plan.units }, (_, unit) => unitWork(EVALUATION_HEARTBEAT_SECONDS, `${summary} · unit ${unit + 1}/${plan.units}`).evaluationUnit({ runId: input.runId, store: input.store, unit, policy: plan.policy })),
+  );
+  return local(`${summary} · combine`).combineEvaluation({ runId: input.runId, store: input.store, policy: plan.policy, seconds: (Date.now() - started) / 1000 });
 }

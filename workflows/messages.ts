@@ -13,6 +13,9 @@ export const EVALUATION_QUEUE = 'dro-evaluation';
 /** Any policy worker, one unit at a time each: a step's rollouts and reference scoring, cut into units by the batch plan. */
 export const UNITS_QUEUE = 'dro-units';
 
+/** The patch that moved rollouts, reference scoring, filtering rounds and evaluations into units (workflows/units.ts): executions started before it keep the pinned paths. */
+export const UNITS_PATCH = 'work-units';
+
 /** One workflow id per run, so a resumed run continues under the same id. */
 export const trainingWorkflowId = (runId: string): string => `dro-train-${runId}`;
 /** One workflow id per evaluated step, so two requests for the same evaluation meet. */

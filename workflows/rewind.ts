@@ -33,7 +33,7 @@ function asRunFailure(err: unknown): unknown {
 /** Pins a policy worker and loads the run's latest valid checkpoint (or a fresh model) there. */
 async function pinAndLoad(run: RunState): Promise<void> {
   const { state } = run;
-  const pin = await anyPolicyWorker(run.enter('pinning', 'a policy worker')).pinPolicyWorker();
+  const pin = await anyPolicyWorker(run.enter('pinning', 'a policy worker')).pinPolicyWorker(run.ref());
   // Loading reads the store, which may be having an outage: more patience than other pinned work.
   const patient = { retry: { initialInterval: '2s', maximumInterval: '30s', maximumAttempts: 10 } };
   const loaded = await pinned(pin.queue, run.config, run.enter('loading', 'the latest valid checkpoint'), patient).loadPolicy(run.ref());

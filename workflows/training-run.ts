@@ -14,9 +14,7 @@ import { evaluate, startEvaluationIfDue } from './run-evaluations.js';
 import { atStepBoundary, installRunMessages } from './run-messages.js';
 import { RunState, type TrainingRunInput, type TrainingRunResult } from './run-state.js';
 import { filterInUnits, policyAt, stepInUnits } from './units.js';
-
-/** The patch that moved a step's rollouts and reference scoring from the pinned worker to units (workflows/units.ts). */
-const UNITS_PATCH = 'work-units';
+import { UNITS_PATCH } from './messages.js';
 
 export type { TrainingRunInput, TrainingRunResult, TrainingRunState } from './run-state.js';
 

@@ -24,6 +24,9 @@ function fanOut(count: number, start: (unit: number) => Promise<UnitSummary>): P
   return Promise.all(Array.from({ length: count }, (_, unit) => start(unit)));
 }
 
+/** A unit of the run, on the queue every policy worker polls. */
+const work = (run: RunState, summary: string) => unitWork(run.config.orchestration.heartbeatSeconds, summary);
+
 /** Workflow time since `since`: a phase's wall time across its units, for the metrics' timing. */
 const secondsSince = (since: number): number => (Date.now() - since) / 1000;
 
@@ -34,13 +37,13 @@ export async function stepInUnits(run: RunState, step: number, exampleIds: strin
   let started = Date.now();
   let summary = run.enter('rollout', step);
   const rollouts = unitCount(exampleIds.length * groupSize, batchSequences);
-  run.unitsDone(step, 'rollout', await fanOut(rollouts, (unit) => unitWork(run.config, `${summary} · unit ${unit + 1}/${rollouts}`).rolloutUnit(run.ref(), { step, unit, policy, exampleIds })));
+  run.unitsDone(step, 'rollout', await fanOut(rollouts, (unit) => work(run, `${summary} · unit ${unit + 1}/${rollouts}`).rolloutUnit(run.ref(), { step, unit, policy, exampleIds })));
   const rollout = { ...(await local(`${summary} · combine`).combineRollout(run.ref(), { step, policy, exampleIds })), seconds: secondsSince(started) };
   // The reference outcome's log-probs after each chain: the tokens R3 weighs.
   started = Date.now();
   summary = run.enter('score', step);
   const scores = unitCount(scoredSequences(exampleIds.length, groupSize, config.dro.r3.contrast === 'masked'), batchSequences);
-  run.unitsDone(step, 'scoring', await fanOut(scores, (unit) => unitWork(run.config, `${summary} · unit ${unit + 1}/${scores}`).scoreUnit(run.ref(), { step, unit, policy, exampleIds })));
+  run.unitsDone(step, 'scoring', await fanOut(scores, (unit) => work(run, `${summary} · unit ${unit + 1}/${scores}`).scoreUnit(run.ref(), { step, unit, policy, exampleIds })));
   const score = { ...(await local(`${summary} · combine`).combineScores(run.ref(), { step, policy, exampleIds })), seconds: secondsSince(started) };
   return { rollout, score };
 }
@@ -53,9 +56,9 @@ export async function filterInUnits(run: RunState, step: number, round: number, 
   // The round's candidates follow from the config and the round; the combine reports how many.
   const chains = await local(`${summary} · plan`).filterRoundSize(run.ref(), { step, round });
   const rollouts = unitCount(chains, batchSequences);
-  run.unitsDone(step, `filtering round ${round} rollout`, await fanOut(rollouts, (unit) => unitWork(run.config, `${summary} · rollout unit ${unit + 1}/${rollouts}`).rolloutUnit(run.ref(), { step, unit, policy, round })));
+  run.unitsDone(step, `filtering round ${round} rollout`, await fanOut(rollouts, (unit) => work(run, `${summary} · rollout unit ${unit + 1}/${rollouts}`).rolloutUnit(run.ref(), { step, unit, policy, round })));
   await local(`${summary} · combine rollouts`).combineRollout(run.ref(), { step, policy, round });
   const scores = unitCount(chains, batchSequences);
-  run.unitsDone(step, `filtering round ${round} scoring`, await fanOut(scores, (unit) => unitWork(run.config, `${summary} · score unit ${unit + 1}/${scores}`).scoreUnit(run.ref(), { step, unit, policy, round })));
+  run.unitsDone(step, `filtering round ${round} scoring`, await fanOut(scores, (unit) => work(run, `${summary} · score unit ${unit + 1}/${scores}`).scoreUnit(run.ref(), { step, unit, policy, round })));
   return local(`${summary} · decide`).decideFilterRound(run.ref(), { step, round, cursor: position.cursor, subsetVersion: position.subsetVersion, policy });
 }

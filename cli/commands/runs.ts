@@ -1,12 +1,13 @@
 // `dro train|status|resume|checkpoints|metrics|worker`: start and follow training runs on Temporal,
 // resume them from their latest valid checkpoint, inspect what their store holds, and run workers.
+import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
 import { RunConfigError } from '../../dro/config.js';
 import type { StepMetricsRecord } from '../../activities/records.js';
 import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
 import { trainingWorkflowId, UNITS_QUEUE, type TrainingProgress } from '../../workflows/messages.js';
-import { parseGiB, parseInteger, textOption, UsageError, withParser } from '../options.js';
+import { integerOption, parseGiB, parseInteger, textOption, UsageError, withParser } from '../options.js';
 import { DEFAULT_BUDGET_SHARE } from '../../activities/memory-budget.js';
 import { webUiLink } from '../../workers/connection.js';
 import { describeChange, followRun, formatDuration } from '../progress.js';
@@ -225,9 +226,16 @@ export function registerRunCommands(program: Command): void {
     .addOption(new Option('--role <role>', 'which worker to run').choices(['control', 'policy', 'all']).default('all'))
     .option('--exit-with-parent', 'shut down when the process that started this worker ends (for scripts that start a worker of their own)', false)
     .addOption(
-      withParser('--memory <GiB>', `memory a policy worker lets one run plan to use: a run whose estimated peak (rollout, scoring or update, README "Memory") is larger fails when it loads here, naming the fields to lower (default: ${DEFAULT_BUDGET_SHARE * 100}% of this machine's memory, or of its cgroup limit)`, parseGiB),
+      withParser(
+        '--memory <GiB>',
+        `memory the runs pinned to a policy worker may plan to use together: it refuses a pin (the run pins another worker) when the run's estimated peak (rollout, scoring or update, README "Memory") would pass it beside the runs it hosts, and a run that alone is larger fails when it loads, naming the fields to lower (default: ${DEFAULT_BUDGET_SHARE * 100}% of this machine's memory, or of its cgroup limit)`,
+        parseGiB,
+      ),
     )
-    .action(async (o: { role: WorkerRole; exitWithParent: boolean; memory?: number }) => {
-      await runWorkers({ role: o.role, exitWithParent: o.exitWithParent, memoryBytes: o.memory, onReady: (info) => console.log(`worker ${info.identity} ready${info.policyQueue ? ` (policy queue ${info.policyQueue})` : ''}`) });
+    .addOption(integerOption('--max-runs <n>', 'most runs pinned to this policy worker at once; it computes any run\'s units whatever the number (default: as many as --memory and --threads allow)', 1))
+    .addOption(integerOption('--threads <n>', `intra-op threads the runs pinned to this policy worker may use together (each run keeps its model.intraOpThreads, which results depend on) (default: this machine's ${availableParallelism()})`, 1))
+    .action(async (o: { role: WorkerRole; exitWithParent: boolean; memory?: number; maxRuns?: number; threads?: number }) => {
+      const limits = { ...(o.memory === undefined ? {} : { memoryBytes: o.memory }), ...(o.maxRuns === undefined ? {} : { maxRuns: o.maxRuns }), ...(o.threads === undefined ? {} : { threads: o.threads }) };
+      await runWorkers({ role: o.role, exitWithParent: o.exitWithParent, limits, onReady: (info) => console.log(`worker ${info.identity} ready${info.policyQueue ? ` (policy queue ${info.policyQueue})` : ''}`) });
     });
 }
