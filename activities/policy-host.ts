@@ -3,7 +3,6 @@
 // not hold it (restarted, never had the run, or its engine thread died) answers PolicyStateLost, the
 // workflow's cue to pin a worker, load the last checkpoint there and replay from it.
 import type { RunConfig } from '../dro/config.js';
-import { availableParallelism } from 'node:os';
 import { ApplicationFailure } from '@temporalio/common';
 import { EngineClient, formatGiB, type EngineOptions, type EngineSource, type PolicyTag } from '../engine/index.js';
 import { failure } from './errors.js';
@@ -66,10 +65,13 @@ export interface HostLimits {
   threads: number;
 }
 
-export const defaultHostLimits = (): HostLimits => ({ memoryBytes: defaultMemoryBudget(), maxRuns: Number.POSITIVE_INFINITY, threads: availableParallelism() });
+/** By default only memory limits how many runs a worker hosts: runs that oversubscribe the cores are slower, not wrong. */
+export const defaultHostLimits = (): HostLimits => ({ memoryBytes: defaultMemoryBudget(), maxRuns: Number.POSITIVE_INFINITY, threads: Number.POSITIVE_INFINITY });
 
 /** How long a pin holds its place on a worker before the run loads there (a workflow lost between the two must not hold it for ever). */
 const RESERVATION_MS = 5 * 60_000;
+/** How long a pinned run may go without pinned work before its place is given to another run. */
+const IDLE_RUN_MS = 6 * 3_600_000;
 
 /** What a pinned run takes of a worker's limits. */
 interface Share {
@@ -78,7 +80,7 @@ interface Share {
 }
 
 export class PolicyHost {
-  private readonly runs = new Map<string, HostedRun & { share: Share }>();
+  private readonly runs = new Map<string, HostedRun & { share: Share; lastUsed: number }>();
   private readonly unitEngines = new Map<string, UnitEngine>();
   /** Runs pinned here that have not loaded yet, with when their place lapses. */
   private readonly reserved = new Map<string, Share & { until: number }>();
@@ -109,6 +111,8 @@ export class PolicyHost {
   admit(run: RunRef, data: RunData): void {
     const now = Date.now();
     for (const [runId, r] of this.reserved) if (r.until < now) this.reserved.delete(runId);
+    // A run that ended without releasing its engine (its workflow terminated, or lost) holds no place once idle this long.
+    for (const [runId, h] of this.runs) if (runId !== run.runId && now - h.lastUsed > IDLE_RUN_MS) void this.release(runId);
     const others = [...[...this.runs].filter(([id]) => id !== run.runId).map(([, h]) => h.share), ...[...this.reserved].filter(([id]) => id !== run.runId).map(([, r]) => r)];
     const share = this.shareOf(run, data);
     if (others.length > 0) {
@@ -129,7 +133,7 @@ export class PolicyHost {
     const options = engineOptions(run.config);
     checkRunMemory(run.config, data.modelConfig, options.lora, this.limits.memoryBytes, run.runId);
     const engine = await EngineClient.start(engineSource(run.config, data), options);
-    const hosted = { engine, share: this.shareOf(run, data) };
+    const hosted = { engine, share: this.shareOf(run, data), lastUsed: Date.now() };
     this.reserved.delete(run.runId);
     this.runs.set(run.runId, hosted);
     return hosted;
@@ -143,6 +147,7 @@ export class PolicyHost {
   /** The run's engine if it holds exactly `expected`; otherwise a PolicyStateLost failure naming both. */
   async require(expected: PolicyVersion): Promise<HostedRun> {
     const hosted = this.runs.get(expected.runId);
+    if (hosted) hosted.lastUsed = Date.now();
     let tag: PolicyTag | undefined;
     if (hosted) {
       try {

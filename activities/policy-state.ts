@@ -226,7 +226,12 @@ export function createPolicyStateActivities(deps: { host?: PolicyHost; openStore
     });
   }
 
-  return { pinPolicyWorker, loadPolicy, warmStart, saveCheckpoint };
+  /** The run ended: its engine leaves this worker, which has room for another run. */
+  async function releasePolicy(run: RunRef): Promise<void> {
+    await needHost().release(run.runId);
+  }
+
+  return { pinPolicyWorker, loadPolicy, warmStart, saveCheckpoint, releasePolicy };
 }
 
 export const defaultIdentity = (): string => `${process.pid}@${hostname()}`;

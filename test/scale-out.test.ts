@@ -43,8 +43,8 @@ let store: string;
 let reference: RunDigest;
 const everyWorker: WorkerProcess[] = [];
 
-async function policyWorkers(n: number): Promise<WorkerProcess[]> {
-  const started = await Promise.all(Array.from({ length: n }, () => WorkerProcess.start('policy', services.env)));
+async function policyWorkers(n: number, options: string[] = []): Promise<WorkerProcess[]> {
+  const started = await Promise.all(Array.from({ length: n }, () => WorkerProcess.start('policy', services.env, options)));
   everyWorker.push(...started);
   return started;
 }
@@ -125,10 +125,17 @@ function unitHolder(runId: string, candidates: WorkerProcess[]): Promise<WorkerP
   );
 }
 
-/** The highest attempt any unit of the run's current execution started with. */
-async function maxUnitAttempt(runId: string): Promise<number> {
+/** The highest attempt any activity of `type` (by default any unit) of the run's current execution started with. */
+async function maxAttempt(runId: string, type = /Unit$/): Promise<number> {
   const history = await c.client.workflow.getHandle(trainingWorkflowId(runId)).fetchHistory();
-  return Math.max(...(history.events ?? []).map((e) => e.activityTaskStartedEventAttributes?.attempt ?? 0));
+  const types = new Map<string, string>();
+  let most = 0;
+  for (const e of history.events ?? []) {
+    if (e.activityTaskScheduledEventAttributes) types.set(String(e.eventId), e.activityTaskScheduledEventAttributes.activityType!.name!);
+    const started = e.activityTaskStartedEventAttributes;
+    if (started && type.test(types.get(String(started.scheduledEventId)) ?? '')) most = Math.max(most, started.attempt ?? 0);
+  }
+  return most;
 }
 
 /** Notes of a run that say a unit was computed twice with other bytes, or on another runtime. */
@@ -246,11 +253,66 @@ describe('one run on many policy workers', () => {
       const progress = await c.client.workflow.getHandle(trainingWorkflowId('kill-and-hang')).query(progressQuery);
       expect(unitNotes(progress.notes)).toEqual([]);
       // The units the two held were started again elsewhere.
-      expect(await maxUnitAttempt('kill-and-hang')).toBeGreaterThanOrEqual(2);
+      expect(await maxAttempt('kill-and-hang')).toBeGreaterThanOrEqual(2);
     } finally {
       await stopAll(three);
     }
   }, RUN_MS);
+
+  it('runs share a pool: each byte-identical to running alone, and a worker at its run limit refuses a pin, which waits for room', async () => {
+    const pool = await policyWorkers(2, ['--max-runs', '1']);
+    const ids = ['pool-a', 'pool-b', 'pool-c'];
+    try {
+      const started = await Promise.all(ids.map((id) => startRun(c, tinyRunConfig(store, RUN), id)));
+      // Two runs train at once, one on each worker; the third is refused by both until one ends.
+      const both = await waitFor(
+        'two runs training at once',
+        async () => {
+          const training = (await Promise.all(ids.map((id) => queryProgress(c, id)))).filter((p) => p && p.policyWorker !== null && p.phase !== 'done');
+          return training.length >= 2 ? training : undefined;
+        },
+        trainingDeadlineMs(TOTAL),
+        { everyMs: 100 },
+      );
+      expect(new Set(both.map((p) => p!.policyWorker)).size).toBe(2);
+      const results = await Promise.all(started.map((r) => r.handle.result()));
+      for (const [i, id] of ids.entries()) {
+        expect(results[i]).toMatchObject({ status: 'completed', steps: TOTAL, repins: 0 });
+        expect(await runDigest(store, id, TOTAL)).toEqual(reference);
+      }
+      const pinAttempts = await Promise.all(ids.map((id) => maxAttempt(id, /^pinPolicyWorker$/)));
+      console.log(`pin attempts: ${pinAttempts.join(', ')}`);
+      expect(Math.max(...pinAttempts)).toBeGreaterThanOrEqual(2);
+      expect(pool.map((w) => w.output).join('\n')).not.toMatch(/InsufficientMemory/);
+    } finally {
+      await stopAll(pool);
+    }
+  }, 2 * RUN_MS);
+
+  it('keeps every activity payload under 64 KiB and the S3 secret out of every history and worker log', async () => {
+    const secret = services.env.AWS_SECRET_ACCESS_KEY!;
+    expect(secret.length).toBeGreaterThan(8);
+    let largest = 0;
+    let histories = 0;
+    for await (const w of c.client.workflow.list()) {
+      const history = await c.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
+      histories++;
+      expect(JSON.stringify(temporal.api.history.v1.History.toObject(temporal.api.history.v1.History.fromObject(history), { bytes: String }))).not.toContain(secret);
+      for (const e of history.events ?? []) {
+        const payloads = [
+          ...(e.activityTaskScheduledEventAttributes?.input?.payloads ?? []),
+          ...(e.activityTaskCompletedEventAttributes?.result?.payloads ?? []),
+          ...Object.values(e.markerRecordedEventAttributes?.details ?? {}).flatMap((d) => d.payloads ?? []),
+        ];
+        for (const p of payloads) largest = Math.max(largest, p.data?.length ?? 0);
+      }
+    }
+    console.log(`${histories} histories, largest payload ${largest} bytes`);
+    expect(histories).toBeGreaterThan(8);
+    expect(largest).toBeGreaterThan(0);
+    expect(largest).toBeLessThan(64 * 1024);
+    for (const w of [...everyWorker, control]) expect(w.output).not.toContain(secret);
+  }, 300_000);
 
   it('a worker that joins mid-run takes units from then on, and the run goes on when all but the trainer leave', async () => {
     const [trainer] = await policyWorkers(1);

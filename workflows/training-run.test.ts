@@ -121,7 +121,7 @@ describe.sequential('trainingRun on mock activities', () => {
         'update step 2',
         'record step 2',
       ]);
-      expect(named.filter((s) => !(PHASES as readonly string[]).includes(s.split(' ')[0]!))).toEqual(['initial data cursor']);
+      expect(named.filter((s) => !(PHASES as readonly string[]).includes(s.split(' ')[0]!))).toEqual(['initial data cursor', 'release the policy worker']);
       expect(fleet.records[0]!.fields).toEqual(['step', 'rollout', 'score', 'reward', 'update']);
       expect(fleet.records[0]!.fields.slice(1).every((f) => (PHASES as readonly string[]).includes(f))).toBe(true);
       await replays(handle, bundle);

@@ -5,7 +5,7 @@
 // beside it: run-state.ts (state, progress, Web UI), run-messages.ts (pause, resume, stop, changes at
 // the step boundary), rewind.ts (a lost policy state: re-pin, load the latest valid checkpoint, replay
 // bit for bit), run-evaluations.ts (evaluation child workflows) and activity-options.ts.
-import { continueAsNew, patched } from '@temporalio/workflow';
+import { continueAsNew, log, patched } from '@temporalio/workflow';
 import type { RolloutSummary, ScoreSummary } from '../activities/types.js';
 import { checkpointDue, filteringDue, filteringRound } from '../dro/schedule.js';
 import { local, pinned } from './activity-options.js';
@@ -39,6 +39,7 @@ export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunR
       }
       if (state.stopRequested) return await stopHere(run, queue);
       if (config.evaluation.baseAndFinal && state.evaluations.final?.step !== total) await evaluate(run, total, 'final');
+      await release(run, queue);
       return run.ended('completed');
     });
   } catch (err) {
@@ -111,5 +112,16 @@ async function checkpoint(run: RunState, queue: string, step: number): Promise<v
 /** Ends the run on request at the step reached, with a checkpoint there. */
 async function stopHere(run: RunState, queue: string): Promise<TrainingRunResult> {
   if (run.state.lastCheckpoint !== run.step) await checkpoint(run, queue, run.step);
+  await release(run, queue);
   return run.ended('stopped');
+}
+
+/** The run is over: its pinned worker lets go of the engine and has room for another run (best effort: a worker that is gone holds nothing). */
+async function release(run: RunState, queue: string): Promise<void> {
+  if (!patched(UNITS_PATCH)) return;
+  try {
+    await pinned(queue, run.config, 'release the policy worker', { retry: { maximumAttempts: 1 } }).releasePolicy(run.ref());
+  } catch (err) {
+    log.warn(`the pinned worker did not release run ${run.runId}: ${(err as Error).message}`);
+  }
 }

@@ -233,7 +233,7 @@ export function registerRunCommands(program: Command): void {
       ),
     )
     .addOption(integerOption('--max-runs <n>', 'most runs pinned to this policy worker at once; it computes any run\'s units whatever the number (default: as many as --memory and --threads allow)', 1))
-    .addOption(integerOption('--threads <n>', `intra-op threads the runs pinned to this policy worker may use together (each run keeps its model.intraOpThreads, which results depend on) (default: this machine's ${availableParallelism()})`, 1))
+    .addOption(integerOption('--threads <n>', `intra-op threads the runs pinned to this policy worker may use together (each run keeps its model.intraOpThreads, which results depend on); this machine has ${availableParallelism()} cores (default: no limit)`, 1))
     .action(async (o: { role: WorkerRole; exitWithParent: boolean; memory?: number; maxRuns?: number; threads?: number }) => {
       const limits = { ...(o.memory === undefined ? {} : { memoryBytes: o.memory }), ...(o.maxRuns === undefined ? {} : { maxRuns: o.maxRuns }), ...(o.threads === undefined ? {} : { threads: o.threads }) };
       await runWorkers({ role: o.role, exitWithParent: o.exitWithParent, limits, onReady: (info) => console.log(`worker ${info.identity} ready${info.policyQueue ? ` (policy queue ${info.policyQueue})` : ''}`) });

@@ -242,6 +242,10 @@ export class Fleet {
       await this.enter('decideFilterRound', run, input.step);
       return filtered(input);
     },
+    releasePolicy: async (run) => {
+      const queue = await this.enter('releasePolicy', run);
+      this.held.delete(queue);
+    },
     planEvaluation: async (input) => {
       await this.enter('planEvaluation', undefined, input.step ?? undefined);
       const step = input.step ?? Math.max(...this.checkpoints.keys());
