@@ -44,7 +44,14 @@ export type FollowOutcome = { ended: true; result: TrainingRunResult } | { ended
  * Shows the run's progress until it ends (the result, or the run's failure thrown) or the user presses
  * Ctrl-C (ended: false; the run goes on).
  */
-export async function followRun(started: WorkflowHandle<typeof trainingRun>, stream: NodeJS.WriteStream): Promise<FollowOutcome> {
+/** How often `dro follow` asks who polls the run's queues. */
+const POLLERS_EVERY_MS = 15_000;
+
+/**
+ * Follows a run to its end; `warnings`, when given, says what is wrong with the workers serving it (e.g.
+ * nobody polls its queues): each new answer is written once, between progress lines.
+ */
+export async function followRun(started: WorkflowHandle<typeof trainingRun>, stream: NodeJS.WriteStream, warnings?: (p: TrainingProgress | undefined) => Promise<string[]>): Promise<FollowOutcome> {
   // Without a run id: queries and the result go to the newest execution after a continue-as-new.
   const handle = started.client.getHandle<typeof trainingRun>(started.workflowId);
   const tty = stream.isTTY === true;
@@ -69,9 +76,24 @@ export async function followRun(started: WorkflowHandle<typeof trainingRun>, str
     if (key !== lastLine) stream.write(`${line}\n`);
     lastLine = key;
   };
+  let latest: TrainingProgress | undefined;
+  // The calls in flight, awaited before returning: one still retrying when the caller closes its connection would throw from a timer.
+  const inFlight = new Set<Promise<void>>();
+  const track = (call: () => Promise<void>): void => {
+    const p = call().finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  };
   const poll = async (): Promise<void> => {
     const p = await handle.query(progressQuery).catch(() => undefined);
     if (p) show(p);
+    latest = p ?? latest;
+  };
+  let said = '';
+  const checkWorkers = async (): Promise<void> => {
+    const lines = (await warnings?.(latest).catch(() => [])) ?? [];
+    const text = lines.join('\n');
+    if (text && text !== said) stream.write(`${tty ? '\n' : ''}${lines.map((l) => `warning: ${l}`).join('\n')}\n`);
+    said = text;
   };
   let detach: () => void = () => undefined;
   const interrupted = new Promise<FollowOutcome>((resolve) => {
@@ -79,13 +101,16 @@ export async function followRun(started: WorkflowHandle<typeof trainingRun>, str
   });
   const onSigint = (): void => detach();
   process.on('SIGINT', onSigint);
-  const timer = setInterval(() => void poll(), 1000);
-  void poll();
+  const timer = setInterval(() => track(poll), 1000);
+  const workersTimer = warnings ? setInterval(() => track(checkWorkers), POLLERS_EVERY_MS) : undefined;
+  track(() => poll().then(() => checkWorkers()));
   try {
     return await Promise.race([handle.result().then((result): FollowOutcome => ({ ended: true, result })), interrupted]);
   } finally {
     clearInterval(timer);
+    if (workersTimer) clearInterval(workersTimer);
     process.off('SIGINT', onSigint);
+    await Promise.all(inFlight);
     if (bar && barStarted) bar.stop();
   }
 }

@@ -275,7 +275,7 @@ describe.sequential('evaluation as its own workflow', () => {
     const summaries = parent
       .filter((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
       .map((e) => JSON.parse(Buffer.from(e.userMetadata?.summary?.data ?? []).toString() || 'null') as string | null);
-    expect(summaries).toEqual(expect.arrayContaining(['rollout step 1', 'score step 1', 'update step 1', 'checkpoint step 4']));
+    expect(summaries).toEqual(expect.arrayContaining(['rollout step 1 · unit 1/1', 'score step 1 · unit 1/1', 'update step 1', 'checkpoint step 4']));
     expect(summaries.every((s) => typeof s === 'string' && s.length > 0)).toBe(true);
     const parentActivityEnds = parent.filter((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED).map((e) => ms(e.eventTime));
     expect(parent.filter((e) => e.eventType === E.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED).length).toBeGreaterThanOrEqual(3); // base, 4, 8 (final too)
@@ -285,8 +285,9 @@ describe.sequential('evaluation as its own workflow', () => {
       const result = (await c.client.workflow.getHandle(evaluationWorkflowId('steered', step)).result()) as EvaluationOutcome;
       expect(result).toMatchObject({ step, examples: 8 });
       const child = (await c.client.workflow.getHandle(evaluationWorkflowId('steered', step)).fetchHistory()).events ?? [];
+      // From its first unit's start to its last unit's end.
       const started = ms(child.find((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_STARTED)!.eventTime);
-      const ended = ms(child.find((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)!.eventTime);
+      const ended = ms(child.findLast((e) => e.eventType === E.EVENT_TYPE_ACTIVITY_TASK_COMPLETED)!.eventTime);
       if (parentActivityEnds.some((t) => t > started && t < ended)) overlapping++;
     }
     // The parent never waited: its activities completed while a child evaluated.
@@ -310,7 +311,7 @@ describe.sequential('evaluation as its own workflow', () => {
     try {
       const failed = await evaluate('reference', stoppedAt, 'corrupt').catch((e: unknown) => e);
       expect(failed).toBeInstanceOf(WorkflowFailedError);
-      expect(failureMessage(failed)).toMatch(new RegExp(`cannot load checkpoint ${checkpointPrefix('reference', stoppedAt)} .*: sha256 mismatch for model\\.safetensors`));
+      expect(failureMessage(failed)).toMatch(new RegExp(`^cannot evaluate step ${stoppedAt} of run reference: checkpoint ${checkpointPrefix('reference', stoppedAt)} in .* is not valid: sha256 mismatch for model\\.safetensors`));
       // Nothing else changed: the other checkpoints, no evaluation written, the run's result.
       expect((await listCheckpoints(s, 'reference')).filter((x) => !x.valid).map((x) => x.step)).toEqual([stoppedAt]);
       expect(await s.exists(runKeys.evaluation('reference', stoppedAt))).toBe(false);

@@ -4,7 +4,9 @@
 // the final model and optimizer files byte-identical, the metrics identical outside `timing`, and the
 // units computed by more than one worker; then with workers killed, hung and added mid-run. Everything
 // runs on private Temporal and SeaweedFS servers of this file; workers are killed by their own PIDs.
+import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunConfigInput } from '../dro/config.js';
@@ -19,6 +21,7 @@ import type { TrainingRunResult } from '../workflows/training-run.js';
 import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
 const TOTAL = 6;
+const DRO = join(import.meta.dirname, '..', 'bin', 'dro');
 const RUN_MS = trainingDeadlineMs(2 * TOTAL);
 
 // 4 prompts × 4 chains in units of 2: 8 rollout units and 8 scoring units a step, for any number of workers.
@@ -313,6 +316,28 @@ describe('one run on many policy workers', () => {
     expect(largest).toBeLessThan(64 * 1024);
     for (const w of [...everyWorker, control]) expect(w.output).not.toContain(secret);
   }, 300_000);
+
+  it('dro status says when no policy worker serves a run, and lists the workers that computed its units once they do', async () => {
+    const dro = (...args: string[]) => spawnSync(DRO, args, { encoding: 'utf8', env: { ...process.env, ...services.env } });
+    const { handle } = await startRun(c, tinyRunConfig(store, RUN), 'unserved');
+    await progressWhen('unserved', 'pinning', (p) => p.phase === 'pinning');
+    const waiting = dro('status', '--run', 'unserved');
+    expect(waiting.status, waiting.stderr).toBe(0);
+    expect(waiting.stdout).toContain('no policy worker polls dro-units: the run\'s units wait until one starts (`dro worker --role policy`)');
+    const [worker] = await policyWorkers(1);
+    try {
+      await progressWhen('unserved', 'step 2', (p) => p.step >= 2);
+      const served = dro('status', '--run', 'unserved', '--json');
+      expect(served.status, served.stderr).toBe(0);
+      const status = JSON.parse(served.stdout) as { pollers: { units: string[] }; workers: { worker: string; units: number }[] };
+      expect(status.pollers.units).toEqual([`policy-${worker!.pid}@${hostname()}`]);
+      expect(status.workers.map((w) => w.worker)).toEqual([`policy-${worker!.pid}@${hostname()}`]);
+      expect(status.workers[0]!.units).toBeGreaterThan(0);
+      await handle.result();
+    } finally {
+      await worker!.kill('SIGTERM');
+    }
+  }, RUN_MS);
 
   it('a worker that joins mid-run takes units from then on, and the run goes on when all but the trainer leave', async () => {
     const [trainer] = await policyWorkers(1);

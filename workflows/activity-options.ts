@@ -45,9 +45,9 @@ export function pinned(queue: string, config: RunConfig, summary: string, option
  * A unit of a step, on the queue every policy worker polls, one unit at a time each: any worker may take
  * it. A worker killed or hung mid-unit stops heartbeating, and the unit goes back to the queue for another.
  */
-export function unitWork(heartbeatSeconds: number, summary: string): Activities {
+export function unitWork(heartbeatSeconds: number, summary: string, taskQueue: string = UNITS_QUEUE): Activities {
   return proxyActivities<Activities>({
-    taskQueue: UNITS_QUEUE,
+    taskQueue,
     heartbeatTimeout: heartbeatSeconds * 1000,
     startToCloseTimeout: '6 hours',
     // Many attempts: each lost worker costs one, and a worker short of memory for the run hands the unit back.

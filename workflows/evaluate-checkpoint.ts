@@ -43,8 +43,8 @@ export async function evaluateCheckpoint(input: EvaluateCheckpointInput): Promis
   if (!('units' in plan)) return plan;
   const summary = `evaluate step ${plan.step} of run ${input.runId}`;
   // The examples' completions in units of rollout.batchSequences any policy worker may take; their metrics are those of one worker.
-  await Promise.all(
-    Array.from({ length: plan.units }, (_, unit) => unitWork(EVALUATION_HEARTBEAT_SECONDS, `${summary} · unit ${unit + 1}/${plan.units}`).evaluationUnit({ runId: input.runId, store: input.store, unit, policy: plan.policy })),
-  );
+  // On the evaluation queue, which a worker serves beside its training units: an evaluation never holds up training.
+  const work = (unit: number): Activities => unitWork(EVALUATION_HEARTBEAT_SECONDS, `${summary} · unit ${unit + 1}/${plan.units}`, EVALUATION_QUEUE);
+  await Promise.all(Array.from({ length: plan.units }, (_, unit) => work(unit).evaluationUnit({ runId: input.runId, store: input.store, unit, policy: plan.policy })));
   return local(`${summary} · combine`).combineEvaluation({ runId: input.runId, store: input.store, policy: plan.policy, seconds: (Date.now() - started) / 1000 });
 }

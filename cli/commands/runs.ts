@@ -47,7 +47,12 @@ export async function withClient<T>(fn: (c: Connected) => Promise<T>): Promise<T
 export async function followUntilEnd(c: Connected, runId: string): Promise<void> {
   const handle = c.client.workflow.getHandle(trainingWorkflowId(runId));
   try {
-    const outcome = await followRun(handle, process.stderr);
+    // Only what is wrong: a follow that names the healthy workers every few seconds would bury the progress.
+    const warnings = async (p: TrainingProgress | undefined): Promise<string[]> => {
+      const pollers = await servingPollers(c, p?.policyWorker ?? null);
+      return pollerLines(pollers, p?.policyWorker ?? null).filter((l) => /^no |^nobody /.test(l));
+    };
+    const outcome = await followRun(handle, process.stderr, warnings);
     if (!outcome.ended) return console.log(`stopped following run ${runId}; it goes on (\`dro follow --run ${runId}\` to watch again)`);
     const r = outcome.result;
     console.log(r.status === 'stopped' ? `run ${runId} stopped at step ${r.steps} (checkpoint ${r.lastCheckpoint}); \`dro resume --run ${runId}\` continues it` : `run ${runId} completed`);

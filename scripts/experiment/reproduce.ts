@@ -6,10 +6,10 @@
 import { readFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
 import { listCheckpoints } from '../../storage/checkpoints.js';
-import { trainingWorkflowId } from '../../workflows/messages.js';
+import { evaluationWorkflowId, trainingWorkflowId } from '../../workflows/messages.js';
 import type { trainingRun } from '../../workflows/training-run.js';
 import { followRun } from '../../cli/progress.js';
-import { describeRun, expandHome, resumeRun, startRun, storeFor, type Connected } from '../../cli/client.js';
+import { describeRun, expandHome, failureMessage, queryProgress, resumeRun, startRun, storeFor, type Connected } from '../../cli/client.js';
 import { parseExperimentConfig, planExperiment, type PlannedRun } from './plan.js';
 import { InvocationLog } from './invocations.js';
 import { writeReproductionReport } from './report.js';
@@ -30,6 +30,7 @@ async function complete(c: Connected, run: PlannedRun, log: (line: string) => vo
     // Temporal remembers the run, but the report reads the store: a run whose records are elsewhere cannot count.
     if (valid.at(-1)?.step !== run.config.schedule.totalSteps) throw new Error(`${run.runId} completed, but ${run.config.checkpoint.store} does not hold its final checkpoint (it ran with another --store?); pass that store, or --tag <name> to run afresh`);
     log(`${run.runId}: completed before; kept`);
+    await evaluationsDone(c, run.runId, log);
     return false;
   }
   if (d.state !== 'running') {
@@ -44,7 +45,23 @@ async function complete(c: Connected, run: PlannedRun, log: (line: string) => vo
   } else log(`${run.runId}: running already; following it`);
   const followed = await followRun(c.client.workflow.getHandle<typeof trainingRun>(trainingWorkflowId(run.runId)), process.stdout);
   if (!followed.ended) throw new Error('interrupted; run the command again to continue where it stopped');
+  await evaluationsDone(c, run.runId, log);
   return true;
+}
+
+/**
+ * Waits for the evaluations a finished run started and did not wait for (children it abandons, whose
+ * units may still be running): the report reads every evaluation from the store.
+ */
+async function evaluationsDone(c: Connected, runId: string, log: (line: string) => void): Promise<void> {
+  const progress = await queryProgress(c, runId);
+  for (const step of progress?.evaluationsStarted ?? []) {
+    // One that failed is missing from the report, which lists the evaluated steps: say why here.
+    await c.client.workflow
+      .getHandle(evaluationWorkflowId(runId, step))
+      .result()
+      .catch((err: unknown) => log(`${runId}: the evaluation of step ${step} failed: ${failureMessage(err)}`));
+  }
 }
 
 interface Options {
