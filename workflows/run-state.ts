@@ -92,6 +92,8 @@ export class RunState {
   /** Hyper-parameter changes still being written to the run's change log; steps wait for them. */
   changesInFlight = 0;
   stepsThisExecution = 0;
+  /** Whether this execution runs its rollouts, scoring, filtering and evaluations in units (false: an execution started before units existed). */
+  units = false;
   /** When the recent steps of this execution ended (workflow time), for the rate; cleared by a pause. */
   readonly stepTimes: number[] = [];
 

@@ -20,6 +20,8 @@ export type { TrainingRunInput, TrainingRunResult, TrainingRunState } from './ru
 
 export async function trainingRun(input: TrainingRunInput): Promise<TrainingRunResult> {
   const run = new RunState(input);
+  // Decided once, before the execution's first command, so a replay meets the patch marker exactly where it was written.
+  run.units = patched(UNITS_PATCH);
   const { config, total, state } = run;
   installRunMessages(run);
   run.publish();
@@ -68,7 +70,7 @@ async function trainingStep(run: RunState, queue: string): Promise<void> {
   const batch = await local(run.enter('sample', step)).sampleBatch(run.ref(), { cursor, subsetVersion });
   let rollout: RolloutSummary;
   let score: ScoreSummary;
-  if (patched(UNITS_PATCH)) {
+  if (run.units) {
     // G reasoning chains per prompt from the policy and the reference's log-probs after each, in units any policy worker may take.
     ({ rollout, score } = await stepInUnits(run, step, batch.exampleIds, await policyAt(run, queue, step - 1)));
   } else {
@@ -93,7 +95,7 @@ async function afterStep(run: RunState, queue: string, step: number): Promise<vo
   const position = state.position!;
   if (filteringDue(config, step)) {
     const round = filteringRound(config, step);
-    const filtered = patched(UNITS_PATCH)
+    const filtered = run.units
       ? await filterInUnits(run, step, round, position, await policyAt(run, queue, step))
       : await pinned(queue, config, run.enter('filter', `round ${round} after step ${step}`)).filterData(run.ref(), { step, round, cursor: position.cursor, subsetVersion: position.subsetVersion });
     state.position = { ...position, cursor: filtered.cursor, subsetVersion: filtered.subsetVersion };
@@ -118,7 +120,7 @@ async function stopHere(run: RunState, queue: string): Promise<TrainingRunResult
 
 /** The run is over: its pinned worker lets go of the engine and has room for another run (best effort: a worker that is gone holds nothing). */
 async function release(run: RunState, queue: string): Promise<void> {
-  if (!patched(UNITS_PATCH)) return;
+  if (!run.units) return;
   try {
     await pinned(queue, run.config, 'release the policy worker', { retry: { maximumAttempts: 1 } }).releasePolicy(run.ref());
   } catch (err) {
