@@ -70,15 +70,20 @@ async function checkpointRun(store: BlobStore, runId: string, step: number): Pro
 }
 
 export function createEvaluationActivities(deps: { host?: PolicyHost; openStore: StoreOpener; identity: string }) {
-  /** Which checkpoint an evaluation request means, and its units; or the outcome when there is nothing to compute (stored, or no checkpoint). */
-  async function planEvaluation(input: EvaluationRequest): Promise<EvaluationOutcome | EvaluationUnits> {
-    const { runId } = input;
+  /** The store of an evaluation request, once its run id is one (a bad id would stay bad on a retry). */
+  async function requestStore(input: EvaluationRequest): Promise<BlobStore> {
     try {
-      validateRunId(runId);
+      validateRunId(input.runId);
     } catch (err) {
       throw failure('InvalidConfig', (err as Error).message, err);
     }
-    const store = await deps.openStore(input.store);
+    return deps.openStore(input.store);
+  }
+
+  /** Which checkpoint an evaluation request means, and its units; or the outcome when there is nothing to compute (stored, or no checkpoint). */
+  async function planEvaluation(input: EvaluationRequest): Promise<EvaluationOutcome | EvaluationUnits> {
+    const { runId } = input;
+    const store = await requestStore(input);
     let step = input.step;
     if (step === null) {
       const valid = (await listCheckpoints(store, runId, { verify: 'size' })).filter((c) => c.valid);
@@ -145,12 +150,7 @@ export function createEvaluationActivities(deps: { host?: PolicyHost; openStore:
   async function runEvaluation(input: EvaluationRequest): Promise<EvaluationOutcome> {
     const started = performance.now();
     const { runId } = input;
-    try {
-      validateRunId(runId);
-    } catch (err) {
-      throw failure('InvalidConfig', (err as Error).message, err);
-    }
-    const store = await deps.openStore(input.store);
+    const store = await requestStore(input);
     return withHeartbeat(async (progress) => {
       let checkpoint: LoadedCheckpoint;
       if (input.step === null) {

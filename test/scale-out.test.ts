@@ -20,7 +20,7 @@ import { loadCheckpoint } from '../storage/checkpoints.js';
 import { overlay } from '../scripts/experiment/plan.js';
 import { readEvaluation } from '../activities/records.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
-import { connect, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, historyPayloads, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 
 const TOTAL = 6;
 const DRO = join(import.meta.dirname, '..', 'bin', 'dro');
@@ -300,21 +300,8 @@ describe('one run on many policy workers', () => {
   it('keeps every activity payload under 64 KiB and the S3 secret out of every history and worker log', async () => {
     const secret = services.env.AWS_SECRET_ACCESS_KEY!;
     expect(secret.length).toBeGreaterThan(8);
-    let largest = 0;
-    let histories = 0;
-    for await (const w of c.client.workflow.list()) {
-      const history = await c.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
-      histories++;
-      expect(JSON.stringify(temporal.api.history.v1.History.toObject(temporal.api.history.v1.History.fromObject(history), { bytes: String }))).not.toContain(secret);
-      for (const e of history.events ?? []) {
-        const payloads = [
-          ...(e.activityTaskScheduledEventAttributes?.input?.payloads ?? []),
-          ...(e.activityTaskCompletedEventAttributes?.result?.payloads ?? []),
-          ...Object.values(e.markerRecordedEventAttributes?.details ?? {}).flatMap((d) => d.payloads ?? []),
-        ];
-        for (const p of payloads) largest = Math.max(largest, p.data?.length ?? 0);
-      }
-    }
+    const { histories, largest, secretFound } = await historyPayloads(c, secret);
+    expect(secretFound).toBe(false);
     console.log(`${histories} histories, largest payload ${largest} bytes`);
     // Every recorded execution replays on today's workflow code (a query of a finished run replays it too).
     for await (const w of c.client.workflow.list({ query: `WorkflowType = 'trainingRun' OR WorkflowType = 'evaluateCheckpoint'` })) {

@@ -10,12 +10,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunConfigInput } from '../dro/config.js';
 import { WorkflowFailedError } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
 import { queryProgress, resumeRun, RunError, startRun, type Connected } from '../cli/client.js';
 import { openBlobStore } from '../storage/open.js';
 import { checkpointFileKey, latestCheckpoint, listCheckpoints } from '../storage/checkpoints.js';
 import { trainingWorkflowId } from '../workflows/messages.js';
-import { connect, PolicyKeeper, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, tinyRunInput, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
+import { connect, historyPayloads, PolicyKeeper, privateServices, QUICK_FAILOVER, runDigest, tinyRunConfig, tinyRunInput, trainingDeadlineMs, waitFor, wideModel, WorkerProcess, type PrivateServices, type RunDigest } from './training-harness.js';
 import type { TrainingRunResult } from '../workflows/training-run.js';
 
 const TOTAL = 12;
@@ -250,23 +249,8 @@ describe('a training run under faults', () => {
   it('keeps every activity payload under 64 KiB and the S3 secret out of every history and log', async () => {
     const secret = services.env.AWS_SECRET_ACCESS_KEY!;
     expect(secret.length).toBeGreaterThan(8);
-    let histories = 0;
-    let largest = 0;
-    for await (const w of c.client.workflow.list()) {
-      const history = await c.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
-      histories++;
-      const text = JSON.stringify(temporal.api.history.v1.History.toObject(temporal.api.history.v1.History.fromObject(history), { bytes: String }));
-      expect(text).not.toContain(secret);
-      for (const e of history.events ?? []) {
-        const payloads = [
-          ...(e.activityTaskScheduledEventAttributes?.input?.payloads ?? []),
-          ...(e.activityTaskCompletedEventAttributes?.result?.payloads ?? []),
-          // Local activities' inputs and results are recorded in markers.
-          ...Object.values(e.markerRecordedEventAttributes?.details ?? {}).flatMap((d) => d.payloads ?? []),
-        ];
-        for (const p of payloads) largest = Math.max(largest, p.data?.length ?? 0);
-      }
-    }
+    const { histories, largest, secretFound } = await historyPayloads(c, secret);
+    expect(secretFound).toBe(false);
     expect(histories).toBeGreaterThan(5);
     expect(largest).toBeGreaterThan(0);
     expect(largest).toBeLessThan(64 * 1024);

@@ -8,6 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import type { RunRef } from '../activities/types.js';
 import { parseRunConfig, type RunConfig, type RunConfigInput } from '../dro/config.js';
 import { servicesConfig, servicesDown, servicesUp, type ServiceName, type ServicesConfig } from '../scripts/services/dev-services.js';
@@ -218,4 +219,29 @@ export async function runDigest(storeUri: string, runId: string, step: number): 
   const metrics = (await runMetrics(storeUri, runId)).map(({ timing: _timing, ...rest }) => rest);
   const weights = checkpoint.files['model.safetensors'] ?? checkpoint.files['adapter_model.safetensors']!;
   return { model: sha(weights), optimizer: sha(checkpoint.files['optimizer.safetensors']!), metrics };
+}
+
+/**
+ * Reads every history on the namespace: how many there are, the largest activity payload (inputs,
+ * results, and local activities' markers), and whether `secret` appears in any of them.
+ */
+export async function historyPayloads(c: Connected, secret: string): Promise<{ histories: number; largest: number; secretFound: boolean }> {
+  let histories = 0;
+  let largest = 0;
+  let secretFound = false;
+  for await (const w of c.client.workflow.list()) {
+    const history = await c.client.workflow.getHandle(w.workflowId, w.runId).fetchHistory();
+    histories++;
+    if (JSON.stringify(temporal.api.history.v1.History.toObject(temporal.api.history.v1.History.fromObject(history), { bytes: String })).includes(secret)) secretFound = true;
+    for (const e of history.events ?? []) {
+      const payloads = [
+        ...(e.activityTaskScheduledEventAttributes?.input?.payloads ?? []),
+        ...(e.activityTaskCompletedEventAttributes?.result?.payloads ?? []),
+        // Local activities' inputs and results are recorded in markers.
+        ...Object.values(e.markerRecordedEventAttributes?.details ?? {}).flatMap((d) => d.payloads ?? []),
+      ];
+      for (const p of payloads) largest = Math.max(largest, p.data?.length ?? 0);
+    }
+  }
+  return { histories, largest, secretFound };
 }
