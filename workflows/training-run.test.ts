@@ -170,6 +170,33 @@ describe.sequential('trainingRun on mock activities', () => {
     });
   });
 
+  it('names the workers that computed units, says once when a unit ran on another runtime fingerprint, and when one was stored with other bytes', async () => {
+    const fleet = new Fleet('fingerprints');
+    // From step 3 on, rollout units come from a worker of another kind; step 4's first scoring unit met other bytes stored.
+    fleet.shapeUnit = (u, step, activity) => {
+      if (activity === 'rolloutUnit' && step >= 3) return { ...u, worker: 'avx2-box', fingerprint: 'x64 avx+fma+f16c+avx2 · ONNX Runtime 1.30.0 · 2 threads · cpu' };
+      if (activity === 'scoreUnit' && step === 4) return { ...u, stored: 'conflict' };
+      if (activity === 'scoreUnit' && step === 2) return { ...u, stored: 'found', worker: 'not-counted' };
+      return u;
+    };
+    await fleet.serve(env, bundle, async () => {
+      const handle = await start('fingerprints', config({ schedule: { totalSteps: 5 } }));
+      await handle.result();
+      const p = await handle.query(progressQuery);
+      const mixed = p.notes.filter((n) => /runtime fingerprint/.test(n));
+      expect(mixed).toEqual([
+        'step 3: rollout unit 0 ran on avx2-box, whose runtime fingerprint (x64 avx+fma+f16c+avx2 · ONNX Runtime 1.30.0 · 2 threads · cpu) differs from that of earlier units (toy): results may differ in the last bits from a run on one kind of machine (README, "One run on many machines")',
+      ]);
+      expect(p.notes.filter((n) => /other bytes/.test(n))).toEqual(['step 4: scoring unit 0 was computed again by units (toy) with other bytes than those stored first, which were kept']);
+      // Most recent first; a result found stored counts for nobody.
+      expect(p.workers!.map((w) => [w.worker, w.lastStep])).toEqual([
+        ['units', 5],
+        ['avx2-box', 5],
+      ]);
+      await replays(handle, bundle);
+    });
+  });
+
   it('ends a crash loop: a worker that dies at the same step after every rewind fails the run after orchestration.maxAttemptsPerStep attempts', async () => {
     const fleet = new Fleet('give-up');
     // Checkpoint 0 only before step 3: each rewind replays steps 1 and 2 (which complete) and dies at 3 again.

@@ -69,6 +69,9 @@ const versionOf = (step: number): PublishedPolicy => ({ step, sha256: `version-$
 /** A unit as the units queue's one toy worker computes it. */
 const unitDone = (unit: number): UnitSummary => ({ unit, sequences: 0, tokens: 0, worker: 'units', fingerprint: 'toy', stored: 'new', seconds: 0, loadSeconds: 0 });
 
+/** What a test makes of a training unit's summary (its worker, fingerprint, how it was stored). */
+export type UnitShaper = (unit: UnitSummary, step: number, activity: 'rolloutUnit' | 'scoreUnit') => UnitSummary;
+
 /** A toy filtering round: the next subset version, its cursor at the start. */
 function filtered(input: { round: number; cursor: LoopPosition['cursor']; subsetVersion: number }) {
   const subsetVersion = input.subsetVersion + 1;
@@ -89,6 +92,8 @@ export class Fleet {
   readonly checkpoints = new Map<number, LoopPosition>();
   changeLog: HyperparameterChange[] = [];
   readonly evaluated: number[] = [];
+  /** Set by a test to vary the units' workers and fingerprints. */
+  shapeUnit: UnitShaper = (u) => u;
   /** The training step whose state each worker holds (-1 fresh, 0 the base); absent: none. */
   private readonly held = new Map<string, number>();
   private readonly losses: { activity: ActivityName; step: number; times: number }[] = [];
@@ -185,11 +190,11 @@ export class Fleet {
     rolloutUnit: async (run, input) => {
       await this.enter('rolloutUnit', run, input.step);
       if ('exampleIds' in input) this.batches.set(input.step, input.exampleIds);
-      return unitDone(input.unit);
+      return this.shapeUnit(unitDone(input.unit), input.step, 'rolloutUnit');
     },
     scoreUnit: async (run, input) => {
       await this.enter('scoreUnit', run, input.step);
-      return unitDone(input.unit);
+      return this.shapeUnit(unitDone(input.unit), input.step, 'scoreUnit');
     },
     combineRollout: async (run, input) => {
       await this.enter('combineRollout', run, input.step);
