@@ -218,8 +218,17 @@ export async function queryProgress(c: Connected, runId: string): Promise<Traini
   }
 }
 
-/** How recently a poller must have polled to count as alive: a long poll lasts about a minute. */
-const POLLER_FRESH_MS = 90_000;
+/**
+ * How recently a poller must have polled to count as alive: a live worker renews its long poll about
+ * every minute, so 90 s by default ($DRO_POLLER_FRESH_SECONDS; tests shorten it to see a worker gone sooner).
+ */
+function pollerFreshMs(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.DRO_POLLER_FRESH_SECONDS;
+  if (raw === undefined || raw === '') return 90_000;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new Error(`DRO_POLLER_FRESH_SECONDS must be a positive number of seconds, got ${JSON.stringify(raw)}`);
+  return seconds * 1000;
+}
 
 /** The workers polling `queue` for activities now (Temporal's identities), from the server's poller list. */
 export async function queuePollers(c: Connected, queue: string): Promise<string[]> {
@@ -229,11 +238,12 @@ export async function queuePollers(c: Connected, queue: string): Promise<string[
     taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
   });
   const now = Date.now();
+  const fresh = pollerFreshMs();
   return (pollers ?? [])
     .filter((p) => {
       const at = p.lastAccessTime;
       const ms = at ? Number(at.seconds ?? 0) * 1000 + Math.floor((at.nanos ?? 0) / 1e6) : 0;
-      return now - ms < POLLER_FRESH_MS;
+      return now - ms < fresh;
     })
     .map((p) => p.identity ?? '?')
     .sort();
