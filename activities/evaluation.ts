@@ -10,7 +10,7 @@ import { CheckpointError, checkpointFile, inspectCheckpoint, listCheckpoints, lo
 import type { BlobStore } from '../storage/blob-store.js';
 import { seconds, withHeartbeat, type StoreOpener } from './context.js';
 import { failure } from './errors.js';
-import { checkpointState, readCheckpointState, readEvaluation, readJson, runKeys, writeEvaluation } from './records.js';
+import { checkpointState, readCheckpointState, readEvaluation, readJson, runKeys, writeEvaluation, type CheckpointState } from './records.js';
 import { runData, type RunData } from './run-data.js';
 import { generateInPlan } from './training-step.js';
 import type { EvaluationOutcome, EvaluationRequest, EvaluationSummary, PublishedPolicy, RunRef, UnitSummary } from './types.js';
@@ -64,9 +64,9 @@ export interface EvaluationUnitInput {
 }
 
 /** A checkpoint's config and the run reference its evaluation units compute under. */
-async function checkpointRun(store: BlobStore, runId: string, step: number): Promise<{ run: RunRef; config: RunConfig; data: RunData }> {
+async function checkpointRun(store: BlobStore, runId: string, step: number): Promise<{ run: RunRef; config: RunConfig; data: RunData; state: CheckpointState }> {
   const state = await readCheckpointState(store, runId, step);
-  return { run: { runId, config: state.config, configHash: state.configHash }, config: state.config, data: await runData(state.config, state.configHash) };
+  return { run: { runId, config: state.config, configHash: state.configHash }, config: state.config, data: await runData(state.config, state.configHash), state };
 }
 
 export function createEvaluationActivities(deps: { host?: PolicyHost; openStore: StoreOpener; identity: string }) {
@@ -104,8 +104,7 @@ export function createEvaluationActivities(deps: { host?: PolicyHost; openStore:
       // A missing or corrupted checkpoint stays so on a retry: say why and stop.
       if (!checked.valid) throw failure('InvalidData', `cannot evaluate step ${step} of run ${runId}: checkpoint ${checked.prefix} in ${store.location} is not valid: ${checked.reason}`);
     }
-    const { config, data } = await checkpointRun(store, runId, step);
-    const state = await readCheckpointState(store, runId, step);
+    const { config, data, state } = await checkpointRun(store, runId, step);
     const weights = await checkpointFile(store, runId, step, trainedWeightsFile(config));
     const policy: PublishedPolicy = { step, sha256: weights.sha256, bytes: weights.bytes, base: state.loraBase?.sha256 ?? null };
     return { step, policy, units: unitCount(evaluationPlan(config, data).requests.length, config.rollout.batchSequences) };
