@@ -2,7 +2,7 @@
 // roll out G chains per prompt, score the reference outcome after each chain, turn the scores into
 // rewards and advantages, apply the GRPO update, record the step's metrics. Each reads its inputs from
 // and writes its outputs to deterministic store keys, so running one twice changes nothing.
-import type { RunConfig } from '../dro/config.js';
+import { ROUGE_REWARD_TASKS, type RunConfig } from '../dro/config.js';
 import { groupAdvantages } from '../dro/advantages.js';
 import { filterInformativeGroups } from '../dro/group-filter.js';
 import { reasoningReflectionReward } from '../dro/r3.js';
@@ -281,7 +281,7 @@ export function createTrainingStepActivities(deps: { host?: PolicyHost; openStor
       const combine = (raw: number[]): number[] => combineRewards(raw, penalties, { referenceLength: L, lengthWeight: config.dro.lengthWeight });
       const byKind: Record<string, number[]> = { r3: combine(r3.rewards), aggregate: combine(aggregate.rewards), lengthPenalty: penalties };
       if (data.task.answerCorrect) byKind.correctness = answers.map((a) => (data.task.answerCorrect!(a, example) ? 1 : 0));
-      if (data.task.name === 'pararev') byKind.rouge1 = answers.map((a) => rouge1F1(a, reference));
+      if (ROUGE_REWARD_TASKS.includes(data.task.name)) byKind.rouge1 = answers.map((a) => rouge1F1(a, reference));
       for (const [k, v] of Object.entries(byKind)) (kinds[k] ??= []).push(...v);
       sigmas.push(...r3.tokenStd);
       maxStd = Math.max(maxStd, ...r3.tokenStd);

@@ -2,6 +2,7 @@
 // and exit 1 with a message a user understands (no stack trace). Commands live in cli/commands/.
 import { readFileSync } from 'node:fs';
 import { registerControlCommands } from './commands/steer.js';
+import { registerDataCommands } from './commands/data.js';
 import { registerModelCommands } from './commands/model.js';
 import { UsageError } from './options.js';
 import { createProgram, parseCommandLine } from './program.js';
@@ -19,12 +20,14 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 const program = createProgram(version);
 registerModelCommands(program);
 registerRunCommands(program);
+registerDataCommands(program);
 registerControlCommands(program);
 registerReportCommands(program);
 
 parseCommandLine(program, process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    // A command may have set its own exit code (e.g. `dro data check` finding problems).
+    if (code !== 0) process.exitCode = code;
   },
   (err: unknown) => {
     console.error(`dro: ${err instanceof Error ? err.message : String(err)}`);

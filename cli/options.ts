@@ -68,3 +68,5 @@ export const numberOption = (flags: string, description: string): Option => with
 export const idsOption = (flags: string, description: string): Option => withParser(flags, description, parseIds);
 /** An option taking a non-empty string (a path, a name). */
 export const textOption = (flags: string, description: string): Option => withParser(flags, description, parseText);
+/** `--json`: print JSON instead of a table. */
+export const jsonOption = (): Option => new Option('--json', 'print JSON instead of a table').default(false);

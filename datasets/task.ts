@@ -8,6 +8,8 @@ export interface Example {
   id: string;
   /** The gold final answer when the task has one (FinQA number, synthetic sum); undefined otherwise. */
   answer?: string | number;
+  /** The file and line the example was read from, where the task keeps them (jsonl), so later problems name them. */
+  origin?: { file: string; line: number };
 }
 
 /** Where a task reads from: a file path, or generation parameters for synthetic tasks. */

@@ -128,6 +128,11 @@ describe('parseRunConfig errors', () => {
     expect(parseRunConfig({ data: { task: 'finqa' }, sft: { steps: 10, demonstrations: 'demos.jsonl' } }).sft.steps).toBe(10);
     expect(problems({ data: { trainPath: 'train.json' } })).toEqual([expect.stringMatching(/^data\.trainPath: must be null for the synthetic task/)]);
     expect(problems({ data: { evalPath: 'eval.json' } })).toEqual([expect.stringMatching(/^data\.evalPath: must be null for the synthetic task/)]);
+    expect(problems({ data: { task: 'jsonl' } })).toEqual(['data.trainPath: is null but data.task is jsonl: give the JSONL file of your training records']);
+    expect(parseRunConfig({ data: { task: 'jsonl', trainPath: 'mine.jsonl' } }).data.jsonl).toEqual({ fields: { prompt: 'prompt', reference: 'reference', answer: 'answer', id: 'id' }, chat: 'auto', system: null, formatInstruction: null, answerCheck: 'exact', tolerance: 1e-4 });
+    expect(problems({ data: { task: 'jsonl', trainPath: 't.jsonl', jsonl: { answerCheck: 'none' } }, dro: { reward: 'correctness' } })).toEqual([expect.stringMatching(/^dro\.reward: is 'correctness' but data\.jsonl\.answerCheck is 'none'/)]);
+    expect(problems({ dro: { reward: 'rouge1' } })).toEqual([expect.stringMatching(/^dro\.reward: is 'rouge1', which is for open-ended tasks \(pararev, jsonl\), not synthetic/)]);
+    expect(parseRunConfig({ data: { task: 'jsonl', trainPath: 't.jsonl' }, dro: { reward: 'rouge1' } }).dro.reward).toBe('rouge1');
   });
 
   it('rejects a config that is not an object, and says so', () => {

@@ -47,6 +47,9 @@ export const DEFAULT_INIT_MODEL: Readonly<Record<string, number | boolean>> = Ob
   attention_bias: false,
 });
 
+/** The open-ended tasks, where ROUGE-1 of the answer against the reference can be the reward (dro.reward 'rouge1'). */
+export const ROUGE_REWARD_TASKS: readonly string[] = Object.freeze(['pararev', 'jsonl']);
+
 export const RunConfigSchema = z
   .object({
     seed: int(0).default(0).describe('Run seed: every random draw is keyed by (seed, step, example, sample, purpose)'),
@@ -78,9 +81,12 @@ export const RunConfigSchema = z
     ),
     data: section(
       {
-        task: z.enum(['synthetic', 'finqa', 'pararev']).default('synthetic').describe('Task: prompt format, answer extraction and metrics'),
-        trainPath: z.string().min(1).nullable().default(null).describe("Training examples file; null = the task's default (synthetic: generated from the seed)"),
-        evalPath: z.string().min(1).nullable().default(null).describe("Held-out examples file; null = the task's default"),
+        task: z
+          .enum(['synthetic', 'finqa', 'pararev', 'jsonl'])
+          .default('synthetic')
+          .describe("Task: prompt format, answer extraction and metrics; 'jsonl' = your own prompt/reference records (data.jsonl)"),
+        trainPath: z.string().min(1).nullable().default(null).describe("Training examples file; null = the task's default (synthetic: generated from the seed; jsonl: required)"),
+        evalPath: z.string().min(1).nullable().default(null).describe("Held-out examples file; null = the task's default (jsonl: the training file, with a warning)"),
         maxPromptTokens: int(1).default(512).describe('Prompts longer than this are rejected when the data is loaded'),
         maxReferenceTokens: int(1).default(256).describe('References longer than this are rejected when the data is loaded'),
         synthetic: section(
@@ -92,6 +98,35 @@ export const RunConfigSchema = z
             evalCount: int(1).default(64).describe('Synthetic task: generated held-out examples (a disjoint stream)'),
           },
           'The generated synthetic arithmetic task (data.task = synthetic)',
+        ),
+        jsonl: section(
+          {
+            fields: section(
+              {
+                prompt: z.string().min(1).default('prompt').describe('Record field holding the prompt'),
+                reference: z.string().min(1).default('reference').describe('Record field holding the reference outcome R3 scores'),
+                answer: z.string().min(1).default('answer').describe('Record field holding an optional short final answer to check'),
+                id: z.string().min(1).default('id').describe("Record field holding an optional id (default: derived from the prompt and reference)"),
+              },
+              'Which record fields hold what (other fields are kept and ignored)',
+            ),
+            chat: z
+              .union([z.literal('auto'), z.boolean()])
+              .default('auto')
+              .describe("Put the prompt through the model's chat template: 'auto' = when the tokenizer has one; true needs one; false = the prompt text as is"),
+            system: z.string().min(1).nullable().default(null).describe('A system message before each prompt (chat template only); null = none'),
+            formatInstruction: z
+              .string()
+              .nullable()
+              .default(null)
+              .describe("Text appended to every prompt to state the completion format (reasoning in <think>…</think>, then the answer); null = the built-in tasks' sentence; '' = nothing"),
+            answerCheck: z
+              .enum(['exact', 'numeric', 'none'])
+              .default('exact')
+              .describe("How a record's `answer` is checked: 'exact' (whitespace and case normalised), 'numeric' (the completion's last number within data.jsonl.tolerance), 'none'"),
+            tolerance: z.number().min(0).default(1e-4).describe("'numeric': relative tolerance |x − answer| ≤ tolerance·|answer| (ours: 1e-4)"),
+          },
+          'Your own data: JSONL records of prompt and reference, optionally answer and id (data.task = jsonl)',
         ),
       },
       'Training and evaluation data',
@@ -254,6 +289,15 @@ export const RunConfigSchema = z
     if (config.update.microBatchTokens !== 'auto' && config.update.microBatchTokens < longest) {
       ctx.addIssue({ code: 'custom', path: ['update', 'microBatchTokens'], message: `is ${config.update.microBatchTokens}, less than the longest sequence an update may train (data.maxPromptTokens + rollout.maxNewTokens = ${longest}): a sequence is never split` });
     }
+    if (config.data.task === 'jsonl' && config.data.trainPath === null) {
+      ctx.addIssue({ code: 'custom', path: ['data', 'trainPath'], message: 'is null but data.task is jsonl: give the JSONL file of your training records' });
+    }
+    if (config.dro.reward === 'correctness' && config.data.task === 'jsonl' && config.data.jsonl.answerCheck === 'none') {
+      ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: "is 'correctness' but data.jsonl.answerCheck is 'none': nothing checks an answer" });
+    }
+    if (config.dro.reward === 'rouge1' && !ROUGE_REWARD_TASKS.includes(config.data.task)) {
+      ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: `is 'rouge1', which is for open-ended tasks (${ROUGE_REWARD_TASKS.join(', ')}), not ${config.data.task}` });
+    }
     if (config.dro.reward === 'correctness' && config.data.task === 'pararev') {
       ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: "'correctness' needs short verifiable answers; ParaRev is open-ended (use 'r3', 'aggregate' or 'rouge1')" });
     }
@@ -332,6 +376,7 @@ interface JsonSchemaNode {
   default?: unknown;
   description?: string;
   enum?: unknown[];
+  const?: unknown;
   anyOf?: JsonSchemaNode[];
   items?: JsonSchemaNode;
   minItems?: number;
@@ -358,7 +403,10 @@ export function runConfigFieldDocs(): ConfigFieldDoc[] {
 
 function allowedValues(node: JsonSchemaNode): string {
   if (node.anyOf) return node.anyOf.map(allowedValues).join(' | ');
-  if (node.enum) return node.enum.map((v) => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v))).join(' | ');
+  const literal = (v: unknown): string => (typeof v === 'string' ? `'${v}'` : JSON.stringify(v));
+  if (node.enum) return node.enum.map(literal).join(' | ');
+  if (node.const !== undefined) return literal(node.const);
+  if (Array.isArray(node.type)) return node.type.map((type) => allowedValues({ ...node, type })).join(' | ');
   if (node.type === 'null') return 'null';
   if (node.type === 'object') return 'object';
   if (node.type === 'array' && node.items) return `list of ${allowedValues(node.items)}${node.minItems ? ` (at least ${node.minItems})` : ''}`;

@@ -1,6 +1,6 @@
 // Length penalty, reward combination, numeric answer parsing and the ROUGE baseline rewards: tables.
 import { describe, expect, it } from 'vitest';
-import { combineRewards, lengthPenalty, parseNumericAnswer, rouge1F1, rougeLF1, rougeTokens } from './rewards.js';
+import { combineRewards, lengthPenalty, parseNumericAnswer, rouge1F1, rouge2F1, rougeLF1, rougeTokens } from './rewards.js';
 
 describe('lengthPenalty', () => {
   it('is 1 − β·|ref − ans|/ref', () => {
@@ -89,5 +89,20 @@ describe('rougeLF1', () => {
     expect(rougeLF1('dog', 'cat')).toBe(0);
     expect(rougeLF1('', 'cat')).toBe(0);
     expect(rougeLF1('cat', '?!')).toBe(0);
+  });
+});
+
+describe('rouge2F1', () => {
+  it('counts clipped bigram overlap', () => {
+    expect(rouge2F1('the cat sat', 'the cat sat')).toBe(1);
+    // Bigrams: pred {the cat, cat sat, sat down}, ref {the cat, cat sat}: P 2/3, R 1.
+    expect(rouge2F1('The cat sat down', 'the cat sat')).toBeCloseTo(0.8, 14);
+    // Word order matters, unlike ROUGE-1.
+    expect(rouge2F1('sat cat the', 'the cat sat')).toBe(0);
+    expect(rouge1F1('sat cat the', 'the cat sat')).toBe(1);
+    // Repeated bigrams are clipped to the reference's count: pred has "a a" 3 times, ref once.
+    expect(rouge2F1('a a a a', 'a a b')).toBeCloseTo((2 * (1 / 3) * (1 / 2)) / (1 / 3 + 1 / 2), 14);
+    expect(rouge2F1('one', 'one')).toBe(0);
+    expect(rouge2F1('', 'a b')).toBe(0);
   });
 });

@@ -58,8 +58,24 @@ export function rougeTokens(text: string): string[] {
 
 /** ROUGE-1 F1: unigram overlap (clipped counts) between prediction and reference; 0 if either is empty. */
 export function rouge1F1(predicted: string, reference: string): number {
-  const pred = rougeTokens(predicted);
-  const ref = rougeTokens(reference);
+  return rougeNF1(predicted, reference, 1);
+}
+
+/** ROUGE-2 F1: bigram overlap (clipped counts); 0 if either side has no bigram (fewer than two tokens). */
+export function rouge2F1(predicted: string, reference: string): number {
+  return rougeNF1(predicted, reference, 2);
+}
+
+function ngrams(tokens: readonly string[], n: number): string[] {
+  const out: string[] = [];
+  // Tokens hold only letters and digits, so a space cannot make two different n-grams one key.
+  for (let i = 0; i + n <= tokens.length; i++) out.push(tokens.slice(i, i + n).join(' '));
+  return out;
+}
+
+function rougeNF1(predicted: string, reference: string, n: number): number {
+  const pred = ngrams(rougeTokens(predicted), n);
+  const ref = ngrams(rougeTokens(reference), n);
   if (pred.length === 0 || ref.length === 0) return 0;
   const counts = new Map<string, number>();
   for (const t of ref) counts.set(t, (counts.get(t) ?? 0) + 1);

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { withCurrentConfigTable } from '../scripts/dev/config-doc.js';
 import { readRunConfig } from '../cli/client.js';
+import { runConfigFieldDocs } from '../dro/config.js';
 
 const root = join(import.meta.dirname, '..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -50,4 +51,24 @@ describe('README.md in a fresh clone', () => {
       expect(config.schedule.totalSteps, file).toBeGreaterThan(0);
     }
   });
+});
+
+it('docs/trl-mapping.md names only config fields that exist in its "ours" columns (rename one and this fails)', () => {
+  const fields = new Set(runConfigFieldDocs().map((f) => f.path));
+  const known = (name: string): boolean => (name.endsWith('.*') ? [...fields].some((f) => f.startsWith(name.slice(0, -1))) : fields.has(name));
+  // Backticked dotted names in the first cell of every table whose first header is "ours".
+  const oursNames = (markdown: string): string[] => {
+    const names: string[] = [];
+    let inOurs = false;
+    for (const line of markdown.split('\n')) {
+      if (!line.startsWith('|')) inOurs = false;
+      else if (/^\|\s*ours\s*\|/.test(line)) inOurs = true;
+      else if (inOurs) names.push(...[...line.split('|')[1]!.matchAll(/`([a-z][A-Za-z0-9]*(?:\.[a-z][A-Za-z0-9]*)+(?:\.\*)?)`/g)].map((m) => m[1]!));
+    }
+    return names;
+  };
+  const named = oursNames(readFileSync(join(root, 'docs', 'trl-mapping.md'), 'utf8'));
+  expect(named.length).toBeGreaterThan(60);
+  expect(named.filter((n) => !known(n))).toEqual([]);
+  expect(oursNames('| ours | TRL |\n|---|---|\n| `rollout.groupSizes` | `num_generations` |').filter((n) => !known(n))).toEqual(['rollout.groupSizes']);
 });

@@ -7,10 +7,11 @@ import { RunConfigError } from '../../dro/config.js';
 import type { StepMetricsRecord } from '../../activities/records.js';
 import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
 import { trainingWorkflowId, UNITS_QUEUE, type TrainingProgress } from '../../workflows/messages.js';
-import { integerOption, parseGiB, parseInteger, textOption, UsageError, withParser } from '../options.js';
+import { integerOption, jsonOption, parseGiB, parseInteger, textOption, UsageError, withParser } from '../options.js';
 import { DEFAULT_BUDGET_SHARE } from '../../activities/memory-budget.js';
 import { webUiLink } from '../../workers/connection.js';
 import { describeChange, followRun, formatDuration } from '../progress.js';
+import { requireCleanData } from './data.js';
 import {
   connectClient,
   describeRun,
@@ -31,7 +32,6 @@ import {
 
 export const runOption = () => textOption('--run <id>', 'the run id (printed by `dro train`)').makeOptionMandatory();
 export const storeOption = () => textOption('--store <uri>', "the run's store when Temporal no longer knows the run (default: what Temporal recorded, else $DRO_STORE, else ./runs)");
-export const jsonOption = () => new Option('--json', 'print JSON instead of a table').default(false);
 const followOption = () => new Option('--follow', 'show live progress until the run ends (exit 0 if it completed or was stopped); Ctrl-C stops following, not the run').default(false);
 
 export async function withClient<T>(fn: (c: Connected) => Promise<T>): Promise<T> {
@@ -98,6 +98,7 @@ export function registerRunCommands(program: Command): void {
         if (err instanceof RunConfigError) throw new Error(`${o.config}: ${err.message}`, { cause: err });
         throw err;
       }
+      await requireCleanData(config, o.config, (line) => console.error(line));
       const runId = o.runId ?? newRunId();
       await withClient(async (c) => {
         const started = await startRun(c, config, runId);

@@ -27,9 +27,9 @@ import {
   type RunStatus,
   type TrainingProgress,
 } from '../../workflows/messages.js';
-import { integerOption, numberOption, textOption, UsageError } from '../options.js';
+import { integerOption, jsonOption, numberOption, textOption, UsageError } from '../options.js';
 import { describeChange } from '../progress.js';
-import { fmt, followUntilEnd, jsonOption, printTable, runOption, storeOption, withClient } from './runs.js';
+import { fmt, followUntilEnd, printTable, runOption, storeOption, withClient } from './runs.js';
 import { describeRun, failureMessage, queryProgress, RunError, runStoreUri, type Connected, type RunDescription } from '../client.js';
 
 /** The run's workflow, which must exist (and, for steering, be open). */
