@@ -135,16 +135,20 @@ function usesChatTemplate(config: RunConfig, tokenizer: Tokenizer): boolean {
   return config.data.task !== 'jsonl' || config.data.jsonl.chat !== false;
 }
 
-/** The model's config and the run's tokenizer, checked against each other. */
-async function modelAndTokenizer(config: RunConfig): Promise<{ modelConfig: ModelConfig; tokenizer: Tokenizer; eos: number }> {
-  const modelConfig = await modelConfigOf(config);
+/** The tokenizer a run uses: the byte tokenizer for a new model (or when asked), else the model's. */
+export async function runTokenizer(config: RunConfig): Promise<Tokenizer> {
   const useByte = config.model.tokenizer === 'byte' || (config.model.tokenizer === 'auto' && config.model.path === null);
-  let tokenizer: Tokenizer;
   try {
-    tokenizer = useByte ? new ByteTokenizer() : await loadModelTokenizer(config.model.path!);
+    return useByte ? new ByteTokenizer() : await loadModelTokenizer(config.model.path!);
   } catch (err) {
     throw failure('InvalidConfig', `model.tokenizer: ${(err as Error).message}`, err);
   }
+}
+
+/** The model's config and the run's tokenizer, checked against each other. */
+async function modelAndTokenizer(config: RunConfig): Promise<{ modelConfig: ModelConfig; tokenizer: Tokenizer; eos: number }> {
+  const modelConfig = await modelConfigOf(config);
+  const tokenizer = await runTokenizer(config);
   if (tokenizer.vocabSize > modelConfig.vocab_size) {
     throw failure('InvalidConfig', `model: the tokenizer has ${tokenizer.vocabSize} ids but the model's vocab_size is ${modelConfig.vocab_size}`);
   }

@@ -19,10 +19,10 @@ export { fingerprintDifferences, fingerprintId, type RecordedFingerprint, type R
 export { parseModelConfig, type ModelConfig } from './model/config.js';
 export { initParameters, parameterCount } from './model/params.js';
 export { estimateGenerateBytes, estimateScoreBytes, estimateUpdateBytes, formatGiB, resolveMicroBatchTokens, trainedParameterCount, type MemoryEstimate } from './memory.js';
-export { encodeParameters } from './model/state-files.js';
-export { importHuggingFaceDir, saveModelDir, WEIGHTS_FILE } from './model/model-dir.js';
-export { importGgufToDir, loadModel, loadModelConfig, loadModelTokenizer } from './model/model-source.js';
-export { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson } from './model/lora.js';
+export { decodeAdapters, decodeParameters, encodeParameters } from './model/state-files.js';
+export { importHuggingFaceDir, saveModelDir, WEIGHTS_FILE, writeModelDirectory, type ExportDType } from './model/model-dir.js';
+export { importGgufToDir, loadModel, loadModelConfig, loadModelTokenizer, modelSideFiles } from './model/model-source.js';
+export { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson, mergeAdapters } from './model/lora.js';
 export { mergeAdapterToDir } from './model/adapter-dir.js';
 export { ByteTokenizer } from './tokenizer/byte-tokenizer.js';
 export type { Tokenizer } from './tokenizer/tokenizer.js';

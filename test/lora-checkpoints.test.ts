@@ -20,7 +20,7 @@ import { PolicyEngine } from '../engine/policy.js';
 import { initParameters } from '../engine/model/params.js';
 import { encodeParameters } from '../engine/model/state-files.js';
 import { decodeSafetensors } from '../engine/weights/safetensors.js';
-import { exportCheckpoint } from '../cli/client.js';
+import { exportCheckpointModel } from '../cli/checkpoint-model.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
@@ -125,14 +125,19 @@ describe('a LoRA run through the activities', () => {
 
   it('exports a checkpoint as a PEFT adapter directory that `dro model merge` folds into a model scoring like base + adapters', async () => {
     const out = join(dir, 'exported');
-    expect(await exportCheckpoint(run.config.checkpoint.store, run.runId, 'latest', out)).toEqual({ step: 1, files: ['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors', 'state.json'] });
+    const exportCheckpoint = (step: number | 'latest', to: string, merged = false) => exportCheckpointModel(run.config.checkpoint.store, run.runId, step, to, { dtype: 'float32', merged });
+    expect(await exportCheckpoint('latest', out)).toEqual({ step: 1, files: ['TOKENIZER.md', 'adapter_config.json', 'adapter_model.safetensors', 'generation_config.json', 'state.json'] });
     const stored = await loadCheckpoint(store, run.runId, 1);
     expect(sha(await readFile(join(out, 'adapter_model.safetensors')))).toBe(sha(stored.files['adapter_model.safetensors']!));
-    await expect(exportCheckpoint(run.config.checkpoint.store, run.runId, 1, out)).rejects.toThrow(/already exists/);
-    await expect(exportCheckpoint(run.config.checkpoint.store, run.runId, 7, join(dir, 'none'))).rejects.toThrow(/cannot load checkpoint lora\/checkpoints\/00000007/);
+    await expect(exportCheckpoint(1, out)).rejects.toThrow(/already exists/);
+    await expect(exportCheckpoint(7, join(dir, 'none'))).rejects.toThrow(/cannot load checkpoint lora\/checkpoints\/00000007/);
 
     const merged = join(dir, 'merged');
     await mergeAdapterToDir(modelDir, out, merged);
+    // --merged: the same merge, from the store and the run's model.path, to the same bytes.
+    const mergedExport = join(dir, 'merged-export');
+    expect((await exportCheckpoint(1, mergedExport, true)).files).toEqual(['TOKENIZER.md', 'config.json', 'generation_config.json', 'model.safetensors', 'state.json']);
+    expect(sha(await readFile(join(mergedExport, 'model.safetensors')))).toBe(sha(await readFile(join(merged, 'model.safetensors'))));
     const adapted = (await first.host.require(versionOf(run, 1))).engine;
     const { config, params } = await loadModelDir(merged);
     const plain = PolicyEngine.fromParameters(config, params, { intraOpThreads: 1 });
@@ -164,6 +169,9 @@ describe('a LoRA run through the activities', () => {
       const message = await failsWith(newHost().acts.loadPolicy(run), 'InvalidConfig');
       expect(message).toMatch(new RegExp(`checkpoint 1 of run lora holds LoRA adapters trained on a base whose weights have sha256 ${sha(original).slice(0, 12)}, but model\\.path \\(.*\\) now gives weights with sha256 [0-9a-f]{12}`));
       await failsWith(createActivities().runEvaluation({ runId: run.runId, store: run.config.checkpoint.store, step: 0 }), 'InvalidConfig');
+      await expect(exportCheckpointModel(run.config.checkpoint.store, run.runId, 1, join(dir, 'wrong-base'), { dtype: 'float32', merged: true })).rejects.toThrow(
+        new RegExp(`is not the one run lora trained on \\(sha256 [0-9a-f]{12}…, the checkpoint recorded ${sha(original).slice(0, 12)}…\\)`),
+      );
     } finally {
       await saveModelDir(modelDir, modelConfig, original);
     }

@@ -9,7 +9,7 @@ import { EngineInputError } from '../errors.js';
 import { loadTokenizer } from '../tokenizer/load.js';
 import { CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_FILE } from '../tokenizer/tokenizer.js';
 import { float32Tensor, SafetensorsFileReader, writeSafetensorsFile, type PieceOptions } from '../weights/safetensors-file.js';
-import { SafetensorsError, type SafeTensor } from '../weights/safetensors.js';
+import { float32ToBFloat16Bits, float32ToFloat16Bits, SafetensorsError, type SafeTensor } from '../weights/safetensors.js';
 import { modelConfigToJson, parseModelConfig, type ModelConfig } from './config.js';
 import { assertModelFits, parameterSpecs } from './params.js';
 import { checkFiniteTensor, checkTiedHead, EMBEDDINGS, planParameterTensors, TIED_HEAD, type TensorInfo } from './weight-check.js';
@@ -177,12 +177,34 @@ export async function loadModelDir(dir: string, options: PieceOptions = {}): Pro
   }
 }
 
-/** Writes config.json and model.safetensors (float32, encodeParameters' exact bytes, streamed) into `dir`. */
-async function writeModelFiles(dir: string, config: ModelConfig, params: ReadonlyMap<string, Float32Array>, options: PieceOptions): Promise<void> {
+/** The dtypes a model directory can be written in: float32 as trained, or halved for smaller files. */
+export type ExportDType = 'float32' | 'bfloat16' | 'float16';
+
+export interface WriteModelOptions extends PieceOptions {
+  /** float32 by default (encodeParameters' exact bytes); bfloat16 and float16 round to nearest even. */
+  dtype?: ExportDType;
+}
+
+function halfTensor(values: Float32Array, shape: number[], dtype: 'bfloat16' | 'float16'): SafeTensor {
+  const bits = new Uint16Array(values.length);
+  const convert = dtype === 'bfloat16' ? float32ToBFloat16Bits : float32ToFloat16Bits;
+  for (let i = 0; i < values.length; i++) bits[i] = convert(values[i]!);
+  const data = new Uint8Array(bits.buffer);
+  // safetensors is little-endian; swap on the rare big-endian host.
+  if (new Uint8Array(Uint16Array.of(1).buffer)[0] === 0) for (let i = 0; i < data.length; i += 2) [data[i], data[i + 1]] = [data[i + 1]!, data[i]!];
+  return { dtype: dtype === 'bfloat16' ? 'BF16' : 'F16', shape: [...shape], data };
+}
+
+/** Writes config.json and model.safetensors (float32: encodeParameters' exact bytes, streamed; or converted) into `dir`. */
+async function writeModelFiles(dir: string, config: ModelConfig, params: ReadonlyMap<string, Float32Array>, options: WriteModelOptions): Promise<void> {
+  const dtype = options.dtype ?? 'float32';
   const tensors = new Map<string, SafeTensor>();
-  for (const spec of parameterSpecs(config)) tensors.set(spec.name, float32Tensor(params.get(spec.name)!, spec.shape));
+  for (const spec of parameterSpecs(config)) {
+    const values = params.get(spec.name)!;
+    tensors.set(spec.name, dtype === 'float32' ? float32Tensor(values, spec.shape) : halfTensor(values, spec.shape, dtype));
+  }
   await writeSafetensorsFile(join(dir, WEIGHTS_FILE), tensors, { format: 'pt' }, options);
-  await writeFile(join(dir, CONFIG_FILE), JSON.stringify(modelConfigToJson(config), null, 2) + '\n');
+  await writeFile(join(dir, CONFIG_FILE), JSON.stringify({ ...modelConfigToJson(config), torch_dtype: dtype }, null, 2) + '\n');
 }
 
 /** Tokenizer and generation files a Hugging Face directory may carry, copied as they are. */
@@ -247,7 +269,7 @@ async function refuseExisting(out: string): Promise<void> {
  * assembled in a sibling staging directory and renamed into place, so `out` appears whole or not at all,
  * and an existing non-empty `out` is never overwritten.
  */
-export async function writeModelDirectory(out: string, config: ModelConfig, params: ReadonlyMap<string, Float32Array>, sideFiles: Record<string, Uint8Array | string>, options: PieceOptions = {}): Promise<ModelDirImport> {
+export async function writeModelDirectory(out: string, config: ModelConfig, params: ReadonlyMap<string, Float32Array>, sideFiles: Record<string, Uint8Array | string>, options: WriteModelOptions = {}): Promise<ModelDirImport> {
   await refuseExisting(out);
   await createDirectoryWhole(out, async (dir) => {
     await writeModelFiles(dir, config, params, options);
