@@ -9,7 +9,7 @@ import { pararevSource, pararevTask } from '../datasets/pararev.js';
 import { sharedDatasetFile } from '../datasets/paths.js';
 import { syntheticExample, syntheticTask } from '../datasets/synthetic.js';
 import { DatasetError, THINK_CLOSE, THINK_OPEN, type Example, type SkippedRecord, type Task, type TaskSource } from '../datasets/task.js';
-import { ByteTokenizer, loadModelConfig, loadModelTokenizer, parseModelConfig, type ModelConfig, type Tokenizer } from '../engine/index.js';
+import { ByteTokenizer, loadModelConfig, loadModelTokenizer, parseModelConfig, type ChatMessage, type ModelConfig, type Tokenizer } from '../engine/index.js';
 import { failure } from './errors.js';
 
 export interface RunData {
@@ -127,7 +127,7 @@ async function loadExamples(config: RunConfig): Promise<LoadedExamples> {
 }
 
 /** Whether prompts go through the chat template: data.jsonl.chat for the jsonl task, else whenever the tokenizer has one. */
-function usesChatTemplate(config: RunConfig, tokenizer: Tokenizer): boolean {
+export function usesChatTemplate(config: RunConfig, tokenizer: Tokenizer): boolean {
   if (tokenizer instanceof ByteTokenizer || !tokenizer.applyChatTemplate) {
     if (config.data.task === 'jsonl' && config.data.jsonl.chat === true) throw failure('InvalidConfig', "data.jsonl.chat is true but the model's tokenizer has no chat template; set it to 'auto' or false");
     return false;
@@ -157,6 +157,28 @@ async function modelAndTokenizer(config: RunConfig): Promise<{ modelConfig: Mode
   return { modelConfig, tokenizer, eos };
 }
 
+/** The system message a run's prompts carry where they go through the chat template (data.jsonl.system). */
+export function runSystemMessage(config: RunConfig): string | null {
+  return config.data.task === 'jsonl' ? config.data.jsonl.system : null;
+}
+
+/**
+ * A prompt's ids as the policy sees them. With `chat`, the whole conversation (system, user and assistant
+ * messages) through the tokenizer's chat template, the assistant prompt after it; otherwise the last
+ * message alone, between <bos> and <sep> for the byte tokenizer, with the tokenizer's own special tokens
+ * for another. A run's prompts and `dro chat` both come here, so a chat's first turn is a run's prompt.
+ */
+export function encodeChat(tokenizer: Tokenizer, messages: readonly ChatMessage[], options: { chat: boolean }): number[] {
+  const last = messages.at(-1);
+  if (last?.role !== 'user') throw new Error('a prompt ends with a user message');
+  if (tokenizer instanceof ByteTokenizer) return [tokenizer.special.bos, ...tokenizer.encode(last.content), tokenizer.special.sep];
+  if (options.chat) {
+    if (!tokenizer.applyChatTemplate) throw new Error('the tokenizer has no chat template');
+    return tokenizer.encode(tokenizer.applyChatTemplate([...messages], { addGenerationPrompt: true }));
+  }
+  return tokenizer.encode(last.content, { addSpecialTokens: true });
+}
+
 interface PreparedData extends LoadedExamples {
   tokenizer: Tokenizer;
   modelConfig: ModelConfig;
@@ -179,13 +201,9 @@ async function prepareData(config: RunConfig): Promise<PreparedData> {
   const chat = usesChatTemplate(config, tokenizer);
   const loaded = await loadExamples(config);
   const { task, skipped } = loaded;
-  const system = config.data.task === 'jsonl' ? config.data.jsonl.system : null;
+  const system = runSystemMessage(config);
 
-  const promptTextIds = (text: string): number[] => {
-    if (tokenizer instanceof ByteTokenizer) return [tokenizer.special.bos, ...tokenizer.encode(text), tokenizer.special.sep];
-    if (chat) return tokenizer.encode(tokenizer.applyChatTemplate!([...(system === null ? [] : [{ role: 'system' as const, content: system }]), { role: 'user', content: text }], { addGenerationPrompt: true }));
-    return tokenizer.encode(text, { addSpecialTokens: true });
-  };
+  const promptTextIds = (text: string): number[] => encodeChat(tokenizer, [...(system === null ? [] : [{ role: 'system', content: system }]), { role: 'user', content: text }], { chat });
   const promptIds = (example: Example): number[] => promptTextIds(task.formatPrompt(example));
   const referenceIds = (example: Example): number[] => tokenizer.encode(task.referenceOutcome(example));
 

@@ -3,6 +3,9 @@
 // `dro checkpoints --export` writes (config.json, model.safetensors, generation_config.json, tokenizer files;
 // a PEFT adapter directory for LoRA runs). Read straight from the run's store, S3 or a directory.
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { checkpointState, type CheckpointState } from '../activities/records.js';
 import { runTokenizer } from '../activities/run-data.js';
 import { parseRunConfig, type RunConfig } from '../dro/config.js';
@@ -16,6 +19,7 @@ import {
   initParameters,
   loadModel,
   loadModelConfig,
+  loadModelTokenizer,
   mergeAdapters,
   modelSideFiles,
   parseModelConfig,
@@ -110,6 +114,26 @@ export const BYTE_TOKENIZER_NOTE = [
   '`bytes(i for i in ids if i < 256).decode("utf-8", "replace")` back.',
   '',
 ].join('\n');
+
+/**
+ * The tokenizer of a model given by path (`--model`): its own (tokenizer.json, a GGUF's vocabulary), or for a
+ * model directory (config.json) without tokenizer.json the byte tokenizer (a model trained here from scratch,
+ * exported with TOKENIZER.md), said on stderr. Checked against the model's vocabulary when given it.
+ */
+export async function modelPathTokenizer(path: string, modelConfig?: ModelConfig): Promise<Tokenizer> {
+  let tokenizer: Tokenizer;
+  const isDir = await stat(path).then((s) => s.isDirectory(), () => false);
+  if (isDir && existsSync(join(path, 'config.json')) && !existsSync(join(path, 'tokenizer.json'))) {
+    tokenizer = new ByteTokenizer();
+    console.error(`${path} has no tokenizer.json: using the byte tokenizer (ids 0-255 are UTF-8 bytes), as a model trained here from scratch does`);
+  } else {
+    tokenizer = await loadModelTokenizer(path);
+  }
+  if (modelConfig && tokenizer.vocabSize > modelConfig.vocab_size) {
+    throw new RunError(`the tokenizer ${tokenizer instanceof ByteTokenizer ? '(the byte tokenizer) ' : ''}has ${tokenizer.vocabSize} ids but the model ${path} has vocab_size ${modelConfig.vocab_size}`);
+  }
+  return tokenizer;
+}
 
 export interface ExportOptions {
   /** Weights in float32 (as trained), or converted to bfloat16 or float16. */

@@ -10,7 +10,7 @@ import { ApplicationFailure, Client, Connection, WorkflowExecutionAlreadyStarted
 import { checkpointState, readChangeLog, readEvaluation, readStepMetrics, type CheckpointState, type StepMetricsRecord } from '../activities/records.js';
 import { canonicalJson, parseRunConfig, type RunConfig } from '../dro/config.js';
 import type { BlobStore } from '../storage/blob-store.js';
-import { CheckpointError, STATE_FILE, listCheckpoints, loadCheckpoint, loadLatestCheckpoint, validateRunId, type CheckpointListing, type LoadedCheckpoint } from '../storage/checkpoints.js';
+import { listCheckpoints, loadLatestCheckpoint, validateRunId, type CheckpointListing } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
 import type { HyperparameterChange } from '../dro/hyperparameters.js';
 import { describeConfigChange, planResume, ResumeConfigError, type ConfigChange, type ResumePlan } from '../dro/resumable.js';
@@ -18,7 +18,7 @@ import { temporalTarget, webUiLink } from '../workers/connection.js';
 import { missingSearchAttributes, searchAttributeCommands } from '../workers/search-attributes.js';
 import { CONTROL_QUEUE, progressQuery, resumeSignal, searchAttributes, trainingWorkflowId, type RunStatus, type TrainingProgress } from '../workflows/messages.js';
 import type { trainingRun } from '../workflows/training-run.js';
-import { readJsonFile, writeNewDirectory } from '../storage/local-files.js';
+import { applySettings, readConfigFile, type ConfigSetting } from './config-file.js';
 
 export class RunError extends Error {
   override readonly name = 'RunError';
@@ -63,21 +63,27 @@ function absolutePaths(raw: Record<string, unknown>, base: string): void {
   at('sft', 'demonstrations');
 }
 
-/** Reads and validates a run config file (JSON); every bad field is named. */
-export async function readRunConfig(file: string, base = process.cwd()): Promise<RunConfig> {
+/** Reads and validates a run config file (YAML or JSON) with `settings` (--set) over it; every bad field is named. */
+export async function readRunConfig(file: string, base = process.cwd(), settings: readonly ConfigSetting[] = []): Promise<RunConfig> {
   let raw: unknown;
   try {
-    raw = await readJsonFile(file);
+    raw = await readConfigFile(file);
   } catch (err) {
     throw new RunError((err as Error).message);
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new RunError(`${file}: a run config is a JSON object`);
+  return resolveRunConfig(raw, base, settings, file);
+}
+
+/** A run config as read from `source` (a file, or nothing: {}), `settings` over it, paths made absolute against `base`, validated. */
+export function resolveRunConfig(raw: unknown, base: string, settings: readonly ConfigSetting[], source: string): RunConfig {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new RunError(`${source}: a run config is an object of sections (seed, model, data, ...), in YAML or JSON`);
   const r = raw as Record<string, unknown>;
+  applySettings(r, settings);
   r.checkpoint ??= {};
   absolutePaths(r, base);
-  // The default store is ./runs of the directory the command runs in.
-  const checkpoint = r.checkpoint as Record<string, unknown>;
-  checkpoint.store ??= resolve(base, 'runs');
+  // The default store is ./runs of the directory the command runs in (a checkpoint that is no object is parseRunConfig's to name).
+  const checkpoint = r.checkpoint;
+  if (checkpoint !== null && typeof checkpoint === 'object' && !Array.isArray(checkpoint)) (checkpoint as Record<string, unknown>).store ??= resolve(base, 'runs');
   return parseRunConfig(r);
 }
 
@@ -279,7 +285,7 @@ export interface ResumeOutcome {
 }
 
 /** Starts a new execution of a run whose workflow is gone, from its latest valid checkpoint. */
-export async function resumeRun(c: Connected, runId: string, options: { store?: string; configFile?: string; log: (line: string) => void }): Promise<ResumeOutcome> {
+export async function resumeRun(c: Connected, runId: string, options: { store?: string; configFile?: string; settings?: readonly ConfigSetting[]; log: (line: string) => void }): Promise<ResumeOutcome> {
   validateRunId(runId);
   const described = await describeRun(c, runId);
   if (described.state === 'running') {
@@ -304,7 +310,7 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
     config = parseRunConfig(state.config);
     from = latest.ref.step;
     if (options.configFile) {
-      const given = await readRunConfig(options.configFile);
+      const given = await readRunConfig(options.configFile, process.cwd(), options.settings);
       let plan: ResumePlan;
       try {
         plan = planResume(config, given, from + 1, changes.hyperparameters);
@@ -321,7 +327,7 @@ export async function resumeRun(c: Connected, runId: string, options: { store?: 
     }
   } else {
     if (!options.configFile) throw new RunError(`run ${runId} has no valid checkpoint in ${uri}${skipped.length ? ` (${skipped.length} invalid)` : ''}; start it again from its config with \`dro resume --run ${runId} --config <file>\``);
-    config = await readRunConfig(options.configFile);
+    config = await readRunConfig(options.configFile, process.cwd(), options.settings);
   }
   const workflowId = trainingWorkflowId(runId);
   try {
@@ -350,34 +356,6 @@ export async function runCheckpoints(uri: string, runId: string): Promise<Checkp
 export async function runMetrics(uri: string, runId: string): Promise<StepMetricsRecord[]> {
   validateRunId(runId);
   return readStepMetrics(await storeFor(uri), runId);
-}
-
-/**
- * Writes the files of checkpoint `step` (or the newest valid one), each checked against the manifest's
- * sha256, under their own names into the new directory `out`, which appears whole or not at all. A LoRA
- * run's checkpoint becomes a PEFT adapter directory (adapter_model.safetensors, adapter_config.json).
- */
-export async function exportCheckpoint(uri: string, runId: string, step: number | 'latest', out: string): Promise<{ step: number; files: string[] }> {
-  const store = await storeFor(uri);
-  let checkpoint: LoadedCheckpoint;
-  if (step === 'latest') {
-    const latest = await loadLatestCheckpoint(store, runId);
-    if (!latest.checkpoint) throw new RunError(`run ${runId} has no valid checkpoint in ${uri}`);
-    checkpoint = latest.checkpoint;
-  } else {
-    try {
-      checkpoint = await loadCheckpoint(store, runId, step);
-    } catch (err) {
-      if (err instanceof CheckpointError) throw new RunError(err.message);
-      throw err;
-    }
-  }
-  try {
-    await writeNewDirectory(out, { ...checkpoint.files, [STATE_FILE]: JSON.stringify(checkpoint.state, null, 2) + '\n' });
-  } catch (err) {
-    throw new RunError((err as Error).message);
-  }
-  return { step: checkpoint.ref.step, files: [...Object.keys(checkpoint.files), STATE_FILE].sort() };
 }
 
 export async function runEvaluations(uri: string, runId: string, steps: number[]): Promise<Record<number, Record<string, number>>> {

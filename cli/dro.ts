@@ -1,6 +1,8 @@
 // The `dro` command line. Entry points stay small: build the program, register the command groups, run,
 // and exit 1 with a message a user understands (no stack trace). Commands live in cli/commands/.
 import { readFileSync } from 'node:fs';
+import { registerChatCommand } from './commands/chat.js';
+import { registerConfigCommands } from './commands/config.js';
 import { registerControlCommands } from './commands/steer.js';
 import { registerDataCommands } from './commands/data.js';
 import { registerModelCommands } from './commands/model.js';
@@ -20,9 +22,11 @@ process.stdout.on('error', (err: NodeJS.ErrnoException) => {
 const program = createProgram(version);
 registerModelCommands(program);
 registerRunCommands(program);
+registerConfigCommands(program);
 registerDataCommands(program);
 registerControlCommands(program);
 registerReportCommands(program);
+registerChatCommand(program);
 
 parseCommandLine(program, process.argv.slice(2)).then(
   (code) => {

@@ -109,7 +109,7 @@ describe('prompt and answers', () => {
   });
 
   it("answers are checked unless the check is 'none'; a record without an answer is never correct", () => {
-    expect(jsonlTask({ ...OPTIONS, answerCheck: 'none' }).answerCorrect).toBeUndefined();
+    expect('answerCorrect' in jsonlTask({ ...OPTIONS, answerCheck: 'none' })).toBe(false);
     const numeric = jsonlTask({ ...OPTIONS, answerCheck: 'numeric' });
     expect(numeric.answerCorrect!('12.50', example)).toBe(true);
     expect(numeric.answerCorrect!('12.50', { ...example, answer: undefined })).toBe(false);

@@ -50,7 +50,8 @@ export const DEFAULT_INIT_MODEL: Readonly<Record<string, number | boolean>> = Ob
 /** The open-ended tasks, where ROUGE-1 of the answer against the reference can be the reward (dro.reward 'rouge1'). */
 export const ROUGE_REWARD_TASKS: readonly string[] = Object.freeze(['pararev', 'jsonl']);
 
-export const RunConfigSchema = z
+/** Every field, without the rules between fields (CROSS_FIELD_CHECKS). */
+const RunConfigFields = z
   .object({
     seed: int(0).default(0).describe('Run seed: every random draw is keyed by (seed, step, example, sample, purpose)'),
     model: section(
@@ -265,45 +266,76 @@ export const RunConfigSchema = z
       'How the run is orchestrated on Temporal',
     ),
   })
-  .strict()
-  .superRefine((config, ctx) => {
+  .strict();
+
+export type RunConfig = z.output<typeof RunConfigFields>;
+
+/**
+ * The rules between fields, one function each, so that parseRunConfig can run them beside the field
+ * errors and leave out a rule whose verdict rests on a value that was itself bad (crossFieldProblems).
+ */
+const CROSS_FIELD_CHECKS: readonly ((config: RunConfig, ctx: IssueSink) => void)[] = [
+  (config, ctx) => {
     if (config.schedule.warmupSteps > config.schedule.totalSteps) {
       ctx.addIssue({ code: 'custom', path: ['schedule', 'warmupSteps'], message: `is ${config.schedule.warmupSteps}, more than schedule.totalSteps (${config.schedule.totalSteps})` });
     }
+  },
+  (config, ctx) => {
     if (config.model.path === null && config.model.tokenizer === 'model') {
       ctx.addIssue({ code: 'custom', path: ['model', 'tokenizer'], message: "is 'model' but model.path is null: a new model has no tokenizer.json; use 'byte' or 'auto'" });
     }
+  },
+  (config, ctx) => {
     if (config.sft.steps > 0 && config.sft.demonstrations === null && config.data.task !== 'synthetic') {
       ctx.addIssue({ code: 'custom', path: ['sft', 'demonstrations'], message: `is null but task ${config.data.task} has no built-in demonstrations: give a JSONL file or set sft.steps to 0` });
     }
+  },
+  (config, ctx) => {
     if (config.data.task === 'synthetic' && (config.data.trainPath !== null || config.data.evalPath !== null)) {
       ctx.addIssue({ code: 'custom', path: ['data', config.data.trainPath !== null ? 'trainPath' : 'evalPath'], message: 'must be null for the synthetic task: its examples are generated (see data.synthetic)' });
     }
+  },
+  (config, ctx) => {
     if (config.evaluation.samples > 1 && config.evaluation.temperature === 0) {
       ctx.addIssue({ code: 'custom', path: ['evaluation', 'samples'], message: `is ${config.evaluation.samples} but evaluation.temperature is 0: greedy samples are all the same; raise the temperature or use 1` });
     }
+  },
+  (config, ctx) => {
     if (config.evaluation.every % config.checkpoint.every !== 0) {
       ctx.addIssue({ code: 'custom', path: ['evaluation', 'every'], message: `is ${config.evaluation.every}, not a multiple of checkpoint.every (${config.checkpoint.every}): an evaluation needs a checkpoint at its step` });
     }
+  },
+  (config, ctx) => {
     const longest = longestTrainedSequence(config);
     if (config.update.microBatchTokens !== 'auto' && config.update.microBatchTokens < longest) {
       ctx.addIssue({ code: 'custom', path: ['update', 'microBatchTokens'], message: `is ${config.update.microBatchTokens}, less than the longest sequence an update may train (data.maxPromptTokens + rollout.maxNewTokens = ${longest}): a sequence is never split` });
     }
+  },
+  (config, ctx) => {
     if (config.data.task === 'jsonl' && config.data.trainPath === null) {
       ctx.addIssue({ code: 'custom', path: ['data', 'trainPath'], message: 'is null but data.task is jsonl: give the JSONL file of your training records' });
     }
+  },
+  (config, ctx) => {
     if (config.dro.reward === 'correctness' && config.data.task === 'jsonl' && config.data.jsonl.answerCheck === 'none') {
       ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: "is 'correctness' but data.jsonl.answerCheck is 'none': nothing checks an answer" });
     }
+  },
+  (config, ctx) => {
     if (config.dro.reward === 'rouge1' && !ROUGE_REWARD_TASKS.includes(config.data.task)) {
       ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: `is 'rouge1', which is for open-ended tasks (${ROUGE_REWARD_TASKS.join(', ')}), not ${config.data.task}` });
     }
+  },
+  (config, ctx) => {
     if (config.dro.reward === 'correctness' && config.data.task === 'pararev') {
       ctx.addIssue({ code: 'custom', path: ['dro', 'reward'], message: "'correctness' needs short verifiable answers; ParaRev is open-ended (use 'r3', 'aggregate' or 'rouge1')" });
     }
-  });
+  },
+];
 
-export type RunConfig = z.output<typeof RunConfigSchema>;
+export const RunConfigSchema = RunConfigFields.superRefine((config, ctx) => {
+  for (const check of CROSS_FIELD_CHECKS) check(config, ctx);
+});
 
 /** The longest sequence a GRPO update may train: a prompt and a chain. */
 export const longestTrainedSequence = (config: RunConfig): number => config.data.maxPromptTokens + config.rollout.maxNewTokens;
@@ -318,23 +350,254 @@ export class RunConfigError extends Error {
 
 const MAX_LISTED = 20;
 
-/** Validates a config (parsed JSON) and fills every default; throws RunConfigError naming every bad field. */
+/**
+ * Validates a config (parsed YAML or JSON) and fills every default; throws RunConfigError naming every
+ * bad field and every broken rule between fields at once, each with the value it got.
+ */
 export function parseRunConfig(input: unknown): RunConfig {
-  const result = RunConfigSchema.safeParse(input ?? {});
-  if (result.success) return result.data;
-  const problems = result.error.issues.map(describeIssue);
+  const given = input ?? {};
+  const fields = RunConfigFields.safeParse(given);
+  const problems = fields.success ? [] : fields.error.issues.map((issue) => describeIssue(issue, given));
+  const checked = fields.success ? { config: fields.data, bad: [] } : standIn(given, fields.error.issues);
+  if (checked) problems.push(...crossFieldProblems(checked.config, checked.bad));
+  if (fields.success && problems.length === 0) return fields.data;
   throw new RunConfigError(problems.length > MAX_LISTED ? [...problems.slice(0, MAX_LISTED), `and ${problems.length - MAX_LISTED} more problems`] : problems);
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
+/** What the rules between fields report of them, as `path: message`. */
+interface IssueSink {
+  addIssue(issue: { code: 'custom'; path: string[]; message: string }): void;
+}
+
+/**
+ * The config with every bad value taken out (its default stands in) and every unknown key dropped, and
+ * the bad values' paths; undefined when nothing can stand in (the config is not an object at all). zod
+ * runs no refinement once a field fails, yet a person fixing a file wants the problems between fields
+ * in the same error, so the rules run on this stand-in.
+ */
+function standIn(given: unknown, issues: readonly z.core.$ZodIssue[]): { config: RunConfig; bad: string[] } | undefined {
+  let value = given;
+  const bad: string[] = [];
+  // Stray keys first, the outermost first: every later copy is then of objects with known keys only.
+  const depth = (issue: z.core.$ZodIssue): number => (issue.code === 'unrecognized_keys' ? issue.path.length : Infinity);
+  for (const issue of [...issues].sort((a, b) => depth(a) - depth(b))) {
+    if (issue.code === 'unrecognized_keys') {
+      value = without(value, issue.path, childKeys(issue.path.join('.')) ?? []);
+      continue;
+    }
+    // A bad entry of a list stands for the whole list: a list with a hole is no default.
+    const cut = issue.path.findIndex((key) => typeof key !== 'string');
+    const path = (cut < 0 ? issue.path : issue.path.slice(0, cut)) as string[];
+    if (path.length === 0) return undefined;
+    bad.push(path.join('.'));
+    value = without(value, path);
+  }
+  const again = RunConfigFields.safeParse(value);
+  return again.success ? { config: again.data, bad } : undefined;
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/**
+ * `value` without the key at `path` (with `known`: the object at `path` with only those of its keys),
+ * copying only what changes; a file of 500k stray keys costs a look at the few known ones.
+ */
+function without(value: unknown, path: readonly PropertyKey[], known?: readonly string[]): unknown {
+  const [head, ...rest] = path;
+  // Gone already: a list with two bad entries is taken out once.
+  if (!isPlainObject(value) || (head !== undefined && (typeof head !== 'string' || !Object.hasOwn(value, head)))) return value;
+  if (head === undefined) return known ? Object.fromEntries(known.filter((key) => Object.hasOwn(value, key)).map((key) => [key, value[key]])) : value;
+  const copy = { ...value };
+  if (rest.length === 0 && !known) delete copy[head];
+  // defineProperty: a plain assignment to a key named __proto__ would set the prototype instead.
+  else Object.defineProperty(copy, head, { value: without(value[head], rest, known), enumerable: true, writable: true, configurable: true });
+  return copy;
+}
+
+/**
+ * The problems the rules between fields find in `config`. A rule that read a value at or under a `bad`
+ * path is left out: what it says would be about a default standing in, not about the config given.
+ */
+function crossFieldProblems(config: RunConfig, bad: readonly string[]): string[] {
+  const problems: string[] = [];
+  for (const check of CROSS_FIELD_CHECKS) {
+    const reads: string[] = [];
+    const found: string[] = [];
+    check(tracked(config, '', reads), { addIssue: (issue) => found.push(`${issue.path.join('.')}: ${issue.message}`) });
+    const onStandIn = reads.some((read) => bad.some((b) => read === b || read.startsWith(`${b}.`) || b.startsWith(`${read}.`)));
+    if (!onStandIn) problems.push(...found);
+  }
+  return problems;
+}
+
+/** `target` as it is, noting in `reads` the dotted path of every value read that is not an object. */
+function tracked<T extends object>(target: T, path: string, reads: string[]): T {
+  return new Proxy(target, {
+    get(object, key, receiver) {
+      const value: unknown = Reflect.get(object, key, receiver);
+      const at = path ? `${path}.${String(key)}` : String(key);
+      if (isPlainObject(value)) return tracked(value, at, reads);
+      reads.push(at);
+      return value;
+    },
+  });
+}
+
+function describeIssue(issue: z.core.$ZodIssue, input: unknown): string {
   const where = issue.path.map(String).join('.');
   if (issue.code === 'unrecognized_keys') {
     // A file of 500k stray keys must not make a megabyte error: the first few, and how many more.
-    const shown = issue.keys.slice(0, MAX_LISTED).map((key) => `${where ? `${where}.` : ''}${key.length > 80 ? `${key.slice(0, 80)}…` : key}: unknown field`);
+    const shown = issue.keys.slice(0, MAX_LISTED).map((key) => `${where ? `${where}.` : ''}${key.length > 80 ? `${key.slice(0, 80)}…` : key}: unknown field${didYouMean(where, key)}`);
     if (issue.keys.length > MAX_LISTED) shown.push(`and ${issue.keys.length - MAX_LISTED} more unknown fields${where ? ` in ${where}` : ''}`);
     return shown.join('; ');
   }
-  return `${where || '(config)'}: ${issue.message}`;
+  const given = valueAt(input, issue.path);
+  // The rules' own messages already say what they found.
+  const got = issue.code === 'custom' || !given ? '' : `, got ${shown(given.value)}`;
+  return `${where || '(config)'}: ${mustBe(issue, where)}${got}`;
+}
+
+/** What the field must be, in words: "must be a whole number", "must be one of 'cpu' | 'cuda'". */
+function mustBe(issue: z.core.$ZodIssue, where: string): string {
+  const nullable = fieldDoc(where)?.allowed.endsWith('| null') ?? false;
+  switch (issue.code) {
+    case 'invalid_type':
+      return `must be ${TYPE_NAMES[issue.expected] ?? issue.expected}${nullable ? ' or null' : ''}`;
+    case 'too_small':
+    case 'too_big': {
+      const [bound, least] = issue.code === 'too_small' ? [issue.minimum, true] : [issue.maximum, false];
+      if (least && bound === 1 && issue.origin === 'string') return `must not be empty${nullable ? ' (null for none)' : ''}`;
+      // Sizes of lists and texts in words; numbers as the bound the docs print ("≥ 1", "< 1").
+      const unit = issue.origin === 'array' ? (bound === 1 ? 'entry' : 'entries') : issue.origin === 'string' ? 'characters' : undefined;
+      return unit ? `must have ${least ? 'at least' : 'at most'} ${bound} ${unit}` : `must be ${least ? (issue.inclusive ? '≥' : '>') : issue.inclusive ? '≤' : '<'} ${bound}`;
+    }
+    case 'invalid_value':
+      return `must be one of ${issue.values.map(literal).join(' | ')}`;
+    case 'invalid_union': {
+      const allowed = fieldDoc(where)?.allowed ?? [...new Set(issue.errors.flat().flatMap((e) => (e.code === 'invalid_type' ? [TYPE_NAMES[e.expected] ?? e.expected] : [])))].join(' or ');
+      return allowed ? `must be ${allowed}` : issue.message;
+    }
+    default:
+      return issue.message;
+  }
+}
+
+const TYPE_NAMES: Partial<Record<string, string>> = {
+  int: 'a whole number',
+  number: 'a number',
+  string: 'a string',
+  boolean: 'true or false',
+  object: 'an object (a section of fields)',
+  array: 'a list',
+  null: 'null',
+};
+
+const literal = (value: unknown): string => (typeof value === 'string' ? `'${value}'` : String(value));
+
+/** The value at `path` of what was given, if it is there (a default zod filled in is not). */
+function valueAt(input: unknown, path: readonly PropertyKey[]): { value: unknown } | undefined {
+  return path.reduce<{ value: unknown } | undefined>(
+    (at, key) => (at && at.value !== null && typeof at.value === 'object' && typeof key !== 'symbol' && Object.hasOwn(at.value, key) ? { value: (at.value as Record<PropertyKey, unknown>)[key] } : undefined),
+    { value: input },
+  );
+}
+
+/** A value as it goes into a message: JSON, cut short (a bad section may be large). */
+function shown(value: unknown): string {
+  let text: string;
+  try {
+    text = typeof value === 'number' || typeof value === 'bigint' ? String(value) : (JSON.stringify(value) ?? typeof value);
+  } catch {
+    // A YAML alias can make a list that holds itself.
+    text = `a ${Array.isArray(value) ? 'list' : typeof value} that contains itself`;
+  }
+  return text.length > 60 ? `${text.slice(0, 60)}…` : text;
+}
+
+/** " (did you mean `learningRate`?)" for a key close to a field of its section, or named like a field elsewhere; "" for none. */
+function didYouMean(section: string, key: string): string {
+  const near = nearest(key, childKeys(section) ?? []);
+  if (near) return ` (did you mean \`${near}\`?)`;
+  const elsewhere = [...knownPaths()].filter((path) => path.slice(path.lastIndexOf('.') + 1).toLowerCase() === key.toLowerCase());
+  return elsewhere.length > 0 ? ` (did you mean ${elsewhere.slice(0, 3).map((p) => `\`${p}\``).join(' or ')}?)` : '';
+}
+
+/** Of `candidates`, the one closest to `key` by edit distance, if close enough to be a slip (or equal but for case). */
+function nearest(key: string, candidates: readonly string[]): string | undefined {
+  if (key.length > 80) return undefined;
+  const limit = Math.min(2, Math.max(1, Math.floor(key.length / 3)));
+  let best: string | undefined;
+  let bestDistance = limit + 1;
+  for (const candidate of candidates) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  return best;
+}
+
+/** Edits (insert, delete, replace, swap two neighbours) that turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+let docsCache: ReadonlyMap<string, ConfigFieldDoc> | undefined;
+/** The field docs by path, made once (the JSON schema walk is not free, and errors ask often). */
+function fieldDocsByPath(): ReadonlyMap<string, ConfigFieldDoc> {
+  docsCache ??= new Map(runConfigFieldDocs().map((doc) => [doc.path, doc]));
+  return docsCache;
+}
+const fieldDoc = (path: string): ConfigFieldDoc | undefined => fieldDocsByPath().get(path);
+
+let pathsCache: ReadonlySet<string> | undefined;
+/** Every field and section path ("optimizer", "optimizer.learningRate", ...). */
+function knownPaths(): ReadonlySet<string> {
+  if (pathsCache) return pathsCache;
+  const paths = new Set<string>();
+  for (const path of fieldDocsByPath().keys()) {
+    const parts = path.split('.');
+    for (let i = 1; i <= parts.length; i++) paths.add(parts.slice(0, i).join('.'));
+  }
+  pathsCache = paths;
+  return paths;
+}
+
+/** The keys of the section at `section` ("" = the top level), or undefined where that is no section. */
+function childKeys(section: string): string[] | undefined {
+  if (section !== '' && (fieldDocsByPath().has(section) || !knownPaths().has(section))) return undefined;
+  const prefix = section === '' ? '' : `${section}.`;
+  const keys = new Set<string>();
+  for (const path of knownPaths()) if (path.startsWith(prefix)) keys.add(path.slice(prefix.length).split('.')[0]!);
+  return [...keys];
+}
+
+/**
+ * Why the dotted `path` names no field or section of the run config (the nearest one it may mean
+ * included), or undefined when it does. Keys under a free-form object field (model.init) are fields.
+ */
+export function unknownFieldPath(path: string): string | undefined {
+  const parts = path.split('.');
+  for (let i = 0; i < parts.length; i++) {
+    const parent = parts.slice(0, i).join('.');
+    if (fieldDoc(parent)?.allowed === 'object') return undefined;
+    const keys = childKeys(parent);
+    if (!keys) return `${parent} is a single field, not a section: ${path} names nothing`;
+    if (keys.includes(parts[i]!)) continue;
+    const near = nearest(parts[i]!, keys);
+    const rest = parts.slice(i + 1);
+    const guesses = near
+      ? [[...parts.slice(0, i), near, ...rest].join('.')]
+      : [...knownPaths()].filter((p) => p.slice(p.lastIndexOf('.') + 1).toLowerCase() === parts[i]!.toLowerCase()).map((p) => [p, ...rest].join('.'));
+    return `unknown field ${path}${guesses.length > 0 ? ` (did you mean ${guesses.slice(0, 3).map((g) => `\`${g}\``).join(' or ')}?)` : ''}`;
+  }
+  return undefined;
 }
 
 /** Canonical JSON (keys sorted at every level): equal configs give equal text, so their hashes agree. */

@@ -25,7 +25,7 @@ export { importGgufToDir, loadModel, loadModelConfig, loadModelTokenizer, modelS
 export { ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE, adapterConfigJson, mergeAdapters } from './model/lora.js';
 export { mergeAdapterToDir } from './model/adapter-dir.js';
 export { ByteTokenizer } from './tokenizer/byte-tokenizer.js';
-export type { Tokenizer } from './tokenizer/tokenizer.js';
+export type { ChatMessage, Tokenizer } from './tokenizer/tokenizer.js';
 
 // For the benchmarks' machine measurements and the llama.cpp cross-check's GGUF files.
 export { Graph } from './onnx/graph.js';

@@ -1,6 +1,7 @@
 // The `dro model` commands end to end: init writes a Hugging Face-style model directory, score prints the
 // log-probs and ranks the slow reference forward pass computes for the same weights. Then the command line
-// itself: help for every command and option, and usage mistakes as one `dro: ...` line and exit 1. Then
+// itself: help for every command and option, and usage mistakes as one `dro: ...` line and exit 1. Then run
+// configs in YAML or JSON with --set over them (`dro config show|fields`), every mistake named at once, and
 // `dro train` refusing a bad config, naming every bad field, before it starts anything on Temporal.
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -10,6 +11,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runConfigFieldDocs } from '../dro/config.js';
 import { loadModelDir } from '../engine/model/model-dir.js';
 import { PolicyEngine } from '../engine/policy.js';
 import { trainingWorkflowId } from '../workflows/messages.js';
@@ -90,10 +92,10 @@ it('reports bad input clearly and exits 1', async () => {
 describe('the command line', () => {
   const version = (JSON.parse(readFileSync(join(import.meta.dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
   // Each option is listed on a line of its own, followed by its description.
-  const documents = (help: string, flag: string) => expect(help).toMatch(new RegExp(`^ +${flag}(?: <[a-z]+>)? {2,}\\S`, 'm'));
+  const documents = (help: string, flag: string) => expect(help).toMatch(new RegExp(`^ +${flag}(?: <[a-z=]+>)? {2,}\\S`, 'm'));
   const runOptions = {
-    train: ['--config', '--run-id', '--follow', '-h, --help'],
-    resume: ['--run', '--store', '--config', '--follow', '-h, --help'],
+    train: ['--config', '--set', '--run-id', '--follow', '-h, --help'],
+    resume: ['--run', '--store', '--config', '--set', '--follow', '-h, --help'],
     status: ['--run', '--store', '--json', '-h, --help'],
     pause: ['--run', '-h, --help'],
     stop: ['--run', '-h, --help'],
@@ -199,6 +201,136 @@ describe('the command line', () => {
       expect(rest, args.join(' ')).toEqual([expect.stringMatching(/^run `dro( model( \w+)?| [a-z-]+)? --help` for usage$/)]);
     }
     expect(run('model', 'init', '--bogus').stderr).toContain('run `dro model init --help` for usage');
+  });
+});
+
+describe('run configs as people write them: YAML or JSON, --set, dro config show and fields (no Temporal needed)', () => {
+  const lines = (r: { stderr: string }) => r.stderr.trimEnd().split('\n');
+  /** `dro` run in `cwd`, which relative paths in a config are taken from. */
+  const runIn = (cwd: string, ...args: string[]) => spawnSync(dro, args, { encoding: 'utf8', cwd });
+
+  it('reads a YAML config, --set over it; config show prints every default and reads back as a config', async () => {
+    const file = join(dir, 'run.yaml');
+    await writeFile(file, '# a small run\nseed: 3\nrollout:\n  groupSize: 16\noptimizer:\n  learningRate: 2.0e-5\nmodel:\n  loraTargets: [q_proj]\n');
+    const sets = ['--set', 'optimizer.learningRate=1e-5', '--set', 'model.loraTargets=[q_proj, v_proj]', '--set', 'checkpoint.store=my-runs', '--set', 'model.init.hidden_size=32'];
+    const shown = runIn(dir, 'config', 'show', '--config', file, ...sets, '--json');
+    expect(shown.stderr).toBe('');
+    expect(shown.status).toBe(0);
+    const config = JSON.parse(shown.stdout) as Record<string, Record<string, unknown>>;
+    expect(config.seed).toBe(3);
+    expect(config.optimizer!.learningRate).toBe(1e-5); // --set wins over the file's 2e-5
+    expect(config.model!.loraTargets).toEqual(['q_proj', 'v_proj']);
+    expect(config.model!.init).toMatchObject({ hidden_size: 32, num_hidden_layers: 2 });
+    expect(config.checkpoint!.store).toBe(join(dir, 'my-runs')); // relative to where dro runs, as for a path in the file
+    // Every default is there, not only what the file gave.
+    expect(config.rollout).toEqual({ promptsPerStep: 4, groupSize: 16, temperature: 1, topP: 1, maxNewTokens: 256, batchSequences: 32 });
+    expect(Object.keys(config)).toEqual(['seed', 'model', 'data', 'rollout', 'dro', 'sft', 'optimizer', 'update', 'schedule', 'checkpoint', 'evaluation', 'filtering', 'orchestration']);
+
+    // YAML by default; what it prints is a config that reads back to the same one.
+    const yaml = runIn(dir, 'config', 'show', '--config', file, ...sets);
+    expect(yaml.status).toBe(0);
+    expect(yaml.stdout).toMatch(/^seed: 3\nmodel:\n {2}path: null\n/);
+    await writeFile(join(dir, 'resolved.yaml'), yaml.stdout);
+    expect(JSON.parse(runIn(dir, 'config', 'show', '--config', join(dir, 'resolved.yaml'), '--json').stdout)).toEqual(config);
+    // A JSON file, and no file at all: the defaults.
+    await writeFile(join(dir, 'run.json'), JSON.stringify({ rollout: { groupSize: 2 } }));
+    expect((JSON.parse(run('config', 'show', '--config', join(dir, 'run.json'), '--json').stdout) as typeof config).rollout!.groupSize).toBe(2);
+    expect((JSON.parse(run('config', 'show', '--json').stdout) as typeof config).rollout!.groupSize).toBe(8);
+  });
+
+  it('config fields lists every field with its allowed values, default and meaning', () => {
+    const text = run('config', 'fields');
+    expect(text.status).toBe(0);
+    expect(text.stdout).toContain('\nrollout.groupSize: integer ≥ 1, default 8\n    G: reasoning chains sampled per prompt (ours)\n');
+    expect(text.stdout).toContain("\nmodel.executionProvider: 'cpu' | 'cuda', default \"cpu\"\n");
+    const json = JSON.parse(run('config', 'fields', '--json').stdout) as { path: string }[];
+    expect(json.map((f) => f.path)).toEqual(runConfigFieldDocs().map((f) => f.path));
+    expect(json.find((f) => f.path === 'optimizer.learningRate')).toEqual({ path: 'optimizer.learningRate', allowed: 'number > 0', default: 1e-5, description: 'Peak AdamW learning rate (ours)' });
+    for (const [sub, flags] of [['show', ['--config', '--set', '--json']], ['fields', ['--json']]] as const) {
+      const help = run('config', sub, '--help');
+      expect(help.status).toBe(0);
+      for (const flag of flags) expect(help.stdout).toMatch(new RegExp(`^ +${flag}(?: <[a-z=]+>)? {2,}\\S`, 'm'));
+    }
+    expect(run('--help').stdout).toMatch(/^ +config show \[options\] +\S/m);
+  });
+
+  it('names every problem at once: a near miss with the field meant, a whole number, a rule between fields', async () => {
+    const file = join(dir, 'mistakes.yaml');
+    await writeFile(file, 'rollout:\n  groupSize: 1.5\noptimizer:\n  learningrate: 1e-3\nschedule:\n  totalSteps: 5\n  warmupSteps: 10\nmodel:\n  executionProvider: gpu\n');
+    const r = run('config', 'show', '--config', file);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(lines(r)).toEqual([
+      `dro: ${file}: invalid run configuration:`,
+      `  - model.executionProvider: must be one of 'cpu' | 'cuda', got "gpu"`,
+      '  - rollout.groupSize: must be a whole number, got 1.5',
+      '  - optimizer.learningrate: unknown field (did you mean `learningRate`?)',
+      '  - schedule.warmupSteps: is 10, more than schedule.totalSteps (5)',
+    ]);
+    // --set mends two; the rest is still named, and so is where the config came from.
+    expect(lines(run('config', 'show', '--config', file, '--set', 'rollout.groupSize=4', '--set', 'model.executionProvider=cuda'))).toEqual([
+      `dro: ${file} with --set: invalid run configuration:`,
+      '  - optimizer.learningrate: unknown field (did you mean `learningRate`?)',
+      '  - schedule.warmupSteps: is 10, more than schedule.totalSteps (5)',
+    ]);
+  });
+
+  it('names a YAML or JSON mistake by file:line:column, a key given twice included', async () => {
+    const cases: [string, string, string][] = [
+      ['twice.yaml', 'seed: 1\nrollout:\n  groupSize: 8\n  groupSize: 9\n', ':4:3: a key given twice (each field once): `groupSize: 9`'],
+      ['twice.json', '{\n  "seed": 1,\n  "seed": 2\n}\n', ':3:3: a key given twice (each field once): `"seed": 2`'],
+      ['broken.yml', 'seed: 1\nrollout: [1, 2\nschedule: {}\n', ':3:1: Flow sequence in block collection must be sufficiently indented and end with a ]: `schedule: {}`'],
+    ];
+    for (const [name, text, message] of cases) {
+      await writeFile(join(dir, name), text);
+      expect(lines(run('config', 'show', '--config', join(dir, name))), name).toEqual([`dro: ${join(dir, name)}${message}`]);
+    }
+    await writeFile(join(dir, 'broken.json'), '{\n  "seed": 1,\n}');
+    expect(lines(run('config', 'show', '--config', join(dir, 'broken.json')))).toEqual([`dro: ${join(dir, 'broken.json')} is not valid JSON: Expected double-quoted property name at line 3, column 1`]);
+    // Another extension: JSON, else YAML; neither is said so.
+    await writeFile(join(dir, 'run.conf'), 'seed: 4\n');
+    expect((JSON.parse(run('config', 'show', '--config', join(dir, 'run.conf'), '--json').stdout) as { seed: number }).seed).toBe(4);
+    await writeFile(join(dir, 'odd.conf'), 'seed: 1\n  x: 2\n');
+    expect(lines(run('config', 'show', '--config', join(dir, 'odd.conf')))).toEqual([expect.stringMatching(new RegExp(`^dro: ${join(dir, 'odd.conf')} is neither JSON nor YAML .*; read as YAML: .*odd\\.conf:1:\\d+: `))]);
+  });
+
+  it('refuses a bad --set as a usage error naming the flag', () => {
+    const cases: [string[], string][] = [
+      [['config', 'show', '--set', 'rollout.groupSize'], 'dro: --set takes path=value (e.g. --set optimizer.learningRate=1e-5), got "rollout.groupSize"'],
+      [['config', 'show', '--set', '=16'], "dro: --set =16: no field path before '='"],
+      [['config', 'show', '--set', 'rollout..groupSize=16'], 'dro: --set rollout..groupSize=16: "rollout..groupSize" has an empty part between dots'],
+      [['config', 'show', '--set', 'optimizer.learningrate=1e-3'], 'dro: --set optimizer.learningrate=1e-3: unknown field optimizer.learningrate (did you mean `optimizer.learningRate`?)'],
+      [['config', 'show', '--set', 'rollout.groupSize='], "dro: --set rollout.groupSize=: no value after '='"],
+      [['config', 'show', '--set', 'model.loraTargets=[q_proj'], 'dro: --set model.loraTargets=[q_proj: the value is not valid YAML'],
+      [['train', '--config', 'run.yaml', '--set', 'epochs=3'], 'dro: --set epochs=3: unknown field epochs'],
+      [['resume', '--run', 'r', '--set', 'seed=1'], 'dro: --set changes fields of --config <file>; give the file too'],
+    ];
+    for (const [args, message] of cases) {
+      const r = run(...args);
+      expect(r.status, args.join(' ')).toBe(1);
+      expect(r.stdout, args.join(' ')).toBe('');
+      const [first, ...rest] = lines(r);
+      expect(first, args.join(' ')).toContain(message);
+      expect(rest, args.join(' ')).toEqual([expect.stringMatching(/^run `dro (config show|train|resume) --help` for usage$/)]);
+    }
+    // A value --set gives is checked like one in the file.
+    expect(lines(run('config', 'show', '--set', 'rollout.groupSize=1.5'))).toEqual(['dro: --set: invalid run configuration:', '  - rollout.groupSize: must be a whole number, got 1.5']);
+  });
+
+  it('dro train refuses a bad config before it connects to anything, naming every field, and exits 1', async () => {
+    const file = join(dir, 'bad-train.yaml');
+    await writeFile(file, 'rollout:\n  grupSize: 4\n  promptsPerStep: 2.5\nevaluation:\n  samples: 4\n');
+    // Temporal at a closed port: a check that got as far as connecting would wait out the connect timeout and say so instead.
+    const r = spawnSync(dro, ['train', '--config', file, '--set', 'optimizer.learningRate=-1'], { encoding: 'utf8', env: { ...process.env, TEMPORAL_ADDRESS: '127.0.0.1:1' }, timeout: 8000 });
+    expect(r.status).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(lines(r)).toEqual([
+      `dro: ${file} with --set: invalid run configuration:`,
+      '  - rollout.promptsPerStep: must be a whole number, got 2.5',
+      '  - rollout.grupSize: unknown field (did you mean `groupSize`?)',
+      '  - optimizer.learningRate: must be > 0, got -1',
+      '  - evaluation.samples: is 4 but evaluation.temperature is 0: greedy samples are all the same; raise the temperature or use 1',
+    ]);
   });
 });
 

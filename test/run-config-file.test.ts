@@ -1,10 +1,14 @@
-// Reading a run config file as `dro train` does: relative paths made absolute against the caller's
-// folder, `~` expanded like a shell would, `~user` refused rather than taken as a folder named so.
+// Reading a run config file as `dro train` does: YAML or JSON with --set settings over it, relative paths
+// made absolute against the caller's folder, `~` expanded like a shell would, `~user` refused rather than
+// taken as a folder named so.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readRunConfig, RunError, runStoreUri } from '../cli/client.js';
+import { parseSetting } from '../cli/config-file.js';
+import { UsageError } from '../cli/options.js';
+import { DEFAULT_INIT_MODEL } from '../dro/config.js';
 
 let dir = '';
 beforeAll(async () => {
@@ -42,4 +46,30 @@ it('reads a config saved with a byte-order mark; bad JSON and bad UTF-8 are name
   await writeFile(file, Buffer.concat([Buffer.from('{\n"seed": 1,\n"name": "'), Buffer.from([0xff]), Buffer.from('"}')]));
   await expect(readRunConfig(file, dir)).rejects.toThrow(new RunError(`${file}: line 3 is not valid UTF-8 text (re-save the file as UTF-8)`));
   await expect(readRunConfig(join(dir, 'missing.json'), dir)).rejects.toThrow(`cannot read ${join(dir, 'missing.json')}: ENOENT`);
+});
+
+it('reads YAML with --set settings over it; a free-form field set by key starts from its default', async () => {
+  const file = join(dir, 'run.yml');
+  await writeFile(file, '# comments are fine\nseed: 2\noptimizer: {learningRate: 3.0e-5}\ncheckpoint:\n  store: here\n');
+  const settings = ['optimizer.learningRate=1e-5', 'model.loraTargets=[q_proj, v_proj]', 'model.init.hidden_size=32', 'sft.demonstrations=demos.jsonl', 'data.synthetic.op="*"'].map((s) => parseSetting(s, '--set'));
+  const config = await readRunConfig(file, dir, settings);
+  expect([config.seed, config.optimizer.learningRate, config.model.loraTargets, config.data.synthetic.op]).toEqual([2, 1e-5, ['q_proj', 'v_proj'], '*']);
+  expect(config.model.init).toEqual({ ...DEFAULT_INIT_MODEL, hidden_size: 32 });
+  // Paths given by --set are taken from the caller's folder too.
+  expect([config.checkpoint.store, config.sft.demonstrations]).toEqual([join(dir, 'here'), join(dir, 'demos.jsonl')]);
+  // An empty YAML file is the defaults; a later --set of one field wins.
+  await writeFile(file, '');
+  expect((await readRunConfig(file, dir, [parseSetting('seed=4', '--set'), parseSetting('seed=5', '--set')])).seed).toBe(5);
+});
+
+it('refuses what YAML would otherwise take silently: a key twice, a list for a config, an alias bomb', async () => {
+  const file = join(dir, 'bad.yaml');
+  await writeFile(file, 'seed: 1\nseed: 2\n');
+  await expect(readRunConfig(file, dir)).rejects.toThrow(new RunError(`${file}:2:1: a key given twice (each field once): \`seed: 2\``));
+  await writeFile(file, '- seed: 1\n');
+  await expect(readRunConfig(file, dir)).rejects.toThrow(new RunError(`${file}: a run config is an object of sections (seed, model, data, ...), in YAML or JSON`));
+  await writeFile(file, ['a: &a [x, x, x, x, x, x, x, x, x, x]', ...'bcdefg'.split('').map((n, i) => `${n}: &${n} [${Array(10).fill(`*${'abcdefg'[i]}`).join(', ')}]`)].join('\n'));
+  await expect(readRunConfig(file, dir)).rejects.toThrow(`${file}: Excessive alias count`);
+  expect(() => parseSetting('seed', '--set')).toThrow(UsageError);
+  expect(() => parseSetting('optimizer.lr=1', '--set')).toThrow('--set optimizer.lr=1: unknown field optimizer.lr');
 });

@@ -4,7 +4,8 @@
 import type { Command } from 'commander';
 import { checkRunData, formatProblems, type DataCheck, type LengthSummary } from '../../activities/run-data.js';
 import type { RunConfig } from '../../dro/config.js';
-import { readRunConfig } from '../client.js';
+import { setOption, type ConfigSetting } from '../config-file.js';
+import { readCommandConfig } from './config.js';
 import { jsonOption, textOption } from '../options.js';
 
 /** The run's data as checkRunData sees it; its failures (a missing file, a bad model) become plain errors. */
@@ -60,10 +61,11 @@ export function registerDataCommands(program: Command): void {
   data
     .command('check')
     .description("load and tokenize a run config's data as the workers will: counts, token-length percentiles, and every unusable record by file and line (exit 1 if any)")
-    .addOption(textOption('--config <file>', 'run config').makeOptionMandatory())
+    .addOption(textOption('--config <file>', 'run config (YAML or JSON)').makeOptionMandatory())
+    .addOption(setOption())
     .addOption(jsonOption())
-    .action(async (o: { config: string; json: boolean }) => {
-      const config = await readRunConfig(o.config);
+    .action(async (o: { config: string; set?: ConfigSetting[]; json: boolean }) => {
+      const config = await readCommandConfig(o.config, o.set);
       const check = await checkData(config);
       if (o.json) console.log(JSON.stringify(check, null, 2));
       else for (const line of formatDataCheck(check, config)) console.log(line);

@@ -2,7 +2,8 @@
 // text, score a token sequence, sample a continuation.
 import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
-import { encodeParameters, importGgufToDir, importHuggingFaceDir, initParameters, loadModel, loadModelTokenizer, parameterCount, parseModelConfig, PolicyEngine, saveModelDir } from '../../engine/index.js';
+import { encodeParameters, importGgufToDir, importHuggingFaceDir, initParameters, loadModel, parameterCount, parseModelConfig, PolicyEngine, saveModelDir, type Tokenizer } from '../../engine/index.js';
+import { modelPathTokenizer } from '../checkpoint-model.js';
 import { registerMergeCommand } from './model-merge.js';
 import { UsageError, idsOption, integerOption, numberOption, textOption } from '../options.js';
 import { readJsonFile } from '../../storage/local-files.js';
@@ -35,7 +36,9 @@ interface ScoreOptions {
 
 interface GenerateOptions {
   model: string;
-  ids: number[];
+  ids?: number[];
+  text?: string;
+  chat: boolean;
   maxNewTokens: number;
   temperature: number;
   topP: number;
@@ -77,7 +80,7 @@ export function registerModelCommands(program: Command): void {
 
   model
     .command('tokenize')
-    .description("print the token ids of a text under a model's own tokenizer (tokenizer.json, or a GGUF's vocabulary)")
+    .description("print the token ids of a text under a model's own tokenizer (tokenizer.json, or a GGUF's vocabulary; the byte tokenizer for a model directory without tokenizer.json)")
     .addOption(modelDir())
     .addOption(textOption('--text <text>', 'text to tokenize; special-token text such as <|im_start|> becomes its special id').makeOptionMandatory())
     .addOption(new Option('--chat', "tokenize the text as one user message through the model's chat template, with the assistant prompt after it (what a run's prompt looks like)").default(false))
@@ -96,10 +99,17 @@ export function registerModelCommands(program: Command): void {
   model
     .command('generate')
     .description(
-      'sample a continuation (KV cache; temperature 0 is greedy); prints the new token ids, their log-probabilities under the sampling distribution, and whether the token budget cut it off',
+      'sample a continuation (KV cache; temperature 0 is greedy); prints the new token ids, their log-probabilities under the sampling distribution, and whether the token budget cut it off; with --text, the continuation as text (--json: with its ids)',
     )
     .addOption(modelDir())
-    .addOption(idsOption('--ids <ids>', 'comma-separated prompt token ids').makeOptionMandatory())
+    .addOption(idsOption('--ids <ids>', 'comma-separated prompt token ids (or --text)'))
+    .addOption(
+      textOption(
+        '--text <text>',
+        "prompt text instead of --ids: encoded with the model's tokenizer (the ids `dro model tokenize` prints; the byte tokenizer for a directory without tokenizer.json), the continuation printed as text; its end-of-sequence token also ends the generation",
+      ),
+    )
+    .addOption(new Option('--chat', "with --text: the text as one user message through the model's chat template, with the assistant prompt after it (as `dro model tokenize --chat`)").default(false))
     .addOption(integerOption('--max-new-tokens <n>', 'most tokens to generate, an integer ≥ 1', 1).makeOptionMandatory())
     .addOption(numberOption('--temperature <t>', 'sampling temperature; 0 is greedy').default(1))
     .addOption(numberOption('--top-p <p>', 'nucleus sampling: keep the smallest set of tokens with this much probability; 1 keeps all').default(1))
@@ -127,14 +137,16 @@ async function modelImport(opts: ImportOptions): Promise<void> {
   );
 }
 
+/** The ids of `text` under `tokenizer`, as one user message through its chat template with `chat`. */
+function encodeText(tokenizer: Tokenizer, model: string, text: string, chat: boolean): number[] {
+  if (!chat) return tokenizer.encode(text);
+  if (!tokenizer.applyChatTemplate) throw new UsageError(`--chat: the tokenizer of ${model} has no chat template`);
+  return tokenizer.encode(tokenizer.applyChatTemplate([{ role: 'user', content: text }], { addGenerationPrompt: true }));
+}
+
 async function modelTokenize(opts: TokenizeOptions): Promise<void> {
-  const tokenizer = await loadModelTokenizer(opts.model);
-  let text = opts.text;
-  if (opts.chat) {
-    if (!tokenizer.applyChatTemplate) throw new UsageError(`--chat: the tokenizer of ${opts.model} has no chat template`);
-    text = tokenizer.applyChatTemplate([{ role: 'user', content: text }], { addGenerationPrompt: true });
-  }
-  const ids = tokenizer.encode(text);
+  const tokenizer = await modelPathTokenizer(opts.model);
+  const ids = encodeText(tokenizer, opts.model, opts.text, opts.chat);
   if (opts.json) console.log(JSON.stringify({ ids, tokens: ids.map((id) => tokenizer.idToToken(id) ?? null) }));
   else console.log(`${ids.join(',')}\n${ids.length} tokens`);
 }
@@ -156,17 +168,32 @@ async function modelScore(opts: ScoreOptions): Promise<void> {
 const FLAGS = { temperature: '--temperature', topP: '--top-p', topK: '--top-k', maxNewTokens: '--max-new-tokens' } as const;
 
 async function modelGenerate(opts: GenerateOptions): Promise<void> {
-  // No flag for stop sequences: generation ends at a --stop token or the token budget.
-  const sampling = { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, stopTokenIds: opts.stop, stopSequences: [] };
+  if ((opts.ids === undefined) === (opts.text === undefined)) throw new UsageError('give exactly one of --ids <ids> or --text <text>');
+  if (opts.chat && opts.text === undefined) throw new UsageError('--chat is for --text');
   const { config, params } = await loadModel(opts.model);
+  const tokenizer = opts.text === undefined ? undefined : await modelPathTokenizer(opts.model, config);
+  const promptIds = tokenizer ? encodeText(tokenizer, opts.model, opts.text!, opts.chat) : opts.ids!;
+  // No flag for stop sequences: generation ends at a --stop token (with --text, also the end-of-sequence token) or the token budget.
+  const eos = tokenizer?.special.eos;
+  const stopTokenIds = eos === undefined || opts.stop.includes(eos) ? opts.stop : [...opts.stop, eos];
+  const sampling = { maxNewTokens: opts.maxNewTokens, temperature: opts.temperature, topP: opts.topP, topK: opts.topK, stopTokenIds, stopSequences: [] };
   const engine = PolicyEngine.fromParameters(config, params, { intraOpThreads: opts.threads });
   try {
-    const [result] = await engine.generate([{ promptIds: opts.ids, key: { seed: opts.seed, step: 0, exampleId: 'cli', sampleIndex: 0 } }], sampling).catch((err: unknown) => {
+    const [result] = await engine.generate([{ promptIds, key: { seed: opts.seed, step: 0, exampleId: 'cli', sampleIndex: 0 } }], sampling).catch((err: unknown) => {
       // The engine names its own option; the user typed a flag.
       if (err instanceof Error) err.message = err.message.replace(/sampling option (temperature|topP|topK|maxNewTokens)\b/, (_, o: keyof typeof FLAGS) => FLAGS[o]);
       throw err;
     });
     const { ids, logprobs, truncated } = result!;
+    if (tokenizer) {
+      const text = tokenizer.decode(ids, { skipSpecialTokens: true });
+      if (opts.json) console.log(JSON.stringify({ promptIds, ids, logprobs, truncated, text }));
+      else {
+        console.log(text);
+        if (truncated) console.error(`(cut off by --max-new-tokens ${opts.maxNewTokens})`);
+      }
+      return;
+    }
     if (opts.json) console.log(JSON.stringify({ ids, logprobs, truncated }));
     else console.log(`${ids.join(',')}\n${ids.length} tokens${truncated ? ' (cut off by --max-new-tokens)' : ''}, mean log-prob ${(logprobs.reduce((a, b) => a + b, 0) / Math.max(1, logprobs.length)).toFixed(4)}`);
   } finally {

@@ -3,7 +3,6 @@
 import { availableParallelism } from 'node:os';
 import { Option, type Command } from 'commander';
 import { WorkflowFailedError } from '@temporalio/client';
-import { RunConfigError } from '../../dro/config.js';
 import type { StepMetricsRecord } from '../../activities/records.js';
 import { runWorkers, type WorkerRole } from '../../workers/run-workers.js';
 import { trainingWorkflowId, UNITS_QUEUE, type TrainingProgress } from '../../workflows/messages.js';
@@ -11,17 +10,18 @@ import { integerOption, jsonOption, parseGiB, parseInteger, textOption, UsageErr
 import { DEFAULT_BUDGET_SHARE } from '../../activities/memory-budget.js';
 import { webUiLink } from '../../workers/connection.js';
 import { describeChange, followRun, formatDuration } from '../progress.js';
+import { readCommandConfig } from './config.js';
 import { requireCleanData } from './data.js';
+import { setOption, type ConfigSetting } from '../config-file.js';
+import { exportCheckpointModel } from '../checkpoint-model.js';
 import {
   connectClient,
   describeRun,
-  exportCheckpoint,
   findRunStore,
   failureMessage,
   newRunId,
   queryProgress,
   queuePollers,
-  readRunConfig,
   resumeRun,
   runCheckpoints,
   runMetrics,
@@ -87,17 +87,12 @@ export function registerRunCommands(program: Command): void {
   program
     .command('train')
     .description('validate a run config and start the run on Temporal (workers: `dro worker`)')
-    .addOption(textOption('--config <file>', 'run config (JSON); every field and its default: README "Run configuration"').makeOptionMandatory())
+    .addOption(textOption('--config <file>', 'run config (YAML or JSON); every field and its default: `dro config fields`, README "Run configuration"').makeOptionMandatory())
+    .addOption(setOption())
     .addOption(textOption('--run-id <id>', 'name of the run (default: run-<date>-<time>-<hex>); a name, not a seed'))
     .addOption(followOption())
-    .action(async (o: { config: string; runId?: string; follow: boolean }) => {
-      let config;
-      try {
-        config = await readRunConfig(o.config);
-      } catch (err) {
-        if (err instanceof RunConfigError) throw new Error(`${o.config}: ${err.message}`, { cause: err });
-        throw err;
-      }
+    .action(async (o: { config: string; set?: ConfigSetting[]; runId?: string; follow: boolean }) => {
+      const config = await readCommandConfig(o.config, o.set);
       await requireCleanData(config, o.config, (line) => console.error(line));
       const runId = o.runId ?? newRunId();
       await withClient(async (c) => {
@@ -168,13 +163,17 @@ export function registerRunCommands(program: Command): void {
     .addOption(
       textOption(
         '--config <file>',
-        "the run's config, checked against the checkpoint's: operational fields and hyper-parameters may change from the resumed step, any other change is refused, naming the field and the fields that may change; needed when no checkpoint exists yet",
+        "the run's config (YAML or JSON), checked against the checkpoint's: operational fields and hyper-parameters may change from the resumed step, any other change is refused, naming the field and the fields that may change; needed when no checkpoint exists yet",
       ),
     )
+    .addOption(setOption())
     .addOption(followOption())
-    .action(async (o: { run: string; store?: string; config?: string; follow: boolean }) => {
+    .action(async (o: { run: string; store?: string; config?: string; set?: ConfigSetting[]; follow: boolean }) => {
+      if (o.set && o.config === undefined) throw new UsageError('--set changes fields of --config <file>; give the file too (without it, resume runs with the checkpoint\'s config)');
+      // A bad file is named before anything reaches Temporal, as `dro train` does.
+      if (o.config !== undefined) await readCommandConfig(o.config, o.set);
       await withClient(async (c) => {
-        const outcome = await resumeRun(c, o.run, { store: o.store, configFile: o.config, log: (line) => console.log(line) });
+        const outcome = await resumeRun(c, o.run, { store: o.store, configFile: o.config, settings: o.set, log: (line) => console.log(line) });
         console.log(outcome.message);
         if (outcome.link) console.log(`  Web UI: ${outcome.link}`);
         if (o.follow && outcome.action !== 'completed') await followUntilEnd(c, o.run);
@@ -188,17 +187,26 @@ export function registerRunCommands(program: Command): void {
     .addOption(storeOption())
     .addOption(jsonOption())
     .addOption(
-      textOption('--export <step>', 'write checkpoint <step> ("latest": the newest valid one) into --out, every file checked against its manifest: model.safetensors, or for a LoRA run adapter_model.safetensors + adapter_config.json (a PEFT adapter directory, for `dro model merge --adapter`), with optimizer.safetensors and state.json').implies({ json: false }),
+      textOption(
+        '--export <step>',
+        'write checkpoint <step> ("latest": the newest valid one) into --out as a Hugging Face model directory: config.json, model.safetensors, generation_config.json, the tokenizer files of the run\'s model (or a note on the byte tokenizer) and state.json; a LoRA run as a PEFT adapter directory (adapter_model.safetensors, adapter_config.json), or with --merged the merged full model',
+      ).implies({ json: false }),
     )
     .addOption(textOption('--out <dir>', 'with --export: the directory to write; must not exist yet'))
-    .action(async (o: { run: string; store?: string; json: boolean; export?: string; out?: string }) => {
+    .addOption(new Option('--dtype <dtype>', 'with --export: the weights as trained (float32) or converted').choices(['float32', 'bf16', 'f16']).default('float32'))
+    .addOption(new Option('--merged', "with --export of a LoRA run: merge the adapters into the base (read from the run's model.path) and write a full model").default(false))
+    .action(async (o: { run: string; store?: string; json: boolean; export?: string; out?: string; dtype: 'float32' | 'bf16' | 'f16'; merged: boolean }) => {
       const uri = await findRunStore(o.run, o.store);
       if (o.export !== undefined) {
         if (o.out === undefined) throw new UsageError('--export needs --out <dir>');
         const step = o.export === 'latest' ? 'latest' : parseInteger(o.export, '--export', 0);
-        const done = await exportCheckpoint(uri, o.run, step, o.out);
-        return console.log(`wrote checkpoint ${done.step} of run ${o.run} to ${o.out}: ${done.files.join(', ')}`);
+        const dtype = o.dtype === 'bf16' ? 'bfloat16' : o.dtype === 'f16' ? 'float16' : 'float32';
+        const done = await exportCheckpointModel(uri, o.run, step, o.out, { dtype, merged: o.merged });
+        console.log(`wrote checkpoint ${done.step} of run ${o.run} to ${o.out}: ${done.files.join(', ')}`);
+        if (done.files.includes('TOKENIZER.md')) console.log(`the run used the byte tokenizer (no tokenizer.json): ${o.out}/TOKENIZER.md says how to use it`);
+        return;
       }
+      if (o.merged || o.dtype !== 'float32') throw new UsageError('--merged and --dtype are for --export <step>');
       if (o.out !== undefined) throw new UsageError('--out is for --export <step>');
       const list = await runCheckpoints(uri, o.run);
       if (o.json) return console.log(JSON.stringify(list, null, 2));
