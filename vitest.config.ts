@@ -17,6 +17,7 @@ const UNIT_TESTS_IN_TEST = [
   'test/lint.test.ts',
   'test/llama-cpp.test.ts',
   'test/lora-checkpoints.test.ts',
+  'test/transformers.test.ts',
   'test/properties.test.ts',
   'test/reference/llama-forward.test.ts',
   'test/replay.test.ts',

@@ -44,8 +44,8 @@ describe('README.md in a fresh clone', () => {
   });
 
   it('ships example configs that dro train accepts', async () => {
-    const examples = readdirSync(join(root, 'examples')).filter((f) => f.endsWith('.json'));
-    expect(examples.length).toBeGreaterThan(0);
+    const examples = readdirSync(join(root, 'examples'), { recursive: true, encoding: 'utf8' }).filter((f) => /\.(json|ya?ml)$/.test(f));
+    expect(examples).toContain(join('own-data', 'config.yaml'));
     for (const file of [...examples.map((f) => join(root, 'examples', f)), join(root, 'scripts', 'quickstart', 'quickstart.config.json')]) {
       const config = await readRunConfig(file, root);
       expect(config.schedule.totalSteps, file).toBeGreaterThan(0);

@@ -24,7 +24,7 @@ import { exportCheckpointModel } from '../cli/checkpoint-model.js';
 import type { BlobStore } from '../storage/blob-store.js';
 import { loadCheckpoint } from '../storage/checkpoints.js';
 import { openBlobStore } from '../storage/open.js';
-import { runRefOf, tinyRunConfig } from './training-harness.js';
+import { runRefOf, stepThroughActivities, tinyRunConfig } from './training-harness.js';
 
 const MODEL = { model_type: 'llama', vocab_size: 260, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 256, tie_word_embeddings: true };
 const modelConfig = parseModelConfig(MODEL, 'LoRA checkpoint test model');
@@ -84,17 +84,7 @@ describe('a LoRA run through the activities', () => {
   it('checkpoints the adapters in PEFT layout with their optimizer state and the base sha256, and leaves the base alone', async () => {
     const { acts, host } = first;
     expect((await acts.loadPolicy(run)).checkpoint).toBeNull();
-    await acts.warmStart(run);
-    const cursor = await acts.initialCursor(run);
-    await acts.saveCheckpoint(run, { step: 0, cursor, subsetVersion: 0 });
-    const batch = await acts.sampleBatch(run, { cursor, subsetVersion: 0 });
-    await acts.rollout(run, { step: 1, exampleIds: batch.exampleIds });
-    await acts.scoreReference(run, { step: 1 });
-    await acts.computeRewards(run, { step: 1 });
-    expect((await acts.update(run, { step: 1 })).applied).toBe(true);
-    position = { step: 1, cursor: batch.cursor, subsetVersion: 0 };
-    await acts.saveCheckpoint(run, position);
-
+    position = await stepThroughActivities(acts, run, { checkpointBase: true });
     const checkpoint = await loadCheckpoint(store, run.runId, 1);
     expect(Object.keys(checkpoint.files).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors', 'optimizer.safetensors']);
     const adapterConfig = JSON.parse(new TextDecoder().decode(checkpoint.files['adapter_config.json'])) as Record<string, unknown>;

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import type { RunRef } from '../activities/types.js';
+import type { createActivities } from '../activities/index.js';
+import type { LoopPosition, RunRef } from '../activities/types.js';
 import { parseRunConfig, type RunConfig, type RunConfigInput } from '../dro/config.js';
 import { servicesConfig, servicesDown, servicesUp, type ServiceName, type ServicesConfig } from '../scripts/services/dev-services.js';
 import { configHash, runMetrics, type Connected } from '../cli/client.js';
@@ -83,6 +84,26 @@ export function tinyRunConfig(store: string, overrides: RunConfigInput = {}): Ru
 /** What the activities are given for a run: its id, its config and the config's hash. */
 export function runRefOf(runId: string, config: RunConfig): RunRef {
   return { runId, config, configHash: configHash(config) };
+}
+
+/**
+ * One real DRO step of `run` through the activities a policy worker runs, in this process, after the caller's
+ * loadPolicy: warm start, rollouts, reference scores, rewards, one update (which must apply), checkpoint 1;
+ * with `checkpointBase` also checkpoint 0 (a full model's is large: skip it when nothing reads it).
+ */
+export async function stepThroughActivities(acts: ReturnType<typeof createActivities>, run: RunRef, options: { checkpointBase: boolean }): Promise<LoopPosition> {
+  await acts.warmStart(run);
+  const cursor = await acts.initialCursor(run);
+  if (options.checkpointBase) await acts.saveCheckpoint(run, { step: 0, cursor, subsetVersion: 0 });
+  const batch = await acts.sampleBatch(run, { cursor, subsetVersion: 0 });
+  await acts.rollout(run, { step: 1, exampleIds: batch.exampleIds });
+  await acts.scoreReference(run, { step: 1 });
+  await acts.computeRewards(run, { step: 1 });
+  const update = await acts.update(run, { step: 1 });
+  if (!update.applied) throw new Error(`the update of run ${run.runId} applied nothing`);
+  const position = { step: 1, cursor: batch.cursor, subsetVersion: 0 };
+  await acts.saveCheckpoint(run, position);
+  return position;
 }
 
 /**
