@@ -123,9 +123,11 @@ async function ours(modelDir: string, ids: number[]): Promise<number[]> {
   }
 }
 
-function expectClose(theirs: number[], mine: number[], tolerance = 1e-4): void {
+function expectClose(theirs: number[], mine: number[], what: string, tolerance = 1e-4): void {
   expect(theirs).toHaveLength(mine.length);
   const worst = Math.max(...mine.map((x, i) => Math.abs(x - theirs[i]!)));
+  // The figure the README quotes.
+  console.log(`${what}: largest |transformers − ours| ${worst.toExponential(2)} over ${mine.length} tokens`);
   expect(worst, `largest |transformers − ours| over ${mine.length} tokens`).toBeLessThanOrEqual(tolerance);
 }
 
@@ -139,14 +141,14 @@ describe('exported checkpoints load in transformers', () => {
     const ids = [256, ...new TextEncoder().encode('Two plus two is four!')].slice(0, 20);
     const hf = await transformers({ model: out, ids });
     expect(hf.architecture).toBe('LlamaForCausalLM');
-    expectClose(hf.logprobs, await ours(out, ids));
+    expectClose(hf.logprobs, await ours(out, ids), 'new model, float32');
 
     const half = exportRun(run.runId, 'scratch-bf16', '--dtype', 'bf16');
     const halfConfig = JSON.parse(await readFile(join(half, 'config.json'), 'utf8')) as { torch_dtype: string };
     expect(halfConfig.torch_dtype).toBe('bfloat16');
     const halfHf = await transformers({ model: half, ids });
     // The same rounded weights on both sides; and rounding moved the log-probs, so the file really is bfloat16.
-    expectClose(halfHf.logprobs, await ours(half, ids));
+    expectClose(halfHf.logprobs, await ours(half, ids), 'new model, bfloat16');
     expect(Math.max(...halfHf.logprobs.map((x, i) => Math.abs(x - hf.logprobs[i]!)))).toBeGreaterThan(1e-5);
   }, RUN_MS);
 
@@ -160,7 +162,7 @@ describe('exported checkpoints load in transformers', () => {
     expect(hf.textIds).toEqual(tokenizer.encode(TEXT));
     expect(hf.chat).toBe(tokenizer.applyChatTemplate!([{ role: 'user', content: TEXT }], { addGenerationPrompt: true }));
     const trained = await ours(out, ids);
-    expectClose(hf.logprobs, trained);
+    expectClose(hf.logprobs, trained, 'SmolLM2 full fine-tune');
     // The step changed the model: the export is not the base.
     const base = await smolBase(ids);
     expect(Math.max(...base.map((x, i) => Math.abs(x - trained[i]!)))).toBeGreaterThan(1e-4);
@@ -173,10 +175,10 @@ describe('exported checkpoints load in transformers', () => {
     const tokenizer = await loadModelTokenizer(merged);
     const ids = tokenizer.encode(TEXT).slice(0, 20);
     const mine = await ours(merged, ids);
-    expectClose((await transformers({ model: merged, ids })).logprobs, mine);
+    expectClose((await transformers({ model: merged, ids })).logprobs, mine, 'SmolLM2 LoRA, merged');
     const peft = await transformers({ model: smolDir, adapter, ids });
     expect(peft.architecture).toBe('PeftModelForCausalLM');
-    expectClose(peft.logprobs, mine);
+    expectClose(peft.logprobs, mine, 'SmolLM2 LoRA, PEFT adapter on the base');
     const base = await smolBase(ids);
     expect(Math.max(...base.map((x, i) => Math.abs(x - mine[i]!)))).toBeGreaterThan(1e-4);
   }, RUN_MS);
