@@ -275,34 +275,16 @@ describe('run configs as people write them: YAML or JSON, --set, dro config show
     ]);
   });
 
-  it('names a YAML or JSON mistake by file:line:column, a key given twice included', async () => {
-    const cases: [string, string, string][] = [
-      ['twice.yaml', 'seed: 1\nrollout:\n  groupSize: 8\n  groupSize: 9\n', ':4:3: a key given twice (each field once): `groupSize: 9`'],
-      ['twice.json', '{\n  "seed": 1,\n  "seed": 2\n}\n', ':3:3: a key given twice (each field once): `"seed": 2`'],
-      ['broken.yml', 'seed: 1\nrollout: [1, 2\nschedule: {}\n', ':3:1: Flow sequence in block collection must be sufficiently indented and end with a ]: `schedule: {}`'],
-    ];
-    for (const [name, text, message] of cases) {
-      await writeFile(join(dir, name), text);
-      expect(lines(run('config', 'show', '--config', join(dir, name))), name).toEqual([`dro: ${join(dir, name)}${message}`]);
-    }
-    await writeFile(join(dir, 'broken.json'), '{\n  "seed": 1,\n}');
-    expect(lines(run('config', 'show', '--config', join(dir, 'broken.json')))).toEqual([`dro: ${join(dir, 'broken.json')} is not valid JSON: Expected double-quoted property name at line 3, column 1`]);
-    // Another extension: JSON, else YAML; neither is said so.
-    await writeFile(join(dir, 'run.conf'), 'seed: 4\n');
-    expect((JSON.parse(run('config', 'show', '--config', join(dir, 'run.conf'), '--json').stdout) as { seed: number }).seed).toBe(4);
-    await writeFile(join(dir, 'odd.conf'), 'seed: 1\n  x: 2\n');
-    expect(lines(run('config', 'show', '--config', join(dir, 'odd.conf')))).toEqual([expect.stringMatching(new RegExp(`^dro: ${join(dir, 'odd.conf')} is neither JSON nor YAML .*; read as YAML: .*odd\\.conf:1:\\d+: `))]);
+  // The messages themselves are checked in-process (test/run-config-file.test.ts); here, that the command line
+  // prints them as one line and exits 1.
+  it('names a YAML mistake by file:line:column, as one line', async () => {
+    await writeFile(join(dir, 'twice.yaml'), 'seed: 1\nrollout:\n  groupSize: 8\n  groupSize: 9\n');
+    expect(lines(run('config', 'show', '--config', join(dir, 'twice.yaml')))).toEqual([`dro: ${join(dir, 'twice.yaml')}:4:3: a key given twice (each field once): \`groupSize: 9\``]);
   });
 
   it('refuses a bad --set as a usage error naming the flag', () => {
     const cases: [string[], string][] = [
-      [['config', 'show', '--set', 'rollout.groupSize'], 'dro: --set takes path=value (e.g. --set optimizer.learningRate=1e-5), got "rollout.groupSize"'],
-      [['config', 'show', '--set', '=16'], "dro: --set =16: no field path before '='"],
-      [['config', 'show', '--set', 'rollout..groupSize=16'], 'dro: --set rollout..groupSize=16: "rollout..groupSize" has an empty part between dots'],
       [['config', 'show', '--set', 'optimizer.learningrate=1e-3'], 'dro: --set optimizer.learningrate=1e-3: unknown field optimizer.learningrate (did you mean `optimizer.learningRate`?)'],
-      [['config', 'show', '--set', 'rollout.groupSize='], "dro: --set rollout.groupSize=: no value after '='"],
-      [['config', 'show', '--set', 'model.loraTargets=[q_proj'], 'dro: --set model.loraTargets=[q_proj: the value is not valid YAML'],
-      [['train', '--config', 'run.yaml', '--set', 'epochs=3'], 'dro: --set epochs=3: unknown field epochs'],
       [['resume', '--run', 'r', '--set', 'seed=1'], 'dro: --set changes fields of --config <file>; give the file too'],
     ];
     for (const [args, message] of cases) {

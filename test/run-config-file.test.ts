@@ -6,7 +6,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { readRunConfig, RunError, runStoreUri } from '../cli/client.js';
-import { parseSetting } from '../cli/config-file.js';
+import { parseSetting, readConfigFile } from '../cli/config-file.js';
 import { UsageError } from '../cli/options.js';
 import { DEFAULT_INIT_MODEL } from '../dro/config.js';
 
@@ -72,4 +72,44 @@ it('refuses what YAML would otherwise take silently: a key twice, a list for a c
   await expect(readRunConfig(file, dir)).rejects.toThrow(`${file}: Excessive alias count`);
   expect(() => parseSetting('seed', '--set')).toThrow(UsageError);
   expect(() => parseSetting('optimizer.lr=1', '--set')).toThrow('--set optimizer.lr=1: unknown field optimizer.lr');
+});
+
+it('names YAML and JSON mistakes by file:line:column, a key given twice included; another extension is JSON, else YAML', async () => {
+  const cases: [string, string, string][] = [
+    ['twice.yaml', 'seed: 1\nrollout:\n  groupSize: 8\n  groupSize: 9\n', ':4:3: a key given twice (each field once): `groupSize: 9`'],
+    ['twice.json', '{\n  "seed": 1,\n  "seed": 2\n}\n', ':3:3: a key given twice (each field once): `"seed": 2`'],
+    ['broken.yml', 'seed: 1\nrollout: [1, 2\nschedule: {}\n', ':3:1: Flow sequence in block collection must be sufficiently indented and end with a ]: `schedule: {}`'],
+  ];
+  for (const [name, text, message] of cases) {
+    await writeFile(join(dir, name), text);
+    await expect(readConfigFile(join(dir, name)), name).rejects.toThrow(`${join(dir, name)}${message}`);
+  }
+  await writeFile(join(dir, 'broken.json'), '{\n  "seed": 1,\n}');
+  await expect(readConfigFile(join(dir, 'broken.json'))).rejects.toThrow(`${join(dir, 'broken.json')} is not valid JSON: Expected double-quoted property name at line 3, column 1`);
+  await writeFile(join(dir, 'run.conf'), 'seed: 4\n');
+  expect(await readConfigFile(join(dir, 'run.conf'))).toEqual({ seed: 4 });
+  await writeFile(join(dir, 'odd.conf'), 'seed: 1\n  x: 2\n');
+  await expect(readConfigFile(join(dir, 'odd.conf'))).rejects.toThrow(new RegExp(`^${join(dir, 'odd.conf')} is neither JSON nor YAML .*; read as YAML: .*odd\\.conf:1:\\d+: `));
+});
+
+it('refuses a bad --set naming the flag and what is wrong', () => {
+  const cases: [string, string][] = [
+    ['rollout.groupSize', '--set takes path=value (e.g. --set optimizer.learningRate=1e-5), got "rollout.groupSize"'],
+    ['=16', "--set =16: no field path before '='"],
+    ['rollout..groupSize=16', '--set rollout..groupSize=16: "rollout..groupSize" has an empty part between dots'],
+    ['optimizer.learningrate=1e-3', '--set optimizer.learningrate=1e-3: unknown field optimizer.learningrate (did you mean `optimizer.learningRate`?)'],
+    ['rollout.groupSize=', "--set rollout.groupSize=: no value after '='"],
+    ['model.loraTargets=[q_proj', '--set model.loraTargets=[q_proj: the value is not valid YAML'],
+    ['epochs=3', '--set epochs=3: unknown field epochs'],
+  ];
+  for (const [text, message] of cases) {
+    let thrown: unknown;
+    try {
+      parseSetting(text, '--set');
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown, text).toBeInstanceOf(UsageError);
+    expect((thrown as Error).message, text).toContain(message);
+  }
 });
